@@ -1,0 +1,20 @@
+//! The Operon graph model: reading `graph.json` (both the exporter's form and the compact
+//! hand-written form), validating it with precise, located diagnostics, and compiling it
+//! into a [`GraphPlan`] whose ids, refs, transforms and loop conditions are resolved once.
+//!
+//! This crate is pure: no async runtime, no I/O beyond parsing text.
+
+pub mod builder;
+pub mod compile;
+pub mod document;
+pub mod error;
+pub mod expr;
+pub mod plan;
+mod streams;
+pub mod transform;
+pub mod wire;
+
+pub use compile::{Binder, compile};
+pub use document::GraphDocument;
+pub use error::{Diagnostic, GraphError};
+pub use plan::GraphPlan;

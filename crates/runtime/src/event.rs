@@ -1,0 +1,40 @@
+//! What a run reports as it goes: output frames and op failures.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// A failed op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpFailure {
+    /// Full name of the op (`main.sub.b`).
+    pub op: Arc<str>,
+    /// The context it ran in (`main`, `main/2`, `main/loop_3`...).
+    pub context: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for OpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]: {}", self.op, self.context, self.message)
+    }
+}
+
+/// Values an op wrote to graph outputs in one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputFrame {
+    /// Full name of the op that produced the values (or of the loop graph for its final state).
+    pub op: Arc<str>,
+    /// `(graph output name, value)` pairs.
+    pub values: Vec<(Arc<str>, Value)>,
+}
+
+/// One event of a run's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// Graph outputs were produced.
+    Output(OutputFrame),
+    /// An op failed; nothing downstream of it runs.
+    Failure(OpFailure),
+}

@@ -1,0 +1,18 @@
+//! The operonx runtime: the op abstraction, the registry, and the dataflow scheduler
+//! that runs a compiled graph plan.
+
+pub mod event;
+pub mod op;
+pub mod outcome;
+pub mod record;
+pub mod registry;
+mod run;
+pub mod scratch;
+
+pub use event::{OpFailure, OutputFrame, RunEvent};
+pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};
+pub use outcome::RunOutcome;
+pub use record::{Inputs, Outputs};
+pub use registry::{OpFactory, Registry};
+pub use run::{GraphRun, Plan};
+pub use scratch::Scratch;

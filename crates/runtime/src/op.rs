@@ -1,0 +1,149 @@
+//! The op abstraction: what the scheduler calls.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+use crate::record::{Inputs, Outputs};
+use crate::scratch::Scratch;
+
+/// The result of one op call (or of one generator item).
+pub type OpResult = Result<Outputs, OpError>;
+
+/// What calling an op produced.
+pub enum Invocation {
+    /// A synchronous op's result.
+    Ready(OpResult),
+    /// An asynchronous op's pending result.
+    Future(BoxFuture<'static, OpResult>),
+    /// A synchronous generator: items are pulled as downstream capacity allows.
+    Items(Box<dyn Iterator<Item = OpResult> + Send>),
+    /// An asynchronous generator.
+    Stream(BoxStream<'static, OpResult>),
+}
+
+impl fmt::Debug for Invocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Invocation::Ready(_) => "Invocation::Ready",
+            Invocation::Future(_) => "Invocation::Future",
+            Invocation::Items(_) => "Invocation::Items",
+            Invocation::Stream(_) => "Invocation::Stream",
+        })
+    }
+}
+
+/// Whether an op yields one frame or many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// One output frame per call.
+    Plain,
+    /// Any number of output frames (items) per call.
+    Generator,
+}
+
+/// An op implementation: code ops, parser and prompt ops, and user-defined op types.
+pub trait Op: Send + Sync + 'static {
+    /// Run the op once.
+    fn call(&self, inputs: Inputs, ctx: &OpContext) -> Invocation;
+
+    /// Plain or generator.
+    fn kind(&self) -> OpKind {
+        OpKind::Plain
+    }
+}
+
+/// An op that knows the name it is registered under (what `#[op]` generates).
+pub trait NamedOp: Op {
+    /// The registry name.
+    fn name(&self) -> &'static str;
+}
+
+/// What an op body may use while it runs.
+#[derive(Debug, Clone)]
+pub struct OpContext {
+    op: Arc<str>,
+    scratch: Scratch,
+}
+
+impl OpContext {
+    /// A context for op `op` (full name) sharing `scratch`.
+    pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
+        Self { op, scratch }
+    }
+
+    /// The op's full name (`main.sub.b`).
+    pub fn op_name(&self) -> &str {
+        &self.op
+    }
+
+    /// The run's scratch space (shared with nested graphs).
+    pub fn scratch(&self) -> &Scratch {
+        &self.scratch
+    }
+}
+
+/// An op failure. The message is what users see, next to the op's path.
+#[derive(Debug)]
+pub struct OpError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl OpError {
+    /// A failure with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+
+    /// A failure caused by another error (kept as the source).
+    pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// A problem with input `name`.
+    pub fn input(name: &str, message: impl fmt::Display) -> Self {
+        Self::new(format!("input '{name}': {message}"))
+    }
+
+    /// The message without the source chain.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for OpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for OpError {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<&str> for OpError {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<serde_json::Error> for OpError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::with_source("JSON error", e)
+    }
+}

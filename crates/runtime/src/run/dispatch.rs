@@ -1,0 +1,301 @@
+//! Starting nodes: input resolution, branch evaluation, op invocation.
+
+use futures_util::{FutureExt, StreamExt};
+use operonx_graph::expr::truthy;
+use operonx_graph::plan::{EdgeId, EdgePolicy, InputSource, NodeId, NodeKind, RefPlan};
+use operonx_graph::wire::Bound;
+use serde_json::Value;
+
+use super::context::CtxId;
+use super::{Done, GraphRun, Source, StreamInst, Work};
+use crate::op::{Invocation, OpContext};
+use crate::record::{Inputs, Outputs};
+
+impl GraphRun {
+    pub(super) fn run_node(&mut self, node_id: NodeId, ctx: CtxId, via: Option<EdgeId>) {
+        let plan = self.plan.clone();
+        let node = &plan.nodes[node_id as usize];
+        if !node.enabled {
+            // A disabled op produces nothing, so nothing downstream of it runs.
+            self.release_edge(via);
+            self.settle(ctx);
+            return;
+        }
+        match &node.kind {
+            NodeKind::Branch(b) => {
+                let mut chosen = None;
+                let mut matched = false;
+                for (cond, target) in &b.cases {
+                    match self.read_ref(cond, ctx) {
+                        Ok(Some(v)) if truthy(&v) => {
+                            chosen = Some(*target);
+                            matched = true;
+                            break;
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return self.fail_now(node_id, ctx, via, format!("condition {}: no value", cond.label));
+                        }
+                        Err(e) => return self.fail_now(node_id, ctx, via, format!("condition {}: {e}", cond.label)),
+                    }
+                }
+                let target = chosen.or(b.default);
+                let name = |t: Option<Option<NodeId>>| match t {
+                    Some(Some(id)) => Value::String(plan.nodes[id as usize].name.to_string()),
+                    Some(None) => Value::String("__END__".into()),
+                    None => Value::Null,
+                };
+                let outputs = Outputs::one("target", name(target))
+                    .with("matched", matched)
+                    .with("__branch_target__", name(target));
+                self.release_edge(via);
+                // No match and no default: no successor runs (not an error).
+                self.finish_node(node_id, ctx, outputs, Some(target.flatten()));
+                self.settle(ctx);
+            }
+            NodeKind::Task(op) => {
+                if node.bound != Bound::Sync && self.io_running >= plan.max_concurrency {
+                    self.io_waiting.push_back((node_id, ctx, via));
+                    return;
+                }
+                let inputs = match self.resolve_inputs(node_id, ctx) {
+                    Ok(i) => i,
+                    Err(msg) => return self.fail_now(node_id, ctx, via, msg),
+                };
+                let octx = OpContext::new(node.full_name.clone(), self.scratch.clone());
+                let inv = op.call(inputs, &octx);
+                match (inv, node.streams) {
+                    (Invocation::Ready(result), false) => {
+                        self.release_edge(via);
+                        self.complete(node_id, ctx, result);
+                    }
+                    (Invocation::Future(fut), false) => {
+                        if node.bound != Bound::Sync {
+                            self.io_running += 1;
+                        }
+                        self.pending.push(
+                            fut.map(move |result| Done::Op { node: node_id, ctx, via, result }).boxed(),
+                        );
+                    }
+                    (Invocation::Items(it), _) => {
+                        self.release_edge(via);
+                        let sid = self.open_stream(node_id, ctx, Source::Iter(it), node.streams);
+                        self.queue.push_back(Work::Pull(sid));
+                    }
+                    (Invocation::Stream(s), _) => {
+                        self.release_edge(via);
+                        let sid = self.open_stream(node_id, ctx, Source::Stream(None), node.streams);
+                        self.await_item(sid, s);
+                    }
+                    (Invocation::Ready(result), true) => {
+                        self.release_edge(via);
+                        let sid = self.open_stream(node_id, ctx, Source::Iter(Box::new(std::iter::once(result))), true);
+                        self.queue.push_back(Work::Pull(sid));
+                    }
+                    (Invocation::Future(fut), true) => {
+                        self.release_edge(via);
+                        let sid = self.open_stream(node_id, ctx, Source::Stream(None), true);
+                        self.await_item(sid, fut.into_stream().boxed());
+                    }
+                }
+            }
+            NodeKind::Graph(child_plan) => {
+                let inputs = match self.resolve_inputs(node_id, ctx) {
+                    Ok(i) => i,
+                    Err(msg) => return self.fail_now(node_id, ctx, via, msg),
+                };
+                self.release_edge(via);
+                let child = GraphRun::child(child_plan.clone(), inputs, self.scratch.clone());
+                let sid = self.open_stream(node_id, ctx, Source::Child(None), node.streams);
+                self.await_child(sid, Box::new(child));
+            }
+        }
+    }
+
+    /// Fail a node that has not started any work (its `Run` is being processed).
+    fn fail_now(&mut self, node: NodeId, ctx: CtxId, via: Option<EdgeId>, msg: String) {
+        self.release_edge(via);
+        self.fail(node, ctx, msg);
+        self.settle(ctx);
+    }
+
+    /// The node's `Run` work item is over: account for it and close the context if idle.
+    pub(super) fn settle(&mut self, ctx: CtxId) {
+        self.ctxs.get_mut(ctx).active -= 1;
+        self.maybe_close(ctx);
+    }
+
+    pub(super) fn release_edge(&mut self, via: Option<EdgeId>) {
+        let Some(e) = via else { return };
+        let e = e as usize;
+        self.edge_active[e] -= 1;
+        if let Some(ctx) = self.edge_waiting[e].pop_front() {
+            self.edge_active[e] += 1;
+            let dst = self.plan.edges[e].dst;
+            // The waiting context already counted this work as active.
+            self.queue.push_back(Work::Run(dst, ctx, Some(e as EdgeId)));
+        }
+    }
+
+    /// Route a newly ready node: park it, hold it behind its edge's limit, or queue it.
+    pub(super) fn schedule(&mut self, node: NodeId, ctx: CtxId, edge: EdgeId) {
+        let plan = self.plan.clone();
+        if self.track_done && !self.outside_ready(node, ctx) {
+            self.ctxs.get_mut(ctx).active += 1;
+            self.parked.push((node, ctx));
+            return;
+        }
+        let dst = &plan.nodes[node as usize];
+        let limited = dst.bound != Bound::Sync || matches!(dst.kind, NodeKind::Graph(_));
+        if let (true, EdgePolicy::PerItem { limit }) = (limited, plan.edges[edge as usize].policy) {
+            if limit > 0 && self.ctxs.get(ctx).stream != super::NONE {
+                self.ctxs.get_mut(ctx).active += 1;
+                if self.edge_active[edge as usize] >= limit {
+                    self.edge_waiting[edge as usize].push_back(ctx);
+                } else {
+                    self.edge_active[edge as usize] += 1;
+                    self.queue.push_back(Work::Run(node, ctx, Some(edge)));
+                }
+                return;
+            }
+        }
+        self.enqueue(node, ctx, None);
+    }
+
+    /// Whether every op outside the stream that `node` waits for has completed above `ctx`.
+    pub(super) fn outside_ready(&self, node: NodeId, ctx: CtxId) -> bool {
+        let sid = self.ctxs.get(ctx).stream;
+        if sid == super::NONE {
+            return true;
+        }
+        let Some(inst) = self.streams[sid as usize].as_ref() else { return true };
+        let Some(si) = self.plan.nodes[inst.node as usize].stream else { return true };
+        let sp = &self.plan.streams[si as usize];
+        match sp.outside_preds.iter().find(|(n, _)| *n == node) {
+            None => true,
+            Some((_, preds)) => preds.iter().all(|&p| self.ctxs.done_above(ctx, p)),
+        }
+    }
+
+    pub(super) fn resolve_inputs(&self, node_id: NodeId, ctx: CtxId) -> Result<Inputs, String> {
+        let node = &self.plan.nodes[node_id as usize];
+        let mut values = Vec::with_capacity(node.inputs.len());
+        for inp in &node.inputs {
+            let v = match &inp.source {
+                InputSource::Ref(r) => match self.read_ref(r, ctx) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => match (&inp.fallback, inp.required) {
+                        (Some(d), _) => d.clone(),
+                        (None, false) => Value::Null,
+                        (None, true) => {
+                            return Err(format!("input '{}': {} has no value", inp.name, r.label));
+                        }
+                    },
+                    Err(e) => return Err(format!("input '{}': {e}", inp.name)),
+                },
+                InputSource::Scratch(key) => match (self.scratch.get(key), &inp.fallback) {
+                    (Some(v), _) => v,
+                    (None, Some(d)) => d.clone(),
+                    (None, None) if inp.required => {
+                        return Err(format!("input '{}': scratch key '{key}' is not set", inp.name));
+                    }
+                    (None, None) => Value::Null,
+                },
+                InputSource::Value(v) => v.clone(),
+                InputSource::Nothing if inp.required => {
+                    return Err(format!("required input '{}' not provided", inp.name));
+                }
+                InputSource::Nothing => Value::Null,
+            };
+            values.push(v);
+        }
+        Ok(Inputs::new(node.input_names.clone(), values))
+    }
+
+    /// The value of a ref seen from `ctx`, transforms applied; `Ok(None)` when the source
+    /// has not produced it.
+    pub(super) fn read_ref(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Value>, String> {
+        let Some(v) = self.ctxs.read(ctx, r.slot) else { return Ok(None) };
+        if r.transforms.is_empty() {
+            return Ok(Some(v.clone()));
+        }
+        let mut v = v.clone();
+        let mut nested = |inner: &RefPlan| -> Result<Value, String> {
+            self.read_ref(inner, ctx)?.ok_or_else(|| format!("{} has no value", inner.label))
+        };
+        for t in &r.transforms {
+            v = t.apply(v, &mut nested).map_err(|e| format!("{}: {e}", r.label))?;
+        }
+        Ok(Some(v))
+    }
+
+    pub(super) fn open_stream(&mut self, node: NodeId, ctx: CtxId, source: Source, fan: bool) -> u32 {
+        let buffers = if fan {
+            self.plan
+                .edges
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.scope == Some(node))
+                .map(|(i, _)| (i as EdgeId, Vec::new()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let inst = StreamInst {
+            node,
+            ctx,
+            fan,
+            source,
+            next_index: 0,
+            alive: 0,
+            exhausted: false,
+            stalled: false,
+            failed: Vec::new(),
+            merged: Outputs::new(),
+            merged_counts: Vec::new(),
+            buffers,
+        };
+        // The Run work item's active count now belongs to the open stream.
+        match self.free_streams.pop() {
+            Some(id) => {
+                self.streams[id as usize] = Some(inst);
+                id
+            }
+            None => {
+                self.streams.push(Some(inst));
+                (self.streams.len() - 1) as u32
+            }
+        }
+    }
+
+    pub(super) fn await_item(&mut self, sid: u32, s: futures_util::stream::BoxStream<'static, crate::op::OpResult>) {
+        self.pending.push(s.into_future().map(move |(next, rest)| Done::Item { stream: sid, next, rest }).boxed());
+    }
+
+    pub(super) fn await_child(&mut self, sid: u32, child: Box<GraphRun>) {
+        self.pending
+            .push(child.into_future().map(move |(next, child)| Done::Child { stream: sid, next, child }).boxed());
+    }
+
+    pub(super) fn pull(&mut self, sid: u32) {
+        let Some(inst) = self.streams[sid as usize].as_mut() else { return };
+        if inst.exhausted {
+            return;
+        }
+        if !(!inst.fan || (inst.alive as usize) < self.plan.max_concurrency) {
+            inst.stalled = true;
+            return;
+        }
+        let Source::Iter(it) = &mut inst.source else { return };
+        match it.next() {
+            Some(item) => {
+                self.queue.push_back(Work::Pull(sid));
+                self.on_item(sid, item);
+            }
+            None => {
+                inst.exhausted = true;
+                self.maybe_finish_stream(sid);
+            }
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Completions: storing results, emitting outputs, waking successors, closing item
+//! contexts and finishing streams (with their collect edges).
+
+use operonx_graph::plan::{EdgeId, NodeId};
+use serde_json::Value;
+
+use super::context::{CtxId, NONE, SOFT_DONE};
+use super::{Done, GraphRun, Source, Work};
+use crate::event::{OpFailure, OutputFrame, RunEvent};
+use crate::op::OpResult;
+use crate::record::Outputs;
+
+impl GraphRun {
+    pub(super) fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Op { node, ctx, via, result } => {
+                if self.plan.nodes[node as usize].bound != operonx_graph::wire::Bound::Sync {
+                    self.io_running -= 1;
+                    if let Some((n, c, v)) = self.io_waiting.pop_front() {
+                        self.queue.push_back(Work::Run(n, c, v));
+                    }
+                }
+                self.release_edge(via);
+                self.complete(node, ctx, result);
+            }
+            Done::Item { stream, next, rest } => match next {
+                Some(item) => {
+                    self.on_item(stream, item);
+                    let room = self.streams[stream as usize]
+                        .as_ref()
+                        .is_some_and(|i| !i.fan || (i.alive as usize) < self.plan.max_concurrency);
+                    if room {
+                        self.await_item(stream, rest);
+                    } else if let Some(inst) = self.streams[stream as usize].as_mut() {
+                        inst.source = Source::Stream(Some(rest));
+                        inst.stalled = true;
+                    }
+                }
+                None => {
+                    if let Some(inst) = self.streams[stream as usize].as_mut() {
+                        inst.exhausted = true;
+                    }
+                    self.maybe_finish_stream(stream);
+                }
+            },
+            Done::Child { stream, next, child } => match next {
+                Some(RunEvent::Failure(f)) => {
+                    self.failed = true;
+                    if let Some(inst) = self.streams[stream as usize].as_mut() {
+                        let node = inst.node;
+                        inst.failed.push(node);
+                    }
+                    self.events.push_back(RunEvent::Failure(f));
+                    self.await_child(stream, child);
+                }
+                Some(RunEvent::Output(frame)) => {
+                    let outputs = frame_outputs(frame);
+                    let fan = self.streams[stream as usize].as_ref().is_some_and(|i| i.fan);
+                    if fan {
+                        self.on_item(stream, Ok(outputs));
+                        let room = self.streams[stream as usize]
+                            .as_ref()
+                            .is_some_and(|i| (i.alive as usize) < self.plan.max_concurrency);
+                        if room {
+                            self.await_child(stream, child);
+                        } else if let Some(inst) = self.streams[stream as usize].as_mut() {
+                            inst.source = Source::Child(Some(child));
+                            inst.stalled = true;
+                        }
+                    } else {
+                        if let Some(inst) = self.streams[stream as usize].as_mut() {
+                            merge(&mut inst.merged, &mut inst.merged_counts, outputs);
+                        }
+                        self.await_child(stream, child);
+                    }
+                }
+                None => {
+                    if let Some(inst) = self.streams[stream as usize].as_mut() {
+                        inst.exhausted = true;
+                    }
+                    self.maybe_finish_stream(stream);
+                }
+            },
+        }
+    }
+
+    /// A non-streaming node's result is in: record it, then settle its work item.
+    pub(super) fn complete(&mut self, node: NodeId, ctx: CtxId, result: OpResult) {
+        match result {
+            Ok(outputs) => self.finish_node(node, ctx, outputs, None),
+            Err(e) => self.fail(node, ctx, e.to_string()),
+        }
+        self.settle(ctx);
+    }
+
+    /// Record an op failure. Nothing downstream of the node will run.
+    pub(super) fn fail(&mut self, node: NodeId, ctx: CtxId, message: String) {
+        self.failed = true;
+        let op = self.plan.nodes[node as usize].full_name.clone();
+        let context = self.ctxs.path(ctx, "main");
+        self.events.push_back(RunEvent::Failure(OpFailure { op, context, message }));
+        // Taint every enclosing stream, so collect edges fed by this node do not flush.
+        let mut c = ctx;
+        while c != NONE {
+            let sid = self.ctxs.get(c).stream;
+            if sid != NONE {
+                if let Some(inst) = self.streams[sid as usize].as_mut() {
+                    inst.failed.push(node);
+                }
+            }
+            c = self.ctxs.get(c).parent;
+        }
+    }
+
+    /// Store a node's outputs in `ctx`, emit graph outputs, feed collect edges and wake
+    /// successors (only `only` when the node is a branch).
+    pub(super) fn finish_node(&mut self, node_id: NodeId, ctx: CtxId, outputs: Outputs, only: Option<Option<NodeId>>) {
+        let plan = self.plan.clone();
+        let node = &plan.nodes[node_id as usize];
+        for (var, slot) in &node.stores {
+            if let Some(v) = outputs.get(var) {
+                self.ctxs.write(ctx, *slot, plan.slot_count, v.clone());
+            }
+        }
+        if !node.forwards.is_empty() {
+            let values: Vec<_> = node
+                .forwards
+                .iter()
+                .filter_map(|(var, out)| outputs.get(var).map(|v| (plan.outputs[*out as usize].clone(), v.clone())))
+                .collect();
+            if !values.is_empty() {
+                let frame = OutputFrame { op: node.full_name.clone(), values };
+                match self.looping.as_mut() {
+                    Some(ls) => ls.capture(&plan, frame),
+                    None => self.events.push_back(RunEvent::Output(frame)),
+                }
+            }
+        }
+        if self.track_done {
+            let c = self.ctxs.get_mut(ctx);
+            if c.done.is_empty() {
+                c.done.resize(plan.nodes.len(), false);
+            }
+            c.done[node_id as usize] = true;
+        }
+        for &eid in &node.collects {
+            self.feed_collect(eid, ctx, &outputs);
+        }
+        for &eid in &node.succ {
+            let dst = plan.edges[eid as usize].dst;
+            if let Some(target) = only {
+                if target != Some(dst) {
+                    continue;
+                }
+            }
+            self.decrement(eid, ctx);
+        }
+        if !self.parked.is_empty() {
+            self.unpark(ctx);
+        }
+    }
+
+    /// One predecessor of the edge's destination completed in `ctx`.
+    pub(super) fn decrement(&mut self, eid: EdgeId, ctx: CtxId) {
+        let plan = self.plan.clone();
+        let edge = &plan.edges[eid as usize];
+        let dst = edge.dst as usize;
+        let c = self.ctxs.get_mut(ctx);
+        if c.ready.is_empty() {
+            match c.stream {
+                NONE => c.ready.extend(plan.nodes.iter().map(|n| n.ready_count)),
+                sid => {
+                    let table = self.streams[sid as usize]
+                        .as_ref()
+                        .and_then(|i| plan.nodes[i.node as usize].stream)
+                        .map(|si| &plan.streams[si as usize].item_ready);
+                    match table {
+                        Some(t) => c.ready.extend_from_slice(t),
+                        None => c.ready.extend(plan.nodes.iter().map(|n| n.ready_count)),
+                    }
+                }
+            }
+        }
+        let r = &mut c.ready[dst];
+        if edge.soft {
+            if *r & SOFT_DONE != 0 {
+                return;
+            }
+            *r |= SOFT_DONE;
+        }
+        let count = *r & !SOFT_DONE;
+        if count == 0 {
+            return;
+        }
+        *r -= 1;
+        if count == 1 {
+            self.schedule(edge.dst, ctx, eid);
+        }
+    }
+
+    /// A streaming node produced an item (or failed to).
+    pub(super) fn on_item(&mut self, sid: u32, item: OpResult) {
+        let Some(inst) = self.streams[sid as usize].as_mut() else { return };
+        let (node, parent) = (inst.node, inst.ctx);
+        match item {
+            Err(e) => {
+                inst.exhausted = true;
+                inst.source = Source::Iter(Box::new(std::iter::empty()));
+                inst.failed.push(node);
+                self.fail(node, parent, e.to_string());
+                self.maybe_finish_stream(sid);
+            }
+            Ok(outputs) if !inst.fan => {
+                merge(&mut inst.merged, &mut inst.merged_counts, outputs);
+            }
+            Ok(outputs) => {
+                let index = inst.next_index;
+                inst.next_index += 1;
+                inst.alive += 1;
+                self.ctxs.get_mut(parent).active += 1;
+                let item_ctx = self.ctxs.alloc(parent, index, sid);
+                self.finish_node(node, item_ctx, outputs, None);
+                self.maybe_close(item_ctx);
+            }
+        }
+    }
+
+    /// Close an idle item context: free it, let its stream pull more, and maybe finish the stream.
+    pub(super) fn maybe_close(&mut self, ctx: CtxId) {
+        let c = self.ctxs.get(ctx);
+        if c.active != 0 || c.stream == NONE {
+            return;
+        }
+        let (sid, parent) = (c.stream, c.parent);
+        self.ctxs.release(ctx);
+        self.ctxs.get_mut(parent).active -= 1;
+        let Some(inst) = self.streams[sid as usize].as_mut() else { return };
+        inst.alive -= 1;
+        if inst.stalled && !inst.exhausted {
+            inst.stalled = false;
+            match std::mem::replace(&mut inst.source, Source::Stream(None)) {
+                Source::Iter(it) => {
+                    inst.source = Source::Iter(it);
+                    self.queue.push_back(Work::Pull(sid));
+                }
+                Source::Stream(Some(s)) => self.await_item(sid, s),
+                Source::Child(Some(c)) => {
+                    inst.source = Source::Child(None);
+                    self.await_child(sid, c);
+                }
+                other => inst.source = other,
+            }
+        }
+        self.maybe_finish_stream(sid);
+        self.maybe_close(parent);
+    }
+
+    /// A stream whose source is exhausted and whose items are all done completes its node.
+    pub(super) fn maybe_finish_stream(&mut self, sid: u32) {
+        let done = self.streams[sid as usize].as_ref().is_some_and(|i| i.exhausted && i.alive == 0);
+        if !done {
+            return;
+        }
+        let Some(inst) = self.streams[sid as usize].take() else { return };
+        self.free_streams.push(sid);
+        let (node, ctx) = (inst.node, inst.ctx);
+        let failed_self = inst.failed.contains(&node) && !inst.fan;
+        if inst.fan {
+            if self.track_done {
+                let n = self.plan.nodes.len();
+                let c = self.ctxs.get_mut(ctx);
+                if c.done.is_empty() {
+                    c.done.resize(n, false);
+                }
+                c.done[node as usize] = true;
+            }
+            let plan = self.plan.clone();
+            for (eid, mut buf) in inst.buffers {
+                let edge = &plan.edges[eid as usize];
+                if inst.failed.iter().any(|&f| f == edge.src || self.reaches(f, edge.src)) {
+                    continue;
+                }
+                buf.sort_by(|a, b| a.0.cmp(&b.0));
+                for (i, (_, slot)) in edge.collect_slots.iter().enumerate() {
+                    let list: Vec<Value> = buf.iter_mut().filter_map(|(_, vals)| vals[i].take()).collect();
+                    self.ctxs.write(ctx, *slot, plan.slot_count, Value::Array(list));
+                }
+                self.decrement(eid, ctx);
+            }
+            if !self.parked.is_empty() {
+                self.unpark(ctx);
+            }
+        } else if failed_self || !inst.failed.is_empty() {
+            // A nested graph with a failed op: its outputs reach the graph outputs, but
+            // nothing downstream of the graph op runs.
+            let plan = self.plan.clone();
+            let n = &plan.nodes[node as usize];
+            let values: Vec<_> = n
+                .forwards
+                .iter()
+                .filter_map(|(var, out)| inst.merged.get(var).map(|v| (plan.outputs[*out as usize].clone(), v.clone())))
+                .collect();
+            if !values.is_empty() {
+                let frame = OutputFrame { op: n.full_name.clone(), values };
+                match self.looping.as_mut() {
+                    Some(ls) => ls.capture(&plan, frame),
+                    None => self.events.push_back(RunEvent::Output(frame)),
+                }
+            }
+        } else {
+            self.finish_node(node, ctx, inst.merged, None);
+        }
+        self.settle(ctx);
+    }
+
+    /// Whether `to` is downstream of `from`.
+    fn reaches(&self, from: NodeId, to: NodeId) -> bool {
+        let plan = &self.plan;
+        let mut seen = vec![false; plan.nodes.len()];
+        let mut stack = vec![from];
+        while let Some(n) = stack.pop() {
+            for &e in plan.nodes[n as usize].succ.iter().chain(&plan.nodes[n as usize].collects) {
+                let d = plan.edges[e as usize].dst;
+                if d == to {
+                    return true;
+                }
+                if !seen[d as usize] {
+                    seen[d as usize] = true;
+                    stack.push(d);
+                }
+            }
+        }
+        false
+    }
+
+    fn feed_collect(&mut self, eid: EdgeId, ctx: CtxId, outputs: &Outputs) {
+        let plan = self.plan.clone();
+        let edge = &plan.edges[eid as usize];
+        let values: Vec<Option<Value>> = edge.collect_slots.iter().map(|(var, _)| outputs.get(var).cloned()).collect();
+        let Some(scope) = edge.scope else {
+            // Not inside a stream: the consumer gets a one-element list.
+            for ((_, slot), v) in edge.collect_slots.iter().zip(values) {
+                self.ctxs.write(ctx, *slot, plan.slot_count, Value::Array(v.into_iter().collect()));
+            }
+            self.decrement(eid, ctx);
+            return;
+        };
+        // Find the item context of the scope's stream instance, recording the item path.
+        let mut path = Vec::new();
+        let mut c = ctx;
+        while c != NONE {
+            let cx = self.ctxs.get(c);
+            path.push(cx.index);
+            if cx.stream != NONE {
+                if let Some(inst) = self.streams[cx.stream as usize].as_mut() {
+                    if inst.node == scope {
+                        path.reverse();
+                        if let Some((_, buf)) = inst.buffers.iter_mut().find(|(e, _)| *e == eid) {
+                            buf.push((path, values));
+                        }
+                        return;
+                    }
+                }
+            }
+            c = cx.parent;
+        }
+    }
+
+    /// Re-check parked nodes after `node` completed in `ctx`.
+    fn unpark(&mut self, ctx: CtxId) {
+        let parked = std::mem::take(&mut self.parked);
+        let mut keep = Vec::with_capacity(parked.len());
+        for (n, c) in parked {
+            if self.ctxs.descends(c, ctx) && self.outside_ready(n, c) {
+                self.ctxs.get_mut(c).active -= 1;
+                self.enqueue(n, c, None);
+            } else {
+                keep.push((n, c));
+            }
+        }
+        self.parked.extend(keep);
+    }
+
+    /// Nothing can run any more: whatever still waits on ops outside its stream never will.
+    pub(super) fn abandon_parked(&mut self) {
+        for (_, c) in std::mem::take(&mut self.parked) {
+            self.ctxs.get_mut(c).active -= 1;
+            self.maybe_close(c);
+        }
+    }
+}
+
+/// Merge a frame into accumulated outputs: a name seen again becomes a list.
+fn merge(acc: &mut Outputs, counts: &mut Vec<u32>, frame: Outputs) {
+    for (name, v) in frame.into_map() {
+        let idx = acc.iter().position(|(n, _)| n == name);
+        match idx {
+            None => {
+                acc.insert(name, v);
+                counts.push(1);
+            }
+            Some(i) => {
+                counts[i] += 1;
+                let prev = acc.get(&name).cloned().unwrap_or(Value::Null);
+                let next = if counts[i] == 2 {
+                    Value::Array(vec![prev, v])
+                } else {
+                    let mut p = prev;
+                    if let Value::Array(a) = &mut p {
+                        a.push(v);
+                    }
+                    p
+                };
+                acc.insert(name, next);
+            }
+        }
+    }
+}
+
+fn frame_outputs(frame: OutputFrame) -> Outputs {
+    let mut o = Outputs::new();
+    for (k, v) in frame.values {
+        o.insert(k.to_string(), v);
+    }
+    o
+}

@@ -1,0 +1,129 @@
+//! Loop graphs: the body runs again while `until` is false, carrying the loop variables
+//! (the graph's inputs and outputs) from one iteration to the next. Only the final state
+//! is emitted.
+
+use std::sync::Arc;
+
+use operonx_graph::expr::Scope;
+use operonx_graph::plan::LoopPlan;
+use serde_json::Value;
+
+use super::{GraphRun, Plan};
+use crate::event::{OpFailure, OutputFrame, RunEvent};
+
+struct Vars<'a>(&'a [Option<Value>]);
+
+impl Scope for Vars<'_> {
+    fn get(&self, slot: u32) -> Option<&Value> {
+        self.0.get(slot as usize).and_then(Option::as_ref)
+    }
+}
+
+pub(super) struct LoopState {
+    /// Current value of each loop variable.
+    vars: Vec<Option<Value>>,
+    /// Outputs emitted in the current iteration, grouped (several → list).
+    iteration: Vec<Option<(Value, u32)>>,
+    /// Outputs produced in any iteration.
+    produced: Vec<bool>,
+    count: u32,
+}
+
+impl LoopState {
+    pub fn new(plan: &Plan, lp: &LoopPlan, lookup: &dyn Fn(&str) -> Option<Value>) -> Self {
+        let vars = lp
+            .vars
+            .iter()
+            .map(|v| {
+                lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| x.clone()))
+            })
+            .collect();
+        Self { vars, iteration: vec![None; plan.outputs.len()], produced: vec![false; plan.outputs.len()], count: 0 }
+    }
+
+    /// The value a graph-input slot named `var` starts an iteration with.
+    pub fn initial(&self, plan: &Plan, var: &str) -> Option<Value> {
+        let lp = plan.looping.as_ref()?;
+        let i = lp.vars.iter().position(|v| &**v == var)?;
+        self.vars[i].clone()
+    }
+
+    pub fn capture(&mut self, plan: &Plan, frame: OutputFrame) {
+        for (name, v) in frame.values {
+            let Some(o) = plan.outputs.iter().position(|x| *x == name) else { continue };
+            self.iteration[o] = Some(match self.iteration[o].take() {
+                None => (v, 1),
+                Some((Value::Array(mut a), n)) if n > 1 => {
+                    a.push(v);
+                    (Value::Array(a), n + 1)
+                }
+                Some((prev, _)) => (Value::Array(vec![prev, v]), 2),
+            });
+        }
+    }
+}
+
+impl GraphRun {
+    /// The body went quiet: start the next iteration, or emit the final state.
+    /// Returns `true` when another iteration started.
+    pub(super) fn next_iteration(&mut self) -> bool {
+        let plan: Arc<Plan> = self.plan.clone();
+        let (Some(ls), Some(lp)) = (self.looping.as_mut(), plan.looping.as_ref()) else { return false };
+        for (o, slot) in ls.iteration.iter_mut().enumerate() {
+            if let Some((v, _)) = slot.take() {
+                ls.vars[lp.output_vars[o] as usize] = Some(v);
+                ls.produced[o] = true;
+            }
+        }
+        ls.count += 1;
+        if self.failed {
+            // The failure was reported; the loop's state depends on it, so emit nothing.
+            return false;
+        }
+        let stop = match &lp.until {
+            None => Ok(false),
+            Some(expr) => expr.eval_bool(&Vars(&ls.vars)),
+        };
+        match stop {
+            Err(e) => {
+                let message = format!("loop until \"{}\": {e} (after iteration {})", expr_src(lp), ls.count);
+                self.failed = true;
+                self.events.push_back(RunEvent::Failure(OpFailure {
+                    op: plan.full_name.clone(),
+                    context: "main".into(),
+                    message,
+                }));
+                false
+            }
+            Ok(false) if ls.count < lp.max_iterations => {
+                let seed: Vec<(u32, Value)> = plan
+                    .input_slots
+                    .iter()
+                    .filter_map(|(var, slot)| {
+                        let i = lp.vars.iter().position(|v| v == var)?;
+                        ls.vars[i].clone().map(|v| (*slot, v))
+                    })
+                    .collect();
+                self.begin(seed);
+                true
+            }
+            Ok(_) => {
+                let values: Vec<_> = plan
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(o, _)| ls.produced[*o])
+                    .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].clone().map(|v| (name.clone(), v)))
+                    .collect();
+                if !values.is_empty() {
+                    self.events.push_back(RunEvent::Output(OutputFrame { op: plan.full_name.clone(), values }));
+                }
+                false
+            }
+        }
+    }
+}
+
+fn expr_src(lp: &LoopPlan) -> &str {
+    lp.until.as_ref().map(|e| e.source()).unwrap_or("")
+}

@@ -1,0 +1,244 @@
+//! The dataflow scheduler. A [`GraphRun`] is a [`Stream`] of [`RunEvent`]s: polling it
+//! runs the graph. Sync ops run inline the moment they are ready; async ops, async
+//! generators and nested graphs are futures owned by the run, so dropping the run
+//! cancels every one of them.
+
+mod context;
+mod dispatch;
+mod flow;
+mod looping;
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, FuturesUnordered, Stream, StreamExt};
+use operonx_graph::GraphPlan;
+use operonx_graph::plan::{EdgeId, NodeId};
+use serde_json::{Map, Value};
+
+use crate::event::RunEvent;
+use crate::op::{Op, OpResult};
+use crate::record::{Inputs, Outputs};
+use crate::scratch::Scratch;
+use context::{Contexts, CtxId, NONE};
+use looping::LoopState;
+
+/// A compiled graph whose ops are bound to implementations.
+pub type Plan = GraphPlan<Arc<dyn Op>>;
+
+/// Work for the inline queue.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// Run `node` in `ctx`; `via` is the edge whose concurrency slot it holds.
+    Run(NodeId, CtxId, Option<EdgeId>),
+    /// Pull the next item of a synchronous generator.
+    Pull(u32),
+}
+
+/// What a finished future reports back.
+enum Done {
+    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult },
+    Item { stream: u32, next: Option<OpResult>, rest: BoxStream<'static, OpResult> },
+    Child { stream: u32, next: Option<RunEvent>, child: Box<GraphRun> },
+}
+
+enum Source {
+    Iter(Box<dyn Iterator<Item = OpResult> + Send>),
+    /// An async generator; `None` while its next item is being awaited.
+    Stream(Option<BoxStream<'static, OpResult>>),
+    /// A nested graph run; `None` while its next event is being awaited.
+    Child(Option<Box<GraphRun>>),
+}
+
+/// One running stream: a generator call or a nested graph call.
+struct StreamInst {
+    node: NodeId,
+    ctx: CtxId,
+    /// Items fan out to child contexts (`true`) or merge into one result (`false`).
+    fan: bool,
+    source: Source,
+    next_index: u32,
+    alive: u32,
+    exhausted: bool,
+    /// The next pull is waiting for an item to finish.
+    stalled: bool,
+    /// Nodes that failed inside this stream's items.
+    failed: Vec<NodeId>,
+    merged: Outputs,
+    merged_counts: Vec<u32>,
+    /// Collect buffers: (edge, [(item path, values per collect slot)]).
+    buffers: Vec<(EdgeId, Vec<(Vec<u32>, Vec<Option<Value>>)>)>,
+}
+
+/// A running graph. Poll it as a [`Stream`] to drive it; drop it to cancel it.
+pub struct GraphRun {
+    plan: Arc<Plan>,
+    scratch: Scratch,
+    ctxs: Contexts,
+    root: CtxId,
+    queue: VecDeque<Work>,
+    pending: FuturesUnordered<BoxFuture<'static, Done>>,
+    io_running: usize,
+    io_waiting: VecDeque<(NodeId, CtxId, Option<EdgeId>)>,
+    edge_active: Vec<u32>,
+    edge_waiting: Vec<VecDeque<CtxId>>,
+    streams: Vec<Option<StreamInst>>,
+    free_streams: Vec<u32>,
+    parked: Vec<(NodeId, CtxId)>,
+    track_done: bool,
+    events: VecDeque<RunEvent>,
+    looping: Option<LoopState>,
+    /// A failure happened in this run (loops stop on it).
+    failed: bool,
+    finished: bool,
+}
+
+impl GraphRun {
+    /// Start a run of `plan` with the caller's `inputs` (undeclared keys are readable too).
+    pub fn new(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch) -> Self {
+        let lookup = |name: &str| inputs.get(name).cloned();
+        Self::start(plan, &lookup, scratch)
+    }
+
+    /// Start a nested run with inputs resolved by the parent.
+    pub(crate) fn child(plan: Arc<Plan>, inputs: Inputs, scratch: Scratch) -> Self {
+        let lookup = |name: &str| inputs.get(name).cloned();
+        Self::start(plan, &lookup, scratch)
+    }
+
+    fn start(plan: Arc<Plan>, lookup: &dyn Fn(&str) -> Option<Value>, scratch: Scratch) -> Self {
+        let edges = plan.edges.len();
+        let track_done = plan.streams.iter().any(|s| !s.outside_preds.is_empty());
+        let mut run = GraphRun {
+            looping: plan.looping.as_ref().map(|lp| LoopState::new(&plan, lp, lookup)),
+            plan,
+            scratch,
+            ctxs: Contexts::default(),
+            root: NONE,
+            queue: VecDeque::new(),
+            pending: FuturesUnordered::new(),
+            io_running: 0,
+            io_waiting: VecDeque::new(),
+            edge_active: vec![0; edges],
+            edge_waiting: (0..edges).map(|_| VecDeque::new()).collect(),
+            streams: Vec::new(),
+            free_streams: Vec::new(),
+            parked: Vec::new(),
+            track_done,
+            events: VecDeque::new(),
+            failed: false,
+            finished: false,
+        };
+        let seed: Vec<(u32, Value)> = {
+            let plan = &run.plan;
+            plan.input_slots
+                .iter()
+                .filter_map(|(var, slot)| {
+                    let v = match &run.looping {
+                        Some(ls) => ls.initial(plan, var),
+                        None => lookup(var).or_else(|| {
+                            plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| v.clone())
+                        }),
+                    };
+                    v.map(|v| (*slot, v))
+                })
+                .collect()
+        };
+        run.begin(seed);
+        run
+    }
+
+    /// Reset the context tree and enqueue the entry ops with the graph inputs in `seed`.
+    fn begin(&mut self, seed: Vec<(u32, Value)>) {
+        self.ctxs.clear();
+        self.root = self.ctxs.alloc(NONE, 0, NONE);
+        let slot_count = self.plan.slot_count;
+        for (slot, v) in seed {
+            self.ctxs.write(self.root, slot, slot_count, v);
+        }
+        let plan = self.plan.clone();
+        for &entry in &plan.entries {
+            self.enqueue(entry, self.root, None);
+        }
+    }
+
+    /// Drive the run to the end and fold its events into an outcome.
+    pub async fn collect_outcome(self) -> crate::outcome::RunOutcome {
+        let mut g = crate::outcome::Grouper::default();
+        let mut s = self;
+        while let Some(ev) = s.next().await {
+            g.push(ev);
+        }
+        g.finish()
+    }
+
+    fn enqueue(&mut self, node: NodeId, ctx: CtxId, via: Option<EdgeId>) {
+        self.ctxs.get_mut(ctx).active += 1;
+        self.queue.push_back(Work::Run(node, ctx, via));
+    }
+
+    /// All inline work, then whatever finished futures report, until something must wait.
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if !self.events.is_empty() || self.finished {
+                return Poll::Ready(());
+            }
+            if let Some(w) = self.queue.pop_front() {
+                match w {
+                    Work::Run(node, ctx, via) => self.run_node(node, ctx, via),
+                    Work::Pull(sid) => self.pull(sid),
+                }
+                continue;
+            }
+            if self.pending.is_empty() {
+                if !self.parked.is_empty() {
+                    self.abandon_parked();
+                    continue;
+                }
+                if self.next_iteration() {
+                    continue;
+                }
+                self.finished = true;
+                continue;
+            }
+            match self.pending.poll_next_unpin(cx) {
+                Poll::Ready(Some(done)) => self.on_done(done),
+                Poll::Ready(None) => {}
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Stream for GraphRun {
+    type Item = RunEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RunEvent>> {
+        let this = &mut *self;
+        loop {
+            if let Some(ev) = this.events.pop_front() {
+                return Poll::Ready(Some(ev));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            if this.step(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for GraphRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphRun")
+            .field("graph", &self.plan.full_name)
+            .field("queued", &self.queue.len())
+            .field("pending", &self.pending.len())
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
