@@ -54,7 +54,9 @@ pub(crate) struct FnInfo {
 impl FnInfo {
     /// Whether any parameter takes the op context.
     pub(crate) fn uses_context(&self) -> bool {
-        self.params.iter().any(|p| !matches!(p, Param::Input { .. }))
+        self.params
+            .iter()
+            .any(|p| !matches!(p, Param::Input { .. }))
     }
 
     /// Whether any parameter is an input.
@@ -77,7 +79,10 @@ pub(crate) fn analyze(sig: &Signature, args: &OpArgs) -> syn::Result<FnInfo> {
         errors.push(where_clause, "#[op] functions cannot have a `where` clause");
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.push(unsafety, "#[op] functions cannot be `unsafe`: the generated op calls them from safe code");
+        errors.push(
+            unsafety,
+            "#[op] functions cannot be `unsafe`: the generated op calls them from safe code",
+        );
     }
     if let Some(variadic) = &sig.variadic {
         errors.push(variadic, "#[op] functions cannot be variadic");
@@ -118,7 +123,12 @@ pub(crate) fn analyze(sig: &Signature, args: &OpArgs) -> syn::Result<FnInfo> {
     }
 
     errors.finish()?;
-    Ok(FnInfo { params, ret, ret_span, is_async: sig.asyncness.is_some() })
+    Ok(FnInfo {
+        params,
+        ret,
+        ret_span,
+        is_async: sig.asyncness.is_some(),
+    })
 }
 
 /// Classify one parameter.
@@ -162,7 +172,9 @@ fn param(arg: &FnArg) -> syn::Result<Param> {
     }
 
     let name = match &*typed.pat {
-        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => ident.ident.unraw().to_string(),
+        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
+            ident.ident.unraw().to_string()
+        }
         Pat::Wild(wild) => {
             return Err(syn::Error::new_spanned(
                 wild,
@@ -178,7 +190,10 @@ fn param(arg: &FnArg) -> syn::Result<Param> {
             ));
         }
     };
-    Ok(Param::Input { name, ty: typed.ty.clone() })
+    Ok(Param::Input {
+        name,
+        ty: typed.ty.clone(),
+    })
 }
 
 /// The return shape of `ty`.
@@ -203,9 +218,16 @@ fn return_shape(ty: &Type) -> Return {
                     .collect(),
                 _ => Vec::new(),
             };
-            let ok_unit = types.first().is_some_and(|ok| matches!(peel(ok), Type::Tuple(t) if t.elems.is_empty()));
-            let err_is_op_error = types.get(1).is_some_and(|err| last_segment_is(err, "OpError"));
-            Return::Result { ok_unit, err_is_op_error }
+            let ok_unit = types
+                .first()
+                .is_some_and(|ok| matches!(peel(ok), Type::Tuple(t) if t.elems.is_empty()));
+            let err_is_op_error = types
+                .get(1)
+                .is_some_and(|err| last_segment_is(err, "OpError"));
+            Return::Result {
+                ok_unit,
+                err_is_op_error,
+            }
         }
         _ => Return::Value,
     }

@@ -13,3 +13,5 @@ pub mod prompt;
 
 mod builtin;
 pub use builtin::register_builtin_types;
+mod stdlib;
+pub use stdlib::register_std;

@@ -5,8 +5,10 @@
 //! `not done and (n % 3 == 0 or total >= 10.5)`, `len(items) == 0`,
 //! `score.value > 3`, `xs[-1] < 10`, `"a" in tags` or `1 < x <= 10`.
 //!
-//! Values are [`serde_json::Value`]s interpreted as Python values (see
-//! [`value`](self#functions) functions such as [`binary`] and [`compare`]).
+//! Values are [`serde_json::Value`]s interpreted as Python 3 values; the
+//! value operations ([`binary`], [`compare`], [`unary`], [`contains`],
+//! [`truthy`], [`repr`], [`type_name`]) are public so that other parts of the
+//! engine share exactly the same semantics.
 //!
 //! Usage is two-phase: [`Expr::parse`] builds a syntax tree whose free
 //! variables are plain names; [`Expr::bind`] resolves every name to a slot

@@ -1,0 +1,138 @@
+//! The `operonx` command as users drive it: output, exit codes and messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn operonx(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_operonx")).args(args).current_dir(root()).output().expect("operonx starts")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn temp(name: &str, contents: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("operonx-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, contents).expect("write temp file");
+    p
+}
+
+#[test]
+fn runs_the_readme_example() {
+    let out = operonx(&["run", "examples/order_report/graph.json", "--inputs", "examples/order_report/inputs.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    assert_eq!(v["customer"], "Ada");
+    assert_eq!(v["total"], json!(1175));
+    assert_eq!(v["big_items"], json!(["LAPTOP", "MONITOR"]));
+    assert_eq!(v["small_items"], json!(["book", "pen"]));
+    assert_eq!(v["loyalty_points"], json!(2048));
+    assert_eq!(
+        v["messages"][1]["content"],
+        "Summarize 4 orders for Ada: total spend 1175, 2048 loyalty points."
+    );
+}
+
+#[test]
+fn runs_a_conformance_graph_with_builtin_ops() {
+    let case = "tests/conformance/cases/upstream/ops/parser_yaml_extract";
+    let out = operonx(&["run", &format!("{case}/graph.json"), "--inputs", &format!("{case}/inputs.json"), "--compact"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"name":"Bob","age":25,"error":null}"#);
+}
+
+#[test]
+fn an_op_failure_prints_the_partial_result_with_errors_and_exits_1() {
+    let graph = temp(
+        "fail.json",
+        r#"{"schema_version": "1.0", "type": "graph", "name": "main",
+            "entries": ["a", "b"], "initial_ready_count": {"a": 0, "b": 0, "c": 1},
+            "compiled_adj": {"a": [], "b": [["c", false]], "c": []},
+            "ops": {
+              "a": {"type": "code", "func_name": "upper", "inputs": {"text": {"literal": "ok"}},
+                    "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "shout"}}}},
+              "b": {"type": "code", "func_name": "json_parse", "inputs": {"text": {"literal": "{broken"}}},
+              "c": {"type": "code", "func_name": "identity", "inputs": {"value": {"ref": {"source": "main.b", "var": "value"}}},
+                    "outputs": {"value": {"ref": {"source": "__PARENT__", "var": "never"}}}}}}"#,
+    );
+    let out = operonx(&["run", graph.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(v["shout"], "OK");
+    assert!(v.get("never").is_none(), "nothing downstream of a failure runs: {v}");
+    let msg = v["$errors"]["main.b"].as_str().unwrap_or_default();
+    assert!(msg.starts_with("json_parse: invalid JSON"), "{msg}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("op main.b failed"));
+}
+
+#[test]
+fn an_invalid_graph_exits_2_with_every_problem_on_stderr() {
+    let graph = temp(
+        "invalid.json",
+        r#"{"schema_version": "1.0", "type": "graph", "name": "main",
+            "entries": ["a"], "initial_ready_count": {"a": 0},
+            "compiled_adj": {"a": [["zz", false]]},
+            "ops": {"a": {"type": "code", "func_name": "no_such_fn",
+                          "inputs": {"x": {"ref": {"source": "main.zz", "var": "y"}}}}}}"#,
+    );
+    let out = operonx(&["run", graph.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("main.a.inputs.x.ref: source \"main.zz\" does not exist"), "{err}");
+    assert!(err.contains("main.a: no function registered as \"no_such_fn\""), "{err}");
+    assert!(err.contains("main.compiled_adj.a[0]: destination op \"zz\" does not exist"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = operonx(&["validate", graph.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+}
+
+#[test]
+fn validate_accepts_a_good_graph() {
+    let out = operonx(&["validate", "examples/order_report/graph.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: "));
+}
+
+#[test]
+fn bad_inputs_and_bad_files_exit_2() {
+    let not_object = temp("inputs.json", "[1, 2]");
+    let out = operonx(&["run", "examples/order_report/graph.json", "--inputs", not_object.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a JSON object, got an array"));
+
+    let out = operonx(&["run", "no/such/graph.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/graph.json"));
+
+    let bad_json = temp("bad.json", "{\"schema_version\": \"1.0\", ");
+    let out = operonx(&["run", bad_json.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let wrong_version = temp("v2.json", r#"{"schema_version": "2.0", "type": "graph", "name": "main"}"#);
+    let out = operonx(&["run", wrong_version.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported schema_version \"2.0\""));
+}
+
+#[test]
+fn scratch_file_seeds_the_run() {
+    let case = "tests/conformance/cases/upstream/state/scratch_ref_input";
+    let graph = format!("{case}/graph.json");
+    let scratch = temp("scratch.json", r#"{"phase": "from-cli"}"#);
+    // The graph calls the pool's `passthrough`; the CLI has `identity`, so rename it.
+    let text = std::fs::read_to_string(root().join(&graph)).expect("read").replace("tests.spec._ops.passthrough", "identity");
+    let g = temp("scratch_graph.json", &text);
+    let out = operonx(&["run", g.to_str().unwrap_or_default(), "--scratch", scratch.to_str().unwrap_or_default(), "--compact"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"result":"from-cli"}"#);
+}
