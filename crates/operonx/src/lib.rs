@@ -26,7 +26,7 @@ mod engine;
 
 pub use engine::{Engine, Error, Workflow};
 pub use operonx_graph::{self as graph, Diagnostic, GraphDocument, GraphError};
-// MACRO pub use operonx_macros::op;
+pub use operonx_macros::op;
 pub use operonx_ops as ops;
 pub use operonx_runtime::{
     GraphRun, Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame,
