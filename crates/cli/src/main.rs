@@ -82,7 +82,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(operonx::Error::Graph(g)) => {
                     let diags = g.diagnostics();
-                    eprintln!("{}: {} problem{}", graph.display(), diags.len(), if diags.len() == 1 { "" } else { "s" });
+                    eprintln!(
+                        "{}: {} problem{}",
+                        graph.display(),
+                        diags.len(),
+                        if diags.len() == 1 { "" } else { "s" }
+                    );
                     for d in diags {
                         println!("{d}");
                     }
@@ -125,7 +130,11 @@ fn read_object(path: &Path, what: &str) -> anyhow::Result<Map<String, Value>> {
     };
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => bail!("{what} file {}: expected a JSON object, got {}", path.display(), operonx::graph::document::kind_of(&other)),
+        Ok(other) => bail!(
+            "{what} file {}: expected a JSON object, got {}",
+            path.display(),
+            operonx::graph::document::kind_of(&other)
+        ),
         Err(e) => bail!("{what} file {}: invalid JSON: {e}", path.display()),
     }
 }

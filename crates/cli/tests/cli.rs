@@ -1,5 +1,7 @@
 //! The `operonx` command as users drive it: output, exit codes and messages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -14,7 +16,8 @@ fn operonx(args: &[&str]) -> Output {
 }
 
 fn stdout_json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn temp(name: &str, contents: &str) -> PathBuf {
@@ -33,10 +36,7 @@ fn runs_the_readme_example() {
     assert_eq!(v["big_items"], json!(["LAPTOP", "MONITOR"]));
     assert_eq!(v["small_items"], json!(["book", "pen"]));
     assert_eq!(v["loyalty_points"], json!(2048));
-    assert_eq!(
-        v["messages"][1]["content"],
-        "Summarize 4 orders for Ada: total spend 1175, 2048 loyalty points."
-    );
+    assert_eq!(v["messages"][1]["content"], "Summarize 4 orders for Ada: total spend 1175, 2048 loyalty points.");
 }
 
 #[test]
@@ -106,7 +106,8 @@ fn validate_accepts_a_good_graph() {
 #[test]
 fn bad_inputs_and_bad_files_exit_2() {
     let not_object = temp("inputs.json", "[1, 2]");
-    let out = operonx(&["run", "examples/order_report/graph.json", "--inputs", not_object.to_str().unwrap_or_default()]);
+    let out =
+        operonx(&["run", "examples/order_report/graph.json", "--inputs", not_object.to_str().unwrap_or_default()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected a JSON object, got an array"));
 
@@ -130,9 +131,16 @@ fn scratch_file_seeds_the_run() {
     let graph = format!("{case}/graph.json");
     let scratch = temp("scratch.json", r#"{"phase": "from-cli"}"#);
     // The graph calls the pool's `passthrough`; the CLI has `identity`, so rename it.
-    let text = std::fs::read_to_string(root().join(&graph)).expect("read").replace("tests.spec._ops.passthrough", "identity");
+    let text =
+        std::fs::read_to_string(root().join(&graph)).expect("read").replace("tests.spec._ops.passthrough", "identity");
     let g = temp("scratch_graph.json", &text);
-    let out = operonx(&["run", g.to_str().unwrap_or_default(), "--scratch", scratch.to_str().unwrap_or_default(), "--compact"]);
+    let out = operonx(&[
+        "run",
+        g.to_str().unwrap_or_default(),
+        "--scratch",
+        scratch.to_str().unwrap_or_default(),
+        "--compact",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"result":"from-cli"}"#);
 }

@@ -206,7 +206,11 @@ impl<B: Binder> GraphCompiler<'_, B> {
                             collect_slots.push((Arc::from(v.as_str()), slot));
                         }
                     }
-                    if soft { soft_pred[dst as usize] += 1 } else { hard_pred[dst as usize] += 1 }
+                    if soft {
+                        soft_pred[dst as usize] += 1
+                    } else {
+                        hard_pred[dst as usize] += 1
+                    }
                     let eid = edges.len() as EdgeId;
                     edges.push(Edge { src, dst, soft, policy, collect_slots, scope: None });
                     let n = &mut drafts[src as usize].node;
@@ -264,9 +268,8 @@ impl<B: Binder> GraphCompiler<'_, B> {
                     }
                 }
             }
-            None => entries.extend(
-                drafts.iter().enumerate().filter(|(_, d)| d.node.ready_count == 0).map(|(i, _)| i as NodeId),
-            ),
+            None => entries
+                .extend(drafts.iter().enumerate().filter(|(_, d)| d.node.ready_count == 0).map(|(i, _)| i as NodeId)),
         }
         if entries.is_empty() && !configs.is_empty() {
             self.err(format!("{gpath}.entries"), "the graph has ops but no entry op");
@@ -286,10 +289,11 @@ impl<B: Binder> GraphCompiler<'_, B> {
         let mut input_seeds = Vec::new();
         for (var, spec) in &g.inputs {
             let path = format!("{gpath}.inputs.{var}");
-            if let Some(p) = self.param(spec, &path) {
-                if let Some(v) = p.literal.filter(|v| !v.is_null()).or(p.default.filter(|v| !v.is_null())) {
-                    input_seeds.push((Arc::from(var.as_str()), v));
-                }
+            if let Some(v) = self
+                .param(spec, &path)
+                .and_then(|p| p.literal.filter(|v| !v.is_null()).or(p.default.filter(|v| !v.is_null())))
+            {
+                input_seeds.push((Arc::from(var.as_str()), v));
             }
         }
 
@@ -534,8 +538,7 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 vars.push(o.clone());
             }
         }
-        let output_vars =
-            scope.outputs.iter().map(|o| vars.iter().position(|v| v == o).unwrap_or(0) as u32).collect();
+        let output_vars = scope.outputs.iter().map(|o| vars.iter().position(|v| v == o).unwrap_or(0) as u32).collect();
         let until = lc.until.as_deref().and_then(|src| match Expr::parse(src) {
             Err(e) => {
                 self.err(format!("{path}.until"), format!("bad until expression \"{src}\": {e}"));
@@ -588,8 +591,7 @@ impl<B: Binder> GraphCompiler<'_, B> {
             }
         }
         if seen < nodes.len() {
-            let names: Vec<&str> =
-                (0..nodes.len()).filter(|&i| indeg[i] > 0).map(|i| &*nodes[i].name).collect();
+            let names: Vec<&str> = (0..nodes.len()).filter(|&i| indeg[i] > 0).map(|i| &*nodes[i].name).collect();
             self.err(
                 format!("{gpath}.compiled_adj"),
                 format!(
@@ -600,4 +602,3 @@ impl<B: Binder> GraphCompiler<'_, B> {
         }
     }
 }
-

@@ -17,18 +17,15 @@ pub struct GraphDocument {
 impl GraphDocument {
     /// Parse a graph.json text.
     pub fn from_json_str(text: &str) -> Result<Self, GraphError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|source| GraphError::Json { path: "$".into(), source })?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|source| GraphError::Json { path: "$".into(), source })?;
         Self::from_value(value)
     }
 
     /// Parse an already-decoded graph.json value.
     pub fn from_value(value: Value) -> Result<Self, GraphError> {
         let Value::Object(mut map) = value else {
-            return Err(GraphError::Schema(format!(
-                "a graph document must be a JSON object, got {}",
-                kind_of(&value)
-            )));
+            return Err(GraphError::Schema(format!("a graph document must be a JSON object, got {}", kind_of(&value))));
         };
         let version = match map.shift_remove("schema_version") {
             None => return Err(GraphError::Schema("missing (expected \"1.0\")".into())),
@@ -39,10 +36,7 @@ impl GraphDocument {
                 )));
             }
             Some(other) => {
-                return Err(GraphError::Schema(format!(
-                    "must be the string \"1.0\", got {}",
-                    kind_of(&other)
-                )));
+                return Err(GraphError::Schema(format!("must be the string \"1.0\", got {}", kind_of(&other))));
             }
         };
         map.entry("type").or_insert_with(|| Value::String("graph".into()));

@@ -53,7 +53,9 @@ pub(crate) fn analyse_streams<O>(
                 match (configs.iter().position(|c| &c.name == op), count.as_u64()) {
                     (Some(x), Some(c)) => item_ready[x] = c as u32,
                     (None, _) => diags.push(Diagnostic::new(path, format!("op \"{op}\" does not exist"))),
-                    (_, None) => diags.push(Diagnostic::new(path, format!("must be a non-negative integer, got {count}"))),
+                    (_, None) => {
+                        diags.push(Diagnostic::new(path, format!("must be a non-negative integer, got {count}")))
+                    }
                 }
             }
         }

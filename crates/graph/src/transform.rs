@@ -141,9 +141,9 @@ impl Transform {
         match self {
             Transform::GetItem(k) => get_item(v, k),
             Transform::GetAttr(name) => match v {
-                Value::Object(mut m) => m.shift_remove(name).ok_or_else(|| {
-                    TransformError::Missing(format!("getattr: object has no key '{name}'"))
-                }),
+                Value::Object(mut m) => m
+                    .shift_remove(name)
+                    .ok_or_else(|| TransformError::Missing(format!("getattr: object has no key '{name}'"))),
                 other => Err(TransformError::Missing(format!(
                     "getattr: '{}' object has no attribute '{name}'",
                     expr::type_name(&other)
@@ -162,8 +162,20 @@ impl Transform {
                 let item = arg(a)?;
                 expr::contains(&v, &item).map(Value::Bool).map_err(eval("contains"))
             }
-            Transform::And(a) => if expr::truthy(&v) { arg(a) } else { Ok(v) },
-            Transform::Or(a) => if expr::truthy(&v) { Ok(v) } else { arg(a) },
+            Transform::And(a) => {
+                if expr::truthy(&v) {
+                    arg(a)
+                } else {
+                    Ok(v)
+                }
+            }
+            Transform::Or(a) => {
+                if expr::truthy(&v) {
+                    Ok(v)
+                } else {
+                    arg(a)
+                }
+            }
             Transform::Unary(op) => expr::unary(*op, &v).map_err(eval("unary")),
         }
     }
@@ -171,17 +183,15 @@ impl Transform {
 
 fn get_item(v: Value, key: &Value) -> Result<Value, TransformError> {
     match (v, key) {
-        (Value::Object(mut m), Value::String(k)) => m
-            .shift_remove(k)
-            .ok_or_else(|| TransformError::Missing(format!("getitem: key '{k}' not found"))),
+        (Value::Object(mut m), Value::String(k)) => {
+            m.shift_remove(k).ok_or_else(|| TransformError::Missing(format!("getitem: key '{k}' not found")))
+        }
         (Value::Array(mut a), Value::Number(n)) => {
             let len = a.len() as i64;
             let i = n.as_i64().ok_or_else(|| TransformError::Missing(format!("getitem: bad index {n}")))?;
             let idx = if i < 0 { len + i } else { i };
             if idx < 0 || idx >= len {
-                return Err(TransformError::Missing(format!(
-                    "getitem: index {i} out of range for a list of {len}"
-                )));
+                return Err(TransformError::Missing(format!("getitem: index {i} out of range for a list of {len}")));
             }
             Ok(a.swap_remove(idx as usize))
         }
@@ -195,10 +205,8 @@ fn get_item(v: Value, key: &Value) -> Result<Value, TransformError> {
             }
             Ok(Value::String(chars[idx as usize].to_string()))
         }
-        (other, k) => Err(TransformError::Missing(format!(
-            "getitem: cannot index '{}' with {}",
-            expr::type_name(&other),
-            k
-        ))),
+        (other, k) => {
+            Err(TransformError::Missing(format!("getitem: cannot index '{}' with {}", expr::type_name(&other), k)))
+        }
     }
 }

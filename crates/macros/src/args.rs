@@ -31,9 +31,7 @@ impl OpArgs {
                 store_once(&mut args.output, lit, &meta, "output")
             } else if meta.path.is_ident("generator") {
                 if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
-                    return Err(meta.error(
-                        "`generator` is a flag and takes no value: write `#[op(generator)]`",
-                    ));
+                    return Err(meta.error("`generator` is a flag and takes no value: write `#[op(generator)]`"));
                 }
                 store_once(&mut args.generator, meta.path.clone(), &meta, "generator")
             } else {
@@ -54,27 +52,16 @@ fn string_value(meta: &ParseNestedMeta<'_>, key: &str, what: &str) -> syn::Resul
         return Err(meta.error(format!("`{key}` needs a value: `{key} = \"...\"` ({what})")));
     }
     let lit: LitStr = meta.value()?.parse().map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            format!("`{key}` takes a string literal: `{key} = \"...\"` ({what})"),
-        )
+        syn::Error::new(e.span(), format!("`{key}` takes a string literal: `{key} = \"...\"` ({what})"))
     })?;
     if lit.value().trim().is_empty() {
-        return Err(syn::Error::new_spanned(
-            &lit,
-            format!("`{key}` must not be empty"),
-        ));
+        return Err(syn::Error::new_spanned(&lit, format!("`{key}` must not be empty")));
     }
     Ok(lit)
 }
 
 /// Store an argument, rejecting a second occurrence.
-fn store_once<T>(
-    slot: &mut Option<T>,
-    value: T,
-    meta: &ParseNestedMeta<'_>,
-    key: &str,
-) -> syn::Result<()> {
+fn store_once<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<()> {
     if slot.is_some() {
         return Err(meta.error(format!("duplicate #[op] argument `{key}`")));
     }

@@ -49,14 +49,14 @@ pub(crate) struct FnInfo {
     pub(crate) ret_span: Span,
     /// `async fn`.
     pub(crate) is_async: bool,
+    /// Where `async` is written (the fn name for a sync fn).
+    pub(crate) async_span: Span,
 }
 
 impl FnInfo {
     /// Whether any parameter takes the op context.
     pub(crate) fn uses_context(&self) -> bool {
-        self.params
-            .iter()
-            .any(|p| !matches!(p, Param::Input { .. }))
+        self.params.iter().any(|p| !matches!(p, Param::Input { .. }))
     }
 
     /// Whether any parameter is an input.
@@ -79,10 +79,7 @@ pub(crate) fn analyze(sig: &Signature, args: &OpArgs) -> syn::Result<FnInfo> {
         errors.push(where_clause, "#[op] functions cannot have a `where` clause");
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.push(
-            unsafety,
-            "#[op] functions cannot be `unsafe`: the generated op calls them from safe code",
-        );
+        errors.push(unsafety, "#[op] functions cannot be `unsafe`: the generated op calls them from safe code");
     }
     if let Some(variadic) = &sig.variadic {
         errors.push(variadic, "#[op] functions cannot be variadic");
@@ -128,6 +125,7 @@ pub(crate) fn analyze(sig: &Signature, args: &OpArgs) -> syn::Result<FnInfo> {
         ret,
         ret_span,
         is_async: sig.asyncness.is_some(),
+        async_span: sig.asyncness.as_ref().map_or_else(|| sig.ident.span(), |a| a.span),
     })
 }
 
@@ -172,9 +170,7 @@ fn param(arg: &FnArg) -> syn::Result<Param> {
     }
 
     let name = match &*typed.pat {
-        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
-            ident.ident.unraw().to_string()
-        }
+        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => ident.ident.unraw().to_string(),
         Pat::Wild(wild) => {
             return Err(syn::Error::new_spanned(
                 wild,
@@ -190,10 +186,7 @@ fn param(arg: &FnArg) -> syn::Result<Param> {
             ));
         }
     };
-    Ok(Param::Input {
-        name,
-        ty: typed.ty.clone(),
-    })
+    Ok(Param::Input { name, ty: typed.ty.clone() })
 }
 
 /// The return shape of `ty`.
@@ -218,16 +211,9 @@ fn return_shape(ty: &Type) -> Return {
                     .collect(),
                 _ => Vec::new(),
             };
-            let ok_unit = types
-                .first()
-                .is_some_and(|ok| matches!(peel(ok), Type::Tuple(t) if t.elems.is_empty()));
-            let err_is_op_error = types
-                .get(1)
-                .is_some_and(|err| last_segment_is(err, "OpError"));
-            Return::Result {
-                ok_unit,
-                err_is_op_error,
-            }
+            let ok_unit = types.first().is_some_and(|ok| matches!(peel(ok), Type::Tuple(t) if t.elems.is_empty()));
+            let err_is_op_error = types.get(1).is_some_and(|err| last_segment_is(err, "OpError"));
+            Return::Result { ok_unit, err_is_op_error }
         }
         _ => Return::Value,
     }
@@ -241,11 +227,9 @@ fn is_context(ty: &Type) -> bool {
 /// Whether `ty` is a plain path (no generic arguments) whose last segment is `name`.
 fn last_segment_is(ty: &Type, name: &str) -> bool {
     match peel(ty) {
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|last| last.ident == name && last.arguments.is_none()),
+        Type::Path(path) if path.qself.is_none() => {
+            path.path.segments.last().is_some_and(|last| last.ident == name && last.arguments.is_none())
+        }
         _ => false,
     }
 }

@@ -97,10 +97,7 @@ pub struct Workflow {
 
 impl std::fmt::Debug for Workflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workflow")
-            .field("name", &self.plan.full_name)
-            .field("ops", &self.plan.op_count())
-            .finish()
+        f.debug_struct("Workflow").field("name", &self.plan.full_name).field("ops", &self.plan.op_count()).finish()
     }
 }
 

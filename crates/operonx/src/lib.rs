@@ -29,8 +29,8 @@ pub use operonx_graph::{self as graph, Diagnostic, GraphDocument, GraphError};
 pub use operonx_macros::op;
 pub use operonx_ops as ops;
 pub use operonx_runtime::{
-    GraphRun, Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame,
-    Outputs, Registry, RunEvent, RunOutcome, Scratch,
+    GraphRun, Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame, Outputs,
+    Registry, RunEvent, RunOutcome, Scratch,
 };
 pub use serde_json::{Map, Value, json};
 

@@ -4,12 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use operonx::{
-    Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult, Registry, Scratch,
-};
-// The macro comes straight from `operonx-macros` (a dependency of `operonx`), so this test
-// does not depend on the facade's `pub use operonx_macros::op` re-export.
-use operonx_macros::op;
+use operonx::{Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult, Registry, Scratch, op};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------
@@ -34,28 +29,17 @@ struct Stats {
 
 #[op]
 fn accumulate(values: Vec<i64>) -> Stats {
-    Stats {
-        total: values.iter().sum(),
-        count: values.len(),
-    }
+    Stats { total: values.iter().sum(), count: values.len() }
 }
 
 #[op]
 fn fail_if(value: Value, bad: Value) -> Result<Value, String> {
-    if value == bad {
-        Err(format!("bad value: {value}"))
-    } else {
-        Ok(value)
-    }
+    if value == bad { Err(format!("bad value: {value}")) } else { Ok(value) }
 }
 
 #[op]
 fn checked(x: i64) -> Result<(), OpError> {
-    if x < 0 {
-        Err(OpError::new("x must not be negative"))
-    } else {
-        Ok(())
-    }
+    if x < 0 { Err(OpError::new("x must not be negative")) } else { Ok(()) }
 }
 
 #[op(output = "value")]
@@ -83,11 +67,7 @@ async fn async_unit(ctx: OpContext) {
 
 #[op]
 async fn async_try(fail: bool) -> Result<i64, String> {
-    if fail {
-        Err("async failure".into())
-    } else {
-        Ok(7)
-    }
+    if fail { Err("async failure".into()) } else { Ok(7) }
 }
 
 #[op(generator, output = "item")]
@@ -100,10 +80,7 @@ fn countdown(from: u32) -> Result<Vec<BTreeMap<String, u32>>, String> {
     if from > 3 {
         return Err(format!("{from} is too many"));
     }
-    Ok((1..=from)
-        .rev()
-        .map(|n| BTreeMap::from([("n".to_string(), n)]))
-        .collect())
+    Ok((1..=from).rev().map(|n| BTreeMap::from([("n".to_string(), n)])).collect())
 }
 
 #[op]
@@ -133,7 +110,7 @@ fn r#type(r#in: String) -> String {
 }
 
 mod nested {
-    use operonx_macros::op;
+    use operonx::op;
 
     /// A public op in a module: the struct is as visible as the function.
     #[op(name = "nested.shout")]
@@ -154,9 +131,7 @@ fn context() -> OpContext {
 }
 
 fn json_of(result: OpResult) -> Result<Value, String> {
-    result
-        .map(|o| Value::Object(o.into_map()))
-        .map_err(|e| e.to_string())
+    result.map(|o| Value::Object(o.into_map())).map_err(|e| e.to_string())
 }
 
 /// Run a plain op (sync or async) and return its outputs as a JSON object, or its error.
@@ -180,9 +155,7 @@ fn run_sync(op: &dyn Op, input: Value) -> Result<Value, String> {
 fn run_generator(op: &dyn Op, input: Value) -> Result<Vec<Result<Value, String>>, String> {
     match op.call(inputs(input), &context()) {
         Invocation::Items(items) => Ok(items.map(json_of).collect()),
-        Invocation::Ready(result) => {
-            Err(json_of(result).err().unwrap_or_else(|| "Ready(Ok)".into()))
-        }
+        Invocation::Ready(result) => Err(json_of(result).err().unwrap_or_else(|| "Ready(Ok)".into())),
         other => panic!("expected Invocation::Items, got {other:?}"),
     }
 }
@@ -192,10 +165,7 @@ fn run_generator(op: &dyn Op, input: Value) -> Result<Vec<Result<Value, String>>
 
 #[test]
 fn scalar_return_is_output_result() {
-    assert_eq!(
-        run_sync(&double_op, json!({"x": 21})),
-        Ok(json!({"result": 42}))
-    );
+    assert_eq!(run_sync(&double_op, json!({"x": 21})), Ok(json!({"result": 42})));
     let out = run_sync(&double_op, json!({"x": 21})).unwrap();
     assert!(out["result"].is_i64(), "an integer stays an integer: {out}");
 }
@@ -211,39 +181,24 @@ fn the_function_itself_is_unchanged() {
 fn name_and_output_arguments() {
     assert_eq!(add_one_impl_op.name(), "add_one");
     assert_eq!(double_op.name(), "double");
-    assert_eq!(
-        run_sync(&add_one_impl_op, json!({"n": 41})),
-        Ok(json!({"answer": 42}))
-    );
+    assert_eq!(run_sync(&add_one_impl_op, json!({"n": 41})), Ok(json!({"answer": 42})));
 }
 
 #[test]
 fn struct_return_fields_are_outputs() {
-    assert_eq!(
-        run_sync(&accumulate_op, json!({"values": [1, 2, 3, 4]})),
-        Ok(json!({"total": 10, "count": 4}))
-    );
+    assert_eq!(run_sync(&accumulate_op, json!({"values": [1, 2, 3, 4]})), Ok(json!({"total": 10, "count": 4})));
 }
 
 #[test]
 fn result_return() {
-    assert_eq!(
-        run_sync(&fail_if_op, json!({"value": 1, "bad": 2})),
-        Ok(json!({"result": 1}))
-    );
-    assert_eq!(
-        run_sync(&fail_if_op, json!({"value": "x", "bad": "x"})),
-        Err("bad value: \"x\"".to_string())
-    );
+    assert_eq!(run_sync(&fail_if_op, json!({"value": 1, "bad": 2})), Ok(json!({"result": 1})));
+    assert_eq!(run_sync(&fail_if_op, json!({"value": "x", "bad": "x"})), Err("bad value: \"x\"".to_string()));
 }
 
 #[test]
 fn result_of_unit_with_op_error() {
     assert_eq!(run_sync(&checked_op, json!({"x": 1})), Ok(json!({})));
-    assert_eq!(
-        run_sync(&checked_op, json!({"x": -1})),
-        Err("x must not be negative".to_string())
-    );
+    assert_eq!(run_sync(&checked_op, json!({"x": -1})), Err("x must not be negative".to_string()));
 }
 
 #[test]
@@ -256,32 +211,17 @@ fn missing_required_input_names_it() {
 
 #[test]
 fn option_parameters_are_optional() {
-    assert_eq!(
-        run_sync(&concat_op, json!({"a": "x", "b": "y"})),
-        Ok(json!({"result": "xy"}))
-    );
-    assert_eq!(
-        run_sync(&concat_op, json!({"a": "x", "b": "y", "sep": null})),
-        Ok(json!({"result": "xy"}))
-    );
-    assert_eq!(
-        run_sync(&concat_op, json!({"a": "x", "b": "y", "sep": "-"})),
-        Ok(json!({"result": "x-y"}))
-    );
+    assert_eq!(run_sync(&concat_op, json!({"a": "x", "b": "y"})), Ok(json!({"result": "xy"})));
+    assert_eq!(run_sync(&concat_op, json!({"a": "x", "b": "y", "sep": null})), Ok(json!({"result": "xy"})));
+    assert_eq!(run_sync(&concat_op, json!({"a": "x", "b": "y", "sep": "-"})), Ok(json!({"result": "x-y"})));
     let err = run_sync(&concat_op, json!({"a": "x"})).unwrap_err();
     assert!(err.starts_with("input 'b': "), "{err}");
 }
 
 #[test]
 fn extra_inputs_are_ignored_and_no_inputs_is_fine() {
-    assert_eq!(
-        run_sync(&no_inputs_op, json!({"unused": 1})),
-        Ok(json!({"result": "constant"}))
-    );
-    assert_eq!(
-        run_sync(&double_op, json!({"x": 2, "y": 3})),
-        Ok(json!({"result": 4}))
-    );
+    assert_eq!(run_sync(&no_inputs_op, json!({"unused": 1})), Ok(json!({"result": "constant"})));
+    assert_eq!(run_sync(&double_op, json!({"x": 2, "y": 3})), Ok(json!({"result": 4})));
 }
 
 #[test]
@@ -309,19 +249,13 @@ fn unit_return_has_no_outputs() {
 #[test]
 fn raw_identifiers() {
     assert_eq!(type_op.name(), "type");
-    assert_eq!(
-        run_sync(&type_op, json!({"in": "abc"})),
-        Ok(json!({"result": "ABC"}))
-    );
+    assert_eq!(run_sync(&type_op, json!({"in": "abc"})), Ok(json!({"result": "ABC"})));
 }
 
 #[test]
 fn ops_in_modules() {
     assert_eq!(nested::shout_op.name(), "nested.shout");
-    assert_eq!(
-        run_sync(&nested::shout_op, json!({"text": "hi"})),
-        Ok(json!({"result": "HI"}))
-    );
+    assert_eq!(run_sync(&nested::shout_op, json!({"text": "hi"})), Ok(json!({"result": "HI"})));
 }
 
 #[test]
@@ -340,14 +274,8 @@ fn generated_struct_traits() {
 async fn async_op_returns_a_future() {
     let ctx = context();
     let invocation = sleep_echo_op.call(inputs(json!({"ms": 1, "value": {"a": 1}})), &ctx);
-    assert!(
-        matches!(invocation, Invocation::Future(_)),
-        "{invocation:?}"
-    );
-    assert_eq!(
-        run(&sleep_echo_op, json!({"ms": 1, "value": {"a": 1}}), &ctx).await,
-        Ok(json!({"value": {"a": 1}}))
-    );
+    assert!(matches!(invocation, Invocation::Future(_)), "{invocation:?}");
+    assert_eq!(run(&sleep_echo_op, json!({"ms": 1, "value": {"a": 1}}), &ctx).await, Ok(json!({"value": {"a": 1}})));
 }
 
 #[tokio::test]
@@ -362,24 +290,15 @@ async fn async_input_errors_are_immediate() {
 async fn async_context_parameter_by_value() {
     let ctx = context();
     ctx.scratch().set("k", json!("v"));
-    assert_eq!(
-        run(&async_scratch_op, json!({"key": "k"}), &ctx).await,
-        Ok(json!({"seen": "v"}))
-    );
-    assert_eq!(
-        run(&async_scratch_op, json!({"key": "other"}), &ctx).await,
-        Ok(json!({"seen": null}))
-    );
+    assert_eq!(run(&async_scratch_op, json!({"key": "k"}), &ctx).await, Ok(json!({"seen": "v"})));
+    assert_eq!(run(&async_scratch_op, json!({"key": "other"}), &ctx).await, Ok(json!({"seen": null})));
 }
 
 #[tokio::test]
 async fn async_context_parameter_by_reference_and_unit_return() {
     let ctx = context();
     ctx.scratch().set("k", json!(1));
-    assert_eq!(
-        run(&async_scratch_ref_op, json!({"key": "k"}), &ctx).await,
-        Ok(json!({"seen": 1}))
-    );
+    assert_eq!(run(&async_scratch_ref_op, json!({"key": "k"}), &ctx).await, Ok(json!({"seen": 1})));
     assert_eq!(run(&async_unit_op, json!({}), &ctx).await, Ok(json!({})));
     assert_eq!(ctx.scratch().get("async_unit"), Some(json!(true)));
 }
@@ -387,14 +306,8 @@ async fn async_context_parameter_by_reference_and_unit_return() {
 #[tokio::test]
 async fn async_result_return() {
     let ctx = context();
-    assert_eq!(
-        run(&async_try_op, json!({"fail": false}), &ctx).await,
-        Ok(json!({"result": 7}))
-    );
-    assert_eq!(
-        run(&async_try_op, json!({"fail": true}), &ctx).await,
-        Err("async failure".to_string())
-    );
+    assert_eq!(run(&async_try_op, json!({"fail": false}), &ctx).await, Ok(json!({"result": 7})));
+    assert_eq!(run(&async_try_op, json!({"fail": true}), &ctx).await, Err("async failure".to_string()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -406,29 +319,16 @@ fn generator_items_are_frames() {
     assert_eq!(double_op.kind(), OpKind::Plain);
     assert_eq!(
         run_generator(&each_item_op, json!({"items": [1, "two", {"three": 3}]})),
-        Ok(vec![
-            Ok(json!({"item": 1})),
-            Ok(json!({"item": "two"})),
-            Ok(json!({"item": {"three": 3}}))
-        ])
+        Ok(vec![Ok(json!({"item": 1})), Ok(json!({"item": "two"})), Ok(json!({"item": {"three": 3}}))])
     );
-    assert_eq!(
-        run_generator(&each_item_op, json!({"items": []})),
-        Ok(vec![])
-    );
+    assert_eq!(run_generator(&each_item_op, json!({"items": []})), Ok(vec![]));
 }
 
 #[test]
 fn generator_result_and_object_items() {
     assert_eq!(countdown_op.kind(), OpKind::Generator);
-    assert_eq!(
-        run_generator(&countdown_op, json!({"from": 2})),
-        Ok(vec![Ok(json!({"n": 2})), Ok(json!({"n": 1}))])
-    );
-    assert_eq!(
-        run_generator(&countdown_op, json!({"from": 9})),
-        Err("9 is too many".to_string())
-    );
+    assert_eq!(run_generator(&countdown_op, json!({"from": 2})), Ok(vec![Ok(json!({"n": 2})), Ok(json!({"n": 1}))]));
+    assert_eq!(run_generator(&countdown_op, json!({"from": 9})), Err("9 is too many".to_string()));
     let err = run_generator(&countdown_op, json!({})).unwrap_err();
     assert!(err.starts_with("input 'from': "), "{err}");
 }
@@ -439,33 +339,14 @@ fn generator_result_and_object_items() {
 #[tokio::test]
 async fn registry_add_and_lookup() {
     let mut registry = Registry::new();
-    registry
-        .add(double_op)
-        .add(add_one_impl_op)
-        .add(each_item_op)
-        .add(sleep_echo_op);
-    assert_eq!(
-        registry.function_names(),
-        vec!["add_one", "double", "each_item", "sleep_echo"]
-    );
-    assert!(
-        registry.lookup("add_one_impl").is_none(),
-        "registered under its `name` only"
-    );
+    registry.add(double_op).add(add_one_impl_op).add(each_item_op).add(sleep_echo_op);
+    assert_eq!(registry.function_names(), vec!["add_one", "double", "each_item", "sleep_echo"]);
+    assert!(registry.lookup("add_one_impl").is_none(), "registered under its `name` only");
 
     let ctx = context();
     let found = registry.lookup("double").cloned().unwrap();
-    assert_eq!(
-        run(found.as_ref(), json!({"x": 5}), &ctx).await,
-        Ok(json!({"result": 10}))
-    );
+    assert_eq!(run(found.as_ref(), json!({"x": 5}), &ctx).await, Ok(json!({"result": 10})));
     let found = registry.lookup("tests.ops.add_one").cloned().unwrap();
-    assert_eq!(
-        run(found.as_ref(), json!({"n": 1}), &ctx).await,
-        Ok(json!({"answer": 2}))
-    );
-    assert_eq!(
-        registry.lookup("each_item").map(|op| op.kind()),
-        Some(OpKind::Generator)
-    );
+    assert_eq!(run(found.as_ref(), json!({"n": 1}), &ctx).await, Ok(json!({"answer": 2})));
+    assert_eq!(registry.lookup("each_item").map(|op| op.kind()), Some(OpKind::Generator));
 }

@@ -2,6 +2,8 @@
 //! backpressure, cancellation, and failure propagation. Time is tokio's paused clock,
 //! so durations are exact and nothing depends on the machine's speed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,11 +26,11 @@ fn graph(ops: Value, adj: &[(&str, &str, bool)], extra: Value) -> Value {
         if let Some(Value::Array(a)) = compiled.get_mut(*s) {
             a.push(json!([d, soft]));
         }
-        if !soft || soft_seen.insert(d.to_string()) {
-            if let Some(Value::Number(n)) = ready.get(*d) {
-                let next = n.as_u64().unwrap_or(0) + 1;
-                ready.insert(d.to_string(), json!(next));
-            }
+        if (!soft || soft_seen.insert(d.to_string()))
+            && let Some(Value::Number(n)) = ready.get(*d)
+        {
+            let next = n.as_u64().unwrap_or(0) + 1;
+            ready.insert(d.to_string(), json!(next));
         }
     }
     let entries: Vec<&String> = names.iter().filter(|n| ready[n.as_str()] == json!(0)).collect();
@@ -71,7 +73,8 @@ fn engine() -> Engine {
         if v == bad { Err(format!("bad item {v}").into()) } else { Ok(Outputs::one("v", v)) }
     });
     r.register_fn("list_sum", |i, _| {
-        let total: i64 = i.get("xs").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).sum()).unwrap_or(0);
+        let total: i64 =
+            i.get("xs").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).sum()).unwrap_or(0);
         Ok(Outputs::one("total", total))
     });
     e
@@ -99,8 +102,11 @@ async fn io_ops_run_concurrently() {
 async fn max_stream_concurrent_bounds_io_ops() {
     let ops: serde_json::Map<String, Value> = (0..6)
         .map(|k| {
-            (format!("s{k}"), json!({"type": "code", "func_name": "sleep", "bound": "io",
-                "inputs": {"ms": {"literal": 100}, "value": {"literal": k}}, "outputs": {"value": to_parent("v")}}))
+            (
+                format!("s{k}"),
+                json!({"type": "code", "func_name": "sleep", "bound": "io",
+                "inputs": {"ms": {"literal": 100}, "value": {"literal": k}}, "outputs": {"value": to_parent("v")}}),
+            )
         })
         .collect();
     let g = graph(Value::Object(ops), &[], json!({"max_stream_concurrent": 2}));
@@ -113,7 +119,9 @@ async fn max_stream_concurrent_bounds_io_ops() {
 
 #[tokio::test(start_paused = true)]
 async fn parallel_policy_overlaps_per_item_io_and_default_is_sequential() {
-    for (policy, expected_ms) in [(json!(null), 300), (json!({"collect": false, "parallel": true, "parallel_max": 0}), 100)] {
+    for (policy, expected_ms) in
+        [(json!(null), 300), (json!({"collect": false, "parallel": true, "parallel_max": 0}), 100)]
+    {
         let mut item_ref = json!({"source": "main.gen", "var": "i"});
         if !policy.is_null() {
             item_ref["stream_policy"] = policy;
@@ -273,7 +281,13 @@ async fn disabled_ops_and_unmatched_branches_skip_without_errors() {
             "right": {"type": "code", "func_name": "inc", "inputs": {"x": {"literal": 2}}, "outputs": {"x": to_parent("right")}},
             "merge": {"type": "code", "func_name": "inc", "inputs": {"x": {"literal": 100}}, "outputs": {"x": to_parent("merged")}}
         }),
-        &[("off", "after_off", false), ("route", "left", true), ("route", "right", true), ("left", "merge", true), ("right", "merge", true)],
+        &[
+            ("off", "after_off", false),
+            ("route", "left", true),
+            ("route", "right", true),
+            ("left", "merge", true),
+            ("right", "merge", true),
+        ],
         json!({}),
     );
     let wf = engine().load_value(g).expect("valid");
@@ -405,7 +419,12 @@ async fn ref_transforms_keep_python_number_types() {
         &[],
         json!({}),
     );
-    let out = engine().load_value(g).expect("valid").run(json!({"n": 5, "xs": [{"k": 1}, {"k": "last"}]})).await.expect("runs");
+    let out = engine()
+        .load_value(g)
+        .expect("valid")
+        .run(json!({"n": 5, "xs": [{"k": 1}, {"k": "last"}]}))
+        .await
+        .expect("runs");
     assert_eq!(serde_json::to_string(&out.to_json()).expect("json"), r#"{"int_math":8,"div":2.5,"picked":"last"}"#);
 }
 

@@ -26,9 +26,10 @@ fn literal(cfg: &OpConfig, name: &str) -> Result<Option<Value>, String> {
 }
 
 fn is_dynamic(cfg: &OpConfig, name: &str) -> bool {
-    cfg.inputs.get(name).and_then(|s| s.as_object()).is_some_and(|m| {
-        m.get("ref").is_some_and(|r| !r.is_null()) || m.get("scratch").is_some_and(|r| !r.is_null())
-    })
+    cfg.inputs
+        .get(name)
+        .and_then(|s| s.as_object())
+        .is_some_and(|m| m.get("ref").is_some_and(|r| !r.is_null()) || m.get("scratch").is_some_and(|r| !r.is_null()))
 }
 
 /// Extracts typed fields from JSON, YAML or XML text.

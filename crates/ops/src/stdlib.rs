@@ -102,7 +102,10 @@ pub fn register_std(r: &mut Registry) {
             (Value::Object(mut m), Value::String(k)) => m.shift_remove(k),
             (Value::Array(mut a), Value::Number(n)) => {
                 let len = a.len() as i64;
-                n.as_i64().map(|x| if x < 0 { len + x } else { x }).filter(|x| (0..len).contains(x)).map(|x| a.swap_remove(x as usize))
+                n.as_i64()
+                    .map(|x| if x < 0 { len + x } else { x })
+                    .filter(|x| (0..len).contains(x))
+                    .map(|x| a.swap_remove(x as usize))
             }
             (other, _) => {
                 return Err(OpError::input("object", format!("cannot index {} with {key}", expr::type_name(&other))));
@@ -119,7 +122,9 @@ pub fn register_std(r: &mut Registry) {
         Ok(Outputs::one("value", v))
     });
     r.register_fn("json_dump", |mut i, _| Ok(Outputs::one("text", take(&mut i, "value").to_string())));
-    r.register_generator("items", |mut i, _| Ok(list(&mut i, "items")?.into_iter().map(|x| Ok(Outputs::one("item", x)))));
+    r.register_generator("items", |mut i, _| {
+        Ok(list(&mut i, "items")?.into_iter().map(|x| Ok(Outputs::one("item", x))))
+    });
     r.register_generator("range", |mut i, _| {
         let n = take(&mut i, "n").as_i64().ok_or_else(|| OpError::input("n", "expected an integer"))?;
         Ok((0..n.max(0)).map(|k| Ok(Outputs::one("i", k))))

@@ -16,8 +16,23 @@ pub type OpFactory = Arc<dyn Fn(&OpConfig) -> Result<Arc<dyn Op>, String> + Send
 
 /// Op types that appear in graph.json but that this engine does not run yet.
 const UNSUPPORTED_TYPES: &[&str] = &[
-    "llm", "embedding", "rerank", "data", "for", "while", "stream", "doc-processor", "milvus", "mongo", "s3",
-    "default", "dummy", "tool-executor", "mcp", "triton", "onnx",
+    "llm",
+    "embedding",
+    "rerank",
+    "data",
+    "for",
+    "while",
+    "stream",
+    "doc-processor",
+    "milvus",
+    "mongo",
+    "s3",
+    "default",
+    "dummy",
+    "tool-executor",
+    "mcp",
+    "triton",
+    "onnx",
 ];
 
 /// Functions and op types available to graphs.
@@ -200,12 +215,8 @@ impl Binder for Registry {
 
 fn suggestion(name: &str, known: &[&str]) -> String {
     let last = name.rsplit('.').next().unwrap_or(name);
-    let close: Vec<&str> = known
-        .iter()
-        .copied()
-        .filter(|k| k.contains(last) || last.contains(*k) && k.len() > 2)
-        .take(3)
-        .collect();
+    let close: Vec<&str> =
+        known.iter().copied().filter(|k| k.contains(last) || last.contains(*k) && k.len() > 2).take(3).collect();
     if close.is_empty() {
         String::new()
     } else {

@@ -39,8 +39,7 @@ pub fn discover(root: &Path) -> std::io::Result<Vec<Case>> {
     Ok(dirs
         .into_iter()
         .map(|dir| {
-            let parts: Vec<String> =
-                dir.iter().rev().take(2).map(|p| p.to_string_lossy().into_owned()).collect();
+            let parts: Vec<String> = dir.iter().rev().take(2).map(|p| p.to_string_lossy().into_owned()).collect();
             let id = if parts.len() == 2 { format!("{}/{}", parts[1], parts[0]) } else { parts.join("/") };
             Case { id, dir }
         })
@@ -126,7 +125,10 @@ pub fn judge(expected: &Value, outcome: &RunOutcome) -> Verdict {
         let strict = err.get("strict_message").and_then(Value::as_bool).unwrap_or(false);
         let message = err.get("message").and_then(Value::as_str).unwrap_or("");
         if strict && !found.message.contains(message) {
-            return Verdict::Fail(format!("error of {op}: expected a message containing {message:?}, got {:?}", found.message));
+            return Verdict::Fail(format!(
+                "error of {op}: expected a message containing {message:?}, got {:?}",
+                found.message
+            ));
         }
     }
     Verdict::Pass

@@ -72,7 +72,9 @@ pub fn test_ops() -> Registry {
         let m = arith(BinOp::Mod, &take(&mut i, "n"), &json!(2))?;
         Ok(Outputs::one("route", if m == json!(0) { "even" } else { "odd" }))
     });
-    r.register_fn("add", |mut i, _| Ok(Outputs::one("sum", arith(BinOp::Add, &take(&mut i, "a"), &take(&mut i, "b"))?)));
+    r.register_fn("add", |mut i, _| {
+        Ok(Outputs::one("sum", arith(BinOp::Add, &take(&mut i, "a"), &take(&mut i, "b"))?))
+    });
     r.register_fn("concat", |mut i, _| {
         let a: String = i.parse("a")?;
         let b: String = i.parse("b")?;
@@ -91,7 +93,9 @@ pub fn test_ops() -> Registry {
         }
         Ok(Outputs::one("value", value))
     });
-    r.register_fn("always_fail", |mut i, _| Err(OpError::new(format!("always_fail: {}", expr::repr(&take(&mut i, "x"))))));
+    r.register_fn("always_fail", |mut i, _| {
+        Err(OpError::new(format!("always_fail: {}", expr::repr(&take(&mut i, "x")))))
+    });
     r.register_fn("fib_step", |mut i, _| {
         let (a, b) = (take(&mut i, "a"), take(&mut i, "b"));
         let next = arith(BinOp::Add, &a, &b)?;
@@ -107,7 +111,9 @@ pub fn test_ops() -> Registry {
             Some(Value::Array(a)) => a.len(),
             Some(Value::Object(o)) => o.len(),
             Some(Value::String(s)) => s.chars().count(),
-            Some(other) => return Err(OpError::new(format!("object of type '{}' has no len()", expr::type_name(other)))),
+            Some(other) => {
+                return Err(OpError::new(format!("object of type '{}' has no len()", expr::type_name(other))));
+            }
         };
         Ok(Outputs::one("name", field("name")?).with("score", field("score")?).with("n_tags", n_tags))
     });

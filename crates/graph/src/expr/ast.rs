@@ -77,10 +77,7 @@ impl<N, F> Node<N, F> {
             }
             Node::Compare(first, rest) => {
                 let first = Box::new(first.try_map(names, funcs)?);
-                let rest = rest
-                    .iter()
-                    .map(|(k, n)| Ok((*k, n.try_map(names, funcs)?)))
-                    .collect::<Result<_, E>>()?;
+                let rest = rest.iter().map(|(k, n)| Ok((*k, n.try_map(names, funcs)?))).collect::<Result<_, E>>()?;
                 Node::Compare(first, rest)
             }
             Node::And(items) => Node::And(map_all(items, names, funcs)?),

@@ -9,9 +9,7 @@ use serde_json::Value;
 
 use super::error::{EvalError, type_err};
 use super::repr::{repr_str, to_py_str};
-use super::value::{
-    CmpOp, Num, UnaryOp, compare, float_value, int_value, num, truthy, type_name, unary,
-};
+use super::value::{CmpOp, Num, UnaryOp, compare, float_value, int_value, num, truthy, type_name, unary};
 
 /// A builtin function, resolved from its name at bind time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +58,7 @@ impl Builtin {
     }
 
     fn arity_error(self, expected: &str, got: usize) -> EvalError {
-        EvalError::Arity {
-            func: self.name().to_owned(),
-            expected: expected.to_owned(),
-            got,
-        }
+        EvalError::Arity { func: self.name().to_owned(), expected: expected.to_owned(), got }
     }
 
     /// Calls the builtin on already evaluated arguments.
@@ -108,11 +102,7 @@ impl Builtin {
     /// `min(...)` / `max(...)`: one iterable argument or several values.
     /// Ties keep the first candidate, like Python.
     fn min_max<V: Borrow<Value>>(self, args: &[V]) -> Result<Value, EvalError> {
-        let better = if self == Builtin::Min {
-            CmpOp::Lt
-        } else {
-            CmpOp::Gt
-        };
+        let better = if self == Builtin::Min { CmpOp::Lt } else { CmpOp::Gt };
         let pick = |candidates: &mut dyn Iterator<Item = &Value>| -> Result<Value, EvalError> {
             let mut best: Option<&Value> = None;
             for item in candidates {
@@ -121,9 +111,7 @@ impl Builtin {
                     _ => Some(item),
                 };
             }
-            best.cloned().ok_or_else(|| {
-                EvalError::Value(format!("{}() iterable argument is empty", self.name()))
-            })
+            best.cloned().ok_or_else(|| EvalError::Value(format!("{}() iterable argument is empty", self.name())))
         };
         match args {
             [] => Err(self.arity_error("at least 1", 0)),
@@ -137,10 +125,7 @@ impl Builtin {
                     let keys: Vec<Value> = map.keys().map(|k| Value::String(k.clone())).collect();
                     pick(&mut keys.iter())
                 }
-                other => Err(type_err(format!(
-                    "'{}' object is not iterable",
-                    type_name(other)
-                ))),
+                other => Err(type_err(format!("'{}' object is not iterable", type_name(other)))),
             },
             many => pick(&mut many.iter().map(Borrow::borrow)),
         }
@@ -153,9 +138,7 @@ impl Builtin {
 /// An unknown name is [`EvalError::UnknownFunction`]; a wrong number of
 /// arguments is [`EvalError::Arity`].
 pub fn call_builtin(name: &str, args: &[Value]) -> Result<Value, EvalError> {
-    Builtin::from_name(name)
-        .ok_or_else(|| EvalError::UnknownFunction(name.to_owned()))?
-        .call(args)
+    Builtin::from_name(name).ok_or_else(|| EvalError::UnknownFunction(name.to_owned()))?.call(args)
 }
 
 fn len(x: &Value) -> Result<Value, EvalError> {
@@ -164,26 +147,17 @@ fn len(x: &Value) -> Result<Value, EvalError> {
         Value::Array(a) => a.len(),
         Value::Object(o) => o.len(),
         other => {
-            return Err(type_err(format!(
-                "object of type '{}' has no len()",
-                type_name(other)
-            )));
+            return Err(type_err(format!("object of type '{}' has no len()", type_name(other))));
         }
     };
-    i64::try_from(n)
-        .map(int_value)
-        .map_err(|_| EvalError::Overflow)
+    i64::try_from(n).map(int_value).map_err(|_| EvalError::Overflow)
 }
 
 /// Converts a finite float to an `i64`, truncating toward zero.
 fn float_to_i64(f: f64) -> Result<i64, EvalError> {
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
     let t = f.trunc();
-    if t.is_finite() && (-TWO_63..TWO_63).contains(&t) {
-        Ok(t as i64)
-    } else {
-        Err(EvalError::Overflow)
-    }
+    if t.is_finite() && (-TWO_63..TWO_63).contains(&t) { Ok(t as i64) } else { Err(EvalError::Overflow) }
 }
 
 fn to_int(x: &Value) -> Result<Value, EvalError> {
@@ -196,23 +170,12 @@ fn to_int(x: &Value) -> Result<Value, EvalError> {
     match x {
         Value::String(s) => match s.trim().parse::<i64>() {
             Ok(i) => Ok(int_value(i)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    IntErrorKind::PosOverflow | IntErrorKind::NegOverflow
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), IntErrorKind::PosOverflow | IntErrorKind::NegOverflow) => {
                 Err(EvalError::Overflow)
             }
-            Err(_) => Err(EvalError::Value(format!(
-                "invalid literal for int() with base 10: {}",
-                repr_str(s)
-            ))),
+            Err(_) => Err(EvalError::Value(format!("invalid literal for int() with base 10: {}", repr_str(s)))),
         },
-        other => Err(type_err(format!(
-            "int() argument must be a string or a real number, not '{}'",
-            type_name(other)
-        ))),
+        other => Err(type_err(format!("int() argument must be a string or a real number, not '{}'", type_name(other)))),
     }
 }
 
@@ -226,35 +189,25 @@ fn to_float(x: &Value) -> Result<Value, EvalError> {
     match x {
         Value::String(s) => match s.trim().parse::<f64>() {
             Ok(f) => float_value(f),
-            Err(_) => Err(EvalError::Value(format!(
-                "could not convert string to float: {}",
-                repr_str(s)
-            ))),
+            Err(_) => Err(EvalError::Value(format!("could not convert string to float: {}", repr_str(s)))),
         },
-        other => Err(type_err(format!(
-            "float() argument must be a string or a real number, not '{}'",
-            type_name(other)
-        ))),
+        other => {
+            Err(type_err(format!("float() argument must be a string or a real number, not '{}'", type_name(other))))
+        }
     }
 }
 
 /// Python `round(x)` / `round(x, ndigits)` with round-half-to-even.
 fn round(x: &Value, ndigits: Option<&Value>) -> Result<Value, EvalError> {
     let Some(n) = num(x) else {
-        return Err(type_err(format!(
-            "type {} doesn't define __round__ method",
-            type_name(x)
-        )));
+        return Err(type_err(format!("type {} doesn't define __round__ method", type_name(x))));
     };
     let digits = match ndigits {
         None | Some(Value::Null) => None,
         Some(d) => match (d, num(d)) {
             (Value::Bool(_) | Value::Number(_), Some(Num::Int(i))) => Some(i),
             _ => {
-                return Err(type_err(format!(
-                    "'{}' object cannot be interpreted as an integer",
-                    type_name(d)
-                )));
+                return Err(type_err(format!("'{}' object cannot be interpreted as an integer", type_name(d))));
             }
         },
     };

@@ -26,9 +26,7 @@ pub enum EvalError {
     #[error("OverflowError: integer result does not fit in 64 bits")]
     Overflow,
     /// A float result is infinite or NaN, which JSON cannot represent.
-    #[error(
-        "OverflowError: float result is not finite (inf and nan cannot be represented in JSON)"
-    )]
+    #[error("OverflowError: float result is not finite (inf and nan cannot be represented in JSON)")]
     NonFinite,
     /// A sequence repetition (`'ab' * n`, `[0] * n`) would exceed the size limit.
     #[error("MemoryError: repeated sequence of {len} items exceeds the limit of {limit}")]

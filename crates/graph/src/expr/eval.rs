@@ -32,10 +32,7 @@ pub(crate) type BNode = Node<Slot, Builtin>;
 pub(crate) fn eval<'a>(node: &'a BNode, scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
     match node {
         Node::Const(v) => Ok(Cow::Borrowed(v)),
-        Node::Name(s) => scope
-            .get(s.slot)
-            .map(Cow::Borrowed)
-            .ok_or_else(|| EvalError::Unbound(s.name.clone())),
+        Node::Name(s) => scope.get(s.slot).map(Cow::Borrowed).ok_or_else(|| EvalError::Unbound(s.name.clone())),
         Node::List(items) => eval_list(items, scope),
         Node::Unary(op, x) => eval_unary(*op, x, scope),
         Node::Binary(op, a, b) => eval_binary(*op, a, b, scope),
@@ -50,30 +47,18 @@ pub(crate) fn eval<'a>(node: &'a BNode, scope: &'a dyn Scope) -> Result<Cow<'a, 
 
 #[inline(never)]
 fn eval_list<'a>(items: &'a [BNode], scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
-    let items = items
-        .iter()
-        .map(|n| eval(n, scope).map(Cow::into_owned))
-        .collect::<Result<_, _>>()?;
+    let items = items.iter().map(|n| eval(n, scope).map(Cow::into_owned)).collect::<Result<_, _>>()?;
     Ok(Cow::Owned(Value::Array(items)))
 }
 
 #[inline(never)]
-fn eval_unary<'a>(
-    op: UnaryOp,
-    x: &'a BNode,
-    scope: &'a dyn Scope,
-) -> Result<Cow<'a, Value>, EvalError> {
+fn eval_unary<'a>(op: UnaryOp, x: &'a BNode, scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
     let x = eval(x, scope)?;
     unary(op, &x).map(Cow::Owned)
 }
 
 #[inline(never)]
-fn eval_binary<'a>(
-    op: BinOp,
-    a: &'a BNode,
-    b: &'a BNode,
-    scope: &'a dyn Scope,
-) -> Result<Cow<'a, Value>, EvalError> {
+fn eval_binary<'a>(op: BinOp, a: &'a BNode, b: &'a BNode, scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
     let a = eval(a, scope)?;
     let b = eval(b, scope)?;
     binary(op, &a, &b).map(Cow::Owned)
@@ -97,21 +82,13 @@ fn eval_compare<'a>(
 }
 
 #[inline(never)]
-fn eval_attr<'a>(
-    obj: &'a BNode,
-    key: &str,
-    scope: &'a dyn Scope,
-) -> Result<Cow<'a, Value>, EvalError> {
+fn eval_attr<'a>(obj: &'a BNode, key: &str, scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
     let obj = eval(obj, scope)?;
     project(obj, |v| attribute(v, key))
 }
 
 #[inline(never)]
-fn eval_index<'a>(
-    obj: &'a BNode,
-    idx: &'a BNode,
-    scope: &'a dyn Scope,
-) -> Result<Cow<'a, Value>, EvalError> {
+fn eval_index<'a>(obj: &'a BNode, idx: &'a BNode, scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
     let obj = eval(obj, scope)?;
     let idx = eval(idx, scope)?;
     match obj {
@@ -121,26 +98,15 @@ fn eval_index<'a>(
 }
 
 #[inline(never)]
-fn eval_call<'a>(
-    f: Builtin,
-    args: &'a [BNode],
-    scope: &'a dyn Scope,
-) -> Result<Cow<'a, Value>, EvalError> {
-    let args = args
-        .iter()
-        .map(|n| eval(n, scope))
-        .collect::<Result<Vec<_>, _>>()?;
+fn eval_call<'a>(f: Builtin, args: &'a [BNode], scope: &'a dyn Scope) -> Result<Cow<'a, Value>, EvalError> {
+    let args = args.iter().map(|n| eval(n, scope)).collect::<Result<Vec<_>, _>>()?;
     f.call(&args).map(Cow::Owned)
 }
 
 /// `and` (`stop_when` false) / `or` (`stop_when` true): returns the first
 /// operand whose truthiness is `stop_when`, or the last operand.
 #[inline(never)]
-fn short_circuit<'a>(
-    items: &'a [BNode],
-    scope: &'a dyn Scope,
-    stop_when: bool,
-) -> Result<Cow<'a, Value>, EvalError> {
+fn short_circuit<'a>(items: &'a [BNode], scope: &'a dyn Scope, stop_when: bool) -> Result<Cow<'a, Value>, EvalError> {
     let mut last = Cow::Owned(Value::Null);
     for item in items {
         last = eval(item, scope)?;
@@ -177,10 +143,7 @@ fn project<'a>(
 fn attribute<'v>(obj: &'v Value, key: &str) -> Result<&'v Value, EvalError> {
     match obj {
         Value::Object(map) => map.get(key).ok_or_else(|| EvalError::Key(repr_str(key))),
-        other => Err(EvalError::Attribute(format!(
-            "'{}' object has no attribute '{key}'",
-            type_name(other)
-        ))),
+        other => Err(EvalError::Attribute(format!("'{}' object has no attribute '{key}'", type_name(other)))),
     }
 }
 
@@ -189,16 +152,10 @@ fn resolve_index(index: &Value, len: usize, what: &str) -> Result<usize, EvalErr
     let i = match (index, num(index)) {
         (Value::Bool(_) | Value::Number(_), Some(Num::Int(i))) => i,
         _ if what == "list" => {
-            return Err(type_err(format!(
-                "list indices must be integers or slices, not {}",
-                type_name(index)
-            )));
+            return Err(type_err(format!("list indices must be integers or slices, not {}", type_name(index))));
         }
         _ => {
-            return Err(type_err(format!(
-                "{what} indices must be integers, not '{}'",
-                type_name(index)
-            )));
+            return Err(type_err(format!("{what} indices must be integers, not '{}'", type_name(index))));
         }
     };
     let len_i = i64::try_from(len).unwrap_or(i64::MAX);
@@ -215,10 +172,7 @@ fn subscript<'v>(obj: &'v Value, index: &Value) -> Result<Cow<'v, Value>, EvalEr
     match obj {
         Value::Array(items) => {
             let i = resolve_index(index, items.len(), "list")?;
-            items
-                .get(i)
-                .map(Cow::Borrowed)
-                .ok_or_else(|| EvalError::Index("list index out of range".to_owned()))
+            items.get(i).map(Cow::Borrowed).ok_or_else(|| EvalError::Index("list index out of range".to_owned()))
         }
         Value::String(s) => {
             let count = s.chars().count();
@@ -229,18 +183,10 @@ fn subscript<'v>(obj: &'v Value, index: &Value) -> Result<Cow<'v, Value>, EvalEr
                 .ok_or_else(|| EvalError::Index("string index out of range".to_owned()))
         }
         Value::Object(map) => match index {
-            Value::String(key) => map
-                .get(key)
-                .map(Cow::Borrowed)
-                .ok_or_else(|| EvalError::Key(repr_str(key))),
-            Value::Array(_) | Value::Object(_) => {
-                Err(type_err(format!("unhashable type: '{}'", type_name(index))))
-            }
+            Value::String(key) => map.get(key).map(Cow::Borrowed).ok_or_else(|| EvalError::Key(repr_str(key))),
+            Value::Array(_) | Value::Object(_) => Err(type_err(format!("unhashable type: '{}'", type_name(index)))),
             other => Err(EvalError::Key(repr(other))),
         },
-        other => Err(type_err(format!(
-            "'{}' object is not subscriptable",
-            type_name(other)
-        ))),
+        other => Err(type_err(format!("'{}' object is not subscriptable", type_name(other)))),
     }
 }

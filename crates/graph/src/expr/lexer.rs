@@ -95,10 +95,7 @@ pub(crate) struct Token {
 }
 
 fn err(message: impl Into<String>, offset: usize) -> ParseError {
-    ParseError {
-        message: message.into(),
-        offset,
-    }
+    ParseError { message: message.into(), offset }
 }
 
 /// Splits `src` into tokens, ending with [`Tok::Eof`] at `src.len()`.
@@ -117,10 +114,7 @@ pub(crate) fn tokenize_prefix(src: &str) -> (Vec<Token>, Option<ParseError>) {
     let mut toks = Vec::new();
     let error = lex_into(src, &mut toks).err();
     let end = error.as_ref().map_or(src.len(), |e| e.offset);
-    toks.push(Token {
-        tok: Tok::Eof,
-        offset: end,
-    });
+    toks.push(Token { tok: Tok::Eof, offset: end });
     (toks, error)
 }
 
@@ -153,9 +147,7 @@ fn lex_into(src: &str, toks: &mut Vec<Token>) -> Result<(), ParseError> {
             }
             b'A'..=b'Z' | b'a'..=b'z' | b'_' => {
                 let mut end = i + 1;
-                while end < bytes.len()
-                    && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_')
-                {
+                while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
                     end += 1;
                 }
                 let word = &src[i..end];
@@ -242,18 +234,12 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), ParseError> {
             j += 1;
         }
         if !bytes.get(j).is_some_and(u8::is_ascii_digit) {
-            return Err(err(
-                "invalid number literal: missing exponent digits",
-                start,
-            ));
+            return Err(err("invalid number literal: missing exponent digits", start));
         }
         is_float = true;
         i = digits_end(j);
     }
-    if bytes
-        .get(i)
-        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.')
-    {
+    if bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.') {
         return Err(err("invalid number literal", start));
     }
     let text = &src[start..i];
@@ -322,10 +308,7 @@ fn lex_string(src: &str, start: usize) -> Result<(String, usize), ParseError> {
                                     chars.next();
                                 }
                                 None => {
-                                    return Err(err(
-                                        format!("truncated \\{e} escape in string literal"),
-                                        at,
-                                    ));
+                                    return Err(err(format!("truncated \\{e} escape in string literal"), at));
                                 }
                             }
                         }

@@ -119,11 +119,7 @@ impl Expr {
     /// trailing tokens, unbalanced brackets, `&&`, ...) is a [`ParseError`].
     pub fn parse(src: &str) -> Result<Expr, ParseError> {
         let parsed = parser::parse(src)?;
-        Ok(Expr {
-            source: src.to_owned(),
-            root: parsed.root,
-            names: parsed.names,
-        })
+        Ok(Expr { source: src.to_owned(), root: parsed.root, names: parsed.names })
     }
 
     /// The source text the expression was parsed from.
@@ -141,10 +137,7 @@ impl Expr {
     /// distinct name, in order of appearance) and every called function to
     /// a builtin. The first unknown name or function, from the left, is the
     /// error.
-    pub fn bind(
-        &self,
-        resolve: &mut dyn FnMut(&str) -> Option<u32>,
-    ) -> Result<BoundExpr, BindError> {
+    pub fn bind(&self, resolve: &mut dyn FnMut(&str) -> Option<u32>) -> Result<BoundExpr, BindError> {
         let mut slots: Vec<Option<u32>> = vec![None; self.names.len()];
         let root = self.root.try_map(
             &mut |&idx: &usize| {
@@ -152,27 +145,18 @@ impl Expr {
                 let slot = match slots.get(idx).copied().flatten() {
                     Some(slot) => slot,
                     None => {
-                        let slot =
-                            resolve(name).ok_or_else(|| BindError::UnknownName(name.to_owned()))?;
+                        let slot = resolve(name).ok_or_else(|| BindError::UnknownName(name.to_owned()))?;
                         if let Some(cached) = slots.get_mut(idx) {
                             *cached = Some(slot);
                         }
                         slot
                     }
                 };
-                Ok(Slot {
-                    slot,
-                    name: name.to_owned(),
-                })
+                Ok(Slot { slot, name: name.to_owned() })
             },
-            &mut |name: &String| {
-                Builtin::from_name(name).ok_or_else(|| BindError::UnknownFunction(name.clone()))
-            },
+            &mut |name: &String| Builtin::from_name(name).ok_or_else(|| BindError::UnknownFunction(name.clone())),
         )?;
-        Ok(BoundExpr {
-            source: self.source.clone(),
-            root,
-        })
+        Ok(BoundExpr { source: self.source.clone(), root })
     }
 }
 

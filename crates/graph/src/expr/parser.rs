@@ -42,37 +42,19 @@ pub(crate) fn parse(src: &str) -> Result<Parsed, ParseError> {
 }
 
 fn parse_tokens(src: &str, toks: Vec<Token>) -> Result<Parsed, ParseError> {
-    let mut p = Parser {
-        src,
-        toks,
-        pos: 0,
-        names: Vec::new(),
-        nest: 0,
-    };
+    let mut p = Parser { src, toks, pos: 0, names: Vec::new(), nest: 0 };
     if p.peek() == &Tok::Eof && p.offset() == src.len() {
         return Err(err("empty expression", 0));
     }
     let (root, _) = p.parse_or()?;
     if p.peek() != &Tok::Eof {
-        return Err(err(
-            format!(
-                "unexpected {} after complete expression",
-                p.peek().describe()
-            ),
-            p.offset(),
-        ));
+        return Err(err(format!("unexpected {} after complete expression", p.peek().describe()), p.offset()));
     }
-    Ok(Parsed {
-        root,
-        names: p.names,
-    })
+    Ok(Parsed { root, names: p.names })
 }
 
 fn err(message: impl Into<String>, offset: usize) -> ParseError {
-    ParseError {
-        message: message.into(),
-        offset,
-    }
+    ParseError { message: message.into(), offset }
 }
 
 /// A subtree and its depth.
@@ -96,9 +78,7 @@ fn infix_prec(tok: &Tok, next: &Tok) -> u8 {
     match tok {
         Tok::Or => prec::OR,
         Tok::And => prec::AND,
-        Tok::EqEq | Tok::NotEq | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In | Tok::Is => {
-            prec::CMP
-        }
+        Tok::EqEq | Tok::NotEq | Tok::Lt | Tok::Le | Tok::Gt | Tok::Ge | Tok::In | Tok::Is => prec::CMP,
         Tok::Not if next == &Tok::In => prec::CMP,
         Tok::Plus | Tok::Minus => prec::ADD,
         Tok::Star | Tok::Slash | Tok::DoubleSlash | Tok::Percent => prec::MUL,
@@ -176,10 +156,7 @@ impl Parser<'_> {
     /// Depth of a node whose deepest child has depth `child`.
     fn deeper(&self, child: usize, offset: usize) -> Result<usize, ParseError> {
         if child >= MAX_DEPTH {
-            Err(err(
-                format!("expression is nested too deeply (limit {MAX_DEPTH})"),
-                offset,
-            ))
+            Err(err(format!("expression is nested too deeply (limit {MAX_DEPTH})"), offset))
         } else {
             Ok(child + 1)
         }
@@ -189,10 +166,7 @@ impl Parser<'_> {
     fn enter(&mut self) -> Result<(), ParseError> {
         self.nest += 1;
         if self.nest > MAX_DEPTH {
-            return Err(err(
-                format!("expression is nested too deeply (limit {MAX_DEPTH})"),
-                self.offset(),
-            ));
+            return Err(err(format!("expression is nested too deeply (limit {MAX_DEPTH})"), self.offset()));
         }
         Ok(())
     }
@@ -224,11 +198,7 @@ impl Parser<'_> {
                         items.push(item);
                     }
                     depth = self.deeper(depth, start)?;
-                    left = if p == prec::OR {
-                        Node::Or(items)
-                    } else {
-                        Node::And(items)
-                    };
+                    left = if p == prec::OR { Node::Or(items) } else { Node::And(items) };
                 }
                 prec::CMP => {
                     let mut rest = Vec::new();
@@ -319,10 +289,7 @@ impl Parser<'_> {
                     node = Node::Index(Box::new(node), Box::new(idx));
                 }
                 Tok::LParen => {
-                    return Err(err(
-                        "only builtin functions can be called, by name (e.g. len(x))",
-                        self.offset(),
-                    ));
+                    return Err(err("only builtin functions can be called, by name (e.g. len(x))", self.offset()));
                 }
                 _ => return Ok((node, depth)),
             }
@@ -337,28 +304,13 @@ impl Parser<'_> {
                 Tok::Name(n) => Ok(n),
                 _ => Err(err("expected attribute name after '.'", at)),
             },
-            Tok::And
-            | Tok::Or
-            | Tok::Not
-            | Tok::In
-            | Tok::Is
-            | Tok::True
-            | Tok::False
-            | Tok::None => {
+            Tok::And | Tok::Or | Tok::Not | Tok::In | Tok::Is | Tok::True | Tok::False | Tok::None => {
                 self.bump();
-                let word: String = self.src[at..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
+                let word: String =
+                    self.src[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 Ok(word)
             }
-            other => Err(err(
-                format!(
-                    "expected attribute name after '.', found {}",
-                    other.describe()
-                ),
-                at,
-            )),
+            other => Err(err(format!("expected attribute name after '.', found {}", other.describe()), at)),
         }
     }
 
@@ -395,18 +347,14 @@ impl Parser<'_> {
     fn parse_atom(&mut self) -> Result<Sub, ParseError> {
         let start = self.offset();
         let node = match self.peek() {
-            Tok::Int(_) | Tok::Float(_) | Tok::Str(_) | Tok::True | Tok::False | Tok::None => {
-                match self.bump() {
-                    Tok::Int(i) => Node::Const(int_value(i)),
-                    Tok::Float(f) => Node::Const(
-                        float_value(f).map_err(|_| err("float literal out of range", start))?,
-                    ),
-                    Tok::Str(s) => Node::Const(Value::String(s)),
-                    Tok::True => Node::Const(Value::Bool(true)),
-                    Tok::False => Node::Const(Value::Bool(false)),
-                    _ => Node::Const(Value::Null),
-                }
-            }
+            Tok::Int(_) | Tok::Float(_) | Tok::Str(_) | Tok::True | Tok::False | Tok::None => match self.bump() {
+                Tok::Int(i) => Node::Const(int_value(i)),
+                Tok::Float(f) => Node::Const(float_value(f).map_err(|_| err("float literal out of range", start))?),
+                Tok::Str(s) => Node::Const(Value::String(s)),
+                Tok::True => Node::Const(Value::Bool(true)),
+                Tok::False => Node::Const(Value::Bool(false)),
+                _ => Node::Const(Value::Null),
+            },
             Tok::Name(_) => {
                 let Tok::Name(name) = self.bump() else {
                     return Err(self.unexpected());

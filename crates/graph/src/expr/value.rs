@@ -143,9 +143,7 @@ pub(crate) fn int_value(i: i64) -> Value {
 
 /// A `float` JSON value; non-finite floats are [`EvalError::NonFinite`].
 pub(crate) fn float_value(f: f64) -> Result<Value, EvalError> {
-    Number::from_f64(f)
-        .map(Value::Number)
-        .ok_or(EvalError::NonFinite)
+    Number::from_f64(f).map(Value::Number).ok_or(EvalError::NonFinite)
 }
 
 /// Python `type(v).__name__`: `NoneType`, `bool`, `int`, `float`, `str`,
@@ -232,14 +230,12 @@ pub fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
             v.extend(y.iter().cloned());
             Ok(Value::Array(v))
         }
-        (BinOp::Add, Value::String(_), _) | (BinOp::Add, Value::Array(_), _) => {
-            Err(type_err(format!(
-                "can only concatenate {} (not \"{}\") to {}",
-                type_name(a),
-                type_name(b),
-                type_name(a)
-            )))
-        }
+        (BinOp::Add, Value::String(_), _) | (BinOp::Add, Value::Array(_), _) => Err(type_err(format!(
+            "can only concatenate {} (not \"{}\") to {}",
+            type_name(a),
+            type_name(b),
+            type_name(a)
+        ))),
         (BinOp::Mul, Value::String(_) | Value::Array(_), _) => repeat(a, b),
         (BinOp::Mul, _, Value::String(_) | Value::Array(_)) => repeat(b, a),
         _ => Err(unsupported(op, a, b)),
@@ -247,16 +243,8 @@ pub fn binary(op: BinOp, a: &Value, b: &Value) -> Result<Value, EvalError> {
 }
 
 fn unsupported(op: BinOp, a: &Value, b: &Value) -> EvalError {
-    let sym = if op == BinOp::Pow {
-        "** or pow()"
-    } else {
-        op.symbol()
-    };
-    type_err(format!(
-        "unsupported operand type(s) for {sym}: '{}' and '{}'",
-        type_name(a),
-        type_name(b)
-    ))
+    let sym = if op == BinOp::Pow { "** or pow()" } else { op.symbol() };
+    type_err(format!("unsupported operand type(s) for {sym}: '{}' and '{}'", type_name(a), type_name(b)))
 }
 
 /// `seq * count` for a `str` or `list` sequence.
@@ -264,10 +252,7 @@ fn repeat(seq: &Value, count: &Value) -> Result<Value, EvalError> {
     let n = match (count, num(count)) {
         (Value::Bool(_) | Value::Number(_), Some(Num::Int(n))) => n,
         _ => {
-            return Err(type_err(format!(
-                "can't multiply sequence by non-int of type '{}'",
-                type_name(count)
-            )));
+            return Err(type_err(format!("can't multiply sequence by non-int of type '{}'", type_name(count))));
         }
     };
     let n = usize::try_from(n).unwrap_or(0);
@@ -278,10 +263,7 @@ fn repeat(seq: &Value, count: &Value) -> Result<Value, EvalError> {
     };
     let total = (unit as u128) * (n as u128);
     if total > MAX_SEQUENCE_LEN as u128 {
-        return Err(EvalError::SequenceTooLong {
-            len: total,
-            limit: MAX_SEQUENCE_LEN,
-        });
+        return Err(EvalError::SequenceTooLong { len: total, limit: MAX_SEQUENCE_LEN });
     }
     Ok(match seq {
         Value::String(s) => Value::String(s.repeat(n)),
@@ -320,11 +302,7 @@ pub(crate) fn int_floordiv(x: i64, y: i64) -> Result<i64, EvalError> {
         return Err(EvalError::ZeroDivision);
     }
     let q = x.checked_div(y).ok_or(EvalError::Overflow)?;
-    if x % y != 0 && ((x < 0) != (y < 0)) {
-        Ok(q - 1)
-    } else {
-        Ok(q)
-    }
+    if x % y != 0 && ((x < 0) != (y < 0)) { Ok(q - 1) } else { Ok(q) }
 }
 
 /// Python `x % y` on integers (the result has the sign of `y`).
@@ -334,11 +312,7 @@ pub(crate) fn int_mod(x: i64, y: i64) -> Result<i64, EvalError> {
     }
     // `checked_rem` only fails for i64::MIN % -1, whose remainder is 0.
     let r = x.checked_rem(y).unwrap_or(0);
-    if r != 0 && ((r < 0) != (y < 0)) {
-        Ok(r + y)
-    } else {
-        Ok(r)
-    }
+    if r != 0 && ((r < 0) != (y < 0)) { Ok(r + y) } else { Ok(r) }
 }
 
 fn int_pow(base: i64, exp: i64) -> Result<Value, EvalError> {
@@ -375,9 +349,7 @@ fn float_arith(op: BinOp, x: f64, y: f64) -> Result<Value, EvalError> {
                 return Err(EvalError::ZeroDivision);
             }
             if x < 0.0 && y.fract() != 0.0 {
-                return Err(EvalError::Value(
-                    "negative number cannot be raised to a fractional power".to_owned(),
-                ));
+                return Err(EvalError::Value("negative number cannot be raised to a fractional power".to_owned()));
             }
             x.powf(y)
         }
@@ -452,9 +424,7 @@ pub(crate) fn py_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Null, Value::Null) => true,
         (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| py_eq(p, q)),
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, p)| y.get(k).is_some_and(|q| py_eq(p, q)))
         }
@@ -503,19 +473,15 @@ pub fn compare(op: CmpOp, a: &Value, b: &Value) -> Result<bool, EvalError> {
 pub fn contains(container: &Value, item: &Value) -> Result<bool, EvalError> {
     match (container, item) {
         (Value::String(s), Value::String(sub)) => Ok(s.contains(sub.as_str())),
-        (Value::String(_), _) => Err(type_err(format!(
-            "'in <string>' requires string as left operand, not {}",
-            type_name(item)
-        ))),
+        (Value::String(_), _) => {
+            Err(type_err(format!("'in <string>' requires string as left operand, not {}", type_name(item))))
+        }
         (Value::Array(items), _) => Ok(items.iter().any(|x| py_eq(x, item))),
         (Value::Object(map), Value::String(key)) => Ok(map.contains_key(key)),
         (Value::Object(_), Value::Array(_) | Value::Object(_)) => {
             Err(type_err(format!("unhashable type: '{}'", type_name(item))))
         }
         (Value::Object(_), _) => Ok(false),
-        _ => Err(type_err(format!(
-            "argument of type '{}' is not iterable",
-            type_name(container)
-        ))),
+        _ => Err(type_err(format!("argument of type '{}' is not iterable", type_name(container)))),
     }
 }

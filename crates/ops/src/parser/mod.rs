@@ -73,10 +73,7 @@ impl ParseMode {
                     "unsupported mode {name:?} (expected \"json\", \"yaml\" or \"xml\")"
                 ))),
             },
-            Some(other) => Err(ParserConfigError::new(format!(
-                "mode must be a string, got {}",
-                json_type_name(other)
-            ))),
+            Some(other) => Err(ParserConfigError::new(format!("mode must be a string, got {}", json_type_name(other)))),
         }
     }
 
@@ -132,11 +129,7 @@ impl ParserSpec {
         let mode = ParseMode::from_value(mode)?;
         let fields = schema::parse_schema(schema)?;
         let validators = validate::parse_validators(validators, &fields)?;
-        Ok(Self {
-            mode,
-            fields,
-            validators,
-        })
+        Ok(Self { mode, fields, validators })
     }
 
     /// The parse mode.
@@ -147,11 +140,7 @@ impl ParserSpec {
     /// The names of the outputs this spec produces: one per schema field
     /// (its last path segment), in schema order, then `"error"`.
     pub fn output_names(&self) -> Vec<String> {
-        self.fields
-            .iter()
-            .map(|f| f.name.clone())
-            .chain(std::iter::once(ERROR_OUTPUT.to_owned()))
-            .collect()
+        self.fields.iter().map(|f| f.name.clone()).chain(std::iter::once(ERROR_OUTPUT.to_owned())).collect()
     }
 
     /// Parse `text` and extract the fields. Never fails.
@@ -180,16 +169,11 @@ impl ParserSpec {
             _ => return Err("Empty input text".to_owned()),
         };
         let body = fence::strip_code_fence(text);
-        let document = self
-            .mode
-            .parse(body)
-            .map_err(|e| format!("Parse error ({}): {e}", self.mode))?;
+        let document = self.mode.parse(body).map_err(|e| format!("Parse error ({}): {e}", self.mode))?;
 
         let mut result = Map::with_capacity(self.fields.len() + 1);
         for field in &self.fields {
-            let value = schema::lookup(&document, &field.segments)
-                .cloned()
-                .unwrap_or(Value::Null);
+            let value = schema::lookup(&document, &field.segments).cloned().unwrap_or(Value::Null);
             result.insert(field.name.clone(), field.hint.apply(value));
         }
         for validator in &self.validators {

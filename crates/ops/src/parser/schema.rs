@@ -41,9 +41,8 @@ pub(crate) fn parse_schema(schema: Option<&Value>) -> Result<Vec<Field>, ParserC
                 json_type_name(entry)
             )));
         };
-        let field = parse_field(text).map_err(|reason| {
-            ParserConfigError::new(format!("schema entry {index} ({text:?}): {reason}"))
-        })?;
+        let field = parse_field(text)
+            .map_err(|reason| ParserConfigError::new(format!("schema entry {index} ({text:?}): {reason}")))?;
         if field.name == "error" {
             return Err(ParserConfigError::new(format!(
                 "schema field {:?} would produce the output \"error\", which is reserved",
@@ -75,12 +74,7 @@ fn parse_field(text: &str) -> Result<Field, String> {
         return Err(format!("the field path {path:?} has an empty segment"));
     }
     let name = segments.last().cloned().unwrap_or_default();
-    Ok(Field {
-        path: path.to_owned(),
-        segments,
-        name,
-        hint,
-    })
+    Ok(Field { path: path.to_owned(), segments, name, hint })
 }
 
 /// Walk `segments` from `root`: object segments by key, integer segments
@@ -131,10 +125,7 @@ mod tests {
         assert!(parse_schema(Some(&json!(["a..b"]))).is_err());
         assert!(parse_schema(Some(&json!(["a.name", "b.name"]))).is_err());
         assert!(parse_schema(Some(&json!(["x.error"]))).is_err());
-        assert_eq!(
-            parse_schema(Some(&Value::Null)).map(|f| f.len()).ok(),
-            Some(0)
-        );
+        assert_eq!(parse_schema(Some(&Value::Null)).map(|f| f.len()).ok(), Some(0));
         assert_eq!(parse_schema(None).map(|f| f.len()).ok(), Some(0));
     }
 

@@ -29,21 +29,14 @@ fn upstream_json_fixture() {
 
 #[test]
 fn upstream_xml_fixture() {
-    let out = run(
-        "xml",
-        json!(["root.flag: bool", "root.name: str"]),
-        "<root><flag>true</flag><name>Alice</name></root>",
-    );
+    let out =
+        run("xml", json!(["root.flag: bool", "root.name: str"]), "<root><flag>true</flag><name>Alice</name></root>");
     assert_eq!(out, json!({"flag": true, "name": "Alice", "error": null}));
 }
 
 #[test]
 fn upstream_yaml_fixture() {
-    let out = run(
-        "yaml",
-        json!(["user.name: str", "user.age: int"]),
-        "user:\n  name: Bob\n  age: 25",
-    );
+    let out = run("yaml", json!(["user.name: str", "user.age: int"]), "user:\n  name: Bob\n  age: 25");
     assert_eq!(out, json!({"name": "Bob", "age": 25, "error": null}));
 }
 
@@ -51,13 +44,7 @@ fn upstream_yaml_fixture() {
 fn json_typed_fixture() {
     let out = run(
         "json",
-        json!([
-            "user.name: str",
-            "user.age: int",
-            "user.active: bool",
-            "tags: list",
-            "user.email: str"
-        ]),
+        json!(["user.name: str", "user.age: int", "user.active: bool", "tags: list", "user.email: str"]),
         "```json\n{\"user\": {\"name\": \"  Ann \", \"age\": \"41\", \"active\": \"yes\"}, \"tags\": [1, \"two\"]}\n```",
     );
     assert_eq!(
@@ -76,10 +63,7 @@ fn output_names_follow_the_schema() {
     let s = ParserSpec::new(None, None, None).unwrap();
     assert_eq!(s.output_names(), ["error"]);
     assert_eq!(s.mode(), ParseMode::Xml);
-    assert_eq!(
-        s.run(&json!("<a>1</a>")),
-        json!({"error": null}).as_object().cloned().unwrap()
-    );
+    assert_eq!(s.run(&json!("<a>1</a>")), json!({"error": null}).as_object().cloned().unwrap());
 }
 
 #[test]
@@ -109,19 +93,13 @@ fn bad_validators_are_a_config_error() {
 fn invalid_json_is_a_parse_error() {
     let out = spec(json!("json"), json!(["a"]), Value::Null).run(&json!("{not json"));
     assert_eq!(out.len(), 1);
-    assert!(
-        error_of(&out).starts_with("Parse error (json): "),
-        "{out:?}"
-    );
+    assert!(error_of(&out).starts_with("Parse error (json): "), "{out:?}");
 }
 
 #[test]
 fn invalid_yaml_and_xml_are_parse_errors() {
     let out = spec(json!("yaml"), json!(["a"]), Value::Null).run(&json!("a: [1, 2"));
-    assert!(
-        error_of(&out).starts_with("Parse error (yaml): "),
-        "{out:?}"
-    );
+    assert!(error_of(&out).starts_with("Parse error (yaml): "), "{out:?}");
     let out = spec(json!("xml"), json!(["a"]), Value::Null).run(&json!("<a><b></a>"));
     assert!(error_of(&out).starts_with("Parse error (xml): "), "{out:?}");
     assert_eq!(out.len(), 1);
@@ -132,11 +110,7 @@ fn empty_text_is_reported() {
     let s = spec(json!("json"), json!(["a"]), Value::Null);
     for text in [json!(""), json!("  \n\t"), Value::Null, json!(42)] {
         let out = s.run(&text);
-        assert_eq!(
-            Value::Object(out),
-            json!({"error": "Empty input text"}),
-            "{text}"
-        );
+        assert_eq!(Value::Object(out), json!({"error": "Empty input text"}), "{text}");
     }
 }
 
@@ -158,21 +132,11 @@ fn validator_fallback_replaces_disallowed_values() {
 
 #[test]
 fn validator_failure_reports_python_reprs() {
-    let s = spec(
-        json!("json"),
-        json!(["mood: str", "n: int"]),
-        json!({"mood": ["happy", "sad"], "n": [1, 2]}),
-    );
+    let s = spec(json!("json"), json!(["mood: str", "n: int"]), json!({"mood": ["happy", "sad"], "n": [1, 2]}));
     let out = s.run(&json!(r#"{"mood": "angry", "n": 1}"#));
-    assert_eq!(
-        Value::Object(out),
-        json!({"error": "Validation failed: 'mood' value 'angry' not in ['happy', 'sad']"})
-    );
+    assert_eq!(Value::Object(out), json!({"error": "Validation failed: 'mood' value 'angry' not in ['happy', 'sad']"}));
     let out = s.run(&json!(r#"{"mood": "sad"}"#));
-    assert_eq!(
-        error_of(&out),
-        "Validation failed: 'n' value None not in [1, 2]"
-    );
+    assert_eq!(error_of(&out), "Validation failed: 'n' value None not in [1, 2]");
 }
 
 #[test]
@@ -182,45 +146,26 @@ fn repeated_xml_tags_become_a_list() {
         json!(["list.item: list", "list.one: list", "list.item.1: str"]),
         "<list><item>a</item><item>b</item><one>x</one></list>",
     );
-    assert_eq!(
-        out,
-        json!({"item": ["a", "b"], "one": ["x"], "1": "b", "error": null})
-    );
+    assert_eq!(out, json!({"item": ["a", "b"], "one": ["x"], "1": "b", "error": null}));
 }
 
 #[test]
 fn multi_root_xml_is_wrapped() {
-    let out = run(
-        "xml",
-        json!(["a: int", "b: str", "c"]),
-        "Answer:\n<a>1</a>\n<b>two</b>",
-    );
+    let out = run("xml", json!(["a: int", "b: str", "c"]), "Answer:\n<a>1</a>\n<b>two</b>");
     assert_eq!(out, json!({"a": 1, "b": "two", "c": null, "error": null}));
 }
 
 #[test]
 fn fenced_block_after_prose() {
-    let out = run(
-        "json",
-        json!(["answer: int"]),
-        "Here you go:\n```json\n{\"answer\": 42}\n```\nthanks",
-    );
+    let out = run("json", json!(["answer: int"]), "Here you go:\n```json\n{\"answer\": 42}\n```\nthanks");
     assert_eq!(out, json!({"answer": 42, "error": null}));
-    let out = run(
-        "yaml",
-        json!(["answer: int"]),
-        "Sure!\n```yaml\nanswer: 7\n```",
-    );
+    let out = run("yaml", json!(["answer: int"]), "Sure!\n```yaml\nanswer: 7\n```");
     assert_eq!(out, json!({"answer": 7, "error": null}));
 }
 
 #[test]
 fn int_coercion_truncates_floats() {
-    let out = run(
-        "json",
-        json!(["a: int", "b: int", "c: integer"]),
-        r#"{"a": 3.7, "b": "3.7", "c": -0.5}"#,
-    );
+    let out = run("json", json!(["a: int", "b: int", "c: integer"]), r#"{"a": 3.7, "b": "3.7", "c": -0.5}"#);
     assert_eq!(out, json!({"a": 3, "b": 3, "c": 0, "error": null}));
 }
 
@@ -231,10 +176,7 @@ fn array_indices_in_paths() {
         json!(["items.0.name", "items.1.qty: float", "items.5.missing"]),
         r#"{"items": [{"name": "x"}, {"qty": 2}]}"#,
     );
-    assert_eq!(
-        out,
-        json!({"name": "x", "qty": 2.0, "missing": null, "error": null})
-    );
+    assert_eq!(out, json!({"name": "x", "qty": 2.0, "missing": null, "error": null}));
 }
 
 #[test]

@@ -28,24 +28,16 @@ pub(crate) fn parse_validators(
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Object(map)) => map,
         Some(other) => {
-            return Err(ParserConfigError::new(format!(
-                "validators must be an object, got {}",
-                json_type_name(other)
-            )));
+            return Err(ParserConfigError::new(format!("validators must be an object, got {}", json_type_name(other))));
         }
     };
 
     let mut compiled = Vec::with_capacity(map.len());
     for (label, allowed) in map {
-        let field = fields
-            .iter()
-            .find(|f| f.name == *label)
-            .or_else(|| fields.iter().find(|f| f.path == *label))
-            .ok_or_else(|| {
-                ParserConfigError::new(format!(
-                    "validator field {label:?} is not a field of the schema"
-                ))
-            })?;
+        let field =
+            fields.iter().find(|f| f.name == *label).or_else(|| fields.iter().find(|f| f.path == *label)).ok_or_else(
+                || ParserConfigError::new(format!("validator field {label:?} is not a field of the schema")),
+            )?;
         let Value::Array(items) = allowed else {
             return Err(ParserConfigError::new(format!(
                 "validators[{label:?}] must be a list of allowed values, got {}",
@@ -67,12 +59,7 @@ pub(crate) fn parse_validators(
                 None => values.push(item.clone()),
             }
         }
-        compiled.push(Validator {
-            label: label.clone(),
-            output: field.name.clone(),
-            allowed: values,
-            fallback,
-        });
+        compiled.push(Validator { label: label.clone(), output: field.name.clone(), allowed: values, fallback });
     }
     Ok(compiled)
 }
@@ -133,10 +120,8 @@ pub(crate) fn python_repr(value: &Value) -> String {
             format!("[{}]", parts.join(", "))
         }
         Value::Object(map) => {
-            let parts: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
-                .collect();
+            let parts: Vec<String> =
+                map.iter().map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v))).collect();
             format!("{{{}}}", parts.join(", "))
         }
     }
@@ -151,11 +136,7 @@ fn python_float_repr(f: f64) -> String {
     let exponent: i32 = exponent.parse().unwrap_or(0);
     if (-4..16).contains(&exponent) {
         let positional = f.to_string();
-        if positional.contains('.') {
-            positional
-        } else {
-            format!("{positional}.0")
-        }
+        if positional.contains('.') { positional } else { format!("{positional}.0") }
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
         format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
@@ -165,11 +146,7 @@ fn python_float_repr(f: f64) -> String {
 /// Python's `repr` of a string: single quotes unless the text contains a
 /// single quote and no double quote.
 fn python_str_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
     let mut out = String::with_capacity(text.len() + 2);
     out.push(quote);
     for c in text.chars() {
@@ -245,9 +222,6 @@ mod tests {
         assert!(parse_validators(Some(&json!({"nope": ["x"]})), &fields).is_err());
         assert!(parse_validators(Some(&json!({"mood": "x"})), &fields).is_err());
         let err = parse_validators(Some(&json!(["mood"])), &fields).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("validators must be an object, got array")
-        );
+        assert!(err.to_string().contains("validators must be an object, got array"));
     }
 }

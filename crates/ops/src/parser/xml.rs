@@ -27,10 +27,7 @@ struct Element {
 
 impl Element {
     fn new(name: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            ..Self::default()
-        }
+        Self { name: name.to_owned(), ..Self::default() }
     }
 
     fn push_text(&mut self, text: &str) {
@@ -98,9 +95,7 @@ fn parse_document(text: &str) -> Result<Element, String> {
     let mut root: Option<Element> = None;
 
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("{e} (at byte {})", reader.error_position()))?;
+        let event = reader.read_event().map_err(|e| format!("{e} (at byte {})", reader.error_position()))?;
         match event {
             Event::Start(start) => {
                 if stack.is_empty() && root.is_some() {
@@ -149,11 +144,7 @@ fn parse_document(text: &str) -> Result<Element, String> {
 }
 
 /// Attach a finished element to its parent, or make it the root.
-fn attach(
-    stack: &mut [Element],
-    root: &mut Option<Element>,
-    element: Element,
-) -> Result<(), String> {
+fn attach(stack: &mut [Element], root: &mut Option<Element>, element: Element) -> Result<(), String> {
     match stack.last_mut() {
         Some(parent) => parent.children.push(element),
         None if root.is_some() => return Err(extra_root(&element.name)),
@@ -193,49 +184,33 @@ mod tests {
 
     #[test]
     fn collects_repeated_tags() {
-        let doc = parse(
-            "<r><item>a</item><other/><item>b</item><item><x>1</x></item><group><k>1</k></group></r>",
-        )
-        .unwrap();
-        assert_eq!(
-            doc,
-            json!({"r": {"item": ["a", "b", {"x": "1"}], "other": null, "group": {"k": "1"}}})
-        );
+        let doc =
+            parse("<r><item>a</item><other/><item>b</item><item><x>1</x></item><group><k>1</k></group></r>").unwrap();
+        assert_eq!(doc, json!({"r": {"item": ["a", "b", {"x": "1"}], "other": null, "group": {"k": "1"}}}));
     }
 
     #[test]
     fn ignores_attributes_comments_and_instructions() {
-        let doc = parse(
-            "<?xml version=\"1.0\"?>\n<!-- hi --><r a=\"1\"><?pi x?><v id=\"2\">x<!-- c -->y</v><e></e></r>\n",
-        )
-        .unwrap();
+        let doc =
+            parse("<?xml version=\"1.0\"?>\n<!-- hi --><r a=\"1\"><?pi x?><v id=\"2\">x<!-- c -->y</v><e></e></r>\n")
+                .unwrap();
         assert_eq!(doc, json!({"r": {"v": "xy", "e": null}}));
     }
 
     #[test]
     fn decodes_entities_and_cdata() {
-        let doc = parse(
-            "<r><a>Tom &amp; Jerry &lt;3 &#65;&#x42; &nbsp;</a><b><![CDATA[<raw> & ]]></b></r>",
-        )
-        .unwrap();
-        assert_eq!(
-            doc,
-            json!({"r": {"a": "Tom & Jerry <3 AB &nbsp;", "b": "<raw> &"}})
-        );
+        let doc = parse("<r><a>Tom &amp; Jerry &lt;3 &#65;&#x42; &nbsp;</a><b><![CDATA[<raw> & ]]></b></r>").unwrap();
+        assert_eq!(doc, json!({"r": {"a": "Tom & Jerry <3 AB &nbsp;", "b": "<raw> &"}}));
         let doc = parse("<a>fish & chips</a>").unwrap();
         assert_eq!(doc, json!({"a": "fish & chips"}));
     }
 
     #[test]
     fn wraps_multiple_roots_and_surrounding_text() {
-        assert_eq!(
-            parse("<a>1</a><b>2</b>").unwrap(),
-            json!({"a": "1", "b": "2"})
-        );
-        assert_eq!(
-            parse("Sure, here it is:\n<answer>42</answer>\nBye").unwrap(),
-            json!({"answer": "42"})
-        );
+        assert_eq!(parse("<a>1</a><b>2</b>").unwrap(), json!({"a": "1", "b": "2"}));
+        assert_eq!(parse("<?xml version=\"1.0\"?>\n<a>1</a>\n<a>2</a>").unwrap(), json!({"a": ["1", "2"]}));
+        assert_eq!(parse("<root><a>1</a></root> trailing").unwrap(), json!({"root": {"a": "1"}}));
+        assert_eq!(parse("Sure, here it is:\n<answer>42</answer>\nBye").unwrap(), json!({"answer": "42"}));
     }
 
     #[test]

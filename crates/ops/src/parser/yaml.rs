@@ -12,9 +12,7 @@ const MAX_DEPTH: usize = 200;
 /// stream yields null.
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
     if estimate_depth(text) > MAX_DEPTH {
-        return Err(format!(
-            "document nested too deeply (more than {MAX_DEPTH} levels)"
-        ));
+        return Err(format!("document nested too deeply (more than {MAX_DEPTH} levels)"));
     }
     let documents = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
     Ok(documents.first().map_or(Value::Null, to_json))
@@ -42,10 +40,7 @@ fn estimate_depth(text: &str) -> usize {
 
         let mut rest = content;
         let mut compact = 0usize;
-        while let Some(after) = ["- ", "? ", ": ", "-\t"]
-            .iter()
-            .find_map(|indicator| rest.strip_prefix(indicator))
-        {
+        while let Some(after) = ["- ", "? ", ": ", "-\t"].iter().find_map(|indicator| rest.strip_prefix(indicator)) {
             compact += 1;
             rest = after.trim_start_matches([' ', '\t']);
         }
@@ -72,10 +67,7 @@ fn to_json(node: &Yaml) -> Value {
         Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => Value::Null,
         Yaml::Boolean(b) => Value::Bool(*b),
         Yaml::Integer(i) => Value::from(*i),
-        Yaml::Real(_) => node
-            .as_f64()
-            .and_then(Number::from_f64)
-            .map_or(Value::Null, Value::Number),
+        Yaml::Real(_) => node.as_f64().and_then(Number::from_f64).map_or(Value::Null, Value::Number),
         Yaml::String(s) => Value::String(s.clone()),
         Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
         Yaml::Hash(hash) => {
@@ -142,16 +134,12 @@ mod tests {
     fn rejects_pathological_nesting_without_overflowing() {
         let compact = "- ".repeat(50_000);
         assert!(parse(&compact).unwrap_err().contains("nested too deeply"));
-        let indented: String = (0..5_000)
-            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
-            .collect();
+        let indented: String = (0..5_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
         assert!(parse(&indented).unwrap_err().contains("nested too deeply"));
         let flow = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
         assert!(parse(&flow).is_err());
         // Ordinary nesting is untouched.
-        let nested: String = (0..20)
-            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
-            .collect();
+        let nested: String = (0..20).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
         assert!(parse(&nested).is_ok());
         assert!(estimate_depth("a:\n  - b: [1, {c: 2}]\n  - d\n") < 10);
     }

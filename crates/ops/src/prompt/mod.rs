@@ -57,11 +57,7 @@ impl Node {
         match value {
             Value::String(s) => Self::Text(FormatString::compile(s)),
             Value::Array(items) => Self::Array(items.iter().map(Self::compile).collect()),
-            Value::Object(map) => Self::Object(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), Self::compile(v)))
-                    .collect(),
-            ),
+            Value::Object(map) => Self::Object(map.iter().map(|(k, v)| (k.clone(), Self::compile(v))).collect()),
             other => Self::Literal(other.clone()),
         }
     }
@@ -84,12 +80,9 @@ impl Node {
                 None => text.source().to_owned(),
             }),
             Self::Array(items) => Value::Array(items.iter().map(|n| n.render(values)).collect()),
-            Self::Object(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, n)| (k.clone(), n.render(values)))
-                    .collect(),
-            ),
+            Self::Object(entries) => {
+                Value::Object(entries.iter().map(|(k, n)| (k.clone(), n.render(values))).collect())
+            }
             Self::Literal(value) => value.clone(),
         }
     }
@@ -103,10 +96,7 @@ enum Shape {
     /// A string: one user message.
     User(Node),
     /// `{"system": ..., "user": ...}`: a system then a user message.
-    Chat {
-        system: Option<Node>,
-        user: Option<Node>,
-    },
+    Chat { system: Option<Node>, user: Option<Node> },
     /// Any other object: one raw message.
     Message(Node),
     /// An array: the list itself.
@@ -129,10 +119,7 @@ impl PromptTemplate {
             Value::Null => Shape::Empty,
             Value::String(_) => Shape::User(Node::compile(template)),
             Value::Object(map) if map.contains_key("system") || map.contains_key("user") => {
-                Shape::Chat {
-                    system: chat_entry(map, "system")?,
-                    user: chat_entry(map, "user")?,
-                }
+                Shape::Chat { system: chat_entry(map, "system")?, user: chat_entry(map, "user")? }
             }
             Value::Object(_) => Shape::Message(Node::compile(template)),
             Value::Array(items) => Shape::List(items.iter().map(Node::compile).collect()),

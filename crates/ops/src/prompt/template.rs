@@ -51,10 +51,7 @@ impl FormatString {
                         if !literal.is_empty() {
                             pieces.push(Piece::Text(std::mem::take(&mut literal)));
                         }
-                        pieces.push(Piece::Var {
-                            name: name.to_owned(),
-                            source: source[i..=end].to_owned(),
-                        });
+                        pieces.push(Piece::Var { name: name.to_owned(), source: source[i..=end].to_owned() });
                         i = end + 1;
                     } else {
                         literal.push('{');
@@ -76,9 +73,7 @@ impl FormatString {
                 _ => {
                     // Copy the run of text up to the next brace. Braces are
                     // ASCII, so `next` is always a char boundary.
-                    let next = source[i..]
-                        .find(['{', '}'])
-                        .map_or(source.len(), |offset| i + offset);
+                    let next = source[i..].find(['{', '}']).map_or(source.len(), |offset| i + offset);
                     literal.push_str(&source[i..next]);
                     i = next;
                 }
@@ -87,10 +82,7 @@ impl FormatString {
         if !literal.is_empty() {
             pieces.push(Piece::Text(literal));
         }
-        Self {
-            source: source.to_owned(),
-            pieces,
-        }
+        Self { source: source.to_owned(), pieces }
     }
 
     /// The original, uncompiled text.
@@ -139,9 +131,7 @@ fn placeholder_at(source: &str, open: usize) -> Option<(&str, usize)> {
 /// `[A-Za-z_][A-Za-z0-9_]*`.
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -166,26 +156,17 @@ mod tests {
     use serde_json::json;
 
     fn render(template: &str, vars: &[(&str, Value)]) -> String {
-        let values: HashMap<String, Value> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
+        let values: HashMap<String, Value> = vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
         FormatString::compile(template).render(&values)
     }
 
     fn vars(template: &str) -> Vec<String> {
-        FormatString::compile(template)
-            .variables()
-            .map(str::to_owned)
-            .collect()
+        FormatString::compile(template).variables().map(str::to_owned).collect()
     }
 
     #[test]
     fn substitutes_placeholders() {
-        assert_eq!(
-            render("Hello {name}!", &[("name", json!("Operon"))]),
-            "Hello Operon!"
-        );
+        assert_eq!(render("Hello {name}!", &[("name", json!("Operon"))]), "Hello Operon!");
         assert_eq!(render("{ name }{name}", &[("name", json!("x"))]), "xx");
         assert_eq!(vars("{a} {b} {a} {_c1}"), ["a", "b", "a", "_c1"]);
     }
@@ -204,25 +185,16 @@ mod tests {
         assert_eq!(render(json_text, &[]), json_text);
         assert!(vars(json_text).is_empty());
         assert_eq!(render("{ \"a\": 1 }", &[]), "{ \"a\": 1 }");
-        assert_eq!(
-            render("{} and {1} and {a.b} and {a b}", &[]),
-            "{} and {1} and {a.b} and {a b}"
-        );
+        assert_eq!(render("{} and {1} and {a.b} and {a b}", &[]), "{} and {1} and {a.b} and {a b}");
         assert_eq!(render("open { {x}", &[("x", json!("X"))]), "open { X");
         assert_eq!(render("tail {", &[]), "tail {");
         assert_eq!(render("lone } here", &[]), "lone } here");
-        assert_eq!(
-            render(r#"{"answer": "{answer}"}"#, &[("answer", json!("yes"))]),
-            r#"{"answer": "yes"}"#
-        );
+        assert_eq!(render(r#"{"answer": "{answer}"}"#, &[("answer", json!("yes"))]), r#"{"answer": "yes"}"#);
     }
 
     #[test]
     fn handles_non_ascii_text() {
-        assert_eq!(
-            render("héllo {név} — ✓", &[("név", json!(1))]),
-            "héllo {név} — ✓"
-        );
+        assert_eq!(render("héllo {név} — ✓", &[("név", json!(1))]), "héllo {név} — ✓");
         assert_eq!(render("héllo {n} — ✓", &[("n", json!("ü"))]), "héllo ü — ✓");
     }
 

@@ -10,12 +10,7 @@ fn render_with(template: Value, vars: Value) -> Result<Vec<Value>, PromptError> 
     render_full(template, vars, &[], &[])
 }
 
-fn render_full(
-    template: Value,
-    vars: Value,
-    history: &[Value],
-    tools: &[Value],
-) -> Result<Vec<Value>, PromptError> {
+fn render_full(template: Value, vars: Value, history: &[Value], tools: &[Value]) -> Result<Vec<Value>, PromptError> {
     let compiled = PromptTemplate::new(&template)?;
     let lookup = |name: &str| vars.get(name).cloned();
     compiled.render(&lookup, history, tools)
@@ -23,11 +18,8 @@ fn render_full(
 
 #[test]
 fn upstream_fixture() {
-    let out = render_with(
-        json!({"system": "You are friendly.", "user": "Hello {name}!"}),
-        json!({"name": "Operon"}),
-    )
-    .unwrap();
+    let out = render_with(json!({"system": "You are friendly.", "user": "Hello {name}!"}), json!({"name": "Operon"}))
+        .unwrap();
     assert_eq!(
         out,
         vec![
@@ -52,19 +44,13 @@ fn message_list_passes_through() {
 #[test]
 fn template_without_placeholders_is_unchanged() {
     let out = render_with(json!("Keep {{this}} and {\"a\": 1}"), json!({})).unwrap();
-    assert_eq!(
-        out,
-        vec![json!({"role": "user", "content": "Keep {{this}} and {\"a\": 1}"})]
-    );
+    assert_eq!(out, vec![json!({"role": "user", "content": "Keep {{this}} and {\"a\": 1}"})]);
 }
 
 #[test]
 fn escapes_become_literal_braces() {
     let out = render_with(json!("Use {{x}} for {what}"), json!({"what": "sets"})).unwrap();
-    assert_eq!(
-        out,
-        vec![json!({"role": "user", "content": "Use {x} for sets"})]
-    );
+    assert_eq!(out, vec![json!({"role": "user", "content": "Use {x} for sets"})]);
 }
 
 #[test]
@@ -74,27 +60,15 @@ fn json_braces_are_kept() {
         json!({"topic": "cats"}),
     )
     .unwrap();
-    assert_eq!(
-        out[0]["content"],
-        json!("Reply as { \"answer\": 1 } or {\"a\": {\"b\": []}} about cats.")
-    );
+    assert_eq!(out[0]["content"], json!("Reply as { \"answer\": 1 } or {\"a\": {\"b\": []}} about cats."));
 }
 
 #[test]
 fn missing_variables_are_all_listed() {
-    let err = render_with(
-        json!({"system": "{role} {tone}", "user": "{question} {role} {known}"}),
-        json!({"known": 1}),
-    )
-    .unwrap_err();
-    assert_eq!(
-        err,
-        PromptError::MissingVariables(vec!["role".into(), "tone".into(), "question".into()])
-    );
-    assert_eq!(
-        err.to_string(),
-        "missing template variable(s): role, tone, question"
-    );
+    let err = render_with(json!({"system": "{role} {tone}", "user": "{question} {role} {known}"}), json!({"known": 1}))
+        .unwrap_err();
+    assert_eq!(err, PromptError::MissingVariables(vec!["role".into(), "tone".into(), "question".into()]));
+    assert_eq!(err.to_string(), "missing template variable(s): role, tone, question");
 }
 
 #[test]
@@ -115,10 +89,7 @@ fn values_render_python_style() {
         json!({"n": null, "t": true, "f": false, "i": 3, "x": 1.5, "l": [1, "a"], "o": {"k": 2}, "s": "str"}),
     )
     .unwrap();
-    assert_eq!(
-        out[0]["content"],
-        json!("None True False 3 1.5 [1,\"a\"] {\"k\":2} str")
-    );
+    assert_eq!(out[0]["content"], json!("None True False 3 1.5 [1,\"a\"] {\"k\":2} str"));
 }
 
 #[test]
@@ -138,15 +109,9 @@ fn chat_template_with_only_one_role() {
 
 #[test]
 fn raw_message_object_is_formatted() {
-    let out = render_with(
-        json!({"role": "assistant", "content": "Hi {name}", "weight": 2}),
-        json!({"name": "Bo"}),
-    )
-    .unwrap();
-    assert_eq!(
-        out,
-        vec![json!({"role": "assistant", "content": "Hi Bo", "weight": 2})]
-    );
+    let out =
+        render_with(json!({"role": "assistant", "content": "Hi {name}", "weight": 2}), json!({"name": "Bo"})).unwrap();
+    assert_eq!(out, vec![json!({"role": "assistant", "content": "Hi Bo", "weight": 2})]);
 }
 
 #[test]
@@ -157,10 +122,7 @@ fn history_goes_before_the_last_user_message() {
         {"role": "assistant", "content": "A"},
         {"role": "user", "content": "Now: {q}"}
     ]);
-    let history = [
-        json!({"role": "user", "content": "h1"}),
-        json!({"role": "assistant", "content": "h2"}),
-    ];
+    let history = [json!({"role": "user", "content": "h1"}), json!({"role": "assistant", "content": "h2"})];
     let out = render_full(template, json!({"q": "go"}), &history, &[]).unwrap();
     let contents: Vec<&str> = out.iter().filter_map(|m| m["content"].as_str()).collect();
     assert_eq!(contents, ["S", "first", "A", "h1", "h2", "Now: go"]);
@@ -170,13 +132,7 @@ fn history_goes_before_the_last_user_message() {
 fn history_is_appended_without_a_user_message() {
     let history = [json!({"role": "user", "content": "h"})];
     let out = render_full(json!({"system": "S"}), json!({}), &history, &[]).unwrap();
-    assert_eq!(
-        out,
-        vec![
-            json!({"role": "system", "content": "S"}),
-            json!({"role": "user", "content": "h"}),
-        ]
-    );
+    assert_eq!(out, vec![json!({"role": "system", "content": "S"}), json!({"role": "user", "content": "h"}),]);
 }
 
 #[test]
@@ -226,9 +182,7 @@ fn multimodal_lists_are_formatted_recursively() {
     let compiled = PromptTemplate::new(&template).unwrap();
     assert_eq!(compiled.variables(), ["thing", "n", "url", "here"]);
     let vars = json!({"thing": "a cat", "n": 5, "url": "http://x/cat.png", "here": "h"});
-    let out = compiled
-        .render(&|name| vars.get(name).cloned(), &[], &[])
-        .unwrap();
+    let out = compiled.render(&|name| vars.get(name).cloned(), &[], &[]).unwrap();
     assert_eq!(
         Value::Array(out),
         json!([
@@ -243,27 +197,14 @@ fn multimodal_lists_are_formatted_recursively() {
 
 #[test]
 fn chat_template_accepts_content_parts() {
-    let out = render_with(
-        json!({"user": [{"type": "text", "text": "Hi {n}"}]}),
-        json!({"n": "Al"}),
-    )
-    .unwrap();
-    assert_eq!(
-        out,
-        vec![json!({"role": "user", "content": [{"type": "text", "text": "Hi Al"}]})]
-    );
+    let out = render_with(json!({"user": [{"type": "text", "text": "Hi {n}"}]}), json!({"n": "Al"})).unwrap();
+    assert_eq!(out, vec![json!({"role": "user", "content": [{"type": "text", "text": "Hi Al"}]})]);
 }
 
 #[test]
 fn invalid_templates_are_rejected() {
-    assert!(matches!(
-        PromptTemplate::new(&json!(3)),
-        Err(PromptError::InvalidTemplate(_))
-    ));
-    assert!(matches!(
-        PromptTemplate::new(&json!({"system": 1})),
-        Err(PromptError::InvalidTemplate(_))
-    ));
+    assert!(matches!(PromptTemplate::new(&json!(3)), Err(PromptError::InvalidTemplate(_))));
+    assert!(matches!(PromptTemplate::new(&json!({"system": 1})), Err(PromptError::InvalidTemplate(_))));
 }
 
 #[test]

@@ -73,9 +73,7 @@ impl GraphRun {
                         if node.bound != Bound::Sync {
                             self.io_running += 1;
                         }
-                        self.pending.push(
-                            fut.map(move |result| Done::Op { node: node_id, ctx, via, result }).boxed(),
-                        );
+                        self.pending.push(fut.map(move |result| Done::Op { node: node_id, ctx, via, result }).boxed());
                     }
                     (Invocation::Items(it), _) => {
                         self.release_edge(via);
@@ -147,17 +145,18 @@ impl GraphRun {
         }
         let dst = &plan.nodes[node as usize];
         let limited = dst.bound != Bound::Sync || matches!(dst.kind, NodeKind::Graph(_));
-        if let (true, EdgePolicy::PerItem { limit }) = (limited, plan.edges[edge as usize].policy) {
-            if limit > 0 && self.ctxs.get(ctx).stream != super::NONE {
-                self.ctxs.get_mut(ctx).active += 1;
-                if self.edge_active[edge as usize] >= limit {
-                    self.edge_waiting[edge as usize].push_back(ctx);
-                } else {
-                    self.edge_active[edge as usize] += 1;
-                    self.queue.push_back(Work::Run(node, ctx, Some(edge)));
-                }
-                return;
+        if let (true, EdgePolicy::PerItem { limit }) = (limited, plan.edges[edge as usize].policy)
+            && limit > 0
+            && self.ctxs.get(ctx).stream != super::NONE
+        {
+            self.ctxs.get_mut(ctx).active += 1;
+            if self.edge_active[edge as usize] >= limit {
+                self.edge_waiting[edge as usize].push_back(ctx);
+            } else {
+                self.edge_active[edge as usize] += 1;
+                self.queue.push_back(Work::Run(node, ctx, Some(edge)));
             }
+            return;
         }
         self.enqueue(node, ctx, None);
     }
@@ -282,7 +281,7 @@ impl GraphRun {
         if inst.exhausted {
             return;
         }
-        if !(!inst.fan || (inst.alive as usize) < self.plan.max_concurrency) {
+        if inst.fan && (inst.alive as usize) >= self.plan.max_concurrency {
             inst.stalled = true;
             return;
         }

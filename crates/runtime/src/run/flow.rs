@@ -103,10 +103,10 @@ impl GraphRun {
         let mut c = ctx;
         while c != NONE {
             let sid = self.ctxs.get(c).stream;
-            if sid != NONE {
-                if let Some(inst) = self.streams[sid as usize].as_mut() {
-                    inst.failed.push(node);
-                }
+            if sid != NONE
+                && let Some(inst) = self.streams[sid as usize].as_mut()
+            {
+                inst.failed.push(node);
             }
             c = self.ctxs.get(c).parent;
         }
@@ -148,10 +148,10 @@ impl GraphRun {
         }
         for &eid in &node.succ {
             let dst = plan.edges[eid as usize].dst;
-            if let Some(target) = only {
-                if target != Some(dst) {
-                    continue;
-                }
+            if let Some(target) = only
+                && target != Some(dst)
+            {
+                continue;
             }
             self.decrement(eid, ctx);
         }
@@ -351,16 +351,15 @@ impl GraphRun {
         while c != NONE {
             let cx = self.ctxs.get(c);
             path.push(cx.index);
-            if cx.stream != NONE {
-                if let Some(inst) = self.streams[cx.stream as usize].as_mut() {
-                    if inst.node == scope {
-                        path.reverse();
-                        if let Some((_, buf)) = inst.buffers.iter_mut().find(|(e, _)| *e == eid) {
-                            buf.push((path, values));
-                        }
-                        return;
-                    }
+            if cx.stream != NONE
+                && let Some(inst) = self.streams[cx.stream as usize].as_mut()
+                && inst.node == scope
+            {
+                path.reverse();
+                if let Some((_, buf)) = inst.buffers.iter_mut().find(|(e, _)| *e == eid) {
+                    buf.push((path, values));
                 }
+                return;
             }
             c = cx.parent;
         }

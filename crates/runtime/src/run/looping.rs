@@ -34,9 +34,7 @@ impl LoopState {
         let vars = lp
             .vars
             .iter()
-            .map(|v| {
-                lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| x.clone()))
-            })
+            .map(|v| lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| x.clone())))
             .collect();
         Self { vars, iteration: vec![None; plan.outputs.len()], produced: vec![false; plan.outputs.len()], count: 0 }
     }

@@ -53,6 +53,10 @@ enum Source {
     Child(Option<Box<GraphRun>>),
 }
 
+/// One value gathered for a collect edge: the item path (for ordering) and the value of
+/// each collected variable.
+type Gathered = (Vec<u32>, Vec<Option<Value>>);
+
 /// One running stream: a generator call or a nested graph call.
 struct StreamInst {
     node: NodeId,
@@ -69,8 +73,8 @@ struct StreamInst {
     failed: Vec<NodeId>,
     merged: Outputs,
     merged_counts: Vec<u32>,
-    /// Collect buffers: (edge, [(item path, values per collect slot)]).
-    buffers: Vec<(EdgeId, Vec<(Vec<u32>, Vec<Option<Value>>)>)>,
+    /// Collect buffers, one per collect edge scoped to this stream.
+    buffers: Vec<(EdgeId, Vec<Gathered>)>,
 }
 
 /// A running graph. Poll it as a [`Stream`] to drive it; drop it to cancel it.
@@ -139,9 +143,8 @@ impl GraphRun {
                 .filter_map(|(var, slot)| {
                     let v = match &run.looping {
                         Some(ls) => ls.initial(plan, var),
-                        None => lookup(var).or_else(|| {
-                            plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| v.clone())
-                        }),
+                        None => lookup(var)
+                            .or_else(|| plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| v.clone())),
                     };
                     v.map(|v| (*slot, v))
                 })

@@ -19,10 +19,7 @@ fn len_abs_bool_str() {
     assert_eq!(ev("str('a')"), "\"a\"");
     assert_eq!(ev("str([1, 'a', None])"), "\"[1, 'a', None]\"");
     assert_eq!(ev("str(True) + str(1e16)"), "\"True1e+16\"");
-    assert_eq!(
-        ev_err("len(5)").to_string(),
-        "TypeError: object of type 'int' has no len()"
-    );
+    assert_eq!(ev_err("len(5)").to_string(), "TypeError: object of type 'int' has no len()");
 }
 
 #[test]
@@ -37,18 +34,8 @@ fn min_max() {
     assert_eq!(ev("max(1.0, 1)"), "1.0");
     assert!(matches!(ev_err("min([])"), EvalError::Value(_)));
     assert!(matches!(ev_err("max(1, 'a')"), EvalError::Type(_)));
-    assert_eq!(
-        ev_err("min(5)").to_string(),
-        "TypeError: 'int' object is not iterable"
-    );
-    assert_eq!(
-        ev_err("max()"),
-        EvalError::Arity {
-            func: "max".into(),
-            expected: "at least 1".into(),
-            got: 0
-        }
-    );
+    assert_eq!(ev_err("min(5)").to_string(), "TypeError: 'int' object is not iterable");
+    assert_eq!(ev_err("max()"), EvalError::Arity { func: "max".into(), expected: "at least 1".into(), got: 0 });
 }
 
 #[test]
@@ -62,17 +49,11 @@ fn int_and_float_conversions() {
     assert_eq!(ev("float('1e3')"), "1000.0");
     assert_eq!(ev("float(' -.5 ')"), "-0.5");
     assert_eq!(ev("float()"), "0.0");
-    assert_eq!(
-        ev_err("int('4.2')").to_string(),
-        "ValueError: invalid literal for int() with base 10: '4.2'"
-    );
+    assert_eq!(ev_err("int('4.2')").to_string(), "ValueError: invalid literal for int() with base 10: '4.2'");
     assert_eq!(ev_err("int('99999999999999999999')"), EvalError::Overflow);
     assert_eq!(ev_err("int(1e19)"), EvalError::Overflow);
     assert_eq!(ev_err("float('inf')"), EvalError::NonFinite);
-    assert_eq!(
-        ev_err("float('x')").to_string(),
-        "ValueError: could not convert string to float: 'x'"
-    );
+    assert_eq!(ev_err("float('x')").to_string(), "ValueError: could not convert string to float: 'x'");
     assert!(matches!(ev_err("int(None)"), EvalError::Type(_)));
     assert!(matches!(ev_err("float([])"), EvalError::Type(_)));
 }
@@ -97,30 +78,14 @@ fn round_is_bankers_rounding() {
     assert_eq!(ev_err("round(1e300)"), EvalError::Overflow);
     assert!(matches!(ev_err("round('x')"), EvalError::Type(_)));
     assert!(matches!(ev_err("round(1.5, 1.0)"), EvalError::Type(_)));
-    assert_eq!(
-        ev_err("round(1, 2, 3)").to_string(),
-        "TypeError: round() takes 1 or 2 argument(s) (3 given)"
-    );
+    assert_eq!(ev_err("round(1, 2, 3)").to_string(), "TypeError: round() takes 1 or 2 argument(s) (3 given)");
 }
 
 #[test]
 fn arity_and_direct_calls() {
-    assert_eq!(
-        ev_err("len()").to_string(),
-        "TypeError: len() takes exactly 1 argument(s) (0 given)"
-    );
-    assert_eq!(
-        ev_err("abs(1, 2)"),
-        EvalError::Arity {
-            func: "abs".into(),
-            expected: "exactly 1".into(),
-            got: 2
-        }
-    );
+    assert_eq!(ev_err("len()").to_string(), "TypeError: len() takes exactly 1 argument(s) (0 given)");
+    assert_eq!(ev_err("abs(1, 2)"), EvalError::Arity { func: "abs".into(), expected: "exactly 1".into(), got: 2 });
     assert!(matches!(ev_err("int(1, 2)"), EvalError::Arity { .. }));
     assert_eq!(js(&call_builtin("len", &[json!([1, 2])]).unwrap()), "2");
-    assert_eq!(
-        call_builtin("nope", &[]),
-        Err(EvalError::UnknownFunction("nope".into()))
-    );
+    assert_eq!(call_builtin("nope", &[]), Err(EvalError::UnknownFunction("nope".into())));
 }

@@ -52,13 +52,7 @@ fn example_loop_conditions() {
     ] {
         assert_eq!(t(src), Value::Bool(true), "{src}");
     }
-    for src in [
-        "count > 5",
-        "1 < x <= 6",
-        "10 < x < 1",
-        "'c' in tags",
-        "x is None",
-    ] {
+    for src in ["count > 5", "1 < x <= 6", "10 < x < 1", "'c' in tags", "x is None"] {
         assert_eq!(t(src), Value::Bool(false), "{src}");
     }
 }
@@ -143,18 +137,12 @@ fn short_circuit_returns_operands() {
     assert_eq!(ev("not ''"), "true");
     let vars = [("d", json!({"k": [1, 2]}))];
     assert_eq!(run("d.k or d.missing", &vars).unwrap(), json!([1, 2]));
-    assert_eq!(
-        run("d.missing and 1", &vars),
-        Err(EvalError::Key("'missing'".into()))
-    );
+    assert_eq!(run("d.missing and 1", &vars), Err(EvalError::Key("'missing'".into())));
 }
 
 #[test]
 fn postfix_access() {
-    let vars = [(
-        "d",
-        json!({"a": {"b": [10, {"c": "hey"}]}, "and": 1, "True": 2, "list": [1, 2, 3]}),
-    )];
+    let vars = [("d", json!({"a": {"b": [10, {"c": "hey"}]}, "and": 1, "True": 2, "list": [1, 2, 3]}))];
     let r = |src: &str| run(src, &vars);
     assert_eq!(r("d.a.b[0]").unwrap(), json!(10));
     assert_eq!(r("d.a.b[-1].c").unwrap(), json!("hey"));
@@ -168,34 +156,22 @@ fn postfix_access() {
     assert_eq!(r("d.nope").unwrap_err(), EvalError::Key("'nope'".into()));
     assert_eq!(r("d.nope").unwrap_err().to_string(), "KeyError: 'nope'");
     assert_eq!(r("d[1]").unwrap_err().to_string(), "KeyError: 1");
-    assert_eq!(
-        r("d.list[3]").unwrap_err(),
-        EvalError::Index("list index out of range".into())
-    );
+    assert_eq!(r("d.list[3]").unwrap_err(), EvalError::Index("list index out of range".into()));
     assert!(matches!(r("d.list[-4]").unwrap_err(), EvalError::Index(_)));
     assert!(matches!(r("'ab'[2]").unwrap_err(), EvalError::Index(_)));
     assert_eq!(
         r("d.list[1.0]").unwrap_err().to_string(),
         "TypeError: list indices must be integers or slices, not float"
     );
-    assert_eq!(
-        r("d.list.x").unwrap_err().to_string(),
-        "AttributeError: 'list' object has no attribute 'x'"
-    );
-    assert_eq!(
-        r("5[0]").unwrap_err().to_string(),
-        "TypeError: 'int' object is not subscriptable"
-    );
+    assert_eq!(r("d.list.x").unwrap_err().to_string(), "AttributeError: 'list' object has no attribute 'x'");
+    assert_eq!(r("5[0]").unwrap_err().to_string(), "TypeError: 'int' object is not subscriptable");
 }
 
 #[test]
 fn literals_and_strings() {
     assert_eq!(ev(r#"'a\'b' + "c\"d" + '\n'"#), r#""a'bc\"d\n""#);
     assert_eq!(ev("'\\u00e9'"), "\"é\"");
-    assert_eq!(
-        ev("[true, false, null, True, False, None]"),
-        "[true,false,null,true,false,null]"
-    );
+    assert_eq!(ev("[true, false, null, True, False, None]"), "[true,false,null,true,false,null]");
     assert_eq!(ev("  1\t+\n2  "), "3");
     assert_eq!(ev("-5"), "-5");
     assert_eq!(ev("-2.5"), "-2.5");
@@ -277,46 +253,31 @@ fn names_and_binding() {
             })
         })
         .unwrap();
-    assert_eq!(
-        calls,
-        ["b", "a", "c"],
-        "resolve is called once per distinct name"
-    );
+    assert_eq!(calls, ["b", "a", "c"], "resolve is called once per distinct name");
     assert_eq!(bound.source(), e.source());
 
     let unknown_name = Expr::parse("a + zz + nope(1)").unwrap();
-    let err = unknown_name
-        .bind(&mut |n| (n == "a").then_some(0))
-        .unwrap_err();
+    let err = unknown_name.bind(&mut |n| (n == "a").then_some(0)).unwrap_err();
     assert_eq!(err, BindError::UnknownName("zz".into()));
     assert_eq!(err.to_string(), "unknown name 'zz'");
     let err = unknown_name.bind(&mut |_| Some(0)).unwrap_err();
     assert_eq!(err, BindError::UnknownFunction("nope".into()));
     assert_eq!(err.to_string(), "unknown function 'nope'");
     // A variable used as a function is an unknown function.
-    let err = Expr::parse("f(1)")
-        .unwrap()
-        .bind(&mut |_| Some(0))
-        .unwrap_err();
+    let err = Expr::parse("f(1)").unwrap().bind(&mut |_| Some(0)).unwrap_err();
     assert_eq!(err, BindError::UnknownFunction("f".into()));
 }
 
 #[test]
 fn evaluation_reads_slots_only() {
-    let bound = Expr::parse("a + b")
-        .unwrap()
-        .bind(&mut |n| Some(if n == "a" { 2 } else { 0 }))
-        .unwrap();
+    let bound = Expr::parse("a + b").unwrap().bind(&mut |n| Some(if n == "a" { 2 } else { 0 })).unwrap();
     let scope = vec![Some(json!(1)), None, Some(json!(41))];
     assert_eq!(bound.eval(&scope).unwrap(), json!(42));
     let partial: Vec<Option<Value>> = vec![None, None, Some(json!(1))];
     assert_eq!(bound.eval(&partial), Err(EvalError::Unbound("b".into())));
     let short: &[Option<Value>] = &[Some(json!(1))];
     assert_eq!(bound.eval(&short), Err(EvalError::Unbound("a".into())));
-    assert_eq!(
-        EvalError::Unbound("b".into()).to_string(),
-        "NameError: name 'b' has no value yet"
-    );
+    assert_eq!(EvalError::Unbound("b".into()).to_string(), "NameError: name 'b' has no value yet");
 
     struct Fixed(Value);
     impl Scope for Fixed {

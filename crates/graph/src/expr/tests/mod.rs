@@ -17,11 +17,7 @@ fn js(v: &Value) -> String {
 fn run(src: &str, vars: &[(&str, Value)]) -> Result<Value, EvalError> {
     let expr = Expr::parse(src).unwrap_or_else(|e| panic!("parse {src:?}: {e}"));
     let bound = expr
-        .bind(&mut |name| {
-            vars.iter()
-                .position(|(n, _)| *n == name)
-                .map(|i| u32::try_from(i).unwrap())
-        })
+        .bind(&mut |name| vars.iter().position(|(n, _)| *n == name).map(|i| u32::try_from(i).unwrap()))
         .unwrap_or_else(|e| panic!("bind {src:?}: {e}"));
     let scope: Vec<Option<Value>> = vars.iter().map(|(_, v)| Some(v.clone())).collect();
     bound.eval(&scope)

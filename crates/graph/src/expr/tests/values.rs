@@ -4,9 +4,7 @@
 use serde_json::{Value, json};
 
 use super::js;
-use crate::expr::{
-    BinOp, CmpOp, EvalError, UnaryOp, binary, compare, contains, repr, truthy, type_name, unary,
-};
+use crate::expr::{BinOp, CmpOp, EvalError, UnaryOp, binary, compare, contains, repr, truthy, type_name, unary};
 
 fn b(op: BinOp, x: Value, y: Value) -> String {
     match binary(op, &x, &y) {
@@ -65,69 +63,26 @@ fn python_floor_division_and_modulo_with_negatives() {
 fn zero_division_overflow_and_non_finite() {
     use BinOp::*;
     for op in [TrueDiv, FloorDiv, Mod] {
-        for (x, y) in [
-            (json!(1), json!(0)),
-            (json!(1.5), json!(0.0)),
-            (json!(1), json!(false)),
-        ] {
+        for (x, y) in [(json!(1), json!(0)), (json!(1.5), json!(0.0)), (json!(1), json!(false))] {
             assert_eq!(binary(op, &x, &y), Err(EvalError::ZeroDivision), "{op:?}");
         }
     }
-    assert_eq!(
-        binary(Pow, &json!(0), &json!(-1)),
-        Err(EvalError::ZeroDivision)
-    );
-    assert_eq!(
-        binary(Pow, &json!(0.0), &json!(-2)),
-        Err(EvalError::ZeroDivision)
-    );
-    assert_eq!(
-        binary(Add, &json!(i64::MAX), &json!(1)),
-        Err(EvalError::Overflow)
-    );
-    assert_eq!(
-        binary(Sub, &json!(i64::MIN), &json!(1)),
-        Err(EvalError::Overflow)
-    );
-    assert_eq!(
-        binary(Mul, &json!(1_i64 << 62), &json!(4)),
-        Err(EvalError::Overflow)
-    );
+    assert_eq!(binary(Pow, &json!(0), &json!(-1)), Err(EvalError::ZeroDivision));
+    assert_eq!(binary(Pow, &json!(0.0), &json!(-2)), Err(EvalError::ZeroDivision));
+    assert_eq!(binary(Add, &json!(i64::MAX), &json!(1)), Err(EvalError::Overflow));
+    assert_eq!(binary(Sub, &json!(i64::MIN), &json!(1)), Err(EvalError::Overflow));
+    assert_eq!(binary(Mul, &json!(1_i64 << 62), &json!(4)), Err(EvalError::Overflow));
     assert_eq!(binary(Pow, &json!(2), &json!(63)), Err(EvalError::Overflow));
-    assert_eq!(
-        binary(Pow, &json!(3), &json!(1_i64 << 40)),
-        Err(EvalError::Overflow)
-    );
+    assert_eq!(binary(Pow, &json!(3), &json!(1_i64 << 40)), Err(EvalError::Overflow));
     assert_eq!(b(Pow, json!(-1), json!(1_i64 << 40)), "1");
     assert_eq!(b(Pow, json!(2), json!(62)), "4611686018427387904");
-    assert_eq!(
-        binary(FloorDiv, &json!(i64::MIN), &json!(-1)),
-        Err(EvalError::Overflow)
-    );
-    assert_eq!(
-        binary(Mul, &json!(1e300), &json!(1e10)),
-        Err(EvalError::NonFinite)
-    );
-    assert_eq!(
-        binary(Pow, &json!(10.0), &json!(400)),
-        Err(EvalError::NonFinite)
-    );
-    assert_eq!(
-        unary(UnaryOp::Neg, &json!(i64::MIN)),
-        Err(EvalError::Overflow)
-    );
-    assert_eq!(
-        unary(UnaryOp::Abs, &json!(i64::MIN)),
-        Err(EvalError::Overflow)
-    );
-    assert!(matches!(
-        binary(Pow, &json!(-8), &json!(0.5)),
-        Err(EvalError::Value(_))
-    ));
-    assert_eq!(
-        EvalError::ZeroDivision.to_string(),
-        "ZeroDivisionError: division by zero"
-    );
+    assert_eq!(binary(FloorDiv, &json!(i64::MIN), &json!(-1)), Err(EvalError::Overflow));
+    assert_eq!(binary(Mul, &json!(1e300), &json!(1e10)), Err(EvalError::NonFinite));
+    assert_eq!(binary(Pow, &json!(10.0), &json!(400)), Err(EvalError::NonFinite));
+    assert_eq!(unary(UnaryOp::Neg, &json!(i64::MIN)), Err(EvalError::Overflow));
+    assert_eq!(unary(UnaryOp::Abs, &json!(i64::MIN)), Err(EvalError::Overflow));
+    assert!(matches!(binary(Pow, &json!(-8), &json!(0.5)), Err(EvalError::Value(_))));
+    assert_eq!(EvalError::ZeroDivision.to_string(), "ZeroDivisionError: division by zero");
 }
 
 #[test]
@@ -141,65 +96,17 @@ fn concatenation_and_repetition() {
     assert_eq!(b(Mul, json!(true), json!([0])), "[0]");
     assert_eq!(b(Mul, json!("ab"), json!(-2)), "\"\"");
     assert_eq!(b(Mul, json!([1]), json!(0)), "[]");
-    assert!(matches!(
-        binary(Mul, &json!("ab"), &json!(i64::MAX)),
-        Err(EvalError::SequenceTooLong { .. })
-    ));
+    assert!(matches!(binary(Mul, &json!("ab"), &json!(i64::MAX)), Err(EvalError::SequenceTooLong { .. })));
     let cases = [
-        (
-            Add,
-            json!(1),
-            json!("a"),
-            "TypeError: unsupported operand type(s) for +: 'int' and 'str'",
-        ),
-        (
-            Add,
-            json!("a"),
-            json!(1),
-            "TypeError: can only concatenate str (not \"int\") to str",
-        ),
-        (
-            Add,
-            json!([1]),
-            json!("a"),
-            "TypeError: can only concatenate list (not \"str\") to list",
-        ),
-        (
-            Sub,
-            json!("a"),
-            json!("a"),
-            "TypeError: unsupported operand type(s) for -: 'str' and 'str'",
-        ),
-        (
-            Mul,
-            json!("a"),
-            json!(2.0),
-            "TypeError: can't multiply sequence by non-int of type 'float'",
-        ),
-        (
-            Mul,
-            json!("a"),
-            json!("b"),
-            "TypeError: can't multiply sequence by non-int of type 'str'",
-        ),
-        (
-            Pow,
-            json!(null),
-            json!(2),
-            "TypeError: unsupported operand type(s) for ** or pow(): 'NoneType' and 'int'",
-        ),
-        (
-            Add,
-            json!({}),
-            json!({}),
-            "TypeError: unsupported operand type(s) for +: 'dict' and 'dict'",
-        ),
-        (
-            Mod,
-            json!("%s"),
-            json!(1),
-            "TypeError: unsupported operand type(s) for %: 'str' and 'int'",
-        ),
+        (Add, json!(1), json!("a"), "TypeError: unsupported operand type(s) for +: 'int' and 'str'"),
+        (Add, json!("a"), json!(1), "TypeError: can only concatenate str (not \"int\") to str"),
+        (Add, json!([1]), json!("a"), "TypeError: can only concatenate list (not \"str\") to list"),
+        (Sub, json!("a"), json!("a"), "TypeError: unsupported operand type(s) for -: 'str' and 'str'"),
+        (Mul, json!("a"), json!(2.0), "TypeError: can't multiply sequence by non-int of type 'float'"),
+        (Mul, json!("a"), json!("b"), "TypeError: can't multiply sequence by non-int of type 'str'"),
+        (Pow, json!(null), json!(2), "TypeError: unsupported operand type(s) for ** or pow(): 'NoneType' and 'int'"),
+        (Add, json!({}), json!({}), "TypeError: unsupported operand type(s) for +: 'dict' and 'dict'"),
+        (Mod, json!("%s"), json!(1), "TypeError: unsupported operand type(s) for %: 'str' and 'int'"),
     ];
     for (op, x, y, want) in cases {
         assert_eq!(b(op, x, y), format!("error: {want}"));
@@ -217,10 +124,7 @@ fn unary_ops() {
     assert_eq!(u(UnaryOp::Abs, json!(-7)).unwrap(), "7");
     assert_eq!(u(UnaryOp::Not, json!([])).unwrap(), "true");
     assert_eq!(u(UnaryOp::Not, json!("x")).unwrap(), "false");
-    assert_eq!(
-        u(UnaryOp::Neg, json!("x")).unwrap_err().to_string(),
-        "TypeError: bad operand type for unary -: 'str'"
-    );
+    assert_eq!(u(UnaryOp::Neg, json!("x")).unwrap_err().to_string(), "TypeError: bad operand type for unary -: 'str'");
     assert_eq!(
         u(UnaryOp::Abs, json!(null)).unwrap_err().to_string(),
         "TypeError: bad operand type for abs(): 'NoneType'"
@@ -246,14 +150,7 @@ fn comparisons() {
     assert!(c(Lt, json!([1, 2]), json!([1, 2, 0])).unwrap());
     assert!(c(Le, json!([1, 2]), json!([1.0, 2])).unwrap());
     assert!(c(Gt, json!([2]), json!([1, "x"])).unwrap());
-    assert!(
-        c(
-            Eq,
-            json!({"a": 1, "b": [2]}),
-            json!({"b": [2.0], "a": true})
-        )
-        .unwrap()
-    );
+    assert!(c(Eq, json!({"a": 1, "b": [2]}), json!({"b": [2.0], "a": true})).unwrap());
     assert!(!c(Eq, json!({"a": 1}), json!({"a": 1, "b": 2})).unwrap());
     assert!(!c(Eq, json!(1), json!("1")).unwrap());
     assert!(c(Ne, json!(null), json!(0)).unwrap());
@@ -264,14 +161,8 @@ fn comparisons() {
         err(Lt, json!(null), json!(1)),
         "TypeError: '<' not supported between instances of 'NoneType' and 'int'"
     );
-    assert_eq!(
-        err(Ge, json!("a"), json!(1)),
-        "TypeError: '>=' not supported between instances of 'str' and 'int'"
-    );
-    assert_eq!(
-        err(Gt, json!({}), json!({})),
-        "TypeError: '>' not supported between instances of 'dict' and 'dict'"
-    );
+    assert_eq!(err(Ge, json!("a"), json!(1)), "TypeError: '>=' not supported between instances of 'str' and 'int'");
+    assert_eq!(err(Gt, json!({}), json!({})), "TypeError: '>' not supported between instances of 'dict' and 'dict'");
     assert_eq!(
         err(Lt, json!([1, "a"]), json!([1, 2])),
         "TypeError: '<' not supported between instances of 'str' and 'int'"
@@ -289,10 +180,7 @@ fn membership() {
     assert!(!c(json!([1, 2]), json!("1")).unwrap());
     assert!(c(json!({"k": 1}), json!("k")).unwrap());
     assert!(!c(json!({"k": 1}), json!(1)).unwrap());
-    assert_eq!(
-        c(json!(5), json!(1)).unwrap_err().to_string(),
-        "TypeError: argument of type 'int' is not iterable"
-    );
+    assert_eq!(c(json!(5), json!(1)).unwrap_err().to_string(), "TypeError: argument of type 'int' is not iterable");
     assert_eq!(
         c(json!("abc"), json!(1)).unwrap_err().to_string(),
         "TypeError: 'in <string>' requires string as left operand, not int"
@@ -302,43 +190,17 @@ fn membership() {
 
 #[test]
 fn truthiness_and_type_names() {
-    for v in [
-        json!(null),
-        json!(false),
-        json!(0),
-        json!(0.0),
-        json!(""),
-        json!([]),
-        json!({}),
-    ] {
+    for v in [json!(null), json!(false), json!(0), json!(0.0), json!(""), json!([]), json!({})] {
         assert!(!truthy(&v), "{v}");
     }
-    for v in [
-        json!(true),
-        json!(-1),
-        json!(0.1),
-        json!(" "),
-        json!([0]),
-        json!({"a": null}),
-    ] {
+    for v in [json!(true), json!(-1), json!(0.1), json!(" "), json!([0]), json!({"a": null})] {
         assert!(truthy(&v), "{v}");
     }
-    let names: Vec<&str> = [
-        json!(null),
-        json!(true),
-        json!(1),
-        json!(1.0),
-        json!("s"),
-        json!([]),
-        json!({}),
-    ]
-    .iter()
-    .map(type_name)
-    .collect();
-    assert_eq!(
-        names,
-        ["NoneType", "bool", "int", "float", "str", "list", "dict"]
-    );
+    let names: Vec<&str> = [json!(null), json!(true), json!(1), json!(1.0), json!("s"), json!([]), json!({})]
+        .iter()
+        .map(type_name)
+        .collect();
+    assert_eq!(names, ["NoneType", "bool", "int", "float", "str", "list", "dict"]);
     assert_eq!(type_name(&json!(u64::MAX)), "int");
 }
 
@@ -362,18 +224,12 @@ fn repr_matches_python() {
         (json!("x"), "'x'"),
         (json!("it's"), "\"it's\""),
         (json!("it's \"q\""), "'it\\'s \"q\"'"),
-        (
-            json!("a\\b\n\t\u{1}\u{7f}é\u{a0}\u{200b}"),
-            "'a\\\\b\\n\\t\\x01\\x7fé\\xa0\\u200b'",
-        ),
+        (json!("a\\b\n\t\u{1}\u{7f}é\u{a0}\u{200b}"), "'a\\\\b\\n\\t\\x01\\x7fé\\xa0\\u200b'"),
         (json!(null), "None"),
         (json!(true), "True"),
         (json!(false), "False"),
         (json!([1, "a", [null, 2.5]]), "[1, 'a', [None, 2.5]]"),
-        (
-            json!({"k": 1, "n": {"x": [true]}}),
-            "{'k': 1, 'n': {'x': [True]}}",
-        ),
+        (json!({"k": 1, "n": {"x": [true]}}), "{'k': 1, 'n': {'x': [True]}}"),
         (json!([]), "[]"),
         (json!({}), "{}"),
     ];
@@ -388,11 +244,7 @@ fn repr_matches_python() {
 fn integer_arithmetic_matches_reference_grid() {
     let floor_div = |x: i64, y: i64| {
         let q = x / y;
-        if (x % y != 0) && ((x < 0) != (y < 0)) {
-            q - 1
-        } else {
-            q
-        }
+        if (x % y != 0) && ((x < 0) != (y < 0)) { q - 1 } else { q }
     };
     for x in -12_i64..=12 {
         for y in -12_i64..=12 {
