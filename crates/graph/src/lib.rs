@@ -18,3 +18,6 @@ pub use compile::{Binder, compile};
 pub use document::GraphDocument;
 pub use error::{Diagnostic, GraphError};
 pub use plan::GraphPlan;
+
+// Authoring graphs in Rust.
+pub use builder::{BuildError, Graph, OpSpec};

@@ -1,0 +1,187 @@
+//! `operonx-bench GRAPH.json --inputs JSON [--runs N] [--warmup N]`: run one benchmark
+//! workload (see `shared/bench/README.md`) with the bench op pool and print one JSON line.
+//!
+//! The engine and the compiled graph are built once; warm-up runs come first; every
+//! timed run's result is checked, and a wrong result is an error, never a time.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use operonx::{Engine, RunOutcome, Value, Workflow, json};
+
+/// Run one benchmark workload graph and print its timings as a JSON line.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The workload graph (w0.json ... w5d.json).
+    graph: PathBuf,
+    /// Inputs: a JSON object, inline or as a file path.
+    #[arg(long, default_value = "{}")]
+    inputs: String,
+    /// Timed runs.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Untimed warm-up runs.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// resources.yaml (model providers), for workloads that call models.
+    #[arg(long)]
+    resources: Option<PathBuf>,
+    /// Tracing: `off` (the only mode until tracing lands), `null` or `file`.
+    #[arg(long, default_value = "off")]
+    trace: String,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("operonx-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What one timed unit of a workload does and how its result is checked.
+struct Workload {
+    name: String,
+    /// Graph runs per timed run (W2 runs the graph 10,000 times).
+    repeat: usize,
+    unit: &'static str,
+    units: f64,
+}
+
+fn workload(name: &str, inputs: &Value) -> Workload {
+    let n = inputs.get("n").and_then(Value::as_u64).unwrap_or(0) as f64;
+    let (repeat, unit, units) = match name {
+        "w1" => (1, "op", 1000.0),
+        "w2" => (10_000, "run", 10_000.0),
+        "w3" | "w3io" | "w3n" => (1, "item", n),
+        "w4" => (1, "branch", 500.0),
+        "w5" | "w5d" => (1, "call", n),
+        _ => (1, "run", 1.0),
+    };
+    Workload { name: name.to_string(), repeat, unit, units }
+}
+
+/// Check one graph run's outcome against the workload's expected result.
+fn check(w: &Workload, inputs: &Value, out: &RunOutcome) -> anyhow::Result<()> {
+    if !out.failures.is_empty() {
+        bail!("the run failed: {}", out.failures.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "));
+    }
+    let get = |k: &str| out.outputs.get(k).cloned().unwrap_or(Value::Null);
+    let x = inputs.get("x").and_then(Value::as_i64).unwrap_or(0);
+    let n = inputs.get("n").and_then(Value::as_i64).unwrap_or(0);
+    let ok = match w.name.as_str() {
+        "w0" => get("out") == json!(x + 1),
+        "w1" => get("out") == json!(x + 1000),
+        "w2" => get("out") == json!(3 * x + 5),
+        "w3" | "w3io" => {
+            let z = get("z");
+            let values: Vec<i64> = match &z {
+                Value::Array(a) => a.iter().filter_map(Value::as_i64).collect(),
+                Value::Number(v) => v.as_i64().into_iter().collect(),
+                _ => Vec::new(),
+            };
+            values.len() as i64 == n && values.iter().sum::<i64>() == n * (n + 1)
+        }
+        "w3n" => get("total") == json!(n * (n + 1)),
+        "w4" => get("total") == json!(125_250) || get("out") == json!(125_250),
+        "w5" | "w5d" => {
+            let c = get("content");
+            c.as_array().is_some_and(|a| a.len() as i64 == n && a.iter().all(|v| v == "ok"))
+        }
+        _ => true,
+    };
+    if !ok {
+        bail!("wrong result for {}: {}", w.name, Value::Object(out.outputs.clone()));
+    }
+    Ok(())
+}
+
+fn parse_inputs(text: &str) -> anyhow::Result<Value> {
+    let v: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => {
+            let body = std::fs::read_to_string(Path::new(text)).with_context(|| format!("reading inputs {text}"))?;
+            serde_json::from_str(&body).with_context(|| format!("inputs file {text}"))?
+        }
+    };
+    if !v.is_object() {
+        bail!("inputs must be a JSON object");
+    }
+    Ok(v)
+}
+
+async fn one(wf: &Workflow, w: &Workload, inputs: &Value) -> anyhow::Result<()> {
+    if w.repeat == 1 {
+        let out = wf.run(inputs.clone()).await?;
+        return check(w, inputs, &out);
+    }
+    for i in 0..w.repeat {
+        let inp = json!({"x": i});
+        let out = wf.run(inp.clone()).await?;
+        check(w, &inp, &out)?;
+    }
+    Ok(())
+}
+
+fn cpu_time_ms() -> f64 {
+    // utime + stime of this process, from /proc (Linux); 0 elsewhere.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0.0 };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11..13).map(|f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum()).unwrap_or(0.0);
+    ticks * 10.0
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.trace != "off" {
+        bail!("--trace {}: tracing is not available in this build; use --trace off", args.trace);
+    }
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let inputs = parse_inputs(&args.inputs)?;
+    let mut engine = Engine::new();
+    engine.registry_mut().merge(&operonx_testkit::bench_ops());
+    let wf = engine.load_file(&args.graph)?;
+    let name = args.graph.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let w = workload(&name, &inputs);
+    let _ = &args.resources;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    for _ in 0..args.warmup {
+        rt.block_on(one(&wf, &w, &inputs))?;
+    }
+    let mut times = Vec::with_capacity(args.runs);
+    let cpu0 = cpu_time_ms();
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        rt.block_on(one(&wf, &w, &inputs))?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let cpu = (cpu_time_ms() - cpu0) / args.runs as f64;
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let line = json!({
+        "graph": name,
+        "runs": args.runs,
+        "median_ms": round3(median),
+        "min_ms": round3(times[0]),
+        "max_ms": round3(times[times.len() - 1]),
+        "cpu_ms": round3(cpu),
+        "result_ok": true,
+        "unit": w.unit,
+        "per_unit_us": round3(median * 1000.0 / w.units.max(1.0)),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
