@@ -8,6 +8,7 @@ pub mod record;
 pub mod registry;
 mod run;
 pub mod scratch;
+pub mod trace;
 
 pub use event::{OpFailure, OutputFrame, RunEvent};
 pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};
@@ -16,3 +17,4 @@ pub use record::{Inputs, Outputs};
 pub use registry::{OpFactory, Registry};
 pub use run::{GraphRun, Plan};
 pub use scratch::Scratch;
+pub use trace::{EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};

@@ -8,6 +8,8 @@ use futures_util::stream::BoxStream;
 
 use crate::record::{Inputs, Outputs};
 use crate::scratch::Scratch;
+use crate::trace::{EventKind, OpTrace};
+use std::collections::BTreeMap;
 
 /// The result of one op call (or of one generator item).
 pub type OpResult = Result<Outputs, OpError>;
@@ -66,12 +68,41 @@ pub trait NamedOp: Op {
 pub struct OpContext {
     op: Arc<str>,
     scratch: Scratch,
+    trace: Option<OpTrace>,
 }
 
 impl OpContext {
     /// A context for op `op` (full name) sharing `scratch`.
     pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
-        Self { op, scratch }
+        Self { op, scratch, trace: None }
+    }
+
+    pub(crate) fn traced(mut self, trace: Option<OpTrace>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Whether this run is traced (so building trace payloads is worth it).
+    pub fn is_traced(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Attach `key = value` to this op call in the trace (an `annotation` event).
+    pub fn annotate(&self, key: &str, value: impl Into<serde_json::Value>) {
+        if let Some(t) = &self.trace {
+            let mut p = BTreeMap::new();
+            p.insert("key".to_string(), serde_json::Value::String(key.to_string()));
+            p.insert("value".to_string(), value.into());
+            t.emit(EventKind::Annotation, p);
+        }
+    }
+
+    /// Record a trace event of `kind` bound to this op call (e.g. `llm_usage` with
+    /// `model`, `prompt_tokens`, `completion_tokens`, `total_tokens`, `cost_usd`).
+    pub fn emit(&self, kind: EventKind, payload: BTreeMap<String, serde_json::Value>) {
+        if let Some(t) = &self.trace {
+            t.emit(kind, payload);
+        }
     }
 
     /// The op's full name (`main.sub.b`).

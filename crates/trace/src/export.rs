@@ -1,0 +1,30 @@
+//! The exporter interface: where batches of finished trace events go.
+
+use futures_util::future::BoxFuture;
+use operonx_runtime::TraceEvent;
+
+/// Why an export failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ExportError {
+    /// Worth retrying (network error, 429, 5xx, timeout).
+    #[error("{0}")]
+    Retryable(String),
+    /// Retrying will not help (bad credentials, 4xx, malformed data).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A destination for trace events. Exporters are called off the run's hot path, with
+/// batches of events of one or more runs, in `(timestamp, seq)` order per run.
+pub trait Exporter: Send + Sync + 'static {
+    /// A short name for messages (`jsonl`, `sqlite`, `langfuse`, `otlp`).
+    fn name(&self) -> &str;
+
+    /// Send one batch. Must not panic; report failures as [`ExportError`].
+    fn export<'a>(&'a self, batch: &'a [TraceEvent]) -> BoxFuture<'a, Result<(), ExportError>>;
+
+    /// Flush and release resources (called once when the pipeline shuts down).
+    fn shutdown(&self) -> BoxFuture<'_, Result<(), ExportError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

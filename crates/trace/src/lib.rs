@@ -1,0 +1,3 @@
+//! operonx tracing.
+
+pub mod export;
