@@ -1,0 +1,1 @@
+//! operonx model providers.
