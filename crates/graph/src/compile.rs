@@ -444,6 +444,16 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 collects: Vec::new(),
                 ready_count: 0,
                 declared_outputs: cfg.outputs.keys().map(|k| Arc::from(k.as_str())).collect(),
+                emit_yields: match cfg.extra.get("emit_yields") {
+                    None | Some(Value::Null) => 1,
+                    Some(v) => match v.as_u64() {
+                        Some(n) => n.min(u32::MAX as u64) as u32,
+                        None => {
+                            self.err(format!("{path}.emit_yields"), format!("must be a non-negative integer, got {v}"));
+                            1
+                        }
+                    },
+                },
             },
             policies,
         }

@@ -91,6 +91,8 @@ pub struct Node<O> {
     pub ready_count: u32,
     /// Declared output names (for docs and tooling).
     pub declared_outputs: Vec<Arc<str>>,
+    /// Trace every n-th generator item (`op_yield`); 0 = none. From the op's `emit_yields`.
+    pub emit_yields: u32,
 }
 
 /// An edge between two nodes of one graph.

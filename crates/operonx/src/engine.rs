@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use operonx_graph::{GraphDocument, GraphError, compile};
-use operonx_runtime::{GraphRun, Plan, Registry, RunOutcome, Scratch};
+use operonx_runtime::{GraphRun, Plan, Registry, RunOutcome, RunTracer, Scratch, TraceSink};
 use serde_json::{Map, Value};
 
 /// Why a workflow could not be loaded or started.
@@ -117,6 +117,20 @@ impl Workflow {
         GraphRun::new(self.plan.clone(), inputs, scratch)
     }
 
+    /// Start a run with options (scratch seed, trace sink, request id).
+    pub fn start_with(&self, inputs: &Map<String, Value>, options: &RunOptions) -> GraphRun {
+        let tracer = options.trace.as_ref().map(|sink| RunTracer::new(sink.clone(), options.request_id.as_str()));
+        GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
+    }
+
+    /// Run to the end with options; the outcome carries the run's request id.
+    pub async fn run_with(&self, inputs: Value, options: RunOptions) -> Result<RunOutcome, Error> {
+        let map = object(inputs)?;
+        let mut outcome = self.start_with(&map, &options).collect_outcome().await;
+        outcome.request_id = Some(options.request_id);
+        Ok(outcome)
+    }
+
     /// Run to the end with `inputs` (a JSON object, or `null` for none) and an empty
     /// scratch space.
     pub async fn run(&self, inputs: Value) -> Result<RunOutcome, Error> {
@@ -125,11 +139,71 @@ impl Workflow {
 
     /// Run to the end with `inputs` and a seeded scratch space.
     pub async fn run_with_scratch(&self, inputs: Value, scratch: Scratch) -> Result<RunOutcome, Error> {
-        let map = match inputs {
-            Value::Object(m) => m,
-            Value::Null => Map::new(),
-            other => return Err(Error::Inputs(operonx_graph::document::kind_of(&other).to_string())),
-        };
+        let map = object(inputs)?;
         Ok(self.start(&map, scratch).collect_outcome().await)
     }
+}
+
+fn object(inputs: Value) -> Result<Map<String, Value>, Error> {
+    match inputs {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        other => Err(Error::Inputs(operonx_graph::document::kind_of(&other).to_string())),
+    }
+}
+
+/// How to run a workflow: the scratch seed, where trace events go, and the run's id.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The run's scratch space (shared with the caller).
+    pub scratch: Scratch,
+    /// Where trace events go; `None` = not traced.
+    pub trace: Option<Arc<dyn TraceSink>>,
+    /// The run's id (`request_id` of its trace events). A fresh one by default.
+    pub request_id: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { scratch: Scratch::default(), trace: None, request_id: new_request_id() }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("request_id", &self.request_id)
+            .field("traced", &self.trace.is_some())
+            .finish()
+    }
+}
+
+impl RunOptions {
+    /// Seed the scratch space.
+    pub fn scratch(mut self, scratch: Scratch) -> Self {
+        self.scratch = scratch;
+        self
+    }
+
+    /// Send trace events to `sink`.
+    pub fn trace(mut self, sink: Arc<dyn TraceSink>) -> Self {
+        self.trace = Some(sink);
+        self
+    }
+
+    /// Use this request id.
+    pub fn request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = id.into();
+        self
+    }
+}
+
+/// A fresh run id: 32 hex digits from the clock, the process id and a counter.
+pub fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mix = (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{nanos:016x}{mix:016x}")
 }

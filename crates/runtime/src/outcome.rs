@@ -12,6 +12,8 @@ pub struct RunOutcome {
     pub outputs: Map<String, Value>,
     /// Every op that failed, in the order they failed.
     pub failures: Vec<OpFailure>,
+    /// The run's id, when the caller gave or asked for one.
+    pub request_id: Option<String>,
 }
 
 impl RunOutcome {
@@ -80,6 +82,6 @@ impl Grouper {
 
     /// The grouped outcome.
     pub fn finish(self) -> RunOutcome {
-        RunOutcome { outputs: self.values, failures: self.failures }
+        RunOutcome { outputs: self.values, failures: self.failures, request_id: None }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -145,7 +145,8 @@ impl RunTracer {
             kind,
             op_name: op_name.map(str::to_string),
             ctx,
-            timestamp: Utc::now(),
+            // Microseconds: what the wire format carries, so events round-trip exactly.
+            timestamp: Utc::now().trunc_subsecs(6),
             seq,
             payload,
         });

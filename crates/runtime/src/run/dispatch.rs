@@ -7,7 +7,7 @@ use operonx_graph::wire::Bound;
 use serde_json::Value;
 
 use super::context::CtxId;
-use super::{Done, GraphRun, Source, StreamInst, Work};
+use super::{Done, GraphRun, Source, Span, StreamInst, Work};
 use crate::op::{Invocation, OpContext};
 use crate::record::{Inputs, Outputs};
 
@@ -16,6 +16,7 @@ impl GraphRun {
         let plan = self.plan.clone();
         let node = &plan.nodes[node_id as usize];
         if !node.enabled {
+            // Disabled: nothing runs and nothing is traced.
             // A disabled op produces nothing, so nothing downstream of it runs.
             self.release_edge(via);
             self.settle(ctx);
@@ -23,6 +24,7 @@ impl GraphRun {
         }
         match &node.kind {
             NodeKind::Branch(b) => {
+                let span = self.trace_start(node_id, ctx, None);
                 let mut chosen = None;
                 let mut matched = false;
                 for (cond, target) in &b.cases {
@@ -34,9 +36,12 @@ impl GraphRun {
                         }
                         Ok(Some(_)) => {}
                         Ok(None) => {
-                            return self.fail_now(node_id, ctx, via, format!("condition {}: no value", cond.label));
+                            let msg = format!("condition {}: no value", cond.label);
+                            return self.fail_traced(node_id, ctx, via, msg, span);
                         }
-                        Err(e) => return self.fail_now(node_id, ctx, via, format!("condition {}: {e}", cond.label)),
+                        Err(e) => {
+                            return self.fail_traced(node_id, ctx, via, format!("condition {}: {e}", cond.label), span);
+                        }
                     }
                 }
                 let target = chosen.or(b.default);
@@ -49,6 +54,7 @@ impl GraphRun {
                     .with("matched", matched)
                     .with("__branch_target__", name(target));
                 self.release_edge(via);
+                self.trace_end(node_id, ctx, span, "ok", Some(&outputs), None, 1);
                 // No match and no default: no successor runs (not an error).
                 self.finish_node(node_id, ctx, outputs, Some(target.flatten()));
                 self.settle(ctx);
@@ -60,39 +66,46 @@ impl GraphRun {
                 }
                 let inputs = match self.resolve_inputs(node_id, ctx) {
                     Ok(i) => i,
-                    Err(msg) => return self.fail_now(node_id, ctx, via, msg),
+                    Err(msg) => {
+                        let span = self.trace_start(node_id, ctx, None);
+                        return self.fail_traced(node_id, ctx, via, msg, span);
+                    }
                 };
-                let octx = OpContext::new(node.full_name.clone(), self.scratch.clone());
+                let span = self.trace_start(node_id, ctx, Some(&inputs));
+                let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
+                    .traced(self.op_trace(node_id, ctx, span));
                 let inv = op.call(inputs, &octx);
                 match (inv, node.streams) {
                     (Invocation::Ready(result), false) => {
                         self.release_edge(via);
-                        self.complete(node_id, ctx, result);
+                        self.complete(node_id, ctx, result, span);
                     }
                     (Invocation::Future(fut), false) => {
                         if node.bound != Bound::Sync {
                             self.io_running += 1;
                         }
-                        self.pending.push(fut.map(move |result| Done::Op { node: node_id, ctx, via, result }).boxed());
+                        self.pending
+                            .push(fut.map(move |result| Done::Op { node: node_id, ctx, via, result, span }).boxed());
                     }
                     (Invocation::Items(it), _) => {
                         self.release_edge(via);
-                        let sid = self.open_stream(node_id, ctx, Source::Iter(it), node.streams);
+                        let sid = self.open_stream(node_id, ctx, Source::Iter(it), node.streams, span);
                         self.queue.push_back(Work::Pull(sid));
                     }
                     (Invocation::Stream(s), _) => {
                         self.release_edge(via);
-                        let sid = self.open_stream(node_id, ctx, Source::Stream(None), node.streams);
+                        let sid = self.open_stream(node_id, ctx, Source::Stream(None), node.streams, span);
                         self.await_item(sid, s);
                     }
                     (Invocation::Ready(result), true) => {
                         self.release_edge(via);
-                        let sid = self.open_stream(node_id, ctx, Source::Iter(Box::new(std::iter::once(result))), true);
+                        let sid =
+                            self.open_stream(node_id, ctx, Source::Iter(Box::new(std::iter::once(result))), true, span);
                         self.queue.push_back(Work::Pull(sid));
                     }
                     (Invocation::Future(fut), true) => {
                         self.release_edge(via);
-                        let sid = self.open_stream(node_id, ctx, Source::Stream(None), true);
+                        let sid = self.open_stream(node_id, ctx, Source::Stream(None), true, span);
                         self.await_item(sid, fut.into_stream().boxed());
                     }
                 }
@@ -100,19 +113,32 @@ impl GraphRun {
             NodeKind::Graph(child_plan) => {
                 let inputs = match self.resolve_inputs(node_id, ctx) {
                     Ok(i) => i,
-                    Err(msg) => return self.fail_now(node_id, ctx, via, msg),
+                    Err(msg) => {
+                        let span = self.trace_start(node_id, ctx, None);
+                        return self.fail_traced(node_id, ctx, via, msg, span);
+                    }
                 };
+                let span = self.trace_start(node_id, ctx, Some(&inputs));
                 self.release_edge(via);
-                let child = GraphRun::child(child_plan.clone(), inputs, self.scratch.clone());
-                let sid = self.open_stream(node_id, ctx, Source::Child(None), node.streams);
+                let prefix = if self.tracer.is_some() { self.event_ctx(ctx) } else { Vec::new() };
+                let child = GraphRun::child(
+                    child_plan.clone(),
+                    inputs,
+                    self.scratch.clone(),
+                    self.tracer.clone(),
+                    prefix,
+                    span.map(|s| s.id),
+                );
+                let sid = self.open_stream(node_id, ctx, Source::Child(None), node.streams, span);
                 self.await_child(sid, Box::new(child));
             }
         }
     }
 
-    /// Fail a node that has not started any work (its `Run` is being processed).
-    fn fail_now(&mut self, node: NodeId, ctx: CtxId, via: Option<EdgeId>, msg: String) {
+    /// Fail a node whose `Run` is being processed (nothing of it is pending).
+    fn fail_traced(&mut self, node: NodeId, ctx: CtxId, via: Option<EdgeId>, msg: String, span: Option<Span>) {
         self.release_edge(via);
+        self.trace_end(node, ctx, span, "error", None, Some(&msg), 0);
         self.fail(node, ctx, msg);
         self.settle(ctx);
     }
@@ -228,7 +254,14 @@ impl GraphRun {
         Ok(Some(v))
     }
 
-    pub(super) fn open_stream(&mut self, node: NodeId, ctx: CtxId, source: Source, fan: bool) -> u32 {
+    pub(super) fn open_stream(
+        &mut self,
+        node: NodeId,
+        ctx: CtxId,
+        source: Source,
+        fan: bool,
+        span: Option<Span>,
+    ) -> u32 {
         let buffers = if fan {
             self.plan
                 .edges
@@ -252,6 +285,9 @@ impl GraphRun {
             failed: Vec::new(),
             merged: Outputs::new(),
             merged_counts: Vec::new(),
+            own_error: None,
+            span,
+            yields: 0,
             buffers,
         };
         // The Run work item's active count now belongs to the open stream.

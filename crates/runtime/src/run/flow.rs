@@ -5,7 +5,7 @@ use operonx_graph::plan::{EdgeId, NodeId};
 use serde_json::Value;
 
 use super::context::{CtxId, NONE, SOFT_DONE};
-use super::{Done, GraphRun, Source, Work};
+use super::{Done, GraphRun, Source, Span, Work};
 use crate::event::{OpFailure, OutputFrame, RunEvent};
 use crate::op::OpResult;
 use crate::record::Outputs;
@@ -13,7 +13,7 @@ use crate::record::Outputs;
 impl GraphRun {
     pub(super) fn on_done(&mut self, done: Done) {
         match done {
-            Done::Op { node, ctx, via, result } => {
+            Done::Op { node, ctx, via, result, span } => {
                 if self.plan.nodes[node as usize].bound != operonx_graph::wire::Bound::Sync {
                     self.io_running -= 1;
                     if let Some((n, c, v)) = self.io_waiting.pop_front() {
@@ -21,7 +21,7 @@ impl GraphRun {
                     }
                 }
                 self.release_edge(via);
-                self.complete(node, ctx, result);
+                self.complete(node, ctx, result, span);
             }
             Done::Item { stream, next, rest } => match next {
                 Some(item) => {
@@ -85,10 +85,17 @@ impl GraphRun {
     }
 
     /// A non-streaming node's result is in: record it, then settle its work item.
-    pub(super) fn complete(&mut self, node: NodeId, ctx: CtxId, result: OpResult) {
+    pub(super) fn complete(&mut self, node: NodeId, ctx: CtxId, result: OpResult, span: Option<Span>) {
         match result {
-            Ok(outputs) => self.finish_node(node, ctx, outputs, None),
-            Err(e) => self.fail(node, ctx, e.to_string()),
+            Ok(outputs) => {
+                self.trace_end(node, ctx, span, "ok", Some(&outputs), None, 1);
+                self.finish_node(node, ctx, outputs, None);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.trace_end(node, ctx, span, "error", None, Some(&msg), 0);
+                self.fail(node, ctx, msg);
+            }
         }
         self.settle(ctx);
     }
@@ -207,7 +214,9 @@ impl GraphRun {
                 inst.exhausted = true;
                 inst.source = Source::Iter(Box::new(std::iter::empty()));
                 inst.failed.push(node);
-                self.fail(node, parent, e.to_string());
+                let msg = e.to_string();
+                inst.own_error = Some(msg.clone());
+                self.fail(node, parent, msg);
                 self.maybe_finish_stream(sid);
             }
             Ok(outputs) if !inst.fan => {
@@ -217,8 +226,13 @@ impl GraphRun {
                 let index = inst.next_index;
                 inst.next_index += 1;
                 inst.alive += 1;
+                inst.yields += 1;
+                let span = inst.span;
                 self.ctxs.get_mut(parent).active += 1;
                 let item_ctx = self.ctxs.alloc(parent, index, sid);
+                if span.is_some() {
+                    self.trace_yield(node, item_ctx, span, &outputs, index);
+                }
                 self.finish_node(node, item_ctx, outputs, None);
                 self.maybe_close(item_ctx);
             }
@@ -265,6 +279,15 @@ impl GraphRun {
         self.free_streams.push(sid);
         let (node, ctx) = (inst.node, inst.ctx);
         let failed_self = inst.failed.contains(&node) && !inst.fan;
+        if inst.span.is_some() {
+            let error = inst.own_error.clone().or_else(|| {
+                (!inst.fan && !inst.failed.is_empty()).then(|| "an op of the nested graph failed".to_string())
+            });
+            let status = if error.is_some() { "error" } else { "ok" };
+            let outputs = (!inst.fan).then_some(&inst.merged);
+            let yields = if inst.fan { inst.yields } else { 1 };
+            self.trace_end(node, ctx, inst.span, status, outputs, error.as_deref(), yields);
+        }
         if inst.fan {
             if self.track_done {
                 let n = self.plan.nodes.len();

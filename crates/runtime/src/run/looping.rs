@@ -39,6 +39,11 @@ impl LoopState {
         Self { vars, iteration: vec![None; plan.outputs.len()], produced: vec![false; plan.outputs.len()], count: 0 }
     }
 
+    /// Iterations completed so far (0 during the first).
+    pub fn iteration(&self) -> u32 {
+        self.count
+    }
+
     /// The value a graph-input slot named `var` starts an iteration with.
     pub fn initial(&self, plan: &Plan, var: &str) -> Option<Value> {
         let lp = plan.looping.as_ref()?;

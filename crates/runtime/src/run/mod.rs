@@ -7,11 +7,13 @@ mod context;
 mod dispatch;
 mod flow;
 mod looping;
+mod tracing;
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, FuturesUnordered, Stream, StreamExt};
@@ -23,6 +25,7 @@ use crate::event::RunEvent;
 use crate::op::{Op, OpResult};
 use crate::record::{Inputs, Outputs};
 use crate::scratch::Scratch;
+use crate::trace::RunTracer;
 use context::{Contexts, CtxId, NONE};
 use looping::LoopState;
 
@@ -38,9 +41,16 @@ enum Work {
     Pull(u32),
 }
 
+/// A traced op call: its span id and when it started.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    id: u64,
+    started: Instant,
+}
+
 /// What a finished future reports back.
 enum Done {
-    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult },
+    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult, span: Option<Span> },
     Item { stream: u32, next: Option<OpResult>, rest: BoxStream<'static, OpResult> },
     Child { stream: u32, next: Option<RunEvent>, child: Box<GraphRun> },
 }
@@ -73,6 +83,10 @@ struct StreamInst {
     failed: Vec<NodeId>,
     merged: Outputs,
     merged_counts: Vec<u32>,
+    /// The stream's own failure (the generator or nested graph op itself).
+    own_error: Option<String>,
+    span: Option<Span>,
+    yields: u64,
     /// Collect buffers, one per collect edge scoped to this stream.
     buffers: Vec<(EdgeId, Vec<Gathered>)>,
 }
@@ -98,22 +112,48 @@ pub struct GraphRun {
     /// A failure happened in this run (loops stop on it).
     failed: bool,
     finished: bool,
+    tracer: Option<RunTracer>,
+    /// Event context path of this run's root (`["main"]`, or the dispatching context of a nested run).
+    prefix: Vec<String>,
+    /// Span of the op that started this run (a nested graph op), if any.
+    parent_span: Option<u64>,
+    /// Span of the current loop iteration's group.
+    group_span: Option<Span>,
 }
 
 impl GraphRun {
     /// Start a run of `plan` with the caller's `inputs` (undeclared keys are readable too).
     pub fn new(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch) -> Self {
+        Self::traced(plan, inputs, scratch, None)
+    }
+
+    /// Start a run whose events go to `tracer` (when given).
+    pub fn traced(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch, tracer: Option<RunTracer>) -> Self {
         let lookup = |name: &str| inputs.get(name).cloned();
-        Self::start(plan, &lookup, scratch)
+        Self::start(plan, &lookup, scratch, tracer, vec!["main".to_string()], None)
     }
 
     /// Start a nested run with inputs resolved by the parent.
-    pub(crate) fn child(plan: Arc<Plan>, inputs: Inputs, scratch: Scratch) -> Self {
+    pub(crate) fn child(
+        plan: Arc<Plan>,
+        inputs: Inputs,
+        scratch: Scratch,
+        tracer: Option<RunTracer>,
+        prefix: Vec<String>,
+        parent_span: Option<u64>,
+    ) -> Self {
         let lookup = |name: &str| inputs.get(name).cloned();
-        Self::start(plan, &lookup, scratch)
+        Self::start(plan, &lookup, scratch, tracer, prefix, parent_span)
     }
 
-    fn start(plan: Arc<Plan>, lookup: &dyn Fn(&str) -> Option<Value>, scratch: Scratch) -> Self {
+    fn start(
+        plan: Arc<Plan>,
+        lookup: &dyn Fn(&str) -> Option<Value>,
+        scratch: Scratch,
+        tracer: Option<RunTracer>,
+        prefix: Vec<String>,
+        parent_span: Option<u64>,
+    ) -> Self {
         let edges = plan.edges.len();
         let track_done = plan.streams.iter().any(|s| !s.outside_preds.is_empty());
         let mut run = GraphRun {
@@ -135,6 +175,10 @@ impl GraphRun {
             events: VecDeque::new(),
             failed: false,
             finished: false,
+            tracer,
+            prefix,
+            parent_span,
+            group_span: None,
         };
         let seed: Vec<(u32, Value)> = {
             let plan = &run.plan;
@@ -162,6 +206,7 @@ impl GraphRun {
         for (slot, v) in seed {
             self.ctxs.write(self.root, slot, slot_count, v);
         }
+        self.open_group();
         let plan = self.plan.clone();
         for &entry in &plan.entries {
             self.enqueue(entry, self.root, None);
@@ -201,10 +246,16 @@ impl GraphRun {
                     self.abandon_parked();
                     continue;
                 }
+                self.close_group();
                 if self.next_iteration() {
                     continue;
                 }
                 self.finished = true;
+                if self.parent_span.is_none()
+                    && let Some(t) = &self.tracer
+                {
+                    t.finish();
+                }
                 continue;
             }
             match self.pending.poll_next_unpin(cx) {
