@@ -1,5 +1,7 @@
 //! Starting nodes: input resolution, branch evaluation, op invocation.
 
+use std::sync::Arc;
+
 use futures_util::{FutureExt, StreamExt};
 use operonx_graph::expr::truthy;
 use operonx_graph::plan::{EdgeId, EdgePolicy, InputSource, NodeId, NodeKind, RefPlan};
@@ -120,7 +122,8 @@ impl GraphRun {
                 };
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 self.release_edge(via);
-                let prefix = if self.tracer.is_some() { self.event_ctx(ctx) } else { Vec::new() };
+                let prefix: Arc<[String]> =
+                    if self.tracer.is_some() { self.ctx_path(ctx).into() } else { Arc::from(Vec::new()) };
                 let child = GraphRun::child(
                     child_plan.clone(),
                     inputs,

@@ -114,7 +114,7 @@ pub struct GraphRun {
     finished: bool,
     tracer: Option<RunTracer>,
     /// Event context path of this run's root (`["main"]`, or the dispatching context of a nested run).
-    prefix: Vec<String>,
+    prefix: Arc<[String]>,
     /// Span of the op that started this run (a nested graph op), if any.
     parent_span: Option<u64>,
     /// Span of the current loop iteration's group.
@@ -130,7 +130,7 @@ impl GraphRun {
     /// Start a run whose events go to `tracer` (when given).
     pub fn traced(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch, tracer: Option<RunTracer>) -> Self {
         let lookup = |name: &str| inputs.get(name).cloned();
-        Self::start(plan, &lookup, scratch, tracer, vec!["main".to_string()], None)
+        Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
     }
 
     /// Start a nested run with inputs resolved by the parent.
@@ -139,7 +139,7 @@ impl GraphRun {
         inputs: Inputs,
         scratch: Scratch,
         tracer: Option<RunTracer>,
-        prefix: Vec<String>,
+        prefix: Arc<[String]>,
         parent_span: Option<u64>,
     ) -> Self {
         let lookup = |name: &str| inputs.get(name).cloned();
@@ -151,7 +151,7 @@ impl GraphRun {
         lookup: &dyn Fn(&str) -> Option<Value>,
         scratch: Scratch,
         tracer: Option<RunTracer>,
-        prefix: Vec<String>,
+        prefix: Arc<[String]>,
         parent_span: Option<u64>,
     ) -> Self {
         let edges = plan.edges.len();

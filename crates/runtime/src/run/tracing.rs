@@ -1,5 +1,6 @@
-//! Building trace events for a run: op spans, generator items and loop iterations.
-//! Everything here is skipped when the run has no tracer.
+//! Recording trace events for a run: op spans, generator items and loop iterations.
+//! Everything here is skipped when the run has no tracer, and nothing is formatted here:
+//! the sink materializes events when it flushes.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,16 +11,11 @@ use serde_json::Value;
 use super::context::{CtxId, NONE};
 use super::{GraphRun, Span};
 use crate::record::{Inputs, Outputs};
-use crate::trace::{EventKind, OpTrace};
-
-fn outputs_value(o: &Outputs) -> Value {
-    Value::Object(o.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
-}
+use crate::trace::{EventCtx, EventKind, OpTrace, RawPayload};
 
 impl GraphRun {
-    /// The event context path of `ctx`: the run's prefix, the loop iteration, then one
-    /// `[i]` per generator item level.
-    pub(super) fn event_ctx(&self, ctx: CtxId) -> Vec<String> {
+    /// The event context of `ctx`: the run's prefix, the loop iteration, the item indexes.
+    pub(super) fn event_ctx(&self, ctx: CtxId) -> EventCtx {
         let mut items = Vec::new();
         let mut c = ctx;
         while c != NONE {
@@ -27,16 +23,11 @@ impl GraphRun {
             if cx.parent == NONE {
                 break;
             }
-            items.push(format!("[{}]", cx.index));
+            items.push(cx.index);
             c = cx.parent;
         }
-        let mut path = self.prefix.clone();
-        let iteration = self.looping.as_ref().map_or(0, |l| l.iteration());
-        if iteration > 0 {
-            path.push(format!("loop_{iteration}"));
-        }
-        path.extend(items.into_iter().rev());
-        path
+        items.reverse();
+        EventCtx { prefix: self.prefix.clone(), iteration: self.looping.as_ref().map_or(0, |l| l.iteration()), items }
     }
 
     /// The span an op running in `ctx` belongs to: the generator of its item, else the
@@ -51,31 +42,13 @@ impl GraphRun {
         self.group_span.map(|s| s.id).or(self.parent_span)
     }
 
-    fn span_ids(&self, span: Option<Span>, ctx: CtxId) -> [(String, Value); 2] {
-        let t = self.tracer.as_ref();
-        let name = |id: Option<u64>| match (t, id) {
-            (Some(t), Some(id)) => t.span_name(id),
-            _ => Value::Null,
-        };
-        [
-            ("span_id".to_string(), name(span.map(|s| s.id))),
-            ("parent_span_id".to_string(), name(self.parent_span_of(ctx))),
-        ]
-    }
-
     /// `op_start`; returns the new span (`None` when not traced).
     pub(super) fn trace_start(&self, node: NodeId, ctx: CtxId, inputs: Option<&Inputs>) -> Option<Span> {
         let t = self.tracer.as_ref()?;
         let span = Span { id: t.next_span(), started: Instant::now() };
-        let mut payload = BTreeMap::new();
-        let inputs = inputs.map_or_else(
-            || Value::Object(Default::default()),
-            |i| Value::Object(i.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
-        );
-        payload.insert("inputs".to_string(), inputs);
-        payload.extend(self.span_ids(Some(span), ctx));
-        let n = &self.plan.nodes[node as usize];
-        t.emit(EventKind::OpStart, Some(&n.full_name), self.event_ctx(ctx), payload);
+        let payload = RawPayload::Start { inputs: inputs.cloned(), span: span.id, parent: self.parent_span_of(ctx) };
+        let op = self.plan.nodes[node as usize].full_name.clone();
+        t.record(EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
         Some(span)
     }
 
@@ -86,24 +59,23 @@ impl GraphRun {
         node: NodeId,
         ctx: CtxId,
         span: Option<Span>,
-        status: &str,
+        status: &'static str,
         outputs: Option<&Outputs>,
         error: Option<&str>,
         yields: u64,
     ) {
         let (Some(t), Some(s)) = (self.tracer.as_ref(), span) else { return };
-        let mut payload = BTreeMap::new();
-        payload.insert("outputs".to_string(), outputs.map_or_else(|| Value::Object(Default::default()), outputs_value));
-        payload.insert("status".to_string(), Value::String(status.to_string()));
-        let ms = (s.started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
-        payload.insert("duration_ms".to_string(), serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number));
-        payload.insert("yield_count".to_string(), Value::from(yields));
-        if let Some(e) = error {
-            payload.insert("error".to_string(), Value::String(e.to_string()));
-        }
-        payload.extend(self.span_ids(span, ctx));
-        let n = &self.plan.nodes[node as usize];
-        t.emit(EventKind::OpEnd, Some(&n.full_name), self.event_ctx(ctx), payload);
+        let payload = RawPayload::End {
+            outputs: outputs.cloned(),
+            status,
+            duration_ms: s.started.elapsed().as_secs_f64() * 1000.0,
+            yields,
+            error: error.map(str::to_string),
+            span: s.id,
+            parent: self.parent_span_of(ctx),
+        };
+        let op = self.plan.nodes[node as usize].full_name.clone();
+        t.record(EventKind::OpEnd, Some(op), Some(self.event_ctx(ctx)), payload);
     }
 
     /// `op_yield` for item `idx` of a streaming node (subject to its `emit_yields` setting).
@@ -114,11 +86,8 @@ impl GraphRun {
         if every == 0 || !idx.is_multiple_of(every) {
             return;
         }
-        let mut payload = BTreeMap::new();
-        payload.insert("yielded".to_string(), outputs_value(outputs));
-        payload.insert("idx".to_string(), Value::from(idx));
-        payload.insert("span_id".to_string(), t.span_name(s.id));
-        t.emit(EventKind::OpYield, Some(&n.full_name), self.event_ctx(item_ctx), payload);
+        let payload = RawPayload::Yield { yielded: outputs.clone(), idx, span: s.id };
+        t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.event_ctx(item_ctx)), payload);
     }
 
     /// The trace scope handed to an op body.
@@ -132,6 +101,11 @@ impl GraphRun {
         })
     }
 
+    /// The context path of `ctx` as strings (the prefix of a nested run started there).
+    pub(super) fn ctx_path(&self, ctx: CtxId) -> Vec<String> {
+        self.event_ctx(ctx).to_path()
+    }
+
     /// Open the group of a loop iteration.
     pub(super) fn open_group(&mut self) {
         let (Some(t), Some(ls)) = (self.tracer.as_ref(), self.looping.as_ref()) else { return };
@@ -141,7 +115,7 @@ impl GraphRun {
         payload.insert("graph".to_string(), Value::String(self.plan.full_name.to_string()));
         payload.insert("span_id".to_string(), t.span_name(span.id));
         payload.insert("parent_span_id".to_string(), self.parent_span.map_or(Value::Null, |p| t.span_name(p)));
-        t.emit(EventKind::GroupStart, None, self.event_ctx(self.root), payload);
+        t.record(EventKind::GroupStart, None, Some(self.event_ctx(self.root)), RawPayload::Map(payload));
         self.group_span = Some(span);
     }
 
@@ -157,6 +131,6 @@ impl GraphRun {
         let ms = (span.started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
         payload.insert("duration_ms".to_string(), serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number));
         payload.insert("span_id".to_string(), t.span_name(span.id));
-        t.emit(EventKind::GroupEnd, None, self.event_ctx(self.root), payload);
+        t.record(EventKind::GroupEnd, None, Some(self.event_ctx(self.root)), RawPayload::Map(payload));
     }
 }

@@ -10,7 +10,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use operonx::{Engine, RunOutcome, Value, Workflow, json};
+use std::sync::Arc;
+
+use operonx::trace::RawEvent;
+use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink, Value, Workflow, json};
 
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
@@ -30,7 +33,7 @@ struct Args {
     /// resources.yaml (model providers), for workloads that call models.
     #[arg(long)]
     resources: Option<PathBuf>,
-    /// Tracing: `off` (the only mode until tracing lands), `null` or `file`.
+    /// Tracing: `off`, `null` (events built, then discarded) or `memory` (events kept).
     #[arg(long, default_value = "off")]
     trace: String,
 }
@@ -116,14 +119,42 @@ fn parse_inputs(text: &str) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-async fn one(wf: &Workflow, w: &Workload, inputs: &Value) -> anyhow::Result<()> {
+/// Records every event, keeps none: the cost of tracing in the scheduler alone.
+struct NullSink;
+
+impl TraceSink for NullSink {
+    fn record(&self, event: TraceEvent) {
+        std::hint::black_box(event);
+    }
+
+    fn record_raw(&self, event: RawEvent) {
+        std::hint::black_box(event);
+    }
+}
+
+fn options(sink: &Option<Arc<dyn TraceSink>>) -> RunOptions {
+    let o = RunOptions::default();
+    match sink {
+        Some(s) => o.trace(s.clone()),
+        None => o,
+    }
+}
+
+async fn run_once(wf: &Workflow, inputs: Value, sink: &Option<Arc<dyn TraceSink>>) -> anyhow::Result<RunOutcome> {
+    Ok(match sink {
+        None => wf.run(inputs).await?,
+        Some(_) => wf.run_with(inputs, options(sink)).await?,
+    })
+}
+
+async fn one(wf: &Workflow, w: &Workload, inputs: &Value, sink: &Option<Arc<dyn TraceSink>>) -> anyhow::Result<()> {
     if w.repeat == 1 {
-        let out = wf.run(inputs.clone()).await?;
+        let out = run_once(wf, inputs.clone(), sink).await?;
         return check(w, inputs, &out);
     }
     for i in 0..w.repeat {
         let inp = json!({"x": i});
-        let out = wf.run(inp.clone()).await?;
+        let out = run_once(wf, inp.clone(), sink).await?;
         check(w, &inp, &out)?;
     }
     Ok(())
@@ -140,9 +171,12 @@ fn cpu_time_ms() -> f64 {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.trace != "off" {
-        bail!("--trace {}: tracing is not available in this build; use --trace off", args.trace);
-    }
+    let sink: Option<Arc<dyn TraceSink>> = match args.trace.as_str() {
+        "off" => None,
+        "null" => Some(Arc::new(NullSink)),
+        "memory" => Some(Arc::new(MemorySink::new())),
+        other => bail!("--trace {other}: expected off, null or memory"),
+    };
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -155,13 +189,13 @@ fn run() -> anyhow::Result<()> {
     let _ = &args.resources;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     for _ in 0..args.warmup {
-        rt.block_on(one(&wf, &w, &inputs))?;
+        rt.block_on(one(&wf, &w, &inputs, &sink))?;
     }
     let mut times = Vec::with_capacity(args.runs);
     let cpu0 = cpu_time_ms();
     for _ in 0..args.runs {
         let t = Instant::now();
-        rt.block_on(one(&wf, &w, &inputs))?;
+        rt.block_on(one(&wf, &w, &inputs, &sink))?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let cpu = (cpu_time_ms() - cpu0) / args.runs as f64;

@@ -1,0 +1,130 @@
+//! Tracing: the flat, ordered record of what happened during a run, in the wire format of
+//! the original `TraceEvent`. The scheduler records events only when a [`TraceSink`] is
+//! attached to the run, and records them cheaply ([`RawEvent`]): strings, timestamps and
+//! payload maps are built when the sink materializes them, off the scheduler's hot path.
+
+mod event;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+pub use event::{EventKind, TraceEvent};
+pub use raw::RawEvent;
+pub(crate) use raw::{EventCtx, RawPayload};
+
+/// Where a run's events go (a pipeline, a file, a test collector). Called on the
+/// scheduler's task: implementations must only buffer, never block.
+pub trait TraceSink: Send + Sync + 'static {
+    /// Take one event.
+    fn record(&self, event: TraceEvent);
+
+    /// Take one event in its raw form. The default materializes it right away; sinks
+    /// that buffer should keep it raw and materialize when they flush.
+    fn record_raw(&self, event: RawEvent) {
+        self.record(event.materialize());
+    }
+
+    /// The run with this id finished (flush its buffer).
+    fn run_finished(&self, _request_id: &str) {}
+}
+
+/// The tracing state one run shares with its nested runs and op bodies.
+#[derive(Clone)]
+pub struct RunTracer {
+    sink: Arc<dyn TraceSink>,
+    request_id: Arc<str>,
+    counters: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl std::fmt::Debug for RunTracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunTracer").field("request_id", &self.request_id).finish()
+    }
+}
+
+impl RunTracer {
+    /// Tracing for run `request_id` into `sink`.
+    pub fn new(sink: Arc<dyn TraceSink>, request_id: impl Into<Arc<str>>) -> Self {
+        Self { sink, request_id: request_id.into(), counters: Arc::new((AtomicU64::new(0), AtomicU64::new(0))) }
+    }
+
+    /// The run's id.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// A new span id, unique within the run.
+    pub fn next_span(&self) -> u64 {
+        self.counters.1.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The wire form of a span id.
+    pub fn span_name(&self, span: u64) -> Value {
+        Value::String(format!("{}-s{span}", self.request_id))
+    }
+
+    /// Record an event (cheap: nothing is formatted here).
+    pub(crate) fn record(&self, kind: EventKind, op: Option<Arc<str>>, ctx: Option<EventCtx>, payload: RawPayload) {
+        let seq = self.counters.0.fetch_add(1, Ordering::Relaxed);
+        self.sink.record_raw(RawEvent {
+            kind,
+            seq,
+            at: SystemTime::now(),
+            request_id: self.request_id.clone(),
+            op,
+            ctx,
+            payload,
+        });
+    }
+
+    /// Tell the sink the run is over.
+    pub fn finish(&self) {
+        self.sink.run_finished(&self.request_id);
+    }
+}
+
+/// The trace scope of one op call: lets an op body annotate its span and report usage.
+#[derive(Debug, Clone)]
+pub struct OpTrace {
+    pub(crate) tracer: RunTracer,
+    pub(crate) op: Arc<str>,
+    pub(crate) ctx: EventCtx,
+    pub(crate) span: u64,
+}
+
+impl OpTrace {
+    /// Record an event of `kind` bound to this op call (its span id is added).
+    pub fn emit(&self, kind: EventKind, mut payload: BTreeMap<String, Value>) {
+        payload.insert("span_id".into(), self.tracer.span_name(self.span));
+        self.tracer.record(kind, Some(self.op.clone()), Some(self.ctx.clone()), RawPayload::Map(payload));
+    }
+}
+
+/// A sink that keeps every event in memory (tests, small tools).
+#[derive(Debug, Default, Clone)]
+pub struct MemorySink(Arc<std::sync::Mutex<Vec<TraceEvent>>>);
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<TraceEvent> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl TraceSink for MemorySink {
+    fn record(&self, event: TraceEvent) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(event);
+        }
+    }
+}
