@@ -135,7 +135,10 @@ impl<B: Binder> GraphCompiler<'_, B> {
             let mut cfg = match parse_op(value.clone(), &path) {
                 Ok(c) => c,
                 Err(e) => {
-                    self.err(path.clone(), e.to_string());
+                    match e {
+                        GraphError::Json { path, source } => self.err(path, source.to_string()),
+                        other => self.err(path.clone(), other.to_string()),
+                    }
                     OpConfig { op_type: "invalid".into(), name: key.clone(), ..OpConfig::default() }
                 }
             };
@@ -601,7 +604,25 @@ impl<B: Binder> GraphCompiler<'_, B> {
             }
         }
         if seen < nodes.len() {
-            let names: Vec<&str> = (0..nodes.len()).filter(|&i| indeg[i] > 0).map(|i| &*nodes[i].name).collect();
+            // Whatever is left is on a cycle or behind one; name only the ops on a cycle.
+            let left: Vec<bool> = indeg.iter().map(|&d| d > 0).collect();
+            let succs =
+                |i: usize| nodes[i].succ.iter().chain(&nodes[i].collects).map(|&e| edges[e as usize].dst as usize);
+            let on_cycle = |start: usize| {
+                let mut seen = vec![false; nodes.len()];
+                let mut stack: Vec<usize> = succs(start).filter(|&d| left[d]).collect();
+                while let Some(n) = stack.pop() {
+                    if n == start {
+                        return true;
+                    }
+                    if !std::mem::replace(&mut seen[n], true) {
+                        stack.extend(succs(n).filter(|&d| left[d]));
+                    }
+                }
+                false
+            };
+            let names: Vec<&str> =
+                (0..nodes.len()).filter(|&i| left[i] && on_cycle(i)).map(|i| &*nodes[i].name).collect();
             self.err(
                 format!("{gpath}.compiled_adj"),
                 format!(

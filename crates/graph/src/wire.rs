@@ -1,6 +1,6 @@
 //! The graph.json wire format, exactly as the Python exporter writes it (and the
 //! compact hand-written dialect). These types only describe the document; meaning is
-//! given to them by [`crate::compile`].
+//! given to them by [`crate::compile()`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

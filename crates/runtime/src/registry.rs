@@ -215,11 +215,43 @@ impl Binder for Registry {
 
 fn suggestion(name: &str, known: &[&str]) -> String {
     let last = name.rsplit('.').next().unwrap_or(name);
-    let close: Vec<&str> =
-        known.iter().copied().filter(|k| k.contains(last) || last.contains(*k) && k.len() > 2).take(3).collect();
-    if close.is_empty() {
-        String::new()
-    } else {
-        format!(" (did you mean {}?)", close.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", "))
+    let mut close: Vec<(usize, &str)> = known
+        .iter()
+        .map(|k| (edit_distance(last, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .collect();
+    close.sort();
+    match close.first() {
+        Some((_, k)) => format!(" (did you mean \"{k}\"?)"),
+        None => String::new(),
+    }
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(cur) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_are_close_names_only() {
+        assert_eq!(suggestion("doubel", &["double", "add"]), " (did you mean \"double\"?)");
+        assert_eq!(suggestion("pkg.mod.add_on", &["add_one", "add"]), " (did you mean \"add_one\"?)");
+        assert_eq!(suggestion("add_one", &["add"]), "");
+        assert_eq!(suggestion("zzz", &["double"]), "");
     }
 }
