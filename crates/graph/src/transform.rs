@@ -125,6 +125,44 @@ impl Transform {
         })
     }
 
+    /// For `getitem`/`getattr`: the selected part of `v`, borrowed (no copy of the rest).
+    /// `None` for steps that compute a new value.
+    pub fn navigate<'a>(&self, v: &'a Value) -> Option<Result<&'a Value, TransformError>> {
+        match self {
+            Transform::GetAttr(name) => Some(match v {
+                Value::Object(m) => {
+                    m.get(name).ok_or_else(|| TransformError::Missing(format!("getattr: object has no key '{name}'")))
+                }
+                other => Err(TransformError::Missing(format!(
+                    "getattr: '{}' object has no attribute '{name}'",
+                    expr::type_name(other)
+                ))),
+            }),
+            Transform::GetItem(k @ Value::String(key)) => Some(match v {
+                Value::Object(m) => {
+                    m.get(key).ok_or_else(|| TransformError::Missing(format!("getitem: key '{key}' not found")))
+                }
+                other => {
+                    Err(TransformError::Missing(format!("getitem: cannot index '{}' with {k}", expr::type_name(other))))
+                }
+            }),
+            Transform::GetItem(Value::Number(n)) => match v {
+                Value::Array(a) => {
+                    let len = a.len() as i64;
+                    let i = n.as_i64()?;
+                    let idx = if i < 0 { len + i } else { i };
+                    Some(if idx < 0 || idx >= len {
+                        Err(TransformError::Missing(format!("getitem: index {i} out of range for a list of {len}")))
+                    } else {
+                        Ok(&a[idx as usize])
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Apply this step to `v`. `resolve` evaluates nested refs.
     pub fn apply(
         &self,

@@ -243,15 +243,24 @@ impl GraphRun {
     /// The value of a ref seen from `ctx`, transforms applied; `Ok(None)` when the source
     /// has not produced it.
     pub(super) fn read_ref(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Value>, String> {
-        let Some(v) = self.ctxs.read(ctx, r.slot) else { return Ok(None) };
-        if r.transforms.is_empty() {
-            return Ok(Some(v.clone()));
+        let Some(mut borrowed) = self.ctxs.read(ctx, r.slot) else { return Ok(None) };
+        // Navigate by reference first, so selecting a field does not copy the whole value.
+        let mut rest = r.transforms.as_slice();
+        while let Some((t, tail)) = rest.split_first() {
+            match t.navigate(borrowed) {
+                Some(Ok(next)) => {
+                    borrowed = next;
+                    rest = tail;
+                }
+                Some(Err(e)) => return Err(format!("{}: {e}", r.label)),
+                None => break,
+            }
         }
-        let mut v = v.clone();
+        let mut v = borrowed.clone();
         let mut nested = |inner: &RefPlan| -> Result<Value, String> {
             self.read_ref(inner, ctx)?.ok_or_else(|| format!("{} has no value", inner.label))
         };
-        for t in &r.transforms {
+        for t in rest {
             v = t.apply(v, &mut nested).map_err(|e| format!("{}: {e}", r.label))?;
         }
         Ok(Some(v))
