@@ -32,8 +32,8 @@ fn engine() -> Engine {
 fn chain(n: usize) -> Workflow {
     let mut g = Graph::new("main").input("x");
     for k in 0..n {
-        let input = if k == 0 { parent("x") } else { out(&format!("n{}", k - 1), "x") };
-        let mut op = OpSpec::code(&format!("n{k}"), "inc").input("x", input);
+        let input = if k == 0 { parent("x") } else { out(format!("n{}", k - 1), "x") };
+        let mut op = OpSpec::code(format!("n{k}"), "inc").input("x", input);
         if k == n - 1 {
             op = op.output_to_parent("x", "out");
         }
