@@ -93,6 +93,52 @@ pub struct Node<O> {
     pub declared_outputs: Vec<Arc<str>>,
     /// Trace every n-th generator item (`op_yield`); 0 = none. From the op's `emit_yields`.
     pub emit_yields: u32,
+    /// Per-attempt timeout and retries (`timeout`, `retry`).
+    pub policy: OpPolicy,
+}
+
+/// How an op call is bounded and retried.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpPolicy {
+    /// Each attempt is cancelled after this long (async ops; sync ops cannot be interrupted).
+    pub timeout: Option<std::time::Duration>,
+    /// Retries after a failure.
+    pub retry: Option<RetryPolicy>,
+}
+
+impl OpPolicy {
+    /// Neither a timeout nor retries.
+    pub fn is_plain(&self) -> bool {
+        self.timeout.is_none() && self.retry.is_none()
+    }
+}
+
+/// `retry: {max_attempts, initial_delay, backoff, max_delay, jitter, retry_on}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Delay before the second attempt.
+    pub initial_delay: std::time::Duration,
+    /// Each further delay is multiplied by this.
+    pub backoff: f64,
+    /// Upper bound on one delay.
+    pub max_delay: std::time::Duration,
+    /// Randomize each delay between half and all of it.
+    pub jitter: bool,
+    /// Retry after an ordinary failure.
+    pub on_error: bool,
+    /// Retry after a timeout.
+    pub on_timeout: bool,
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `attempt + 1` (attempts count from 1), before jitter.
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        let factor = self.backoff.max(1.0).powi(attempt.saturating_sub(1).min(63) as i32);
+        let secs = (self.initial_delay.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
+        std::time::Duration::from_secs_f64(secs.max(0.0))
+    }
 }
 
 /// An edge between two nodes of one graph.

@@ -2,6 +2,10 @@
 //! [`Workflow`]s.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use operonx_runtime::outcome::Grouper;
 use std::sync::Arc;
 
 use operonx_graph::{GraphDocument, GraphError, compile};
@@ -117,16 +121,45 @@ impl Workflow {
         GraphRun::new(self.plan.clone(), inputs, scratch)
     }
 
-    /// Start a run with options (scratch seed, trace sink, request id).
+    /// Start a run with options (scratch seed, trace sink, request id, fail-fast). The
+    /// run-level timeout is applied by [`Workflow::run_with`].
     pub fn start_with(&self, inputs: &Map<String, Value>, options: &RunOptions) -> GraphRun {
         let tracer = options.trace.as_ref().map(|sink| RunTracer::new(sink.clone(), options.request_id.as_str()));
-        GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
+        GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer).fail_fast(options.fail_fast)
     }
 
-    /// Run to the end with options; the outcome carries the run's request id.
+    /// Run to the end with options; the outcome carries the run's request id, and
+    /// `stopped` when the run timed out, was cancelled or stopped on a failure.
     pub async fn run_with(&self, inputs: Value, options: RunOptions) -> Result<RunOutcome, Error> {
         let map = object(inputs)?;
-        let mut outcome = self.start_with(&map, &options).collect_outcome().await;
+        let mut run = self.start_with(&map, &options);
+        if let Some(c) = &options.canceller {
+            let mine = run.canceller();
+            if let Some(reason) = c.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                mine.cancel(reason);
+            }
+            // Forward the caller's cancellation to this run.
+            *c.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mine);
+        }
+        let deadline = options.timeout.map(|d| (tokio::time::Instant::now() + d, d));
+        let mut grouper = Grouper::default();
+        loop {
+            let next = match deadline {
+                Some((at, limit)) => match tokio::time::timeout_at(at, run.next()).await {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        run.canceller().cancel(format!("timed out after {}s", limit.as_secs_f64()));
+                        continue;
+                    }
+                },
+                None => run.next().await,
+            };
+            match next {
+                Some(ev) => grouper.push(ev),
+                None => break,
+            }
+        }
+        let mut outcome = grouper.finish();
         outcome.request_id = Some(options.request_id);
         Ok(outcome)
     }
@@ -152,7 +185,8 @@ fn object(inputs: Value) -> Result<Map<String, Value>, Error> {
     }
 }
 
-/// How to run a workflow: the scratch seed, where trace events go, and the run's id.
+/// How to run a workflow: the scratch seed, where trace events go, the run's id, and
+/// how it may be stopped.
 #[derive(Clone)]
 pub struct RunOptions {
     /// The run's scratch space (shared with the caller).
@@ -161,11 +195,54 @@ pub struct RunOptions {
     pub trace: Option<Arc<dyn TraceSink>>,
     /// The run's id (`request_id` of its trace events). A fresh one by default.
     pub request_id: String,
+    /// Stop the run (cancelling what is still running) after this long.
+    pub timeout: Option<Duration>,
+    /// Stop the whole run at the first op failure.
+    pub fail_fast: bool,
+    /// Cancel the run from elsewhere (e.g. Ctrl-C).
+    pub canceller: Option<StopHandle>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { scratch: Scratch::default(), trace: None, request_id: new_request_id() }
+        Self {
+            scratch: Scratch::default(),
+            trace: None,
+            request_id: new_request_id(),
+            timeout: None,
+            fail_fast: false,
+            canceller: None,
+        }
+    }
+}
+
+/// Cancels a run started with [`Workflow::run_with`] from another task. Create it before
+/// the run, pass a clone in [`RunOptions::stop_handle`], call [`StopHandle::cancel`].
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    target: Arc<std::sync::Mutex<Option<operonx_runtime::Canceller>>>,
+    early: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopHandle")
+    }
+}
+
+impl StopHandle {
+    /// A handle not yet bound to a run.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stop the run with `reason` (or as soon as it starts, if it has not yet).
+    pub fn cancel(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        match &*self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            Some(c) => c.cancel(reason),
+            None => *self.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason),
+        }
     }
 }
 
@@ -194,6 +271,24 @@ impl RunOptions {
     /// Use this request id.
     pub fn request_id(mut self, id: impl Into<String>) -> Self {
         self.request_id = id.into();
+        self
+    }
+
+    /// Stop the run after `limit`.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Stop the whole run at the first op failure.
+    pub fn fail_fast(mut self, on: bool) -> Self {
+        self.fail_fast = on;
+        self
+    }
+
+    /// Let `handle` cancel the run.
+    pub fn stop_handle(mut self, handle: StopHandle) -> Self {
+        self.canceller = Some(handle);
         self
     }
 }

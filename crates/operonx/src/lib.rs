@@ -24,14 +24,14 @@
 
 mod engine;
 
-pub use engine::{Engine, Error, RunOptions, Workflow, new_request_id};
+pub use engine::{Engine, Error, RunOptions, StopHandle, Workflow, new_request_id};
 pub use operonx_graph::{self as graph, Diagnostic, GraphDocument, GraphError};
 pub use operonx_macros::op;
 pub use operonx_ops as ops;
 pub use operonx_runtime::trace::{self, EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};
 pub use operonx_runtime::{
-    GraphRun, Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame, Outputs,
-    Registry, RunEvent, RunOutcome, Scratch,
+    Canceller, GraphRun, Inputs, Invocation, NamedOp, Op, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame,
+    Outputs, Registry, RunEvent, RunOutcome, Scratch,
 };
 pub use serde_json::{Map, Value, json};
 

@@ -37,4 +37,7 @@ pub enum RunEvent {
     Output(OutputFrame),
     /// An op failed; nothing downstream of it runs.
     Failure(OpFailure),
+    /// The run was stopped before it finished (cancelled, timed out, fail-fast); the
+    /// reason says why. Always the last event.
+    Stopped(String),
 }

@@ -15,6 +15,6 @@ pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};
 pub use outcome::RunOutcome;
 pub use record::{Inputs, Outputs};
 pub use registry::{OpFactory, Registry};
-pub use run::{GraphRun, Plan};
+pub use run::{Canceller, GraphRun, Plan};
 pub use scratch::Scratch;
 pub use trace::{EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};

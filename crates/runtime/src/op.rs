@@ -120,18 +120,35 @@ impl OpContext {
 #[derive(Debug)]
 pub struct OpError {
     message: String,
+    timed_out: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl OpError {
     /// A failure with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), source: None }
+        Self { message: message.into(), timed_out: false, source: None }
     }
 
     /// A failure caused by another error (kept as the source).
     pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self { message: message.into(), source: Some(Box::new(source)) }
+        Self { message: message.into(), timed_out: false, source: Some(Box::new(source)) }
+    }
+
+    /// An attempt that ran out of time (it was cancelled).
+    pub fn timed_out(after: std::time::Duration) -> Self {
+        Self { message: format!("timed out after {:.3}s", after.as_secs_f64()), timed_out: true, source: None }
+    }
+
+    /// Whether this failure is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.timed_out
+    }
+
+    /// Prefix the message with context (`"after 3 attempts: ..."`).
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
     }
 
     /// A problem with input `name`.

@@ -14,6 +14,8 @@ pub struct RunOutcome {
     pub failures: Vec<OpFailure>,
     /// The run's id, when the caller gave or asked for one.
     pub request_id: Option<String>,
+    /// Why the run stopped early (cancelled, timed out, fail-fast); `None` when it finished.
+    pub stopped: Option<String>,
 }
 
 impl RunOutcome {
@@ -26,9 +28,9 @@ impl RunOutcome {
         grouper.finish()
     }
 
-    /// `true` when no op failed.
+    /// `true` when no op failed and the run was not stopped.
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.failures.is_empty() && self.stopped.is_none()
     }
 
     /// The result as JSON: the outputs, plus `"$errors": {op: message}` when ops failed.
@@ -38,6 +40,9 @@ impl RunOutcome {
             let errs: Map<String, Value> =
                 self.failures.iter().map(|f| (f.op.to_string(), Value::String(f.message.clone()))).collect();
             m.insert("$errors".into(), Value::Object(errs));
+        }
+        if let Some(reason) = &self.stopped {
+            m.insert("$stopped".into(), Value::String(reason.clone()));
         }
         Value::Object(m)
     }
@@ -49,6 +54,7 @@ pub struct Grouper {
     values: Map<String, Value>,
     counts: Map<String, Value>,
     failures: Vec<OpFailure>,
+    stopped: Option<String>,
 }
 
 impl Grouper {
@@ -77,11 +83,12 @@ impl Grouper {
                 }
             }
             RunEvent::Failure(f) => self.failures.push(f),
+            RunEvent::Stopped(reason) => self.stopped = Some(reason),
         }
     }
 
     /// The grouped outcome.
     pub fn finish(self) -> RunOutcome {
-        RunOutcome { outputs: self.values, failures: self.failures, request_id: None }
+        RunOutcome { outputs: self.values, failures: self.failures, request_id: None, stopped: self.stopped }
     }
 }

@@ -257,6 +257,7 @@ impl Lowering {
         if spec.description.is_some() {
             cfg.description = spec.description.clone();
         }
+        cfg.extra.extend(spec.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
 
         for (name, input) in &spec.inputs {
             let path = format!("{full}.inputs.{name}");

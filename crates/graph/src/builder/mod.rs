@@ -174,6 +174,8 @@ pub struct OpSpec {
     bound: Option<Bound>,
     enabled: bool,
     description: Option<String>,
+    /// Further op fields written as is (`timeout`, `retry`, provider settings).
+    extra: serde_json::Map<String, Value>,
 }
 
 /// Where one input of an op gets its value.
@@ -201,7 +203,14 @@ impl OpSpec {
             bound: None,
             enabled: true,
             description: None,
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// Set any further op field (e.g. a provider op's `resource`), written as is.
+    pub fn field(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
     }
 
     /// A code op named `name` that calls the registered function `func_name`.
@@ -276,6 +285,25 @@ impl OpSpec {
     /// [`Bound::Cpu`] (concurrently). A nested graph holding a non-sync op is `io`.
     pub fn bound(mut self, bound: Bound) -> Self {
         self.bound = Some(bound);
+        self
+    }
+
+    /// Cancel each attempt after `seconds` (async ops).
+    pub fn timeout(mut self, seconds: f64) -> Self {
+        self.extra.insert("timeout".to_string(), serde_json::json!(seconds));
+        self
+    }
+
+    /// Retry a failed call: `max_attempts` in all, waiting `initial_delay` seconds (doubling)
+    /// between attempts. Other settings (`backoff`, `max_delay`, `jitter`, `retry_on`) can be
+    /// given with [`OpSpec::retry_policy`].
+    pub fn retry(self, max_attempts: u32, initial_delay: f64) -> Self {
+        self.retry_policy(serde_json::json!({"max_attempts": max_attempts, "initial_delay": initial_delay}))
+    }
+
+    /// Set the op's `retry` object as written in graph.json.
+    pub fn retry_policy(mut self, retry: serde_json::Value) -> Self {
+        self.extra.insert("retry".to_string(), retry);
         self
     }
 

@@ -76,7 +76,11 @@ impl GraphRun {
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span));
-                let inv = op.call(inputs, &octx);
+                let inv = if node.policy.is_plain() || node.streams {
+                    op.call(inputs, &octx)
+                } else {
+                    Invocation::Future(super::policy::guarded(op.clone(), inputs, octx, node.policy.clone()))
+                };
                 match (inv, node.streams) {
                     (Invocation::Ready(result), false) => {
                         self.release_edge(via);

@@ -44,6 +44,10 @@ impl GraphRun {
                 }
             },
             Done::Child { stream, next, child } => match next {
+                Some(RunEvent::Stopped(reason)) => {
+                    // A nested run only stops when its parent does; pass the reason on.
+                    self.events.push_back(RunEvent::Stopped(reason));
+                }
                 Some(RunEvent::Failure(f)) => {
                     self.failed = true;
                     if let Some(inst) = self.streams[stream as usize].as_mut() {
@@ -103,6 +107,9 @@ impl GraphRun {
     /// Record an op failure. Nothing downstream of the node will run.
     pub(super) fn fail(&mut self, node: NodeId, ctx: CtxId, message: String) {
         self.failed = true;
+        if self.fail_fast && self.stop_reason.is_none() {
+            self.stop_reason = Some(format!("fail-fast: {} failed", self.plan.nodes[node as usize].full_name));
+        }
         let op = self.plan.nodes[node as usize].full_name.clone();
         let context = self.ctxs.path(ctx, "main");
         self.events.push_back(RunEvent::Failure(OpFailure { op, context, message }));

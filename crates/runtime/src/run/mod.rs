@@ -7,6 +7,8 @@ mod context;
 mod dispatch;
 mod flow;
 mod looping;
+mod policy;
+mod stop;
 mod tracing;
 
 use std::collections::VecDeque;
@@ -28,6 +30,7 @@ use crate::scratch::Scratch;
 use crate::trace::RunTracer;
 use context::{Contexts, CtxId, NONE};
 use looping::LoopState;
+pub use stop::Canceller;
 
 /// A compiled graph whose ops are bound to implementations.
 pub type Plan = GraphPlan<Arc<dyn Op>>;
@@ -119,6 +122,14 @@ pub struct GraphRun {
     parent_span: Option<u64>,
     /// Span of the current loop iteration's group.
     group_span: Option<Span>,
+    /// Stop the whole run at the first failure.
+    fail_fast: bool,
+    /// Set when the run must stop; handled at the next step.
+    stop_reason: Option<String>,
+    cancel: stop::Canceller,
+    /// Spans opened and not yet closed (only tracked when traced), closed as `cancelled`
+    /// if the run stops or is dropped first.
+    open_spans: std::cell::RefCell<Vec<(u64, NodeId, CtxId, Span)>>,
 }
 
 impl GraphRun {
@@ -179,6 +190,10 @@ impl GraphRun {
             prefix,
             parent_span,
             group_span: None,
+            fail_fast: false,
+            stop_reason: None,
+            cancel: stop::Canceller::default(),
+            open_spans: std::cell::RefCell::new(Vec::new()),
         };
         let seed: Vec<(u32, Value)> = {
             let plan = &run.plan;
@@ -234,6 +249,10 @@ impl GraphRun {
             if !self.events.is_empty() || self.finished {
                 return Poll::Ready(());
             }
+            if let Some(reason) = self.cancel.requested().or_else(|| self.stop_reason.take()) {
+                self.stop(reason);
+                continue;
+            }
             if let Some(w) = self.queue.pop_front() {
                 match w {
                     Work::Run(node, ctx, via) => self.run_node(node, ctx, via),
@@ -272,6 +291,7 @@ impl Stream for GraphRun {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<RunEvent>> {
         let this = &mut *self;
+        this.cancel.register(cx.waker());
         loop {
             if let Some(ev) = this.events.pop_front() {
                 return Poll::Ready(Some(ev));

@@ -32,7 +32,7 @@ impl GraphRun {
 
     /// The span an op running in `ctx` belongs to: the generator of its item, else the
     /// loop iteration, else the op that started this run.
-    fn parent_span_of(&self, ctx: CtxId) -> Option<u64> {
+    pub(super) fn parent_span_of(&self, ctx: CtxId) -> Option<u64> {
         let sid = self.ctxs.get(ctx).stream;
         if sid != NONE
             && let Some(Some(inst)) = self.streams.get(sid as usize)
@@ -49,6 +49,7 @@ impl GraphRun {
         let payload = RawPayload::Start { inputs: inputs.cloned(), span: span.id, parent: self.parent_span_of(ctx) };
         let op = self.plan.nodes[node as usize].full_name.clone();
         t.record(EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
+        self.open_spans.borrow_mut().push((span.id, node, ctx, span));
         Some(span)
     }
 
@@ -65,6 +66,12 @@ impl GraphRun {
         yields: u64,
     ) {
         let (Some(t), Some(s)) = (self.tracer.as_ref(), span) else { return };
+        {
+            let mut open = self.open_spans.borrow_mut();
+            if let Some(i) = open.iter().rposition(|(id, ..)| *id == s.id) {
+                open.swap_remove(i);
+            }
+        }
         let payload = RawPayload::End {
             outputs: outputs.cloned(),
             status,
