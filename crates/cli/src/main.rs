@@ -1,7 +1,8 @@
 //! The `operonx` command: run and validate Operon workflows.
 //!
 //! Exit status: 0 success, 1 an op failed (the result still prints, with `"$errors"`),
-//! 2 invalid graph, inputs or usage.
+//! 2 invalid graph, inputs or usage, 3 the run timed out (`--timeout`), 130 interrupted
+//! (Ctrl-C).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use operonx::{Engine, Map, Scratch, Value};
+use std::time::Duration;
+
+use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
 
 /// Run Operon workflows (graph.json) with the operonx engine.
 #[derive(Parser, Debug)]
@@ -34,6 +37,15 @@ enum Command {
         /// Print the result on one line.
         #[arg(long)]
         compact: bool,
+        /// Print events as JSON lines as they happen, then the result.
+        #[arg(long)]
+        stream: bool,
+        /// Stop the run after this many seconds (exit status 3, partial result printed).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<f64>,
+        /// Stop the whole run at the first op failure.
+        #[arg(long)]
+        fail_fast: bool,
     },
     /// Check a graph and print every problem found.
     Validate {
@@ -96,7 +108,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Run { graph, inputs, scratch, compact } => {
+        Command::Run { graph, inputs, scratch, compact, stream, timeout, fail_fast } => {
             let engine = engine();
             let wf = engine.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
             let inputs = match inputs {
@@ -107,16 +119,80 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => Scratch::new(read_object(&p, "scratch")?),
                 None => Scratch::default(),
             };
+            let mut options = RunOptions::default().scratch(scratch).fail_fast(fail_fast);
+            if let Some(secs) = timeout {
+                if !(secs.is_finite() && secs > 0.0) {
+                    return Err(BadInput(format!("--timeout must be a positive number of seconds, got {secs}")).into());
+                }
+                options = options.timeout(Duration::from_secs_f64(secs));
+            }
+            let stop = StopHandle::new();
+            options = options.stop_handle(stop.clone());
+            eprintln!("run id: {}", options.request_id);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let outcome = rt.block_on(wf.run_with_scratch(Value::Object(inputs), scratch))?;
+            let outcome = rt.block_on(async {
+                let interrupted = stop.clone();
+                let ctrl_c = tokio::spawn(async move {
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        interrupted.cancel(INTERRUPTED);
+                    }
+                });
+                let mut seq = 0u64;
+                let out = wf
+                    .run_observed(Value::Object(inputs), options, |ev| {
+                        if stream {
+                            println!("{}", event_line(seq, ev));
+                            seq += 1;
+                        }
+                    })
+                    .await;
+                ctrl_c.abort();
+                out
+            })?;
             let json = outcome.to_json();
-            let text = if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
-            println!("{text}");
+            let text =
+                if compact || stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
+            if stream {
+                println!("{{\"type\":\"result\",\"result\":{text}}}");
+            } else {
+                println!("{text}");
+            }
             for f in &outcome.failures {
                 eprintln!("error: op {} failed: {}", f.op, f.message);
             }
-            Ok(if outcome.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(match outcome.stopped.as_deref() {
+                Some(INTERRUPTED) => {
+                    eprintln!("interrupted: the run was cancelled");
+                    ExitCode::from(130)
+                }
+                Some(reason) if reason.starts_with("timed out") => {
+                    eprintln!("error: the run {reason}; the result above is partial");
+                    ExitCode::from(3)
+                }
+                Some(reason) => {
+                    eprintln!("error: the run stopped: {reason}");
+                    ExitCode::from(1)
+                }
+                None if outcome.failures.is_empty() => ExitCode::SUCCESS,
+                None => ExitCode::from(1),
+            })
         }
+    }
+}
+
+const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
+/// One `--stream` line: `{"seq": n, "type": "output" | "failure" | "stopped", ...}`.
+fn event_line(seq: u64, ev: &RunEvent) -> Value {
+    match ev {
+        RunEvent::Output(f) => {
+            let values: Map<String, Value> = f.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            json!({"seq": seq, "type": "output", "op": &*f.op, "values": values})
+        }
+        RunEvent::Failure(f) => {
+            json!({"seq": seq, "type": "failure", "op": &*f.op, "context": f.context, "message": f.message})
+        }
+        RunEvent::Stopped(reason) => json!({"seq": seq, "type": "stopped", "reason": reason}),
     }
 }
 

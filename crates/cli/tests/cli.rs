@@ -144,3 +144,72 @@ fn scratch_file_seeds_the_run() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"result":"from-cli"}"#);
 }
+
+fn sleeper_graph() -> PathBuf {
+    temp(
+        "sleeper.json",
+        r#"{"schema_version": "1.0", "type": "graph", "name": "main",
+            "entries": ["quick", "long"], "initial_ready_count": {"quick": 0, "long": 0},
+            "compiled_adj": {"quick": [], "long": []},
+            "ops": {
+              "quick": {"type": "code", "func_name": "upper", "inputs": {"text": {"literal": "done"}},
+                        "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "quick"}}}},
+              "long": {"type": "code", "func_name": "sleep", "bound": "io",
+                       "inputs": {"ms": {"literal": 60000}, "value": {"literal": 1}},
+                       "outputs": {"value": {"ref": {"source": "__PARENT__", "var": "long"}}}}}}"#,
+    )
+}
+
+#[test]
+fn timeout_exits_3_with_the_partial_result() {
+    let g = sleeper_graph();
+    let t0 = std::time::Instant::now();
+    let out = operonx(&["run", g.to_str().unwrap_or_default(), "--timeout", "0.3", "--compact"]);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out), json!({"quick": "DONE", "$stopped": "timed out after 0.3s"}));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timed out after 0.3s"));
+}
+
+#[test]
+fn sigint_stops_the_run_with_exit_130() {
+    let g = sleeper_graph();
+    let child = Command::new(env!("CARGO_BIN_EXE_operonx"))
+        .args(["run", g.to_str().unwrap_or_default(), "--compact"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let t0 = std::time::Instant::now();
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("exits");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(2), "stopped within a second or so");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out)["$stopped"], "interrupted (Ctrl-C)");
+}
+
+#[test]
+fn stream_prints_events_as_json_lines_then_the_result() {
+    let out = operonx(&[
+        "run",
+        "examples/order_report/graph.json",
+        "--inputs",
+        "examples/order_report/inputs.json",
+        "--stream",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert!(lines.len() > 3);
+    for (i, l) in lines[..lines.len() - 1].iter().enumerate() {
+        assert_eq!(l["seq"], json!(i));
+        assert_eq!(l["type"], "output");
+    }
+    assert_eq!(lines[0], json!({"seq": 0, "type": "output", "op": "main.parse", "values": {"customer": "Ada"}}));
+    let last = &lines[lines.len() - 1];
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["result"]["total"], json!(1175));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("run id: "));
+}

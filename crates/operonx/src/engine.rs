@@ -9,7 +9,7 @@ use operonx_runtime::outcome::Grouper;
 use std::sync::Arc;
 
 use operonx_graph::{GraphDocument, GraphError, compile};
-use operonx_runtime::{GraphRun, Plan, Registry, RunOutcome, RunTracer, Scratch, TraceSink};
+use operonx_runtime::{GraphRun, Plan, Registry, RunEvent, RunOutcome, RunTracer, Scratch, TraceSink};
 use serde_json::{Map, Value};
 
 /// Why a workflow could not be loaded or started.
@@ -131,6 +131,17 @@ impl Workflow {
     /// Run to the end with options; the outcome carries the run's request id, and
     /// `stopped` when the run timed out, was cancelled or stopped on a failure.
     pub async fn run_with(&self, inputs: Value, options: RunOptions) -> Result<RunOutcome, Error> {
+        self.run_observed(inputs, options, |_| {}).await
+    }
+
+    /// Like [`Workflow::run_with`], calling `observe` with every event as it happens
+    /// (output frames, failures, the final `Stopped`).
+    pub async fn run_observed(
+        &self,
+        inputs: Value,
+        options: RunOptions,
+        mut observe: impl FnMut(&RunEvent),
+    ) -> Result<RunOutcome, Error> {
         let map = object(inputs)?;
         let mut run = self.start_with(&map, &options);
         if let Some(c) = &options.canceller {
@@ -155,7 +166,10 @@ impl Workflow {
                 None => run.next().await,
             };
             match next {
-                Some(ev) => grouper.push(ev),
+                Some(ev) => {
+                    observe(&ev);
+                    grouper.push(ev);
+                }
                 None => break,
             }
         }
