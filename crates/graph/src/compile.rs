@@ -448,6 +448,7 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 ready_count: 0,
                 declared_outputs: cfg.outputs.keys().map(|k| Arc::from(k.as_str())).collect(),
                 policy: self.policy(cfg, &path),
+                cache: self.cache(cfg, &path),
                 emit_yields: match cfg.extra.get("emit_yields") {
                     None | Some(Value::Null) => 1,
                     Some(v) => match v.as_u64() {
@@ -537,6 +538,40 @@ impl<B: Binder> GraphCompiler<'_, B> {
             self.err(path, "timeout and retry apply to single-result ops, not to generators");
         }
         policy
+    }
+
+    fn cache(&mut self, cfg: &OpConfig, path: &str) -> Option<CachePlan> {
+        let ttl = match cfg.cache.as_ref()? {
+            Value::Null | Value::Bool(false) => return None,
+            // A Python cache file path: results are cached (in the engine's cache store).
+            Value::Bool(true) | Value::String(_) => None,
+            Value::Object(m) => match m.get("ttl") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_f64().filter(|s| s.is_finite() && *s > 0.0) {
+                    Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+                    None => {
+                        self.err(format!("{path}.cache.ttl"), format!("must be a positive number of seconds, got {v}"));
+                        None
+                    }
+                },
+            },
+            other => {
+                self.err(format!("{path}.cache"), format!("must be true, false or {{\"ttl\": seconds}}, got {other}"));
+                return None;
+            }
+        };
+        if cfg.is_generator {
+            self.err(format!("{path}.cache"), "generator results are not cached");
+            return None;
+        }
+        // FNV-1a over the op's whole configuration as written.
+        let text = serde_json::to_string(cfg).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Some(CachePlan { fingerprint: h, ttl })
     }
 
     fn reference(&mut self, r: &RefSpec, path: &str, scope: &mut Scope, collect: bool) -> Option<RefPlan> {

@@ -95,6 +95,17 @@ pub struct Node<O> {
     pub emit_yields: u32,
     /// Per-attempt timeout and retries (`timeout`, `retry`).
     pub policy: OpPolicy,
+    /// Present when the op's results are cached (`cache`).
+    pub cache: Option<CachePlan>,
+}
+
+/// An op whose results are cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachePlan {
+    /// Digest of the op's whole configuration: any change to it misses the cache.
+    pub fingerprint: u64,
+    /// How long a result stays valid (`None` = until evicted).
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// How an op call is bounded and retried.

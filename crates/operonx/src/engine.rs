@@ -9,7 +9,10 @@ use operonx_runtime::outcome::Grouper;
 use std::sync::Arc;
 
 use operonx_graph::{GraphDocument, GraphError, compile};
-use operonx_runtime::{GraphRun, Plan, Registry, RunEvent, RunOutcome, RunTracer, Scratch, TraceSink};
+use operonx_runtime::{
+    GraphRun, MemoryCache, Middleware, OpCache, Plan, Registry, RunEnv, RunEvent, RunOutcome, RunTracer, Scratch,
+    TraceSink,
+};
 use serde_json::{Map, Value};
 
 /// Why a workflow could not be loaded or started.
@@ -34,9 +37,17 @@ pub enum Error {
 
 /// Holds the ops available to graphs. Build one, register your functions, then load
 /// graphs with it. Loading compiles a graph once; a [`Workflow`] can run many times.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Engine {
     registry: Registry,
+    middleware: Vec<Arc<dyn Middleware>>,
+    cache: Arc<dyn OpCache>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("registry", &self.registry).field("middleware", &self.middleware.len()).finish()
+    }
 }
 
 impl Default for Engine {
@@ -50,13 +61,26 @@ impl Engine {
     pub fn new() -> Self {
         let mut registry = Registry::new();
         operonx_ops::register_builtin_types(&mut registry);
-        Self { registry }
+        Self::with_registry(registry)
     }
 
     /// An engine using `registry` as is (add built-in types with
     /// [`operonx_ops::register_builtin_types`] if you want them).
     pub fn with_registry(registry: Registry) -> Self {
-        Self { registry }
+        Self { registry, middleware: Vec::new(), cache: Arc::new(MemoryCache::default()) }
+    }
+
+    /// Add a middleware to every run of workflows loaded from now on (outermost first).
+    pub fn use_middleware(&mut self, m: impl Middleware) -> &mut Self {
+        self.middleware.push(Arc::new(m));
+        self
+    }
+
+    /// Where results of ops marked `cache` are kept (an in-memory cache by default, shared
+    /// by every workflow of this engine).
+    pub fn set_cache(&mut self, cache: Arc<dyn OpCache>) -> &mut Self {
+        self.cache = cache;
+        self
     }
 
     /// The registry, to add functions and op types.
@@ -72,7 +96,7 @@ impl Engine {
     /// Compile a parsed document.
     pub fn compile(&self, doc: &GraphDocument) -> Result<Workflow, Error> {
         let plan = compile(&doc.root, &self.registry)?;
-        Ok(Workflow { plan: Arc::new(plan) })
+        Ok(Workflow { plan: Arc::new(plan), middleware: self.middleware.clone(), cache: self.cache.clone() })
     }
 
     /// Parse and compile a graph.json text.
@@ -97,6 +121,8 @@ impl Engine {
 #[derive(Clone)]
 pub struct Workflow {
     plan: Arc<Plan>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    cache: Arc<dyn OpCache>,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -118,14 +144,30 @@ impl Workflow {
 
     /// Start a run. Poll the returned stream to drive it; dropping it cancels the run.
     pub fn start(&self, inputs: &Map<String, Value>, scratch: Scratch) -> GraphRun {
-        GraphRun::new(self.plan.clone(), inputs, scratch)
+        let options = RunOptions {
+            scratch,
+            trace: None,
+            request_id: String::new(),
+            timeout: None,
+            fail_fast: false,
+            canceller: None,
+            max_concurrency: None,
+        };
+        self.start_with(inputs, &options)
     }
 
     /// Start a run with options (scratch seed, trace sink, request id, fail-fast). The
     /// run-level timeout is applied by [`Workflow::run_with`].
     pub fn start_with(&self, inputs: &Map<String, Value>, options: &RunOptions) -> GraphRun {
         let tracer = options.trace.as_ref().map(|sink| RunTracer::new(sink.clone(), options.request_id.as_str()));
-        GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer).fail_fast(options.fail_fast)
+        let env = RunEnv {
+            middleware: self.middleware.clone(),
+            cache: Some(self.cache.clone()),
+            limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+        };
+        GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
+            .fail_fast(options.fail_fast)
+            .with_env(env)
     }
 
     /// Run to the end with options; the outcome carries the run's request id, and
@@ -215,6 +257,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Cancel the run from elsewhere (e.g. Ctrl-C).
     pub canceller: Option<StopHandle>,
+    /// Run-wide bound on io ops running at once, across nested graphs.
+    pub max_concurrency: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -226,6 +270,7 @@ impl Default for RunOptions {
             timeout: None,
             fail_fast: false,
             canceller: None,
+            max_concurrency: None,
         }
     }
 }
@@ -297,6 +342,12 @@ impl RunOptions {
     /// Stop the whole run at the first op failure.
     pub fn fail_fast(mut self, on: bool) -> Self {
         self.fail_fast = on;
+        self
+    }
+
+    /// Run at most `n` io ops at once in the whole run, nested graphs included.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = Some(n);
         self
     }
 

@@ -1,7 +1,9 @@
 //! The operonx runtime: the op abstraction, the registry, and the dataflow scheduler
 //! that runs a compiled graph plan.
 
+pub mod cache;
 pub mod event;
+pub mod middleware;
 pub mod op;
 pub mod outcome;
 pub mod record;
@@ -10,11 +12,13 @@ mod run;
 pub mod scratch;
 pub mod trace;
 
+pub use cache::{MemoryCache, OpCache};
 pub use event::{OpFailure, OutputFrame, RunEvent};
+pub use middleware::Middleware;
 pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};
 pub use outcome::RunOutcome;
 pub use record::{Inputs, Outputs};
 pub use registry::{OpFactory, Registry};
-pub use run::{Canceller, GraphRun, Plan};
+pub use run::{Canceller, GraphRun, Plan, RunEnv};
 pub use scratch::Scratch;
 pub use trace::{EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::context::CtxId;
 use super::{Done, GraphRun, Source, Span, StreamInst, Work};
+use crate::cache::cache_key;
 use crate::op::{Invocation, OpContext};
 use crate::record::{Inputs, Outputs};
 
@@ -66,16 +67,34 @@ impl GraphRun {
                     self.io_waiting.push_back((node_id, ctx, via));
                     return;
                 }
-                let inputs = match self.resolve_inputs(node_id, ctx) {
+                let mut inputs = match self.resolve_inputs(node_id, ctx) {
                     Ok(i) => i,
                     Err(msg) => {
                         let span = self.trace_start(node_id, ctx, None);
                         return self.fail_traced(node_id, ctx, via, msg, span);
                     }
                 };
+                let env = self.env.clone();
+                if let Err(e) = env.middleware.iter().try_for_each(|m| m.before(&node.full_name, &mut inputs)) {
+                    let span = self.trace_start(node_id, ctx, Some(&inputs));
+                    return self.fail_traced(node_id, ctx, via, e.to_string(), span);
+                }
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span));
+                let key = match (&node.cache, &env.cache) {
+                    (Some(plan), Some(store)) => {
+                        let key = cache_key(plan.fingerprint, &node.full_name, &inputs);
+                        if let Some(hit) = store.get(key) {
+                            octx.annotate("operonx.cache", "hit");
+                            self.release_edge(via);
+                            return self.complete(node_id, ctx, Ok(Outputs::from_map(hit)), span, None);
+                        }
+                        octx.annotate("operonx.cache", "miss");
+                        Some(key)
+                    }
+                    _ => None,
+                };
                 let inv = if node.policy.is_plain() || node.streams {
                     op.call(inputs, &octx)
                 } else {
@@ -84,14 +103,27 @@ impl GraphRun {
                 match (inv, node.streams) {
                     (Invocation::Ready(result), false) => {
                         self.release_edge(via);
-                        self.complete(node_id, ctx, result, span);
+                        self.complete(node_id, ctx, result, span, key);
                     }
                     (Invocation::Future(fut), false) => {
+                        let fut = match (&env.limiter, node.bound) {
+                            (Some(sem), Bound::Io | Bound::Cpu) => {
+                                let sem = sem.clone();
+                                async move {
+                                    // A closed semaphore only happens if the owner drops it; run anyway.
+                                    let _permit = sem.acquire_owned().await.ok();
+                                    fut.await
+                                }
+                                .boxed()
+                            }
+                            _ => fut,
+                        };
                         if node.bound != Bound::Sync {
                             self.io_running += 1;
                         }
-                        self.pending
-                            .push(fut.map(move |result| Done::Op { node: node_id, ctx, via, result, span }).boxed());
+                        self.pending.push(
+                            fut.map(move |result| Done::Op { node: node_id, ctx, via, result, span, key }).boxed(),
+                        );
                     }
                     (Invocation::Items(it), _) => {
                         self.release_edge(via);
@@ -136,6 +168,7 @@ impl GraphRun {
                     prefix,
                     span.map(|s| s.id),
                 );
+                let child = child.with_env((*self.env).clone());
                 let sid = self.open_stream(node_id, ctx, Source::Child(None), node.streams, span);
                 self.await_child(sid, Box::new(child));
             }

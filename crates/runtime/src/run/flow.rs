@@ -13,7 +13,7 @@ use crate::record::Outputs;
 impl GraphRun {
     pub(super) fn on_done(&mut self, done: Done) {
         match done {
-            Done::Op { node, ctx, via, result, span } => {
+            Done::Op { node, ctx, via, result, span, key } => {
                 if self.plan.nodes[node as usize].bound != operonx_graph::wire::Bound::Sync {
                     self.io_running -= 1;
                     if let Some((n, c, v)) = self.io_waiting.pop_front() {
@@ -21,7 +21,7 @@ impl GraphRun {
                     }
                 }
                 self.release_edge(via);
-                self.complete(node, ctx, result, span);
+                self.complete(node, ctx, result, span, key);
             }
             Done::Item { stream, next, rest } => match next {
                 Some(item) => {
@@ -88,10 +88,48 @@ impl GraphRun {
         }
     }
 
-    /// A non-streaming node's result is in: record it, then settle its work item.
-    pub(super) fn complete(&mut self, node: NodeId, ctx: CtxId, result: OpResult, span: Option<Span>) {
+    /// A non-streaming node's result is in: run the middleware, fill the cache, record
+    /// it, then settle its work item.
+    pub(super) fn complete(
+        &mut self,
+        node: NodeId,
+        ctx: CtxId,
+        result: OpResult,
+        span: Option<Span>,
+        key: Option<crate::cache::CacheKey>,
+    ) {
+        let env = self.env.clone();
+        let result = if env.middleware.is_empty() {
+            result
+        } else {
+            let name = &self.plan.nodes[node as usize].full_name;
+            match result {
+                Ok(mut outputs) => {
+                    env.middleware.iter().rev().try_for_each(|m| m.after(name, &mut outputs)).map(|()| outputs)
+                }
+                Err(mut e) => {
+                    let mut recovered = None;
+                    for m in env.middleware.iter().rev() {
+                        match m.on_error(name, e) {
+                            Ok(o) => {
+                                recovered = Some(o);
+                                e = crate::op::OpError::new("");
+                                break;
+                            }
+                            Err(next) => e = next,
+                        }
+                    }
+                    recovered.ok_or(e)
+                }
+            }
+        };
         match result {
             Ok(outputs) => {
+                if let (Some(key), Some(store), Some(plan)) =
+                    (key, env.cache.as_ref(), self.plan.nodes[node as usize].cache.as_ref())
+                {
+                    store.put(key, crate::cache::to_map(&outputs), plan.ttl);
+                }
                 self.trace_end(node, ctx, span, "ok", Some(&outputs), None, 1);
                 self.finish_node(node, ctx, outputs, None);
             }

@@ -23,7 +23,9 @@ use operonx_graph::GraphPlan;
 use operonx_graph::plan::{EdgeId, NodeId};
 use serde_json::{Map, Value};
 
+use crate::cache::{CacheKey, OpCache};
 use crate::event::RunEvent;
+use crate::middleware::Middleware;
 use crate::op::{Op, OpResult};
 use crate::record::{Inputs, Outputs};
 use crate::scratch::Scratch;
@@ -51,9 +53,31 @@ struct Span {
     started: Instant,
 }
 
+/// What a run shares with its nested runs: middleware, the op cache, and a run-wide
+/// bound on concurrently running io ops (which holds however graphs nest).
+#[derive(Clone, Default)]
+pub struct RunEnv {
+    /// Hooks around every op call, outermost first.
+    pub middleware: Vec<Arc<dyn Middleware>>,
+    /// Where results of ops marked `cache` are kept; `None` = not cached.
+    pub cache: Option<Arc<dyn OpCache>>,
+    /// Run-wide bound on io ops running at once, across nested graphs.
+    pub limiter: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl std::fmt::Debug for RunEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunEnv")
+            .field("middleware", &self.middleware.len())
+            .field("cache", &self.cache.is_some())
+            .field("limiter", &self.limiter.as_ref().map(|s| s.available_permits()))
+            .finish()
+    }
+}
+
 /// What a finished future reports back.
 enum Done {
-    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult, span: Option<Span> },
+    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult, span: Option<Span>, key: Option<CacheKey> },
     Item { stream: u32, next: Option<OpResult>, rest: BoxStream<'static, OpResult> },
     Child { stream: u32, next: Option<RunEvent>, child: Box<GraphRun> },
 }
@@ -130,6 +154,7 @@ pub struct GraphRun {
     /// Spans opened and not yet closed (only tracked when traced), closed as `cancelled`
     /// if the run stops or is dropped first.
     open_spans: std::cell::RefCell<Vec<(u64, NodeId, CtxId, Span)>>,
+    env: Arc<RunEnv>,
 }
 
 impl GraphRun {
@@ -194,6 +219,7 @@ impl GraphRun {
             stop_reason: None,
             cancel: stop::Canceller::default(),
             open_spans: std::cell::RefCell::new(Vec::new()),
+            env: Arc::new(RunEnv::default()),
         };
         let seed: Vec<(u32, Value)> = {
             let plan = &run.plan;
@@ -211,6 +237,13 @@ impl GraphRun {
         };
         run.begin(seed);
         run
+    }
+
+    /// Share middleware, an op cache and a run-wide io limit with this run (and its
+    /// nested runs). Call before the first poll.
+    pub fn with_env(mut self, env: RunEnv) -> Self {
+        self.env = Arc::new(env);
+        self
     }
 
     /// Reset the context tree and enqueue the entry ops with the graph inputs in `seed`.
