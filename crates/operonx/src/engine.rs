@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use operonx_graph::{GraphDocument, GraphError, compile};
 use operonx_runtime::{
-    GraphRun, MemoryCache, Middleware, OpCache, Plan, Registry, RunEnv, RunEvent, RunOutcome, RunTracer, Scratch,
-    TraceSink,
+    GraphRun, Journal, MemoryCache, Middleware, OpCache, Plan, Registry, RunEnv, RunEvent, RunOutcome, RunState,
+    RunTracer, Scratch, TraceSink,
 };
 use serde_json::{Map, Value};
 
@@ -33,6 +33,9 @@ pub enum Error {
     /// Run inputs are not a JSON object.
     #[error("inputs must be a JSON object, got {0}")]
     Inputs(String),
+    /// A run cannot be resumed as asked.
+    #[error("cannot resume: {0}")]
+    Resume(String),
 }
 
 /// Holds the ops available to graphs. Build one, register your functions, then load
@@ -96,7 +99,18 @@ impl Engine {
     /// Compile a parsed document.
     pub fn compile(&self, doc: &GraphDocument) -> Result<Workflow, Error> {
         let plan = compile(&doc.root, &self.registry)?;
-        Ok(Workflow { plan: Arc::new(plan), middleware: self.middleware.clone(), cache: self.cache.clone() })
+        let text = doc.to_value().to_string();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(Workflow {
+            plan: Arc::new(plan),
+            middleware: self.middleware.clone(),
+            cache: self.cache.clone(),
+            fingerprint: format!("{h:016x}"),
+        })
     }
 
     /// Parse and compile a graph.json text.
@@ -123,6 +137,7 @@ pub struct Workflow {
     plan: Arc<Plan>,
     middleware: Vec<Arc<dyn Middleware>>,
     cache: Arc<dyn OpCache>,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -152,6 +167,8 @@ impl Workflow {
             fail_fast: false,
             canceller: None,
             max_concurrency: None,
+            journal: None,
+            answers: Map::new(),
         };
         self.start_with(inputs, &options)
     }
@@ -164,6 +181,7 @@ impl Workflow {
             middleware: self.middleware.clone(),
             cache: Some(self.cache.clone()),
             limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            journal: options.journal.clone(),
         };
         GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
             .fail_fast(options.fail_fast)
@@ -216,8 +234,51 @@ impl Workflow {
             }
         }
         let mut outcome = grouper.finish();
+        if let (Some(journal), false) = (&options.journal, outcome.interrupts.is_empty()) {
+            outcome.state = Some(RunState {
+                request_id: options.request_id.clone(),
+                graph_fingerprint: self.fingerprint.clone(),
+                inputs: map.clone(),
+                scratch: options.scratch.snapshot(),
+                journal: journal.entries(),
+                answers: options.answers.clone(),
+                pending: outcome.interrupts.clone(),
+            });
+        }
         outcome.request_id = Some(options.request_id);
         Ok(outcome)
+    }
+
+    /// Continue an interrupted run with `answers` (`interrupt id` → value). Ops that
+    /// completed before are not run again; interrupted ops receive their answers. The
+    /// outcome may await more input (its `state` then resumes it again).
+    pub async fn resume(
+        &self,
+        state: RunState,
+        answers: Map<String, Value>,
+        options: RunOptions,
+    ) -> Result<RunOutcome, Error> {
+        if state.graph_fingerprint != self.fingerprint {
+            return Err(Error::Resume("the graph changed since the run was interrupted".into()));
+        }
+        let pending: Vec<&str> = state.pending.iter().map(|i| i.id.as_str()).collect();
+        for id in answers.keys() {
+            if !pending.contains(&id.as_str()) {
+                return Err(Error::Resume(format!(
+                    "no pending interrupt \"{id}\" (pending: {})",
+                    if pending.is_empty() { "none".to_string() } else { pending.join(", ") }
+                )));
+            }
+        }
+        let mut all = state.answers.clone();
+        all.extend(answers);
+        let options = RunOptions {
+            scratch: Scratch::new(state.scratch),
+            journal: Some(Arc::new(Journal::new(state.journal, all.clone()))),
+            answers: all,
+            ..options
+        };
+        self.run_with(Value::Object(state.inputs), options).await
     }
 
     /// Run to the end with `inputs` (a JSON object, or `null` for none) and an empty
@@ -259,6 +320,11 @@ pub struct RunOptions {
     pub canceller: Option<StopHandle>,
     /// Run-wide bound on io ops running at once, across nested graphs.
     pub max_concurrency: Option<usize>,
+    /// Record completed ops so the run can be resumed after an interrupt
+    /// (see [`RunOptions::resumable`]).
+    pub journal: Option<Arc<Journal>>,
+    /// Answers given to interrupts so far (set by [`Workflow::resume`]).
+    pub answers: Map<String, Value>,
 }
 
 impl Default for RunOptions {
@@ -271,6 +337,8 @@ impl Default for RunOptions {
             fail_fast: false,
             canceller: None,
             max_concurrency: None,
+            journal: None,
+            answers: Map::new(),
         }
     }
 }
@@ -348,6 +416,13 @@ impl RunOptions {
     /// Run at most `n` io ops at once in the whole run, nested graphs included.
     pub fn max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = Some(n);
+        self
+    }
+
+    /// Make the run resumable: ops may ask for input (`OpContext::interrupt`), and an
+    /// interrupted run's outcome carries the [`RunState`] that [`Workflow::resume`] takes.
+    pub fn resumable(mut self) -> Self {
+        self.journal = Some(Arc::new(Journal::default()));
         self
     }
 

@@ -37,6 +37,8 @@ pub enum RunEvent {
     Output(OutputFrame),
     /// An op failed; nothing downstream of it runs.
     Failure(OpFailure),
+    /// An op paused for input; nothing downstream of it runs until the run is resumed.
+    Interrupted(crate::interrupt::Interrupt),
     /// The run was stopped before it finished (cancelled, timed out, fail-fast); the
     /// reason says why. Always the last event.
     Stopped(String),

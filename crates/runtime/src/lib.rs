@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod event;
+pub mod interrupt;
 pub mod middleware;
 pub mod op;
 pub mod outcome;
@@ -14,6 +15,7 @@ pub mod trace;
 
 pub use cache::{MemoryCache, OpCache};
 pub use event::{OpFailure, OutputFrame, RunEvent};
+pub use interrupt::{Interrupt, Journal, RunState};
 pub use middleware::Middleware;
 pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};
 pub use outcome::RunOutcome;

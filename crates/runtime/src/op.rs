@@ -69,17 +69,58 @@ pub struct OpContext {
     op: Arc<str>,
     scratch: Scratch,
     trace: Option<OpTrace>,
+    resume: Option<Arc<ResumeScope>>,
+}
+
+/// Where an op call sits, for interrupt ids, and the run's journal.
+#[derive(Debug)]
+pub(crate) struct ResumeScope {
+    pub journal: Arc<crate::interrupt::Journal>,
+    /// Item indexes from the run's root down to this call's context.
+    pub location: String,
+    pub count: std::sync::atomic::AtomicU32,
 }
 
 impl OpContext {
     /// A context for op `op` (full name) sharing `scratch`.
     pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
-        Self { op, scratch, trace: None }
+        Self { op, scratch, trace: None, resume: None }
     }
 
     pub(crate) fn traced(mut self, trace: Option<OpTrace>) -> Self {
         self.trace = trace;
         self
+    }
+
+    pub(crate) fn resumable(mut self, scope: Option<Arc<ResumeScope>>) -> Self {
+        self.resume = scope;
+        self
+    }
+
+    /// Ask a human (or any outside party) for a value. In a resumable run, the first call
+    /// pauses this op: return the error with `?`, the run ends reporting the interrupt,
+    /// and resuming with a value for its id makes this call return that value. Each call
+    /// in one op body gets its own id (`#1`, `#2`, ...). In a run that is not resumable
+    /// this fails with a clear error.
+    pub fn interrupt(&self, payload: impl Into<serde_json::Value>) -> Result<serde_json::Value, OpError> {
+        let Some(scope) = &self.resume else {
+            return Err(OpError::new(
+                "this op asks for input (interrupt), but the run is not resumable; start it with RunOptions::resumable",
+            ));
+        };
+        let n = scope.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut id = format!("{}{}", self.op, scope.location);
+        if n > 0 {
+            id.push_str(&format!("#{n}"));
+        }
+        match scope.journal.answer(&id) {
+            Some(v) => Ok(v.clone()),
+            None => Err(OpError::interrupted(crate::interrupt::Interrupt {
+                id,
+                op: self.op.to_string(),
+                payload: payload.into(),
+            })),
+        }
     }
 
     /// Whether this run is traced (so building trace payloads is worth it).
@@ -121,23 +162,48 @@ impl OpContext {
 pub struct OpError {
     message: String,
     timed_out: bool,
+    interrupt: Option<Box<crate::interrupt::Interrupt>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl OpError {
     /// A failure with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), timed_out: false, source: None }
+        Self { message: message.into(), timed_out: false, interrupt: None, source: None }
     }
 
     /// A failure caused by another error (kept as the source).
     pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self { message: message.into(), timed_out: false, source: Some(Box::new(source)) }
+        Self { message: message.into(), timed_out: false, interrupt: None, source: Some(Box::new(source)) }
     }
 
     /// An attempt that ran out of time (it was cancelled).
     pub fn timed_out(after: std::time::Duration) -> Self {
-        Self { message: format!("timed out after {:.3}s", after.as_secs_f64()), timed_out: true, source: None }
+        Self {
+            message: format!("timed out after {:.3}s", after.as_secs_f64()),
+            timed_out: true,
+            interrupt: None,
+            source: None,
+        }
+    }
+
+    /// The op paused for input (see [`OpContext::interrupt`]); not a failure.
+    pub fn interrupted(interrupt: crate::interrupt::Interrupt) -> Self {
+        Self {
+            message: format!("waiting for input ({})", interrupt.id),
+            timed_out: false,
+            interrupt: Some(Box::new(interrupt)),
+            source: None,
+        }
+    }
+
+    /// The interrupt this "error" stands for, if the op paused for input.
+    pub fn as_interrupt(&self) -> Option<&crate::interrupt::Interrupt> {
+        self.interrupt.as_deref()
+    }
+
+    pub(crate) fn into_interrupt(self) -> Option<crate::interrupt::Interrupt> {
+        self.interrupt.map(|b| *b)
     }
 
     /// Whether this failure is a timeout.

@@ -16,6 +16,10 @@ pub struct RunOutcome {
     pub request_id: Option<String>,
     /// Why the run stopped early (cancelled, timed out, fail-fast); `None` when it finished.
     pub stopped: Option<String>,
+    /// What the run awaits (ops that asked for input).
+    pub interrupts: Vec<crate::interrupt::Interrupt>,
+    /// For a resumable run that awaits input: what resuming it needs.
+    pub state: Option<crate::interrupt::RunState>,
 }
 
 impl RunOutcome {
@@ -28,9 +32,9 @@ impl RunOutcome {
         grouper.finish()
     }
 
-    /// `true` when no op failed and the run was not stopped.
+    /// `true` when no op failed, none awaits input, and the run was not stopped.
     pub fn is_ok(&self) -> bool {
-        self.failures.is_empty() && self.stopped.is_none()
+        self.failures.is_empty() && self.stopped.is_none() && self.interrupts.is_empty()
     }
 
     /// The result as JSON: the outputs, plus `"$errors": {op: message}` when ops failed.
@@ -40,6 +44,11 @@ impl RunOutcome {
             let errs: Map<String, Value> =
                 self.failures.iter().map(|f| (f.op.to_string(), Value::String(f.message.clone()))).collect();
             m.insert("$errors".into(), Value::Object(errs));
+        }
+        if !self.interrupts.is_empty() {
+            let awaited: Map<String, Value> =
+                self.interrupts.iter().map(|i| (i.id.clone(), i.payload.clone())).collect();
+            m.insert("$interrupts".into(), Value::Object(awaited));
         }
         if let Some(reason) = &self.stopped {
             m.insert("$stopped".into(), Value::String(reason.clone()));
@@ -55,6 +64,7 @@ pub struct Grouper {
     counts: Map<String, Value>,
     failures: Vec<OpFailure>,
     stopped: Option<String>,
+    interrupts: Vec<crate::interrupt::Interrupt>,
 }
 
 impl Grouper {
@@ -84,11 +94,19 @@ impl Grouper {
             }
             RunEvent::Failure(f) => self.failures.push(f),
             RunEvent::Stopped(reason) => self.stopped = Some(reason),
+            RunEvent::Interrupted(i) => self.interrupts.push(i),
         }
     }
 
     /// The grouped outcome.
     pub fn finish(self) -> RunOutcome {
-        RunOutcome { outputs: self.values, failures: self.failures, request_id: None, stopped: self.stopped }
+        RunOutcome {
+            outputs: self.values,
+            failures: self.failures,
+            request_id: None,
+            stopped: self.stopped,
+            interrupts: self.interrupts,
+            state: None,
+        }
     }
 }

@@ -9,9 +9,9 @@ use operonx_graph::wire::Bound;
 use serde_json::Value;
 
 use super::context::CtxId;
-use super::{Done, GraphRun, Source, Span, StreamInst, Work};
+use super::{Done, GraphRun, Post, Source, Span, StreamInst, Work};
 use crate::cache::cache_key;
-use crate::op::{Invocation, OpContext};
+use crate::op::{Invocation, OpContext, ResumeScope};
 use crate::record::{Inputs, Outputs};
 
 impl GraphRun {
@@ -82,19 +82,34 @@ impl GraphRun {
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span));
-                let key = match (&node.cache, &env.cache) {
-                    (Some(plan), Some(store)) => {
-                        let key = cache_key(plan.fingerprint, &node.full_name, &inputs);
-                        if let Some(hit) = store.get(key) {
-                            octx.annotate("operonx.cache", "hit");
-                            self.release_edge(via);
-                            return self.complete(node_id, ctx, Ok(Outputs::from_map(hit)), span, None);
-                        }
-                        octx.annotate("operonx.cache", "miss");
-                        Some(key)
+                let mut post = Post::default();
+                let mut octx = octx;
+                if let Some(journal) = &env.journal {
+                    let path = self.ctx_path(ctx);
+                    let jkey = format!("{}@{}", node.full_name, path.join("/"));
+                    if let Some(done) = journal.get(&jkey) {
+                        octx.annotate("operonx.replay", "journal");
+                        self.release_edge(via);
+                        return self.complete(node_id, ctx, Ok(Outputs::from_map(done)), span, Post::default());
                     }
-                    _ => None,
-                };
+                    let location = if path.len() > 1 { format!("@{}", path[1..].join("/")) } else { String::new() };
+                    octx = octx.resumable(Some(Arc::new(ResumeScope {
+                        journal: journal.clone(),
+                        location,
+                        count: Default::default(),
+                    })));
+                    post.journal = Some(jkey);
+                }
+                if let (Some(plan), Some(store)) = (&node.cache, &env.cache) {
+                    let key = cache_key(plan.fingerprint, &node.full_name, &inputs);
+                    if let Some(hit) = store.get(key) {
+                        octx.annotate("operonx.cache", "hit");
+                        self.release_edge(via);
+                        return self.complete(node_id, ctx, Ok(Outputs::from_map(hit)), span, post);
+                    }
+                    octx.annotate("operonx.cache", "miss");
+                    post.cache = Some(key);
+                }
                 let inv = if node.policy.is_plain() || node.streams {
                     op.call(inputs, &octx)
                 } else {
@@ -103,7 +118,7 @@ impl GraphRun {
                 match (inv, node.streams) {
                     (Invocation::Ready(result), false) => {
                         self.release_edge(via);
-                        self.complete(node_id, ctx, result, span, key);
+                        self.complete(node_id, ctx, result, span, post);
                     }
                     (Invocation::Future(fut), false) => {
                         let fut = match (&env.limiter, node.bound) {
@@ -122,7 +137,7 @@ impl GraphRun {
                             self.io_running += 1;
                         }
                         self.pending.push(
-                            fut.map(move |result| Done::Op { node: node_id, ctx, via, result, span, key }).boxed(),
+                            fut.map(move |result| Done::Op { node: node_id, ctx, via, result, span, post }).boxed(),
                         );
                     }
                     (Invocation::Items(it), _) => {
@@ -335,6 +350,7 @@ impl GraphRun {
             merged: Outputs::new(),
             merged_counts: Vec::new(),
             own_error: None,
+            paused: false,
             span,
             yields: 0,
             buffers,

@@ -13,7 +13,7 @@ use crate::record::Outputs;
 impl GraphRun {
     pub(super) fn on_done(&mut self, done: Done) {
         match done {
-            Done::Op { node, ctx, via, result, span, key } => {
+            Done::Op { node, ctx, via, result, span, post } => {
                 if self.plan.nodes[node as usize].bound != operonx_graph::wire::Bound::Sync {
                     self.io_running -= 1;
                     if let Some((n, c, v)) = self.io_waiting.pop_front() {
@@ -21,7 +21,7 @@ impl GraphRun {
                     }
                 }
                 self.release_edge(via);
-                self.complete(node, ctx, result, span, key);
+                self.complete(node, ctx, result, span, post);
             }
             Done::Item { stream, next, rest } => match next {
                 Some(item) => {
@@ -44,6 +44,16 @@ impl GraphRun {
                 }
             },
             Done::Child { stream, next, child } => match next {
+                Some(RunEvent::Interrupted(i)) => {
+                    self.interrupted = true;
+                    if let Some(inst) = self.streams[stream as usize].as_mut() {
+                        let node = inst.node;
+                        inst.failed.push(node);
+                        inst.paused = true;
+                    }
+                    self.events.push_back(RunEvent::Interrupted(i));
+                    self.await_child(stream, child);
+                }
                 Some(RunEvent::Stopped(reason)) => {
                     // A nested run only stops when its parent does; pass the reason on.
                     self.events.push_back(RunEvent::Stopped(reason));
@@ -96,7 +106,7 @@ impl GraphRun {
         ctx: CtxId,
         result: OpResult,
         span: Option<Span>,
-        key: Option<crate::cache::CacheKey>,
+        post: super::Post,
     ) {
         let env = self.env.clone();
         let result = if env.middleware.is_empty() {
@@ -126,12 +136,21 @@ impl GraphRun {
         match result {
             Ok(outputs) => {
                 if let (Some(key), Some(store), Some(plan)) =
-                    (key, env.cache.as_ref(), self.plan.nodes[node as usize].cache.as_ref())
+                    (post.cache, env.cache.as_ref(), self.plan.nodes[node as usize].cache.as_ref())
                 {
                     store.put(key, crate::cache::to_map(&outputs), plan.ttl);
                 }
+                if let (Some(key), Some(journal)) = (post.journal, env.journal.as_ref()) {
+                    journal.record(key, crate::cache::to_map(&outputs));
+                }
                 self.trace_end(node, ctx, span, "ok", Some(&outputs), None, 1);
                 self.finish_node(node, ctx, outputs, None);
+            }
+            Err(e) if e.as_interrupt().is_some() => {
+                self.trace_end(node, ctx, span, "interrupted", None, Some(&e.to_string()), 0);
+                if let Some(i) = e.into_interrupt() {
+                    self.pause(node, ctx, i);
+                }
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -140,6 +159,13 @@ impl GraphRun {
             }
         }
         self.settle(ctx);
+    }
+
+    /// An op waits for input: report it; like a failure, nothing downstream runs.
+    fn pause(&mut self, node: NodeId, ctx: CtxId, interrupt: crate::interrupt::Interrupt) {
+        self.interrupted = true;
+        self.taint(node, ctx);
+        self.events.push_back(RunEvent::Interrupted(interrupt));
     }
 
     /// Record an op failure. Nothing downstream of the node will run.
@@ -151,7 +177,11 @@ impl GraphRun {
         let op = self.plan.nodes[node as usize].full_name.clone();
         let context = self.ctxs.path(ctx, "main");
         self.events.push_back(RunEvent::Failure(OpFailure { op, context, message }));
-        // Taint every enclosing stream, so collect edges fed by this node do not flush.
+        self.taint(node, ctx);
+    }
+
+    /// Mark every stream enclosing `ctx`, so collect edges fed by `node` do not flush.
+    fn taint(&mut self, node: NodeId, ctx: CtxId) {
         let mut c = ctx;
         while c != NONE {
             let sid = self.ctxs.get(c).stream;
@@ -326,9 +356,14 @@ impl GraphRun {
         let failed_self = inst.failed.contains(&node) && !inst.fan;
         if inst.span.is_some() {
             let error = inst.own_error.clone().or_else(|| {
-                (!inst.fan && !inst.failed.is_empty()).then(|| "an op of the nested graph failed".to_string())
+                (!inst.fan && !inst.paused && !inst.failed.is_empty())
+                    .then(|| "an op of the nested graph failed".to_string())
             });
-            let status = if error.is_some() { "error" } else { "ok" };
+            let status = match (&error, inst.paused) {
+                (Some(_), _) => "error",
+                (None, true) => "interrupted",
+                (None, false) => "ok",
+            };
             let outputs = (!inst.fan).then_some(&inst.merged);
             let yields = if inst.fan { inst.yields } else { 1 };
             self.trace_end(node, ctx, inst.span, status, outputs, error.as_deref(), yields);
@@ -358,6 +393,8 @@ impl GraphRun {
             if !self.parked.is_empty() {
                 self.unpark(ctx);
             }
+        } else if inst.paused {
+            // A nested graph waits for input: its graph op does not complete (and is no failure).
         } else if failed_self || !inst.failed.is_empty() {
             // A nested graph with a failed op: its outputs reach the graph outputs, but
             // nothing downstream of the graph op runs.

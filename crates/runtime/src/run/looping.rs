@@ -79,7 +79,7 @@ impl GraphRun {
             }
         }
         ls.count += 1;
-        if self.failed {
+        if self.failed || self.interrupted {
             // The failure was reported; the loop's state depends on it, so emit nothing.
             return false;
         }

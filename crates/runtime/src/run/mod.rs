@@ -63,6 +63,9 @@ pub struct RunEnv {
     pub cache: Option<Arc<dyn OpCache>>,
     /// Run-wide bound on io ops running at once, across nested graphs.
     pub limiter: Option<Arc<tokio::sync::Semaphore>>,
+    /// Makes the run resumable: completed op results are recorded (and replayed), and
+    /// ops may ask for input with `OpContext::interrupt`.
+    pub journal: Option<Arc<crate::interrupt::Journal>>,
 }
 
 impl std::fmt::Debug for RunEnv {
@@ -71,13 +74,21 @@ impl std::fmt::Debug for RunEnv {
             .field("middleware", &self.middleware.len())
             .field("cache", &self.cache.is_some())
             .field("limiter", &self.limiter.as_ref().map(|s| s.available_permits()))
+            .field("resumable", &self.journal.is_some())
             .finish()
     }
 }
 
+/// Where a successful result is also recorded.
+#[derive(Debug, Default)]
+struct Post {
+    cache: Option<CacheKey>,
+    journal: Option<String>,
+}
+
 /// What a finished future reports back.
 enum Done {
-    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult, span: Option<Span>, key: Option<CacheKey> },
+    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult, span: Option<Span>, post: Post },
     Item { stream: u32, next: Option<OpResult>, rest: BoxStream<'static, OpResult> },
     Child { stream: u32, next: Option<RunEvent>, child: Box<GraphRun> },
 }
@@ -112,6 +123,8 @@ struct StreamInst {
     merged_counts: Vec<u32>,
     /// The stream's own failure (the generator or nested graph op itself).
     own_error: Option<String>,
+    /// A nested run waits for input.
+    paused: bool,
     span: Option<Span>,
     yields: u64,
     /// Collect buffers, one per collect edge scoped to this stream.
@@ -138,6 +151,8 @@ pub struct GraphRun {
     looping: Option<LoopState>,
     /// A failure happened in this run (loops stop on it).
     failed: bool,
+    /// An op of this run waits for input (loops stop on it).
+    interrupted: bool,
     finished: bool,
     tracer: Option<RunTracer>,
     /// Event context path of this run's root (`["main"]`, or the dispatching context of a nested run).
@@ -210,6 +225,7 @@ impl GraphRun {
             track_done,
             events: VecDeque::new(),
             failed: false,
+            interrupted: false,
             finished: false,
             tracer,
             prefix,
