@@ -1,8 +1,8 @@
 //! The `operonx` command: run and validate Operon workflows.
 //!
 //! Exit status: 0 success, 1 an op failed (the result still prints, with `"$errors"`),
-//! 2 invalid graph, inputs or usage, 3 the run timed out (`--timeout`), 130 interrupted
-//! (Ctrl-C).
+//! 2 invalid graph, inputs or usage, 3 the run timed out (`--timeout`), 4 the run waits
+//! for input (resume it with `operonx resume`), 130 interrupted (Ctrl-C).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,20 @@ enum Command {
         /// Stop the whole run at the first op failure.
         #[arg(long)]
         fail_fast: bool,
+    },
+    /// Continue a run that waits for input, with answers to what it asked.
+    Resume {
+        /// The run id `operonx run` printed.
+        run_id: String,
+        /// Answer one interrupt: `ID=VALUE` (VALUE is read as JSON, else as a string).
+        #[arg(long = "answer", value_name = "ID=VALUE")]
+        answers: Vec<String>,
+        /// Answers as a JSON object file (`{id: value}`).
+        #[arg(long, value_name = "FILE")]
+        answers_file: Option<PathBuf>,
+        /// Print the result on one line.
+        #[arg(long)]
+        compact: bool,
     },
     /// Check a graph and print every problem found.
     Validate {
@@ -119,7 +133,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => Scratch::new(read_object(&p, "scratch")?),
                 None => Scratch::default(),
             };
-            let mut options = RunOptions::default().scratch(scratch).fail_fast(fail_fast);
+            let mut options = RunOptions::default().scratch(scratch).fail_fast(fail_fast).resumable();
             if let Some(secs) = timeout {
                 if !(secs.is_finite() && secs > 0.0) {
                     return Err(BadInput(format!("--timeout must be a positive number of seconds, got {secs}")).into());
@@ -149,6 +163,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 ctrl_c.abort();
                 out
             })?;
+            if let Some(state) = &outcome.state {
+                save_state(&graph, state)?;
+            }
             let json = outcome.to_json();
             let text =
                 if compact || stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
@@ -157,26 +174,91 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{text}");
             }
-            for f in &outcome.failures {
-                eprintln!("error: op {} failed: {}", f.op, f.message);
-            }
-            Ok(match outcome.stopped.as_deref() {
-                Some(INTERRUPTED) => {
-                    eprintln!("interrupted: the run was cancelled");
-                    ExitCode::from(130)
-                }
-                Some(reason) if reason.starts_with("timed out") => {
-                    eprintln!("error: the run {reason}; the result above is partial");
-                    ExitCode::from(3)
-                }
-                Some(reason) => {
-                    eprintln!("error: the run stopped: {reason}");
-                    ExitCode::from(1)
-                }
-                None if outcome.failures.is_empty() => ExitCode::SUCCESS,
-                None => ExitCode::from(1),
-            })
+            Ok(exit_status(&outcome))
         }
+        Command::Resume { run_id, answers, answers_file, compact } => {
+            let path = state_path(&run_id);
+            let saved: Value = read_object(&path, "run state")
+                .map(Value::Object)
+                .map_err(|_| BadInput(format!("no interrupted run \"{run_id}\" (looked for {})", path.display())))?;
+            let graph = PathBuf::from(saved["graph"].as_str().unwrap_or_default());
+            let state: operonx::RunState = serde_json::from_value(saved["state"].clone())
+                .map_err(|e| BadInput(format!("{}: not a run state: {e}", path.display())))?;
+            let mut given = match answers_file {
+                Some(p) => read_object(&p, "answers")?,
+                None => Map::new(),
+            };
+            for a in answers {
+                let Some((id, value)) = a.split_once('=') else {
+                    return Err(BadInput(format!("--answer {a}: expected ID=VALUE")).into());
+                };
+                let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+                given.insert(id.to_string(), value);
+            }
+            let wf = engine().load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
+            let options = RunOptions::default().request_id(state.request_id.clone());
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let outcome = rt.block_on(wf.resume(state, given, options)).map_err(|e| BadInput(e.to_string()))?;
+            match &outcome.state {
+                Some(state) => save_state(&graph, state)?,
+                None => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            let json = outcome.to_json();
+            println!("{}", if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? });
+            Ok(exit_status(&outcome))
+        }
+    }
+}
+
+/// Where an interrupted run's state is kept.
+fn state_path(run_id: &str) -> PathBuf {
+    PathBuf::from(".operonx").join("runs").join(format!("{run_id}.json"))
+}
+
+fn save_state(graph: &Path, state: &operonx::RunState) -> anyhow::Result<()> {
+    let path = state_path(&state.request_id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let graph = std::fs::canonicalize(graph).unwrap_or_else(|_| graph.to_path_buf());
+    let saved = json!({"graph": graph.to_string_lossy(), "state": state});
+    std::fs::write(&path, serde_json::to_string_pretty(&saved)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Report problems on stderr and pick the exit status.
+fn exit_status(outcome: &operonx::RunOutcome) -> ExitCode {
+    for f in &outcome.failures {
+        eprintln!("error: op {} failed: {}", f.op, f.message);
+    }
+    if !outcome.interrupts.is_empty() && outcome.stopped.is_none() {
+        let run_id = outcome.request_id.as_deref().unwrap_or("RUN_ID");
+        eprintln!("the run waits for input:");
+        for i in &outcome.interrupts {
+            eprintln!("  {}: {}", i.id, i.payload);
+        }
+        let example = outcome.interrupts.iter().map(|i| format!(" --answer '{}=VALUE'", i.id)).collect::<String>();
+        eprintln!("resume it with: operonx resume {run_id}{example}");
+        return ExitCode::from(4);
+    }
+    match outcome.stopped.as_deref() {
+        Some(INTERRUPTED) => {
+            eprintln!("interrupted: the run was cancelled");
+            ExitCode::from(130)
+        }
+        Some(reason) if reason.starts_with("timed out") => {
+            eprintln!("error: the run {reason}; the result above is partial");
+            ExitCode::from(3)
+        }
+        Some(reason) => {
+            eprintln!("error: the run stopped: {reason}");
+            ExitCode::from(1)
+        }
+        None if outcome.failures.is_empty() => ExitCode::SUCCESS,
+        None => ExitCode::from(1),
     }
 }
 
@@ -191,6 +273,9 @@ fn event_line(seq: u64, ev: &RunEvent) -> Value {
         }
         RunEvent::Failure(f) => {
             json!({"seq": seq, "type": "failure", "op": &*f.op, "context": f.context, "message": f.message})
+        }
+        RunEvent::Interrupted(i) => {
+            json!({"seq": seq, "type": "interrupt", "id": i.id, "op": i.op, "payload": i.payload})
         }
         RunEvent::Stopped(reason) => json!({"seq": seq, "type": "stopped", "reason": reason}),
     }

@@ -213,3 +213,41 @@ fn stream_prints_events_as_json_lines_then_the_result() {
     assert_eq!(last["result"]["total"], json!(1175));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("run id: "));
 }
+
+#[test]
+fn a_run_that_asks_for_input_exits_4_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("operonx-cli-hitl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("g.json"),
+        r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["q", "side"],
+            "initial_ready_count": {"q": 0, "shout": 1, "side": 0},
+            "compiled_adj": {"q": [["shout", false]], "shout": [], "side": []},
+            "ops": {"q": {"type": "code", "func_name": "ask", "inputs": {"question": {"literal": "your name?"}}},
+                    "shout": {"type": "code", "func_name": "upper", "inputs": {"text": {"ref": {"source": "main.q", "var": "answer"}}},
+                              "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "greeting"}}}},
+                    "side": {"type": "code", "func_name": "lower", "inputs": {"text": {"literal": "DONE"}},
+                             "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "side"}}}}}}"#,
+    )
+    .expect("write graph");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_operonx")).args(args).current_dir(&dir).output().expect("runs")
+    };
+    let out = run(&["run", "g.json", "--compact"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out), json!({"side": "done", "$interrupts": {"main.q": "your name?"}}));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let run_id = err.lines().next().and_then(|l| l.strip_prefix("run id: ")).expect("run id line").to_string();
+    assert!(err.contains(&format!("resume it with: operonx resume {run_id} --answer 'main.q=VALUE'")), "{err}");
+
+    let out = run(&["resume", &run_id, "--answer", "main.nope=1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pending interrupt \"main.nope\" (pending: main.q)"));
+
+    let out = run(&["resume", &run_id, "--answer", "main.q=ada", "--compact"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout_json(&out), json!({"side": "done", "greeting": "ADA"}));
+    let out = run(&["resume", &run_id, "--answer", "main.q=ada"]);
+    assert_eq!(out.status.code(), Some(2), "a finished run cannot be resumed again");
+    let _ = std::fs::remove_dir_all(&dir);
+}

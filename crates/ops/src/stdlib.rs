@@ -47,6 +47,7 @@ fn eval_err(e: expr::EvalError) -> OpError {
 /// | `items` | `items` → `item` (generator: one frame per element) |
 /// | `range` | `n` → `i` (generator: 0..n) |
 /// | `sleep` | `ms`, `value` → `value` (async) |
+/// | `ask` | `question` → `answer` (asks for input: the run pauses until it is resumed with an answer) |
 pub fn register_std(r: &mut Registry) {
     r.register_fn("identity", |mut i, _| Ok(Outputs::one("value", take(&mut i, "value"))));
     r.register_fn("upper", |mut i, _| Ok(Outputs::one("text", text(&mut i, "text")?.to_uppercase())));
@@ -128,6 +129,10 @@ pub fn register_std(r: &mut Registry) {
     r.register_generator("range", |mut i, _| {
         let n = take(&mut i, "n").as_i64().ok_or_else(|| OpError::input("n", "expected an integer"))?;
         Ok((0..n.max(0)).map(|k| Ok(Outputs::one("i", k))))
+    });
+    r.register_fn("ask", |mut i, ctx| {
+        let answer = ctx.interrupt(take(&mut i, "question"))?;
+        Ok(Outputs::one("answer", answer))
     });
     r.register_async("sleep", |mut i, _| async move {
         let ms = take(&mut i, "ms").as_u64().ok_or_else(|| OpError::input("ms", "expected a non-negative integer"))?;
