@@ -133,7 +133,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => Scratch::new(read_object(&p, "scratch")?),
                 None => Scratch::default(),
             };
-            let mut options = RunOptions::default().scratch(scratch).fail_fast(fail_fast).resumable();
+            let mut options = RunOptions::default().scratch(scratch).fail_fast(fail_fast).resumable().frames(stream);
             if let Some(secs) = timeout {
                 if !(secs.is_finite() && secs > 0.0) {
                     return Err(BadInput(format!("--timeout must be a positive number of seconds, got {secs}")).into());
@@ -273,6 +273,9 @@ fn event_line(seq: u64, ev: &RunEvent) -> Value {
         }
         RunEvent::Failure(f) => {
             json!({"seq": seq, "type": "failure", "op": &*f.op, "context": f.context, "message": f.message})
+        }
+        RunEvent::Custom(f) => {
+            json!({"seq": seq, "type": "frame", "op": &*f.op, "ctx": f.ctx, "kind": f.kind, "data": f.data})
         }
         RunEvent::Interrupted(i) => {
             json!({"seq": seq, "type": "interrupt", "id": i.id, "op": i.op, "payload": i.payload})

@@ -169,6 +169,7 @@ impl Workflow {
             max_concurrency: None,
             journal: None,
             answers: Map::new(),
+            frames: false,
         };
         self.start_with(inputs, &options)
     }
@@ -182,10 +183,12 @@ impl Workflow {
             cache: Some(self.cache.clone()),
             limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
             journal: options.journal.clone(),
+            frames: None,
         };
-        GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
+        let run = GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
             .fail_fast(options.fail_fast)
-            .with_env(env)
+            .with_env(env);
+        if options.frames { run.stream_frames() } else { run }
     }
 
     /// Run to the end with options; the outcome carries the run's request id, and
@@ -325,6 +328,8 @@ pub struct RunOptions {
     pub journal: Option<Arc<Journal>>,
     /// Answers given to interrupts so far (set by [`Workflow::resume`]).
     pub answers: Map<String, Value>,
+    /// Deliver frames op bodies send (token deltas, progress) as `RunEvent::Custom`.
+    pub frames: bool,
 }
 
 impl Default for RunOptions {
@@ -339,6 +344,7 @@ impl Default for RunOptions {
             max_concurrency: None,
             journal: None,
             answers: Map::new(),
+            frames: false,
         }
     }
 }
@@ -423,6 +429,13 @@ impl RunOptions {
     /// interrupted run's outcome carries the [`RunState`] that [`Workflow::resume`] takes.
     pub fn resumable(mut self) -> Self {
         self.journal = Some(Arc::new(Journal::default()));
+        self
+    }
+
+    /// Deliver frames op bodies send (LLM token deltas, progress) as `RunEvent::Custom`
+    /// events to [`Workflow::run_observed`] and [`Workflow::start_with`] streams.
+    pub fn frames(mut self, on: bool) -> Self {
+        self.frames = on;
         self
     }
 

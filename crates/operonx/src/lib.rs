@@ -30,9 +30,9 @@ pub use operonx_macros::op;
 pub use operonx_ops as ops;
 pub use operonx_runtime::trace::{self, EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};
 pub use operonx_runtime::{
-    Canceller, GraphRun, Inputs, Interrupt, Invocation, Journal, MemoryCache, Middleware, NamedOp, Op, OpCache,
-    OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame, Outputs, Registry, RunEnv, RunEvent, RunOutcome,
-    RunState, Scratch,
+    Canceller, CustomFrame, GraphRun, Inputs, Interrupt, Invocation, Journal, MemoryCache, Middleware, NamedOp, Op,
+    OpCache, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame, Outputs, Registry, RunEnv, RunEvent,
+    RunOutcome, RunState, Scratch,
 };
 pub use serde_json::{Map, Value, json};
 

@@ -30,6 +30,21 @@ pub struct OutputFrame {
     pub values: Vec<(Arc<str>, Value)>,
 }
 
+/// A frame an op body sent while running (`OpContext::send_frame`), e.g. LLM token
+/// deltas (`kind` = `"token"`) or progress reports. Namespaced by the op's full name and
+/// context path, from any nesting depth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomFrame {
+    /// Full name of the op that sent it.
+    pub op: Arc<str>,
+    /// The op call's context path (`["main", "[2]"]`).
+    pub ctx: Vec<String>,
+    /// What kind of frame (`token`, `progress`, ...).
+    pub kind: String,
+    /// The frame's data.
+    pub data: Value,
+}
+
 /// One event of a run's stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
@@ -37,6 +52,8 @@ pub enum RunEvent {
     Output(OutputFrame),
     /// An op failed; nothing downstream of it runs.
     Failure(OpFailure),
+    /// A frame an op body sent while running (only when the run streams frames).
+    Custom(CustomFrame),
     /// An op paused for input; nothing downstream of it runs until the run is resumed.
     Interrupted(crate::interrupt::Interrupt),
     /// The run was stopped before it finished (cancelled, timed out, fail-fast); the

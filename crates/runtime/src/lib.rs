@@ -14,7 +14,7 @@ pub mod scratch;
 pub mod trace;
 
 pub use cache::{MemoryCache, OpCache};
-pub use event::{OpFailure, OutputFrame, RunEvent};
+pub use event::{CustomFrame, OpFailure, OutputFrame, RunEvent};
 pub use interrupt::{Interrupt, Journal, RunState};
 pub use middleware::Middleware;
 pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};

@@ -70,6 +70,14 @@ pub struct OpContext {
     scratch: Scratch,
     trace: Option<OpTrace>,
     resume: Option<Arc<ResumeScope>>,
+    frames: Option<Arc<FrameScope>>,
+}
+
+/// Where an op call's custom frames go.
+#[derive(Debug)]
+pub(crate) struct FrameScope {
+    pub sender: tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>,
+    pub ctx: Vec<String>,
 }
 
 /// Where an op call sits, for interrupt ids, and the run's journal.
@@ -84,12 +92,41 @@ pub(crate) struct ResumeScope {
 impl OpContext {
     /// A context for op `op` (full name) sharing `scratch`.
     pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
-        Self { op, scratch, trace: None, resume: None }
+        Self { op, scratch, trace: None, resume: None, frames: None }
     }
 
     pub(crate) fn traced(mut self, trace: Option<OpTrace>) -> Self {
         self.trace = trace;
         self
+    }
+
+    pub(crate) fn with_frames(mut self, scope: Option<Arc<FrameScope>>) -> Self {
+        self.frames = scope;
+        self
+    }
+
+    /// Whether the run streams frames (so producing them is worth it).
+    pub fn streams_frames(&self) -> bool {
+        self.frames.is_some()
+    }
+
+    /// Send a frame to whoever watches the run (`kind` e.g. `"progress"`). A no-op when
+    /// the run does not stream frames.
+    pub fn send_frame(&self, kind: &str, data: impl Into<serde_json::Value>) {
+        if let Some(f) = &self.frames {
+            // The receiver lives as long as the run; a send after it ended is dropped.
+            let _ = f.sender.send(crate::event::CustomFrame {
+                op: self.op.clone(),
+                ctx: f.ctx.clone(),
+                kind: kind.to_string(),
+                data: data.into(),
+            });
+        }
+    }
+
+    /// Stream one model token delta (a `"token"` frame).
+    pub fn send_token(&self, delta: &str) {
+        self.send_frame("token", serde_json::Value::String(delta.to_string()));
     }
 
     pub(crate) fn resumable(mut self, scope: Option<Arc<ResumeScope>>) -> Self {

@@ -95,6 +95,7 @@ impl Grouper {
             RunEvent::Failure(f) => self.failures.push(f),
             RunEvent::Stopped(reason) => self.stopped = Some(reason),
             RunEvent::Interrupted(i) => self.interrupts.push(i),
+            RunEvent::Custom(_) => {}
         }
     }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::context::CtxId;
 use super::{Done, GraphRun, Post, Source, Span, StreamInst, Work};
 use crate::cache::cache_key;
-use crate::op::{Invocation, OpContext, ResumeScope};
+use crate::op::{FrameScope, Invocation, OpContext, ResumeScope};
 use crate::record::{Inputs, Outputs};
 
 impl GraphRun {
@@ -83,7 +83,12 @@ impl GraphRun {
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span));
                 let mut post = Post::default();
-                let mut octx = octx;
+                let mut octx = match &env.frames {
+                    Some(tx) => {
+                        octx.with_frames(Some(Arc::new(FrameScope { sender: tx.clone(), ctx: self.ctx_path(ctx) })))
+                    }
+                    None => octx,
+                };
                 if let Some(journal) = &env.journal {
                     let path = self.ctx_path(ctx);
                     let jkey = format!("{}@{}", node.full_name, path.join("/"));
@@ -173,8 +178,8 @@ impl GraphRun {
                 };
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 self.release_edge(via);
-                let prefix: Arc<[String]> =
-                    if self.tracer.is_some() { self.ctx_path(ctx).into() } else { Arc::from(Vec::new()) };
+                // The nested run's context paths continue this one's (trace, journal, frames).
+                let prefix: Arc<[String]> = self.ctx_path(ctx).into();
                 let child = GraphRun::child(
                     child_plan.clone(),
                     inputs,

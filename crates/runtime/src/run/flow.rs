@@ -44,6 +44,10 @@ impl GraphRun {
                 }
             },
             Done::Child { stream, next, child } => match next {
+                Some(RunEvent::Custom(frame)) => {
+                    self.events.push_back(RunEvent::Custom(frame));
+                    self.await_child(stream, child);
+                }
                 Some(RunEvent::Interrupted(i)) => {
                     self.interrupted = true;
                     if let Some(inst) = self.streams[stream as usize].as_mut() {

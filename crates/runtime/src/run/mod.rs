@@ -66,6 +66,8 @@ pub struct RunEnv {
     /// Makes the run resumable: completed op results are recorded (and replayed), and
     /// ops may ask for input with `OpContext::interrupt`.
     pub journal: Option<Arc<crate::interrupt::Journal>>,
+    /// Where op bodies' custom frames go (set by [`GraphRun::stream_frames`]).
+    pub frames: Option<tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>>,
 }
 
 impl std::fmt::Debug for RunEnv {
@@ -170,6 +172,8 @@ pub struct GraphRun {
     /// if the run stops or is dropped first.
     open_spans: std::cell::RefCell<Vec<(u64, NodeId, CtxId, Span)>>,
     env: Arc<RunEnv>,
+    /// The root run's end of the custom frame channel.
+    frames_rx: Option<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>,
 }
 
 impl GraphRun {
@@ -236,6 +240,7 @@ impl GraphRun {
             cancel: stop::Canceller::default(),
             open_spans: std::cell::RefCell::new(Vec::new()),
             env: Arc::new(RunEnv::default()),
+            frames_rx: None,
         };
         let seed: Vec<(u32, Value)> = {
             let plan = &run.plan;
@@ -259,6 +264,18 @@ impl GraphRun {
     /// nested runs). Call before the first poll.
     pub fn with_env(mut self, env: RunEnv) -> Self {
         self.env = Arc::new(env);
+        self
+    }
+
+    /// Deliver frames that op bodies send (`OpContext::send_frame`, token deltas) as
+    /// [`RunEvent::Custom`] events, from nested runs too. Call after
+    /// [`GraphRun::with_env`] and before the first poll.
+    pub fn stream_frames(mut self) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut env = (*self.env).clone();
+        env.frames = Some(tx);
+        self.env = Arc::new(env);
+        self.frames_rx = Some(rx);
         self
     }
 
@@ -302,6 +319,12 @@ impl GraphRun {
                 self.stop(reason);
                 continue;
             }
+            if let Some(rx) = self.frames_rx.as_mut()
+                && let Ok(frame) = rx.try_recv()
+            {
+                self.events.push_back(RunEvent::Custom(frame));
+                continue;
+            }
             if let Some(w) = self.queue.pop_front() {
                 match w {
                     Work::Run(node, ctx, via) => self.run_node(node, ctx, via),
@@ -318,6 +341,12 @@ impl GraphRun {
                 if self.next_iteration() {
                     continue;
                 }
+                // Frames sent by the last ops come before the end of the stream.
+                if let Some(rx) = self.frames_rx.as_mut() {
+                    while let Ok(frame) = rx.try_recv() {
+                        self.events.push_back(RunEvent::Custom(frame));
+                    }
+                }
                 self.finished = true;
                 if self.parent_span.is_none()
                     && let Some(t) = &self.tracer
@@ -329,7 +358,15 @@ impl GraphRun {
             match self.pending.poll_next_unpin(cx) {
                 Poll::Ready(Some(done)) => self.on_done(done),
                 Poll::Ready(None) => {}
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if let Some(rx) = self.frames_rx.as_mut()
+                        && let Poll::Ready(Some(frame)) = rx.poll_recv(cx)
+                    {
+                        self.events.push_back(RunEvent::Custom(frame));
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
