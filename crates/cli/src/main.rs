@@ -34,6 +34,10 @@ enum Command {
         /// JSON object file seeding the run's scratch space.
         #[arg(long)]
         scratch: Option<PathBuf>,
+        /// Model providers (default: ./resources.yaml when present; `${VAR}` from the
+        /// environment, then ./.env).
+        #[arg(long, value_name = "FILE")]
+        resources: Option<PathBuf>,
         /// Print the result on one line.
         #[arg(long)]
         compact: bool,
@@ -60,11 +64,18 @@ enum Command {
         /// Print the result on one line.
         #[arg(long)]
         compact: bool,
+        /// Model providers (default: ./resources.yaml when present).
+        #[arg(long, value_name = "FILE")]
+        resources: Option<PathBuf>,
     },
     /// Check a graph and print every problem found.
     Validate {
         /// The graph.json file.
         graph: PathBuf,
+        /// Model providers the graph's `llm`/`embedding`/`rerank` ops name (default:
+        /// ./resources.yaml when present).
+        #[arg(long, value_name = "FILE")]
+        resources: Option<PathBuf>,
     },
 }
 
@@ -91,16 +102,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn engine() -> Engine {
-    let mut engine = Engine::new();
+/// The CLI's engine: built-in op types, the standard functions, and the model
+/// providers of `resources` (or of ./resources.yaml and ./.env when present).
+fn engine_with(resources: Option<&Path>) -> anyhow::Result<Engine> {
+    use operonx::providers::ResourceHub;
+    use operonx::providers::resource::{env_with_dotenv, load_dotenv};
+    let hub = match resources {
+        Some(path) => {
+            let dotenv = Path::new(".env");
+            let vars = if dotenv.is_file() {
+                load_dotenv(dotenv).map_err(|e| BadInput(e.to_string()))?
+            } else {
+                Default::default()
+            };
+            ResourceHub::from_yaml_file(path, &env_with_dotenv(vars)).map_err(|e| BadInput(e.to_string()))?
+        }
+        None => ResourceHub::discover(".").map_err(|e| BadInput(e.to_string()))?,
+    };
+    let mut engine = Engine::new().with_resources(std::sync::Arc::new(hub));
     operonx::ops::register_std(engine.registry_mut());
-    engine
+    Ok(engine)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { graph } => {
-            let engine = engine();
+        Command::Validate { graph, resources } => {
+            let engine = engine_with(resources.as_deref())?;
             match engine.load_file(&graph) {
                 Ok(wf) => {
                     println!("ok: {} ({} ops)", graph.display(), wf.plan().op_count());
@@ -122,8 +149,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Run { graph, inputs, scratch, compact, stream, timeout, fail_fast } => {
-            let engine = engine();
+        Command::Run { graph, inputs, scratch, resources, compact, stream, timeout, fail_fast } => {
+            let engine = engine_with(resources.as_deref())?;
             let wf = engine.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
             let inputs = match inputs {
                 Some(p) => read_object(&p, "inputs")?,
@@ -176,7 +203,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(exit_status(&outcome))
         }
-        Command::Resume { run_id, answers, answers_file, compact } => {
+        Command::Resume { run_id, answers, answers_file, compact, resources } => {
             let path = state_path(&run_id);
             let saved: Value = read_object(&path, "run state")
                 .map(Value::Object)
@@ -195,7 +222,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
                 given.insert(id.to_string(), value);
             }
-            let wf = engine().load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
+            let wf = engine_with(resources.as_deref())?.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
             let options = RunOptions::default().request_id(state.request_id.clone());
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let outcome = rt.block_on(wf.resume(state, given, options)).map_err(|e| BadInput(e.to_string()))?;

@@ -251,3 +251,29 @@ fn a_run_that_asks_for_input_exits_4_and_resumes() {
     assert_eq!(out.status.code(), Some(2), "a finished run cannot be resumed again");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn runs_the_rag_example_offline_with_its_resources() {
+    let out = operonx(&[
+        "run",
+        "examples/rag/graph.json",
+        "--inputs",
+        "examples/rag/inputs.json",
+        "--resources",
+        "examples/rag/resources.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    assert!(v["answer"].as_str().unwrap_or_default().contains("5 business days"), "{v}");
+    assert_eq!(v["tool_calls"][0]["function"]["name"], "get_order_status");
+    assert_eq!(v["model_used"], "assistant");
+    assert!(v["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn a_missing_resource_is_a_validation_error_naming_the_op_and_key() {
+    let out = operonx(&["validate", "examples/rag/graph.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("rag.llm: resource 'llm:assistant' not found"), "{listed}");
+}

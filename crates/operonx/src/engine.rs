@@ -60,11 +60,23 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// An engine with the built-in op types (`parser`, `prompt`) and no functions.
+    /// An engine with the built-in op types (`parser`, `prompt`, and with the `providers`
+    /// feature `llm`, `embedding`, `rerank` over an empty set of resources) and no
+    /// functions.
     pub fn new() -> Self {
         let mut registry = Registry::new();
         operonx_ops::register_builtin_types(&mut registry);
+        #[cfg(feature = "providers")]
+        operonx_providers::register_provider_types(&mut registry, Arc::new(operonx_providers::ResourceHub::empty()));
         Self::with_registry(registry)
+    }
+
+    /// Use `hub` (loaded from a `resources.yaml`) for the `llm`, `embedding` and `rerank`
+    /// ops of graphs loaded from now on.
+    #[cfg(feature = "providers")]
+    pub fn with_resources(mut self, hub: Arc<operonx_providers::ResourceHub>) -> Self {
+        operonx_providers::register_provider_types(&mut self.registry, hub);
+        self
     }
 
     /// An engine using `registry` as is (add built-in types with

@@ -28,6 +28,8 @@ pub use engine::{Engine, Error, RunOptions, StopHandle, Workflow, new_request_id
 pub use operonx_graph::{self as graph, Diagnostic, GraphDocument, GraphError};
 pub use operonx_macros::op;
 pub use operonx_ops as ops;
+#[cfg(feature = "providers")]
+pub use operonx_providers as providers;
 pub use operonx_runtime::trace::{self, EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};
 pub use operonx_runtime::{
     Canceller, CustomFrame, GraphRun, Inputs, Interrupt, Invocation, Journal, MemoryCache, Middleware, NamedOp, Op,

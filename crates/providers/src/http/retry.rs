@@ -1,0 +1,120 @@
+//! Retry policy: which failures are retried, how long to wait, `Retry-After`.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+use crate::error::ProviderError;
+use crate::rng::SplitMix;
+
+/// How a resource retries failed calls. Retried: rate limits (429), server errors
+/// (5xx, 529, 408, 409), timeouts and connection failures. Never retried: auth errors,
+/// bad requests, content-filter refusals, and a stream that already produced output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (`max_retries`, default 2).
+    pub max_retries: u32,
+    /// The first backoff (`retry_initial_backoff_s`, default 0.5 s); doubles per retry.
+    pub initial_backoff: Duration,
+    /// The backoff cap (`retry_max_backoff_s`, default 30 s). A `Retry-After` longer than
+    /// this is not waited for: the error is returned instead.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_retries: 2, initial_backoff: Duration::from_millis(500), max_backoff: Duration::from_secs(30) }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based) after `error`, or `None` when the
+    /// error must be returned. With a `Retry-After` the wait is exactly that; otherwise
+    /// `min(max, initial * 2^retry)` scaled by a random factor in `[0.5, 1)`.
+    pub(crate) fn delay(&self, retry: u32, error: &ProviderError, rng: &SplitMix) -> Option<Duration> {
+        if retry >= self.max_retries || !error.is_retryable() {
+            return None;
+        }
+        if let Some(wait) = error.retry_after() {
+            return (wait <= self.max_backoff).then_some(wait);
+        }
+        let base = self.initial_backoff.saturating_mul(1u32 << retry.min(20)).min(self.max_backoff);
+        Some(base.mul_f64(0.5 + 0.5 * rng.next_f64()))
+    }
+}
+
+/// The wait a response asks for: `retry-after-ms` (milliseconds), else `retry-after` as
+/// seconds or as an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) =
+        headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let raw = headers.get("retry-after")?.to_str().ok()?.trim();
+    parse_retry_after(raw, chrono::Utc::now())
+}
+
+/// Parse a `Retry-After` value relative to `now`.
+pub(crate) fn parse_retry_after(raw: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    if let Ok(secs) = raw.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - now;
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let p = RetryPolicy {
+            max_retries: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        let rng = SplitMix::new(1);
+        let e = ProviderError::http("openai", 503, "busy");
+        for (retry, base) in [(0, 100u64), (1, 200), (2, 400), (3, 800), (4, 1000), (9, 1000)] {
+            let d = p.delay(retry, &e, &rng).unwrap();
+            assert!(d >= Duration::from_millis(base / 2) && d < Duration::from_millis(base), "{retry}: {d:?}");
+        }
+        assert!(p.delay(10, &e, &rng).is_none(), "retries exhausted");
+        assert!(p.delay(0, &ProviderError::http("openai", 401, "no"), &rng).is_none(), "auth is final");
+        assert!(p.delay(0, &ProviderError::new(ErrorKind::Network, "openai", "reset"), &rng).is_some());
+    }
+
+    #[test]
+    fn retry_after_is_honoured_or_refused() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_secs(5),
+        };
+        let rng = SplitMix::new(1);
+        let e = ProviderError::http("openai", 429, "slow").with_retry_after(Some(Duration::from_secs(3)));
+        assert_eq!(p.delay(0, &e, &rng), Some(Duration::from_secs(3)));
+        let long = ProviderError::http("openai", 429, "slow").with_retry_after(Some(Duration::from_secs(60)));
+        assert_eq!(p.delay(0, &long, &rng), None);
+    }
+
+    #[test]
+    fn parses_seconds_dates_and_ms() {
+        let now =
+            chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:07 GMT", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", "250".parse().unwrap());
+        h.insert("retry-after", "9".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+}
