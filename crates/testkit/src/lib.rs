@@ -2,6 +2,7 @@
 //! pool, and the conformance runner behind the `operonx-conformance` binary.
 
 pub mod conformance;
+pub mod mock_llm;
 mod pool;
 
 pub use pool::{bench_ops, test_ops};

@@ -1,3 +1,42 @@
-//! operonx tracing.
+//! operonx tracing: what happens to the trace events a run emits.
+//!
+//! - [`TracePipeline`]: the shared sink runs hand events to. It buffers per run (bounded,
+//!   with an explicit [`WhenFull`] policy and the dropped count written into the trace),
+//!   applies [`processor`]s (drop, redact, sample, truncate, group_by) and hands batches
+//!   to [`Exporter`]s from a background flusher it owns, retrying failures with backoff.
+//!   Nothing here can block or fail a run.
+//! - Exporters: [`SqliteStore`] (the default: `.operonx/traces.db`, also the reader for
+//!   `operonx trace`), [`JsonlExporter`] (the wire format, one event per line) and
+//!   [`MemoryExporter`].
+//! - [`view`]: runs and events rendered as a list, a span tree, a timeline or JSON.
+//!
+//! This crate depends on `operonx-runtime` for the event model and the `TraceSink`
+//! trait, and on nothing above it.
 
+mod blocking;
+mod error;
 pub mod export;
+mod glob;
+mod jsonl;
+#[cfg(feature = "langfuse")]
+pub mod langfuse;
+mod memory;
+#[cfg(feature = "otlp")]
+pub mod otlp;
+mod pipeline;
+pub mod processor;
+pub mod run_meta;
+mod store;
+mod summary;
+pub mod view;
+
+pub use error::{ConfigError, StoreError, TraceError};
+pub use export::{ExportError, Exporter};
+pub use glob::Glob;
+pub use jsonl::JsonlExporter;
+pub use memory::MemoryExporter;
+pub use pipeline::{PipelineConfig, PipelineStats, RetryPolicy, TracePipeline, TracePipelineBuilder, WhenFull};
+pub use run_meta::RunEnd;
+pub use store::{DEFAULT_STORE_PATH, SqliteStore};
+pub use summary::{RunStatus, RunSummary};
+pub use view::{render_json, render_list, render_timeline, render_tree};

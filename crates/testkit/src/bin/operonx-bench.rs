@@ -12,8 +12,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use std::sync::Arc;
 
+use operonx::providers::ResourceHub;
 use operonx::trace::RawEvent;
 use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink, Value, Workflow, json};
+use operonx_testkit::mock_llm::MockLlm;
 
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
@@ -33,6 +35,10 @@ struct Args {
     /// resources.yaml (model providers), for workloads that call models.
     #[arg(long)]
     resources: Option<PathBuf>,
+    /// Start a mock OpenAI-compatible server answering after this many ms, and point the
+    /// resource `llm:mock` at it (for W5). Ignores `--resources`.
+    #[arg(long, value_name = "MS")]
+    mock_llm_ms: Option<u64>,
     /// Tracing: `off`, `null` (events built, then discarded) or `memory` (events kept).
     #[arg(long, default_value = "off")]
     trace: String,
@@ -181,13 +187,28 @@ fn run() -> anyhow::Result<()> {
         bail!("--runs must be at least 1");
     }
     let inputs = parse_inputs(&args.inputs)?;
-    let mut engine = Engine::new();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mock = match args.mock_llm_ms {
+        Some(ms) => Some(rt.block_on(MockLlm::start(std::time::Duration::from_millis(ms)))?),
+        None => None,
+    };
+    let hub = match (&mock, &args.resources) {
+        (Some(m), _) => {
+            let yaml = format!(
+                "llm:\n  mock:\n    api_type: openai\n    model: mock\n    base_url: {}\n    api_key: none\n    max_concurrency: 4096\n",
+                m.base_url()
+            );
+            ResourceHub::from_yaml_str(&yaml, &|_| None)?
+        }
+        (None, Some(path)) => ResourceHub::from_yaml_file(path, &|k| std::env::var(k).ok())?,
+        (None, None) => ResourceHub::empty(),
+    };
+    let mut engine = Engine::new().with_resources(Arc::new(hub));
     engine.registry_mut().merge(&operonx_testkit::bench_ops());
     let wf = engine.load_file(&args.graph)?;
     let name = args.graph.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let w = workload(&name, &inputs);
-    let _ = &args.resources;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+
     for _ in 0..args.warmup {
         rt.block_on(one(&wf, &w, &inputs, &sink))?;
     }

@@ -1,0 +1,431 @@
+//! Export to [Langfuse](https://langfuse.com) through its public batch ingestion API
+//! (`POST {host}/api/public/ingestion`).
+//!
+//! Mapping (one Langfuse trace per run, one observation per op call or loop iteration):
+//!
+//! | trace events | Langfuse item |
+//! |---|---|
+//! | a run (`request_id`) | `trace-create`: `id` = request id, `name` = configured name, else the graph of the pipeline's `operonx.run_start` annotation, else the prefix of the first top-level op's name; `metadata` = the run-level `operonx.*` annotations, `timestamp`, `input` = inputs of the first top-level op, `output` = outputs of the last successful top-level op |
+//! | `op_start` … `op_end` of one `span_id` | `span-create` (or `span-update` when the start went out in an earlier batch): `id` = the span id, `parentObservationId` = the parent span id, `name` = op name, `startTime`/`endTime`, `input`/`output`, `metadata` (ctx, annotations, last yielded item, status), `level` `ERROR` + `statusMessage` on failure (`WARNING` when cancelled) |
+//! | … plus `llm_usage` | `generation-create`/`-update` instead, with `model`, `usage`, `usageDetails`, `costDetails` |
+//! | `group_start` … `group_end` | a span named after the group, parent = the span that ran the loop |
+//!
+//! Observation ids are derived from span ids, so a span split over two flushes is upserted,
+//! not duplicated, and envelope ids are derived from event ids, so a batch sent twice is
+//! deduplicated by Langfuse. When an op's start was already exported as a span and its
+//! `llm_usage` comes in a later batch, the usage is attached as a child generation (Langfuse
+//! cannot change an observation's type).
+//!
+//! Delivery: items are sent in requests of at most [`LangfuseConfig::batch_size`] items and
+//! [`LangfuseConfig::max_batch_bytes`] bytes. A 207 Multi-Status body is inspected: items that
+//! failed with 429/5xx are retried alone (with backoff), others are reported as
+//! [`ExportError::Fatal`]. 401/403 are fatal; 408/429/5xx and network errors are retryable.
+
+mod mapping;
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use operonx_runtime::TraceEvent;
+use serde_json::{Value, json};
+
+use crate::export::{ExportError, Exporter};
+use mapping::{Item, Memo, TraceOptions};
+
+/// The default Langfuse host.
+pub const DEFAULT_HOST: &str = "https://cloud.langfuse.com";
+
+/// Langfuse caps a batch at 3.5 MB; stay below it.
+const DEFAULT_MAX_BATCH_BYTES: usize = 3_000_000;
+
+/// Longest wait between two attempts, whatever `Retry-After` says.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Where and how to send traces to Langfuse.
+#[derive(Clone)]
+pub struct LangfuseConfig {
+    /// Base URL, e.g. `https://cloud.langfuse.com` (no trailing `/api/...`).
+    pub host: String,
+    /// Project public key (`pk-lf-...`), the Basic-auth user.
+    pub public_key: String,
+    /// Project secret key (`sk-lf-...`), the Basic-auth password. Never printed.
+    pub secret_key: String,
+    /// Most ingestion items per request.
+    pub batch_size: usize,
+    /// Most bytes per request body (Langfuse rejects more than 3.5 MB).
+    pub max_batch_bytes: usize,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// Extra attempts for a failed request or for the failed items of a 207 response.
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_backoff: Duration,
+    /// Trace name; default: the graph name taken from the first top-level op.
+    pub trace_name: Option<String>,
+    /// Langfuse `environment` of traces and observations.
+    pub environment: Option<String>,
+    /// Langfuse `release` of traces.
+    pub release: Option<String>,
+    /// Tags of every trace.
+    pub tags: Vec<String>,
+}
+
+impl fmt::Debug for LangfuseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LangfuseConfig")
+            .field("host", &self.host)
+            .field("public_key", &self.public_key)
+            .field("secret_key", &"<redacted>")
+            .field("batch_size", &self.batch_size)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("retry_backoff", &self.retry_backoff)
+            .field("trace_name", &self.trace_name)
+            .field("environment", &self.environment)
+            .field("release", &self.release)
+            .field("tags", &self.tags)
+            .finish()
+    }
+}
+
+/// Why a Langfuse exporter could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LangfuseError {
+    /// A required environment variable is missing or empty.
+    #[error("environment variable {0} is not set")]
+    MissingEnv(&'static str),
+    /// A setting is unusable.
+    #[error("invalid Langfuse config: {0}")]
+    Invalid(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl LangfuseConfig {
+    /// A config for `host` with these keys and default settings (100 items per request,
+    /// 3 MB, 30 s timeout, 3 retries from 500 ms).
+    pub fn new(host: impl Into<String>, public_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            public_key: public_key.into(),
+            secret_key: secret_key.into(),
+            batch_size: 100,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            timeout: Duration::from_secs(30),
+            max_retries: 3,
+            retry_backoff: Duration::from_millis(500),
+            trace_name: None,
+            environment: None,
+            release: None,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Read `LANGFUSE_PUBLIC_KEY`, `LANGFUSE_SECRET_KEY` (both required), `LANGFUSE_HOST`
+    /// (or `LANGFUSE_BASE_URL`; default [`DEFAULT_HOST`]), and the optional
+    /// `LANGFUSE_TRACING_ENVIRONMENT` and `LANGFUSE_RELEASE`.
+    pub fn from_env() -> Result<Self, LangfuseError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`LangfuseConfig::from_env`] with variables read through `var`.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, LangfuseError> {
+        let get = |k: &str| var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let pk = get("LANGFUSE_PUBLIC_KEY").ok_or(LangfuseError::MissingEnv("LANGFUSE_PUBLIC_KEY"))?;
+        let sk = get("LANGFUSE_SECRET_KEY").ok_or(LangfuseError::MissingEnv("LANGFUSE_SECRET_KEY"))?;
+        let host = get("LANGFUSE_HOST").or_else(|| get("LANGFUSE_BASE_URL")).unwrap_or_else(|| DEFAULT_HOST.into());
+        let mut config = Self::new(host, pk, sk);
+        config.environment = get("LANGFUSE_TRACING_ENVIRONMENT");
+        config.release = get("LANGFUSE_RELEASE");
+        Ok(config)
+    }
+
+    /// The ingestion endpoint.
+    pub fn ingestion_url(&self) -> String {
+        format!("{}/api/public/ingestion", self.host.trim_end_matches('/'))
+    }
+}
+
+/// An [`Exporter`] that sends runs to Langfuse.
+pub struct LangfuseExporter {
+    config: LangfuseConfig,
+    url: String,
+    client: reqwest::Client,
+    options: TraceOptions,
+    memo: Mutex<Memo>,
+}
+
+impl fmt::Debug for LangfuseExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LangfuseExporter").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// One item, serialized.
+struct Encoded {
+    id: String,
+    bytes: Vec<u8>,
+}
+
+/// A per-item failure from a 207 body.
+struct ItemError {
+    id: String,
+    status: u16,
+    message: String,
+}
+
+impl ItemError {
+    fn retryable(&self) -> bool {
+        self.status == 429 || self.status >= 500
+    }
+}
+
+impl fmt::Display for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.id, self.status, self.message)
+    }
+}
+
+/// The answer to one request.
+enum Reply {
+    /// Accepted; these items failed.
+    Delivered(Vec<ItemError>),
+    /// Failed as a whole, worth retrying (after at least this long, if said).
+    Retry(String, Option<Duration>),
+    /// Failed as a whole for good; `true` for bad credentials.
+    Fatal(String, bool),
+}
+
+/// How one chunk went after its retries.
+#[derive(Default)]
+struct ChunkOutcome {
+    rejected: Vec<String>,
+    retry: Option<String>,
+    fatal: Option<(String, bool)>,
+}
+
+fn snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(200).collect()
+}
+
+fn parse_errors(body: &[u8]) -> Vec<ItemError> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    let Some(errors) = v.get("errors").and_then(Value::as_array) else { return Vec::new() };
+    errors
+        .iter()
+        .filter_map(|e| {
+            let id = e.get("id").and_then(Value::as_str)?.to_string();
+            let status = e.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
+            let message = match (e.get("message"), e.get("error")) {
+                (Some(Value::String(m)), _) => m.clone(),
+                (_, Some(err)) if !err.is_null() => err.to_string(),
+                _ => "rejected".to_string(),
+            };
+            Some(ItemError { id, status, message })
+        })
+        .collect()
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Split items into requests of at most `max_items` items and about `max_bytes` bytes (an
+/// item larger than `max_bytes` goes alone).
+fn chunk(items: Vec<Encoded>, max_items: usize, max_bytes: usize) -> Vec<Vec<Encoded>> {
+    let mut chunks = Vec::new();
+    let mut current: Vec<Encoded> = Vec::new();
+    let mut size = 0;
+    for item in items {
+        let len = item.bytes.len() + 1;
+        if !current.is_empty() && (current.len() >= max_items || size + len > max_bytes) {
+            chunks.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += len;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+impl LangfuseExporter {
+    /// An exporter for `config`.
+    pub fn new(config: LangfuseConfig) -> Result<Self, LangfuseError> {
+        if config.host.trim().is_empty() {
+            return Err(LangfuseError::Invalid("host is empty".into()));
+        }
+        if config.batch_size == 0 || config.max_batch_bytes == 0 {
+            return Err(LangfuseError::Invalid("batch_size and max_batch_bytes must be positive".into()));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| LangfuseError::Client(e.to_string()))?;
+        let options = TraceOptions {
+            trace_name: config.trace_name.clone(),
+            environment: config.environment.clone(),
+            release: config.release.clone(),
+            tags: config.tags.clone(),
+        };
+        Ok(Self { url: config.ingestion_url(), config, client, options, memo: Mutex::new(Memo::default()) })
+    }
+
+    /// [`LangfuseExporter::new`] with [`LangfuseConfig::from_env`].
+    pub fn from_env() -> Result<Self, LangfuseError> {
+        Self::new(LangfuseConfig::from_env()?)
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &LangfuseConfig {
+        &self.config
+    }
+
+    fn memo(&self) -> MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn export_batch(&self, batch: &[TraceEvent]) -> Result<(), ExportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (items, delta) = mapping::map_batch(batch, &self.memo(), &self.options);
+        let result = self.send_all(items).await;
+        // A retryable failure means the same batch comes again: keep the state it was mapped with.
+        if !matches!(result, Err(ExportError::Retryable(_))) {
+            delta.apply(&mut self.memo());
+        }
+        result
+    }
+
+    async fn send_all(&self, items: Vec<Item>) -> Result<(), ExportError> {
+        let mut encoded = Vec::with_capacity(items.len());
+        for item in items {
+            let bytes = serde_json::to_vec(&item.envelope)
+                .map_err(|e| ExportError::Fatal(format!("langfuse: cannot encode item {}: {e}", item.id)))?;
+            encoded.push(Encoded { id: item.id, bytes });
+        }
+        let mut rejected = Vec::new();
+        let mut retry = None;
+        let mut fatal = None;
+        for part in chunk(encoded, self.config.batch_size, self.config.max_batch_bytes) {
+            let outcome = self.send_chunk(part).await;
+            rejected.extend(outcome.rejected);
+            match outcome.fatal {
+                Some((msg, true)) => return Err(ExportError::Fatal(msg)),
+                Some((msg, false)) => fatal = Some(msg),
+                None => {}
+            }
+            if outcome.retry.is_some() {
+                retry = outcome.retry;
+            }
+        }
+        let rejected = (!rejected.is_empty())
+            .then(|| format!("langfuse rejected {} item(s): {}", rejected.len(), rejected.join("; ")));
+        match (retry, fatal, rejected) {
+            (Some(r), _, rej) => Err(ExportError::Retryable(rej.map_or(r.clone(), |rej| format!("{r}; {rej}")))),
+            (None, Some(f), rej) => Err(ExportError::Fatal(rej.map_or(f.clone(), |rej| format!("{f}; {rej}")))),
+            (None, None, Some(rej)) => Err(ExportError::Fatal(rej)),
+            (None, None, None) => Ok(()),
+        }
+    }
+
+    /// Send one chunk; retry it while it fails retryably, and only its failed items after a 207.
+    async fn send_chunk(&self, mut items: Vec<Encoded>) -> ChunkOutcome {
+        let mut outcome = ChunkOutcome::default();
+        let mut attempt = 0;
+        loop {
+            let (last, wait) = match self.post(&items).await {
+                Reply::Delivered(errors) => {
+                    let (retry, reject): (Vec<_>, Vec<_>) = errors.into_iter().partition(ItemError::retryable);
+                    outcome.rejected.extend(reject.iter().map(ToString::to_string));
+                    items.retain(|i| retry.iter().any(|e| e.id == i.id));
+                    if items.is_empty() {
+                        return outcome;
+                    }
+                    let list: Vec<String> = retry.iter().map(ToString::to_string).collect();
+                    (format!("langfuse: {} item(s) failed: {}", list.len(), list.join("; ")), None)
+                }
+                Reply::Retry(msg, wait) => (msg, wait),
+                Reply::Fatal(msg, auth) => {
+                    outcome.fatal = Some((msg, auth));
+                    return outcome;
+                }
+            };
+            if attempt >= self.config.max_retries {
+                outcome.retry = Some(last);
+                return outcome;
+            }
+            let backoff = self.config.retry_backoff.saturating_mul(1 << attempt.min(16));
+            tokio::time::sleep(backoff.max(wait.unwrap_or_default()).min(MAX_WAIT)).await;
+            attempt += 1;
+        }
+    }
+
+    async fn post(&self, items: &[Encoded]) -> Reply {
+        let meta = json!({
+            "batch_size": items.len(),
+            "sdk_name": "operonx",
+            "sdk_version": env!("CARGO_PKG_VERSION"),
+            "sdk_integration": "operonx-trace",
+            "public_key": self.config.public_key,
+        });
+        let mut body = Vec::with_capacity(items.iter().map(|i| i.bytes.len() + 1).sum::<usize>() + 256);
+        body.extend_from_slice(b"{\"batch\":[");
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&item.bytes);
+        }
+        body.extend_from_slice(b"],\"metadata\":");
+        body.extend_from_slice(meta.to_string().as_bytes());
+        body.push(b'}');
+        let request = self
+            .client
+            .post(&self.url)
+            .basic_auth(&self.config.public_key, Some(&self.config.secret_key))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Langfuse-Sdk-Name", "operonx")
+            .header("X-Langfuse-Sdk-Version", env!("CARGO_PKG_VERSION"))
+            .header("X-Langfuse-Public-Key", &self.config.public_key)
+            .body(body);
+        let resp = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Reply::Retry(format!("langfuse: request failed: {e}"), None),
+        };
+        let status = resp.status().as_u16();
+        let wait = retry_after(&resp);
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if (200..300).contains(&status) => {
+                return Reply::Retry(format!("langfuse: reading the response failed: {e}"), None);
+            }
+            Err(_) => Default::default(),
+        };
+        match status {
+            200..=299 => Reply::Delivered(parse_errors(&bytes)),
+            401 | 403 => Reply::Fatal(format!("langfuse: HTTP {status} (check the keys): {}", snippet(&bytes)), true),
+            408 | 429 | 500..=599 => Reply::Retry(format!("langfuse: HTTP {status}: {}", snippet(&bytes)), wait),
+            _ => Reply::Fatal(format!("langfuse: HTTP {status}: {}", snippet(&bytes)), false),
+        }
+    }
+}
+
+impl Exporter for LangfuseExporter {
+    fn name(&self) -> &str {
+        "langfuse"
+    }
+
+    fn export<'a>(&'a self, batch: &'a [TraceEvent]) -> BoxFuture<'a, Result<(), ExportError>> {
+        Box::pin(self.export_batch(batch))
+    }
+}

@@ -1,0 +1,143 @@
+//! Flushing: take buffered events out, run the processors, hand batches to every
+//! exporter with retries. Runs on the pipeline's flusher task or in `flush`/`shutdown`,
+//! never on a run's task.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use futures_util::future::join_all;
+use operonx_runtime::TraceEvent;
+
+use super::buffer::{Pending, RunDrain};
+use super::stats::Counters;
+use super::{Shared, Signals};
+use crate::export::{ExportError, Exporter};
+use crate::run_meta;
+
+/// The flusher task: flush when woken, every `interval`, until stopped or until the
+/// pipeline is gone.
+pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval: Duration) {
+    /// Marks the flusher as gone however the task ends (stopped, or dropped with its
+    /// runtime), so the next call inside a runtime starts a new one.
+    struct Alive(Arc<Signals>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.flusher_alive.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let _alive = Alive(Arc::clone(&signals));
+    loop {
+        tokio::select! {
+            biased;
+            () = signals.stop.notified() => return,
+            () = signals.wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        let Some(shared) = pipeline.upgrade() else { return };
+        flush_once(&shared, false).await;
+    }
+}
+
+/// One flush: everything buffered now, processed and exported. `close_all` also closes
+/// runs that have not finished (shutdown).
+pub(super) async fn flush_once(shared: &Shared, close_all: bool) {
+    let _turn = shared.flush_lock.lock().await;
+    let drained = shared.buffers().drain(close_all, Utc::now());
+    let mut batch = Vec::new();
+    for run in drained {
+        process_run(shared, run, &mut batch);
+    }
+    if batch.is_empty() {
+        return;
+    }
+    tracing::debug!(events = batch.len(), exporters = shared.exporters.len(), "flushing trace events");
+    for chunk in batch.chunks(shared.config.max_batch_events) {
+        join_all(shared.exporters.iter().map(|e| export_with_retry(shared, e.as_ref(), chunk))).await;
+    }
+}
+
+/// Order one run's drained events, run the processors, and add the pipeline's run-level
+/// events (start, dropped count, end).
+fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<TraceEvent>) {
+    let RunDrain { request_id, events, start, close } = run;
+    let mut events: Vec<TraceEvent> = events.into_iter().map(Pending::build).collect();
+    events.sort_by_key(TraceEvent::sort_key);
+    for p in &shared.processors {
+        let n = events.len() as u64;
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut processed = p.process(std::mem::take(&mut events));
+            if let Some(c) = &close {
+                processed.extend(p.end_run(&request_id, c.end));
+            }
+            processed
+        }));
+        match step {
+            Ok(processed) => events = processed,
+            Err(_) => {
+                tracing::error!(processor = p.name(), request_id = %request_id, "trace processor panicked; batch dropped");
+                Counters::add(&shared.counters.lost, n);
+                events = Vec::new();
+                break;
+            }
+        }
+    }
+    if let Some((graph, at)) = start {
+        let at = events.first().map_or(at, |e| e.timestamp.min(at));
+        out.push(run_meta::run_start(&request_id, &graph, at));
+    }
+    let last = events.last().map(|e| e.timestamp);
+    out.extend(events);
+    if let Some(c) = close {
+        let at = last.map_or(c.at, |t| t.max(c.at));
+        let mut seq = c.next_seq;
+        if c.dropped > 0 {
+            out.push(run_meta::dropped(&request_id, c.dropped, at, seq));
+            seq += 1;
+        }
+        out.push(run_meta::run_end(&request_id, c.end, c.recorded, at, seq));
+    }
+}
+
+/// Export one batch to one exporter: retry retryable failures with backoff, give up on
+/// fatal ones, and report (log + counters) instead of failing.
+async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &[TraceEvent]) {
+    let policy = shared.config.retry;
+    let timeout = shared.config.export_timeout;
+    let mut attempt = 1u32;
+    loop {
+        let call = AssertUnwindSafe(tokio::time::timeout(timeout, exporter.export(batch))).catch_unwind();
+        let result = match call.await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ExportError::Retryable(format!("no answer within {timeout:?}"))),
+            Err(_) => Err(ExportError::Fatal("the exporter panicked".to_string())),
+        };
+        let error = match result {
+            Ok(()) => {
+                Counters::add(&shared.counters.batches_exported, 1);
+                return;
+            }
+            Err(e) => e,
+        };
+        if matches!(error, ExportError::Retryable(_)) && attempt < policy.max_attempts {
+            let wait = policy.backoff(attempt);
+            tracing::debug!(exporter = exporter.name(), attempt, ?wait, error = %error, "trace export failed; retrying");
+            Counters::add(&shared.counters.retries, 1);
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            continue;
+        }
+        tracing::warn!(
+            exporter = exporter.name(),
+            attempts = attempt,
+            events = batch.len(),
+            error = %error,
+            "trace export failed; batch dropped for this exporter"
+        );
+        Counters::add(&shared.counters.failures, 1);
+        Counters::add(&shared.counters.lost, batch.len() as u64);
+        return;
+    }
+}

@@ -1,0 +1,378 @@
+//! The trace pipeline: one shared, configured [`TracePipeline`] that runs hand their
+//! events to (it implements [`TraceSink`]), buffering per run, and a flusher task it owns
+//! that processes and exports them.
+//!
+//! `record` only buffers (a push under a short lock): it never blocks, never fails and
+//! needs no tokio runtime. Buffers are flushed when a run finishes, when
+//! `flush_every_events` are buffered, every `flush_interval`, on [`TracePipeline::flush`]
+//! and on [`TracePipeline::shutdown`]. The flusher task is started on the first call made
+//! inside a tokio runtime (which must have its timer enabled) and is stopped by
+//! `shutdown`, or aborted when the last handle to the pipeline is dropped.
+
+mod buffer;
+mod config;
+mod flusher;
+mod stats;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+use operonx_runtime::trace::RawEvent;
+use operonx_runtime::{TraceEvent, TraceSink};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use self::buffer::{Buffers, Pending, Recorded};
+pub use self::config::{PipelineConfig, RetryPolicy, WhenFull};
+use self::stats::Counters;
+pub use self::stats::PipelineStats;
+use crate::error::TraceError;
+use crate::export::Exporter;
+use crate::processor::{Processor, Redact, Truncate};
+use crate::store::SqliteStore;
+
+/// A handle to a trace pipeline (cheap to clone; clones share everything).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), operonx_trace::TraceError> {
+/// use std::sync::Arc;
+/// use operonx_trace::{SqliteStore, TracePipeline, processor::Redact};
+///
+/// let pipeline = TracePipeline::builder()
+///     .processor(Redact::with_defaults())
+///     .exporter(SqliteStore::open(".operonx/traces.db")?)
+///     .build()?;
+/// pipeline.begin_run("run-1", "my_graph");
+/// let sink: Arc<dyn operonx_runtime::TraceSink> = pipeline.sink();
+/// // ... run a workflow with `sink` and request id "run-1" ...
+/// pipeline.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TracePipeline {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TracePipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracePipeline")
+            .field("processors", &self.shared.processors.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field("exporters", &self.shared.exporters.iter().map(|e| e.name()).collect::<Vec<_>>())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// What the flusher task shares with the pipeline without keeping it alive.
+#[derive(Debug, Default)]
+struct Signals {
+    wake: Notify,
+    stop: Notify,
+    flusher_alive: AtomicBool,
+}
+
+struct Shared {
+    config: PipelineConfig,
+    processors: Vec<Box<dyn Processor>>,
+    exporters: Vec<Arc<dyn Exporter>>,
+    buffers: Mutex<Buffers>,
+    counters: Counters,
+    signals: Arc<Signals>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes flushes, so each run's batches are processed and exported in order.
+    flush_lock: tokio::sync::Mutex<()>,
+    stopped: AtomicBool,
+}
+
+impl Shared {
+    fn buffers(&self) -> MutexGuard<'_, Buffers> {
+        self.buffers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admits(&self, request_id: &str) -> bool {
+        self.processors.iter().all(|p| p.admit_run(request_id))
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.signals.stop.notify_one();
+        if let Some(task) = self.flusher.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            task.abort();
+        }
+        let left = self.buffers.get_mut().unwrap_or_else(PoisonError::into_inner).buffered();
+        if left > 0 {
+            tracing::warn!(
+                events = left,
+                "trace pipeline dropped without shutdown(): buffered events were not exported"
+            );
+        }
+    }
+}
+
+impl TracePipeline {
+    /// A builder with the default settings, no processors and no exporters.
+    pub fn builder() -> TracePipelineBuilder {
+        TracePipelineBuilder::default()
+    }
+
+    /// The default pipeline: secrets redacted and long values truncated (default
+    /// settings), exported to the SQLite store at [`SqliteStore::default_path`].
+    pub fn open_default() -> Result<Self, TraceError> {
+        Self::builder()
+            .processor(Redact::with_defaults())
+            .processor(Truncate::default())
+            .exporter(SqliteStore::open_default()?)
+            .build()
+    }
+
+    /// This pipeline as the sink a run is given.
+    pub fn sink(&self) -> Arc<dyn TraceSink> {
+        Arc::new(self.clone())
+    }
+
+    /// Name the graph of run `request_id` and note when it began (before its first
+    /// event, ideally). Written as the run's `operonx.run_start` annotation.
+    pub fn begin_run(&self, request_id: &str, graph_name: &str) {
+        let shared = &self.shared;
+        shared.buffers().begin(request_id, graph_name, Utc::now(), &|id| shared.admits(id));
+        self.ensure_flusher();
+    }
+
+    /// Process and export everything buffered now, and wait for the exporters (retries
+    /// included). Runs that have not finished are exported so far and stay open.
+    pub async fn flush(&self) {
+        self.ensure_flusher();
+        flusher::flush_once(&self.shared, false).await;
+    }
+
+    /// Stop the flusher, export everything (runs still open are closed as truncated) and
+    /// shut the exporters down (once, however often this is called). Events recorded
+    /// afterwards stay buffered until [`TracePipeline::flush`].
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        let first = !shared.stopped.swap(true, Ordering::SeqCst);
+        shared.signals.stop.notify_one();
+        let task = shared.flusher.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task {
+            // An error only means the task's runtime is gone; there is nothing to undo.
+            let _ = task.await;
+        }
+        flusher::flush_once(shared, true).await;
+        if !first {
+            return;
+        }
+        for exporter in &shared.exporters {
+            if let Err(e) = exporter.shutdown().await {
+                tracing::warn!(exporter = exporter.name(), error = %e, "trace exporter shutdown failed");
+            }
+        }
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> PipelineStats {
+        self.shared.counters.snapshot(self.shared.buffers().buffered())
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.shared.config
+    }
+
+    /// Start the flusher task if there is a runtime to run it on and none is running.
+    fn ensure_flusher(&self) {
+        let shared = &self.shared;
+        if shared.signals.flusher_alive.load(Ordering::Acquire) || shared.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let mut slot = shared.flusher.lock().unwrap_or_else(PoisonError::into_inner);
+        if shared.signals.flusher_alive.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let task = flusher::run(Arc::downgrade(shared), Arc::clone(&shared.signals), shared.config.flush_interval);
+        *slot = Some(runtime.spawn(task));
+    }
+
+    fn wake(&self) {
+        self.shared.signals.wake.notify_one();
+        self.ensure_flusher();
+    }
+}
+
+impl TracePipeline {
+    fn push(&self, event: Pending) {
+        let shared = &self.shared;
+        Counters::add(&shared.counters.recorded, 1);
+        let outcome = shared.buffers().record(event, &shared.config, &|id| shared.admits(id));
+        match outcome {
+            Recorded::Buffered { wake } => {
+                if wake {
+                    self.wake();
+                } else {
+                    self.ensure_flusher();
+                }
+            }
+            Recorded::Dropped { first, wake } => {
+                Counters::add(&shared.counters.dropped, 1);
+                if let Some(request_id) = first {
+                    tracing::warn!(
+                        max_buffered_events = shared.config.max_buffered_events,
+                        policy = ?shared.config.when_full,
+                        request_id = %request_id,
+                        "trace buffer full: dropping events (the count is recorded in the run's trace)"
+                    );
+                }
+                if wake {
+                    self.wake();
+                }
+            }
+            Recorded::SampledOut => Counters::add(&shared.counters.sampled_out, 1),
+        }
+    }
+}
+
+impl TraceSink for TracePipeline {
+    fn record(&self, event: TraceEvent) {
+        self.push(Pending::Built(event));
+    }
+
+    /// Buffers the event as recorded; it is built into its wire form at flush time.
+    fn record_raw(&self, event: RawEvent) {
+        self.push(Pending::Raw(event));
+    }
+
+    fn run_finished(&self, request_id: &str) {
+        if self.shared.buffers().finish(request_id, Utc::now()) {
+            self.wake();
+        }
+    }
+}
+
+/// Builds a [`TracePipeline`].
+#[derive(Default)]
+pub struct TracePipelineBuilder {
+    config: PipelineConfig,
+    processors: Vec<Box<dyn Processor>>,
+    exporters: Vec<Arc<dyn Exporter>>,
+}
+
+impl std::fmt::Debug for TracePipelineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracePipelineBuilder")
+            .field("config", &self.config)
+            .field("processors", &self.processors.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field("exporters", &self.exporters.iter().map(|e| e.name()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TracePipelineBuilder {
+    /// Use these settings (replacing any set before).
+    #[must_use]
+    pub fn config(mut self, config: PipelineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Most events buffered across all runs.
+    #[must_use]
+    pub fn max_buffered_events(mut self, n: usize) -> Self {
+        self.config.max_buffered_events = n;
+        self
+    }
+
+    /// What to drop when the buffer is full.
+    #[must_use]
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.config.when_full = policy;
+        self
+    }
+
+    /// Flush as soon as this many events are buffered.
+    #[must_use]
+    pub fn flush_every_events(mut self, n: usize) -> Self {
+        self.config.flush_every_events = n;
+        self
+    }
+
+    /// Flush at least this often.
+    #[must_use]
+    pub fn flush_interval(mut self, every: Duration) -> Self {
+        self.config.flush_interval = every;
+        self
+    }
+
+    /// How failed exports are retried.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// Largest batch handed to an exporter at once.
+    #[must_use]
+    pub fn max_batch_events(mut self, n: usize) -> Self {
+        self.config.max_batch_events = n;
+        self
+    }
+
+    /// Longest one export attempt may take.
+    #[must_use]
+    pub fn export_timeout(mut self, timeout: Duration) -> Self {
+        self.config.export_timeout = timeout;
+        self
+    }
+
+    /// Add a processor (they run in the order added).
+    #[must_use]
+    pub fn processor(self, processor: impl Processor) -> Self {
+        self.boxed_processor(Box::new(processor))
+    }
+
+    /// Add a boxed processor (from [`ProcessorConfig::build`](crate::processor::ProcessorConfig::build)).
+    #[must_use]
+    pub fn boxed_processor(mut self, processor: Box<dyn Processor>) -> Self {
+        self.processors.push(processor);
+        self
+    }
+
+    /// Add an exporter; every batch goes to every exporter.
+    #[must_use]
+    pub fn exporter(self, exporter: impl Exporter) -> Self {
+        self.shared_exporter(Arc::new(exporter))
+    }
+
+    /// Add an exporter the caller keeps a handle to.
+    #[must_use]
+    pub fn shared_exporter(mut self, exporter: Arc<dyn Exporter>) -> Self {
+        self.exporters.push(exporter);
+        self
+    }
+
+    /// Check the settings and build. With no exporter added, events go to the SQLite
+    /// store at [`SqliteStore::default_path`] (created if needed).
+    pub fn build(self) -> Result<TracePipeline, TraceError> {
+        self.config.validate()?;
+        let mut exporters = self.exporters;
+        if exporters.is_empty() {
+            exporters.push(Arc::new(SqliteStore::open_default()?));
+        }
+        let shared = Arc::new(Shared {
+            config: self.config,
+            processors: self.processors,
+            exporters,
+            buffers: Mutex::new(Buffers::default()),
+            counters: Counters::default(),
+            signals: Arc::new(Signals::default()),
+            flusher: Mutex::new(None),
+            flush_lock: tokio::sync::Mutex::new(()),
+            stopped: AtomicBool::new(false),
+        });
+        let pipeline = TracePipeline { shared };
+        pipeline.ensure_flusher();
+        Ok(pipeline)
+    }
+}

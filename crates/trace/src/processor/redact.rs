@@ -1,0 +1,248 @@
+//! `redact`: replace secrets anywhere in a payload, by key name and by value pattern.
+
+use operonx_runtime::{EventKind, TraceEvent};
+use regex::Regex;
+use serde_json::Value;
+
+use super::{Processor, STRUCTURAL_KEYS};
+use crate::error::ConfigError;
+
+/// Keys whose values are secrets. A key matches when, lower-cased with `-` read as `_`, it
+/// equals one of these or ends with `_` + one of these (`openai_api_key`, `X-Api-Key`,
+/// `auth_token`; not `max_tokens`).
+const DEFAULT_KEYS: &[&str] = &[
+    "api_key",
+    "apikey",
+    "authorization",
+    "password",
+    "passwd",
+    "secret",
+    "secret_key",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "auth_token",
+    "bearer",
+    "cookie",
+    "set_cookie",
+    "private_key",
+    "credentials",
+];
+
+/// Values that look like credentials, wherever they appear inside a string.
+const DEFAULT_PATTERNS: &[&str] = &[
+    // OpenAI, Anthropic (`sk-ant-`), Langfuse (`sk-lf-`) and similar secret keys.
+    r"\bsk-[A-Za-z0-9_\-]{16,}",
+    // HTTP bearer credentials.
+    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=\-]{12,}",
+    // AWS access key ids.
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    // GitHub tokens.
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",
+    r"\bgithub_pat_[A-Za-z0-9_]{40,}",
+    // Google API keys.
+    r"\bAIza[0-9A-Za-z_\-]{35}",
+    // Slack tokens.
+    r"\bxox[abposr]-[A-Za-z0-9\-]{10,}",
+    // Hugging Face tokens.
+    r"\bhf_[A-Za-z0-9]{30,}",
+];
+
+/// Replaces secrets in every payload value, at any depth (objects inside lists inside
+/// objects): the value of any key that names a secret, and any part of a string that
+/// looks like a credential. An `annotation` whose `key` names a secret has its `value`
+/// replaced. Structural fields (`span_id`, `status`, ...) are left alone.
+#[derive(Debug, Clone)]
+pub struct Redact {
+    keys: Vec<String>,
+    patterns: Vec<Regex>,
+    marker: String,
+}
+
+impl Redact {
+    /// The marker written in place of a secret unless [`Redact::marker`] says otherwise.
+    pub const DEFAULT_MARKER: &'static str = "<redacted>";
+
+    /// The built-in secret keys and credential patterns.
+    pub fn with_defaults() -> Self {
+        let patterns = DEFAULT_PATTERNS.iter().filter_map(|p| Regex::new(p).ok()).collect();
+        Self {
+            keys: DEFAULT_KEYS.iter().map(|k| k.to_string()).collect(),
+            patterns,
+            marker: Self::DEFAULT_MARKER.into(),
+        }
+    }
+
+    /// Nothing redacted until keys or patterns are added.
+    pub fn empty() -> Self {
+        Self { keys: Vec::new(), patterns: Vec::new(), marker: Self::DEFAULT_MARKER.into() }
+    }
+
+    /// Also redact the values of these keys (matched like the defaults).
+    #[must_use]
+    pub fn keys<'a>(mut self, keys: impl IntoIterator<Item = &'a str>) -> Self {
+        self.keys.extend(keys.into_iter().map(normalize_key));
+        self
+    }
+
+    /// Also redact every match of this regular expression inside strings.
+    pub fn pattern(mut self, pattern: &str) -> Result<Self, ConfigError> {
+        let re = Regex::new(pattern)
+            .map_err(|e| ConfigError::Pattern { pattern: pattern.to_string(), source: Box::new(e) })?;
+        self.patterns.push(re);
+        Ok(self)
+    }
+
+    /// Write `marker` in place of secrets.
+    #[must_use]
+    pub fn marker(mut self, marker: impl Into<String>) -> Self {
+        self.marker = marker.into();
+        self
+    }
+
+    fn is_secret_key(&self, key: &str) -> bool {
+        let k = normalize_key(key);
+        self.keys
+            .iter()
+            .any(|s| k == *s || (k.len() > s.len() && k.ends_with(s.as_str()) && k[..k.len() - s.len()].ends_with('_')))
+    }
+
+    fn redact_value(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => self.redact_str(s),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_value(i)),
+            Value::Object(map) => {
+                for (k, item) in map.iter_mut() {
+                    if self.is_secret_key(k) && !item.is_null() {
+                        *item = Value::String(self.marker.clone());
+                    } else {
+                        self.redact_value(item);
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    fn redact_str(&self, s: &mut String) {
+        for re in &self.patterns {
+            if re.is_match(s) {
+                *s = re.replace_all(s, self.marker.as_str()).into_owned();
+            }
+        }
+    }
+
+    fn redact_event(&self, e: &mut TraceEvent) {
+        let secret_annotation = e.kind == EventKind::Annotation
+            && e.payload.get("key").and_then(Value::as_str).is_some_and(|k| self.is_secret_key(k));
+        for (k, v) in e.payload.iter_mut() {
+            if STRUCTURAL_KEYS.contains(&k.as_str()) {
+                continue;
+            }
+            if (secret_annotation && k == "value") || self.is_secret_key(k) {
+                *v = Value::String(self.marker.clone());
+            } else {
+                self.redact_value(v);
+            }
+        }
+    }
+}
+
+impl Default for Redact {
+    fn default() -> Self {
+        Self::with_defaults()
+    }
+}
+
+fn normalize_key(key: &str) -> String {
+    key.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() }).collect()
+}
+
+impl Processor for Redact {
+    fn name(&self) -> &str {
+        "redact"
+    }
+
+    fn process(&self, mut events: Vec<TraceEvent>) -> Vec<TraceEvent> {
+        events.iter_mut().for_each(|e| self.redact_event(e));
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use operonx_runtime::EventKind::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::processor::test_support::event;
+
+    fn one(p: &Redact, kind: EventKind, payload: Value) -> Value {
+        let e = event(0, kind, Some("main.x"), &["main"], payload);
+        let out = p.process(vec![e]).remove(0);
+        serde_json::to_value(out.payload).unwrap()
+    }
+
+    #[test]
+    fn secret_keys_are_redacted_at_any_depth() {
+        let p = Redact::with_defaults();
+        let out = one(
+            &p,
+            OpStart,
+            json!({"inputs": {
+                "query": "hi",
+                "openai_api_key": "abc",
+                "headers": [{"Authorization": "Basic xyz", "X-Api-Key": "k"}],
+                "config": {"password": "hunter2", "max_tokens": 10, "token": null}
+            }, "span_id": "r1-s1"}),
+        );
+        assert_eq!(
+            out,
+            json!({"inputs": {
+                "query": "hi",
+                "openai_api_key": "<redacted>",
+                "headers": [{"Authorization": "<redacted>", "X-Api-Key": "<redacted>"}],
+                "config": {"password": "<redacted>", "max_tokens": 10, "token": null}
+            }, "span_id": "r1-s1"})
+        );
+    }
+
+    #[test]
+    fn credential_looking_values_are_redacted_inside_strings() {
+        let p = Redact::with_defaults();
+        let out = one(
+            &p,
+            OpEnd,
+            json!({"outputs": {
+                "log": "calling with sk-proj-ABCDEFGHIJKLMNOPQRSTUV and more",
+                "hdr": "Authorization: Bearer abcdefghijklmnop.qrstu",
+                "aws": ["AKIAABCDEFGHIJKLMNOP"],
+                "plain": "sk-short"
+            }, "error": "bad key ghp_abcdefghijklmnopqrstuvwxyz0123456789", "status": "error"}),
+        );
+        assert_eq!(out["outputs"]["log"], "calling with <redacted> and more");
+        assert_eq!(out["outputs"]["hdr"], "Authorization: <redacted>");
+        assert_eq!(out["outputs"]["aws"], json!(["<redacted>"]));
+        assert_eq!(out["outputs"]["plain"], "sk-short");
+        assert_eq!(out["error"], "bad key <redacted>");
+        assert_eq!(out["status"], "error");
+    }
+
+    #[test]
+    fn custom_keys_patterns_and_marker() {
+        let p = Redact::empty().keys(["SSN"]).pattern(r"\d{3}-\d{2}-\d{4}").unwrap().marker("***");
+        let out = one(&p, OpStart, json!({"inputs": {"ssn": "1", "note": "id 123-45-6789", "api_key": "kept"}}));
+        assert_eq!(out["inputs"], json!({"ssn": "***", "note": "id ***", "api_key": "kept"}));
+    }
+
+    #[test]
+    fn annotations_naming_a_secret_lose_their_value() {
+        let p = Redact::with_defaults();
+        let out = one(&p, Annotation, json!({"key": "langfuse_secret_key", "value": {"v": "x"}}));
+        assert_eq!(out, json!({"key": "langfuse_secret_key", "value": "<redacted>"}));
+        let out = one(&p, Annotation, json!({"key": "note", "value": "fine"}));
+        assert_eq!(out["value"], "fine");
+    }
+}

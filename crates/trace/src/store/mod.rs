@@ -1,0 +1,170 @@
+//! The embedded trace store: a SQLite database (WAL mode) with a `runs` table maintained
+//! from events and an `events` table holding every event, the default destination of
+//! traces. It is an [`Exporter`] and the reader behind `operonx trace`.
+
+mod read;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use operonx_runtime::TraceEvent;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::blocking::run_blocking;
+use crate::error::StoreError;
+use crate::export::{ExportError, Exporter};
+
+/// Where the store lives by default, relative to the working directory.
+pub const DEFAULT_STORE_PATH: &str = ".operonx/traces.db";
+
+/// The schema version this build reads and writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    request_id      TEXT PRIMARY KEY,
+    graph           TEXT,
+    started_at      TEXT,
+    ended_at        TEXT,
+    status          TEXT NOT NULL DEFAULT 'running',
+    duration_ms     REAL,
+    op_count        INTEGER NOT NULL DEFAULT 0,
+    error_count     INTEGER NOT NULL DEFAULT 0,
+    cancelled_count INTEGER NOT NULL DEFAULT 0,
+    interrupted_count INTEGER NOT NULL DEFAULT 0,
+    tokens          INTEGER NOT NULL DEFAULT 0,
+    cost_usd        REAL NOT NULL DEFAULT 0,
+    event_count     INTEGER NOT NULL DEFAULT 0,
+    dropped_events  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+CREATE TABLE IF NOT EXISTS events (
+    id         INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    event_id   TEXT NOT NULL,
+    timestamp  TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    op_name    TEXT,
+    ctx        TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    -- A resumed run reuses its request id, and its event ids start over: the timestamp
+    -- tells the two apart, while an export retried after a timeout stays deduplicated.
+    UNIQUE (request_id, event_id, timestamp)
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (request_id, timestamp, seq);
+";
+
+/// A handle to a trace store (cheap to clone; clones share the connection).
+///
+/// Writes are idempotent per `(request_id, event_id, timestamp)`: an event exported twice
+/// (a retry after a timeout) is stored and counted once, while a resumed run (same request
+/// id, event ids counted from 0 again, later timestamps) is stored in full.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// [`DEFAULT_STORE_PATH`] under the current working directory.
+    pub fn default_path() -> PathBuf {
+        std::env::current_dir().unwrap_or_default().join(DEFAULT_STORE_PATH)
+    }
+
+    /// Open (creating it and its directory if needed) the store at [`Self::default_path`].
+    pub fn open_default() -> Result<Self, StoreError> {
+        Self::open(Self::default_path())
+    }
+
+    /// Open the store at `path`, creating the file and its parent directory if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+        }
+        Self::connect(path, OpenFlags::default())
+    }
+
+    /// Open an existing store (for reading traces: nothing is created). Fails with
+    /// [`StoreError::Missing`] if there is none at `path`.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::Missing(path));
+        }
+        Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    }
+
+    fn connect(path: PathBuf, flags: OpenFlags) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.clone(), source };
+        let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Version { path, found: version, supported: SCHEMA_VERSION });
+        }
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA).map_err(open_err)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+        }
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Store a batch of events (of one or more runs) and update their runs' summaries, in
+    /// one transaction. Returns how many events were new.
+    pub fn write(&self, events: &[TraceEvent]) -> Result<usize, StoreError> {
+        let rows = write::rows(events)?;
+        write::insert(&mut self.conn(), &rows)
+    }
+}
+
+/// Whether a failed write is worth retrying.
+fn retryable(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            matches!(f.code, DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure)
+        }
+        _ => false,
+    }
+}
+
+impl Exporter for SqliteStore {
+    fn name(&self) -> &str {
+        "sqlite"
+    }
+
+    fn export<'a>(&'a self, batch: &'a [TraceEvent]) -> BoxFuture<'a, Result<(), ExportError>> {
+        // Serialize here; only the database work goes to a blocking thread.
+        let rows = write::rows(batch);
+        let store = self.clone();
+        Box::pin(async move {
+            let rows = rows.map_err(|e| ExportError::Fatal(e.to_string()))?;
+            let written = run_blocking(move || write::insert(&mut store.conn(), &rows)).await?;
+            written.map(drop).map_err(|e| {
+                if retryable(&e) { ExportError::Retryable(e.to_string()) } else { ExportError::Fatal(e.to_string()) }
+            })
+        })
+    }
+}

@@ -1,0 +1,534 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The Langfuse exporter against a mock ingestion server on 127.0.0.1.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use operonx_runtime::{EventKind, TraceEvent};
+use operonx_trace::export::{ExportError, Exporter};
+use operonx_trace::langfuse::{LangfuseConfig, LangfuseError, LangfuseExporter};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------- mock server
+
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    fn batch(&self) -> Vec<Value> {
+        self.json()["batch"].as_array().unwrap().clone()
+    }
+}
+
+type Responder = Arc<dyn Fn(usize, &Request) -> (u16, String) + Send + Sync>;
+
+/// An HTTP/1.1 server that records every request and answers with `respond(n, request)`.
+struct Mock {
+    url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Mock {
+    async fn start(respond: impl Fn(usize, &Request) -> (u16, String) + Send + Sync + 'static) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (recorded, respond): (_, Responder) = (requests.clone(), Arc::new(respond));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (recorded, respond) = (recorded.clone(), respond.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let head_end = loop {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let mut lines = head.split("\r\n");
+                    let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let len: usize =
+                        headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+                    while buf.len() < head_end + len {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let req = Request { path, headers, body: buf[head_end..head_end + len].to_vec() };
+                    let n = {
+                        let mut r = recorded.lock().unwrap();
+                        r.push(req.clone());
+                        r.len() - 1
+                    };
+                    let (status, body) = respond(n, &req);
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    sock.write_all(resp.as_bytes()).await.unwrap();
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Mock { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// 207 with every item of the request a success.
+fn all_ok(req: &Request) -> String {
+    let ids: Vec<Value> = req.batch().iter().map(|i| json!({"id": i["id"], "status": 201})).collect();
+    json!({"successes": ids, "errors": []}).to_string()
+}
+
+// ---------------------------------------------------------------- events
+
+/// Builds the events of one run by hand.
+struct Run {
+    rid: String,
+    seq: u64,
+    t0: DateTime<Utc>,
+    events: Vec<TraceEvent>,
+}
+
+impl Run {
+    fn new(rid: &str) -> Self {
+        Run { rid: rid.into(), seq: 0, t0: Utc.with_ymd_and_hms(2026, 5, 5, 12, 0, 0).unwrap(), events: Vec::new() }
+    }
+
+    fn span(&self, n: u64) -> String {
+        format!("{}-s{n}", self.rid)
+    }
+
+    fn ev(&mut self, kind: EventKind, op: Option<&str>, ctx: &[&str], payload: Value) -> &mut Self {
+        let payload: BTreeMap<String, Value> = payload.as_object().unwrap().clone().into_iter().collect();
+        self.events.push(TraceEvent {
+            event_id: format!("{}-{}", self.rid, self.seq),
+            request_id: self.rid.clone(),
+            kind,
+            op_name: op.map(str::to_string),
+            ctx: ctx.iter().map(|s| s.to_string()).collect(),
+            timestamp: self.t0 + chrono::Duration::microseconds(1000 * self.seq as i64 + 123),
+            seq: self.seq,
+            payload,
+        });
+        self.seq += 1;
+        self
+    }
+
+    /// A run-level annotation as the pipeline adds them (no op, no span).
+    fn run_meta(&mut self, key: &str, value: Value) -> &mut Self {
+        self.ev(EventKind::Annotation, None, &[], json!({"key": key, "value": value}))
+    }
+
+    fn parent(&self, p: Option<u64>) -> Value {
+        p.map_or(Value::Null, |p| json!(self.span(p)))
+    }
+
+    fn start(&mut self, op: &str, ctx: &[&str], s: u64, parent: Option<u64>, inputs: Value) -> &mut Self {
+        let p = json!({"inputs": inputs, "span_id": self.span(s), "parent_span_id": self.parent(parent)});
+        self.ev(EventKind::OpStart, Some(op), ctx, p)
+    }
+
+    fn end(&mut self, op: &str, ctx: &[&str], s: u64, parent: Option<u64>, outputs: Value) -> &mut Self {
+        let p = json!({"outputs": outputs, "status": "ok", "duration_ms": 1.5, "yield_count": 1,
+                       "span_id": self.span(s), "parent_span_id": self.parent(parent)});
+        self.ev(EventKind::OpEnd, Some(op), ctx, p)
+    }
+
+    fn fail(&mut self, op: &str, ctx: &[&str], s: u64, parent: Option<u64>, error: &str) -> &mut Self {
+        let p = json!({"outputs": {}, "status": "error", "duration_ms": 0.5, "yield_count": 0, "error": error,
+                       "span_id": self.span(s), "parent_span_id": self.parent(parent)});
+        self.ev(EventKind::OpEnd, Some(op), ctx, p)
+    }
+
+    fn usage(&mut self, op: &str, ctx: &[&str], s: u64) -> &mut Self {
+        let p = json!({"model": "gpt-4o-mini", "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+                       "cost_usd": 0.0021, "span_id": self.span(s)});
+        self.ev(EventKind::LlmUsage, Some(op), ctx, p)
+    }
+}
+
+/// Graph `g`: s1 `g.fetch`; s2 `g.sub` (nested graph) → s3 `g.sub.inner`; s4 `g.loop` → group
+/// s5 `iteration 1` → s6 `g.loop.step`; s7 `g.gen` (generator) → item op s8 `g.each` at `[0]`;
+/// s9 `g.llm` with usage; s10 `g.bad` fails.
+fn graph_run(rid: &str) -> Run {
+    let mut r = Run::new(rid);
+    let m = &["main"];
+    r.start("g.fetch", m, 1, None, json!({"q": "hi"})).end("g.fetch", m, 1, None, json!({"text": "x"}));
+    r.start("g.sub", m, 2, None, json!({"text": "x"}));
+    r.start("g.sub.inner", m, 3, Some(2), json!({"a": 1})).end("g.sub.inner", m, 3, Some(2), json!({"b": 2}));
+    r.end("g.sub", m, 2, None, json!({"b": 2}));
+    r.start("g.loop", m, 4, None, json!({"n": 1}));
+    let p = json!({"name": "iteration 1", "graph": "g.loop", "span_id": r.span(5), "parent_span_id": r.span(4)});
+    r.ev(EventKind::GroupStart, None, &["main", "loop_1"], p);
+    let l = &["main", "loop_1"];
+    r.start("g.loop.step", l, 6, Some(5), json!({"i": 0})).end("g.loop.step", l, 6, Some(5), json!({"i": 1}));
+    let p = json!({"name": "iteration 1", "status": "ok", "duration_ms": 2.0, "span_id": r.span(5)});
+    r.ev(EventKind::GroupEnd, None, &["main", "loop_1"], p);
+    r.end("g.loop", m, 4, None, json!({"i": 1}));
+    r.start("g.gen", m, 7, None, json!({"k": 1}));
+    let p = json!({"yielded": {"item": "a"}, "idx": 0, "span_id": r.span(7)});
+    r.ev(EventKind::OpYield, Some("g.gen"), &["main", "[0]"], p);
+    let i = &["main", "[0]"];
+    r.start("g.each", i, 8, Some(7), json!({"item": "a"})).end("g.each", i, 8, Some(7), json!({"done": true}));
+    r.end("g.gen", m, 7, None, json!({"item": "a"}));
+    r.start("g.llm", m, 9, None, json!({"prompt": "say hi"}));
+    r.ev(EventKind::Annotation, Some("g.llm"), m, json!({"key": "temperature", "value": 0.2, "span_id": r.span(9)}));
+    r.usage("g.llm", m, 9).end("g.llm", m, 9, None, json!({"answer": "hi"}));
+    r.start("g.bad", m, 10, None, json!({})).fail("g.bad", m, 10, None, "boom");
+    r
+}
+
+fn config(url: &str) -> LangfuseConfig {
+    let mut c = LangfuseConfig::new(url, "pk-lf-test", "sk-lf-secret");
+    c.retry_backoff = Duration::from_millis(5);
+    c.timeout = Duration::from_secs(5);
+    c
+}
+
+fn items_of(reqs: &[Request]) -> Vec<Value> {
+    reqs.iter().flat_map(Request::batch).collect()
+}
+
+/// The observation items (create or update) of body id `id`.
+fn obs<'a>(items: &'a [Value], id: &str) -> Vec<&'a Value> {
+    items.iter().filter(|i| i["type"] != "trace-create" && i["body"]["id"] == id).collect()
+}
+
+fn one<'a>(items: &'a [Value], id: &str) -> &'a Value {
+    let found = obs(items, id);
+    assert_eq!(found.len(), 1, "observation {id}: {found:?}");
+    found[0]
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn a_run_becomes_one_trace_with_linked_observations() {
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let run = graph_run("run-1");
+    let exporter = LangfuseExporter::new(config(&mock.url)).unwrap();
+    exporter.export(&run.events).await.unwrap();
+
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    assert_eq!(req.path, "/api/public/ingestion");
+    assert_eq!(req.header("authorization"), Some("Basic cGstbGYtdGVzdDpzay1sZi1zZWNyZXQ="));
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.json()["metadata"]["batch_size"], json!(req.batch().len()));
+    let items = req.batch();
+
+    // every item is an envelope with its own id
+    let ids: HashSet<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), items.len(), "envelope ids are unique");
+    for i in &items {
+        assert!(i["type"].is_string() && i["timestamp"].is_string() && i["body"].is_object(), "{i}");
+    }
+
+    let traces: Vec<&Value> = items.iter().filter(|i| i["type"] == "trace-create").collect();
+    assert_eq!(traces.len(), 1);
+    let t = &traces[0]["body"];
+    assert_eq!(t["id"], "run-1");
+    assert_eq!(t["name"], "g");
+    assert_eq!(t["timestamp"], "2026-05-05T12:00:00.000123Z");
+    assert_eq!(t["input"], json!({"q": "hi"}));
+    assert_eq!(t["output"], json!({"answer": "hi"}), "last successful top-level op");
+
+    // one observation per op call and per group, all in this trace
+    assert_eq!(items.len(), 1 + 10);
+    for n in 1..=10 {
+        let o = one(&items, &run.span(n));
+        assert_eq!(o["body"]["traceId"], "run-1");
+        assert!(o["type"].as_str().unwrap().ends_with("-create"), "{o}");
+    }
+    let parent = |n: u64| one(&items, &run.span(n))["body"].get("parentObservationId").cloned();
+    for top in [1, 2, 4, 7, 9, 10] {
+        assert_eq!(parent(top), None, "s{top} is top level");
+    }
+    assert_eq!(parent(3), Some(json!(run.span(2))), "op of a nested graph → the graph op");
+    assert_eq!(parent(5), Some(json!(run.span(4))), "loop iteration group → the loop op");
+    assert_eq!(parent(6), Some(json!(run.span(5))), "op in a loop iteration → the group");
+    assert_eq!(parent(8), Some(json!(run.span(7))), "generator item op → the generator");
+
+    let fetch = one(&items, &run.span(1));
+    assert_eq!(fetch["type"], "span-create");
+    let b = &fetch["body"];
+    assert_eq!(b["name"], "g.fetch");
+    assert_eq!(b["startTime"], "2026-05-05T12:00:00.000123Z");
+    assert_eq!(b["endTime"], "2026-05-05T12:00:00.001123Z");
+    assert_eq!(b["input"], json!({"q": "hi"}));
+    assert_eq!(b["output"], json!({"text": "x"}));
+    assert!(b.get("level").is_none());
+
+    let group = &one(&items, &run.span(5))["body"];
+    assert_eq!(group["name"], "iteration 1");
+    assert!(group["startTime"].is_string() && group["endTime"].is_string());
+
+    let generator = &one(&items, &run.span(7))["body"];
+    assert_eq!(generator["metadata"]["last_yielded"], json!({"item": "a"}));
+}
+
+#[tokio::test]
+async fn llm_usage_makes_a_generation_and_failures_are_errors() {
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let run = graph_run("run-2");
+    LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    let items = items_of(&mock.requests());
+
+    let g = one(&items, &run.span(9));
+    assert_eq!(g["type"], "generation-create");
+    let b = &g["body"];
+    assert_eq!(b["name"], "g.llm");
+    assert_eq!(b["model"], "gpt-4o-mini");
+    assert_eq!(b["usage"]["input"], 12);
+    assert_eq!(b["usage"]["output"], 5);
+    assert_eq!(b["usage"]["total"], 17);
+    assert_eq!(b["usageDetails"], json!({"input": 12, "output": 5, "total": 17}));
+    assert_eq!(b["costDetails"], json!({"total": 0.0021}));
+    assert_eq!(b["input"], json!({"prompt": "say hi"}));
+    assert_eq!(b["output"], json!({"answer": "hi"}));
+    assert_eq!(b["metadata"]["temperature"], json!(0.2), "annotation lands in metadata");
+    assert_eq!(items.iter().filter(|i| i["type"] == "generation-create").count(), 1, "only the LLM op");
+
+    let bad = &one(&items, &run.span(10))["body"];
+    assert_eq!(bad["level"], "ERROR");
+    assert_eq!(bad["statusMessage"], "boom");
+    assert!(bad.get("output").is_none());
+}
+
+#[tokio::test]
+async fn large_runs_are_split_into_batches() {
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let run = graph_run("run-3");
+    let mut c = config(&mock.url);
+    c.batch_size = 3;
+    LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 4, "11 items in requests of at most 3");
+    for r in &reqs {
+        assert!(r.batch().len() <= 3);
+        assert_eq!(r.json()["metadata"]["batch_size"], json!(r.batch().len()));
+    }
+    let items = items_of(&reqs);
+    let ids: HashSet<String> = items.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!((items.len(), ids.len()), (11, 11), "every item sent once");
+
+    // a byte cap splits too: one item per request when each is over the cap
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let mut c = config(&mock.url);
+    c.max_batch_bytes = 10;
+    LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 11);
+    assert!(reqs.iter().all(|r| r.batch().len() == 1));
+}
+
+#[tokio::test]
+async fn only_the_failed_item_of_a_207_is_retried() {
+    let mock = Mock::start(|n, r| {
+        if n > 0 {
+            return (207, all_ok(r));
+        }
+        let batch = r.batch();
+        let failed = batch.iter().find(|i| i["type"] == "generation-create").unwrap()["id"].clone();
+        let ok: Vec<Value> =
+            batch.iter().filter(|i| i["id"] != failed).map(|i| json!({"id": i["id"], "status": 201})).collect();
+        let errors = json!([{"id": failed, "status": 500, "message": "storage hiccup"}]);
+        (207, json!({"successes": ok, "errors": errors}).to_string())
+    })
+    .await;
+    let run = graph_run("run-4");
+    LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let first = reqs[0].batch();
+    let failed = first.iter().find(|i| i["type"] == "generation-create").unwrap();
+    let retried = reqs[1].batch();
+    assert_eq!(retried.len(), 1, "only the failed item is sent again");
+    assert_eq!(retried[0], *failed, "the same envelope, same id");
+}
+
+#[tokio::test]
+async fn items_rejected_for_good_are_reported_not_retried() {
+    let mock = Mock::start(|_, r| {
+        let batch = r.batch();
+        let bad = batch.iter().find(|i| i["type"] == "trace-create").unwrap()["id"].clone();
+        let errors = json!([{"id": bad, "status": 400, "message": "invalid body"}]);
+        (207, json!({"successes": [], "errors": errors}).to_string())
+    })
+    .await;
+    let run = graph_run("run-5");
+    let err = LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
+    assert_eq!(mock.requests().len(), 1);
+    match err {
+        ExportError::Fatal(m) => assert!(m.contains("invalid body") && m.contains("trace-create"), "{m}"),
+        other => panic!("expected Fatal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_credentials_are_fatal_and_not_retried() {
+    for status in [401, 403] {
+        let mock = Mock::start(move |_, _| (status, r#"{"message":"Invalid credentials"}"#.into())).await;
+        let run = graph_run("run-6");
+        let err = LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
+        assert!(matches!(&err, ExportError::Fatal(m) if m.contains(&status.to_string())), "{err:?}");
+        assert_eq!(mock.requests().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn server_errors_and_network_failures_are_retryable() {
+    let mock = Mock::start(|_, _| (503, "unavailable".into())).await;
+    let mut c = config(&mock.url);
+    c.max_retries = 2;
+    let run = graph_run("run-7");
+    let err = LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap_err();
+    assert!(matches!(&err, ExportError::Retryable(m) if m.contains("503")), "{err:?}");
+    assert_eq!(mock.requests().len(), 3, "first attempt and two retries");
+
+    let mock = Mock::start(|_, _| (429, "slow down".into())).await;
+    let mut c = config(&mock.url);
+    c.max_retries = 0;
+    let err = LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap_err();
+    assert!(matches!(err, ExportError::Retryable(_)));
+
+    // nothing listens on this port any more
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let mut c = config(&format!("http://127.0.0.1:{port}"));
+    c.max_retries = 0;
+    let err = LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap_err();
+    assert!(matches!(err, ExportError::Retryable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_run_split_over_two_flushes_upserts_the_same_observations() {
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let run = graph_run("run-8");
+    // cut right after g.llm's op_start: the LLM op, opened as a span, gets its usage later
+    let cut = run.events.iter().position(|e| e.kind == EventKind::OpStart && e.op_name.as_deref() == Some("g.llm"));
+    let (first, second) = run.events.split_at(cut.unwrap() + 1);
+    let exporter = LangfuseExporter::new(config(&mock.url)).unwrap();
+    exporter.export(first).await.unwrap();
+    exporter.export(second).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let (a, b) = (reqs[0].batch(), reqs[1].batch());
+
+    let trace = |items: &[Value]| items.iter().find(|i| i["type"] == "trace-create").unwrap()["body"].clone();
+    let (ta, tb) = (trace(&a), trace(&b));
+    assert_eq!((&ta["id"], &ta["name"], &ta["timestamp"]), (&tb["id"], &tb["name"], &tb["timestamp"]));
+    assert!(tb.get("input").is_none(), "the trace input is sent once");
+
+    let llm = run.span(9);
+    assert_eq!(one(&a, &llm)["type"], "span-create");
+    let upd = one(&b, &llm);
+    assert_eq!(upd["type"], "span-update", "same type as created");
+    assert_eq!(upd["body"]["output"], json!({"answer": "hi"}));
+    assert!(upd["body"]["endTime"].is_string());
+    let child: Vec<&Value> = b.iter().filter(|i| i["body"]["parentObservationId"] == llm.as_str()).collect();
+    assert_eq!(child.len(), 1, "the usage becomes a child generation");
+    assert_eq!(child[0]["type"], "generation-create");
+    assert_eq!(child[0]["body"]["model"], "gpt-4o-mini");
+    assert_eq!(child[0]["body"]["usageDetails"]["total"], 17);
+    assert_eq!(child[0]["body"]["costDetails"]["total"], 0.0021);
+    let all_ids: Vec<&Value> = a.iter().chain(&b).map(|i| &i["id"]).collect();
+    assert_eq!(all_ids.iter().collect::<HashSet<_>>().len(), all_ids.len(), "envelope ids unique across flushes");
+}
+
+#[tokio::test]
+async fn updates_keep_the_type_the_observation_was_created_with() {
+    let mock = Mock::start(|n, r| if n == 1 { (503, "busy".into()) } else { (207, all_ok(r)) }).await;
+    let run = graph_run("run-9");
+    // cut right after g.llm's llm_usage: created as a generation, ended in the next flush
+    let cut = run.events.iter().position(|e| e.kind == EventKind::LlmUsage);
+    let (first, second) = run.events.split_at(cut.unwrap() + 1);
+    let mut c = config(&mock.url);
+    c.max_retries = 0;
+    let exporter = LangfuseExporter::new(c).unwrap();
+    exporter.export(first).await.unwrap();
+    assert!(matches!(exporter.export(second).await, Err(ExportError::Retryable(_))));
+    exporter.export(second).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 3);
+    let llm = run.span(9);
+    assert_eq!(one(&reqs[0].batch(), &llm)["type"], "generation-create");
+    for r in &reqs[1..] {
+        let batch = r.batch();
+        let upd = one(&batch, &llm);
+        assert_eq!(upd["type"], "generation-update", "an update never changes the type, even when sent again");
+        assert_eq!(upd["body"]["output"], json!({"answer": "hi"}));
+    }
+}
+
+#[test]
+fn config_from_env_and_debug_hides_the_secret() {
+    let vars = |k: &str| match k {
+        "LANGFUSE_HOST" => Some("http://127.0.0.1:3000/".to_string()),
+        "LANGFUSE_PUBLIC_KEY" => Some("pk-lf-1".to_string()),
+        "LANGFUSE_SECRET_KEY" => Some("sk-lf-very-secret".to_string()),
+        _ => None,
+    };
+    let c = LangfuseConfig::from_lookup(vars).unwrap();
+    assert_eq!(c.public_key, "pk-lf-1");
+    assert_eq!(c.ingestion_url(), "http://127.0.0.1:3000/api/public/ingestion");
+    let printed = format!("{c:?} {:?}", LangfuseExporter::new(c.clone()).unwrap());
+    assert!(!printed.contains("sk-lf-very-secret"), "{printed}");
+    assert!(printed.contains("pk-lf-1"));
+
+    let missing = LangfuseConfig::from_lookup(|k| (k == "LANGFUSE_PUBLIC_KEY").then(|| "pk".to_string()));
+    assert!(matches!(missing, Err(LangfuseError::MissingEnv("LANGFUSE_SECRET_KEY"))));
+    let default_host = LangfuseConfig::from_lookup(|k| k.starts_with("LANGFUSE_").then(|| "x".to_string()));
+    assert_eq!(default_host.unwrap().host, "x", "LANGFUSE_HOST read");
+    let no_host = LangfuseConfig::from_lookup(|k| k.ends_with("_KEY").then(|| "x".to_string())).unwrap();
+    assert_eq!(no_host.host, "https://cloud.langfuse.com");
+}
+
+#[tokio::test]
+async fn run_level_annotations_go_to_the_trace() {
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let mut run = Run::new("run-10");
+    run.run_meta("operonx.run_start", json!({"graph": "support_bot"}));
+    run.events.extend(graph_run("run-10").events.into_iter().map(|mut e| {
+        e.seq += 1;
+        e.event_id = format!("run-10-{}", e.seq);
+        e
+    }));
+    run.seq = run.events.len() as u64;
+    run.run_meta("operonx.run_end", json!({"status": "finished", "recorded_events": 30}));
+    LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    let items = items_of(&mock.requests());
+    assert_eq!(items.len(), 11, "no observation for run-level events");
+    let trace = &items.iter().find(|i| i["type"] == "trace-create").unwrap()["body"];
+    assert_eq!(trace["name"], "support_bot", "the graph name the pipeline recorded");
+    assert_eq!(trace["metadata"]["operonx.run_end"]["status"], "finished");
+}

@@ -1,0 +1,493 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The OTLP/HTTP JSON exporter against a mock collector on 127.0.0.1.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use operonx_runtime::{EventKind, TraceEvent};
+use operonx_trace::export::{ExportError, Exporter};
+use operonx_trace::otlp::{OtlpConfig, OtlpError, OtlpExporter};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------- mock server
+
+#[derive(Debug, Clone)]
+struct Request {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    fn spans(&self) -> Vec<Value> {
+        let v = self.json();
+        assert_eq!(v["resourceSpans"].as_array().unwrap().len(), 1);
+        v["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap().clone()
+    }
+}
+
+type Responder = Arc<dyn Fn(usize, &Request) -> (u16, String) + Send + Sync>;
+
+/// An HTTP/1.1 server that records every request and answers with `respond(n, request)`.
+struct Mock {
+    url: String,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Mock {
+    async fn start(respond: impl Fn(usize, &Request) -> (u16, String) + Send + Sync + 'static) -> Mock {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (recorded, respond): (_, Responder) = (requests.clone(), Arc::new(respond));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (recorded, respond) = (recorded.clone(), respond.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let head_end = loop {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let mut lines = head.split("\r\n");
+                    let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    let len: usize =
+                        headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
+                    while buf.len() < head_end + len {
+                        let n = sock.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let req = Request { path, headers, body: buf[head_end..head_end + len].to_vec() };
+                    let n = {
+                        let mut r = recorded.lock().unwrap();
+                        r.push(req.clone());
+                        r.len() - 1
+                    };
+                    let (status, body) = respond(n, &req);
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    sock.write_all(resp.as_bytes()).await.unwrap();
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Mock { url, requests }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+/// Builds the events of one run by hand.
+struct Run {
+    rid: String,
+    seq: u64,
+    t0: DateTime<Utc>,
+    events: Vec<TraceEvent>,
+}
+
+impl Run {
+    fn new(rid: &str) -> Self {
+        Run { rid: rid.into(), seq: 0, t0: Utc.with_ymd_and_hms(2026, 5, 5, 12, 0, 0).unwrap(), events: Vec::new() }
+    }
+
+    fn span(&self, n: u64) -> String {
+        format!("{}-s{n}", self.rid)
+    }
+
+    fn ev(&mut self, kind: EventKind, op: Option<&str>, ctx: &[&str], payload: Value) -> &mut Self {
+        let payload: BTreeMap<String, Value> = payload.as_object().unwrap().clone().into_iter().collect();
+        self.events.push(TraceEvent {
+            event_id: format!("{}-{}", self.rid, self.seq),
+            request_id: self.rid.clone(),
+            kind,
+            op_name: op.map(str::to_string),
+            ctx: ctx.iter().map(|s| s.to_string()).collect(),
+            timestamp: self.t0 + chrono::Duration::microseconds(1000 * self.seq as i64 + 123),
+            seq: self.seq,
+            payload,
+        });
+        self.seq += 1;
+        self
+    }
+
+    /// A run-level annotation as the pipeline adds them (no op, no span).
+    fn run_meta(&mut self, key: &str, value: Value) -> &mut Self {
+        self.ev(EventKind::Annotation, None, &[], json!({"key": key, "value": value}))
+    }
+
+    fn parent(&self, p: Option<u64>) -> Value {
+        p.map_or(Value::Null, |p| json!(self.span(p)))
+    }
+
+    fn start(&mut self, op: &str, ctx: &[&str], s: u64, parent: Option<u64>, inputs: Value) -> &mut Self {
+        let p = json!({"inputs": inputs, "span_id": self.span(s), "parent_span_id": self.parent(parent)});
+        self.ev(EventKind::OpStart, Some(op), ctx, p)
+    }
+
+    fn end(&mut self, op: &str, ctx: &[&str], s: u64, parent: Option<u64>, outputs: Value) -> &mut Self {
+        let p = json!({"outputs": outputs, "status": "ok", "duration_ms": 1.5, "yield_count": 1,
+                       "span_id": self.span(s), "parent_span_id": self.parent(parent)});
+        self.ev(EventKind::OpEnd, Some(op), ctx, p)
+    }
+
+    fn fail(&mut self, op: &str, ctx: &[&str], s: u64, parent: Option<u64>, error: &str) -> &mut Self {
+        let p = json!({"outputs": {}, "status": "error", "duration_ms": 0.5, "yield_count": 0, "error": error,
+                       "span_id": self.span(s), "parent_span_id": self.parent(parent)});
+        self.ev(EventKind::OpEnd, Some(op), ctx, p)
+    }
+
+    fn usage(&mut self, op: &str, ctx: &[&str], s: u64) -> &mut Self {
+        let p = json!({"model": "gpt-4o-mini", "prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+                       "cost_usd": 0.0021, "provider": "openai", "span_id": self.span(s)});
+        self.ev(EventKind::LlmUsage, Some(op), ctx, p)
+    }
+}
+
+/// Graph `g`: s1 `g.fetch`; s2 `g.sub` (nested graph) → s3 `g.sub.inner`; s4 `g.loop` → group
+/// s5 `iteration 1` → s6 `g.loop.step`; s7 `g.gen` (generator) → item op s8 `g.each` at `[0]`;
+/// s9 `g.llm` with usage; s10 `g.bad` fails.
+fn graph_run(rid: &str) -> Run {
+    let mut r = Run::new(rid);
+    let m = &["main"];
+    r.start("g.fetch", m, 1, None, json!({"q": "hi"})).end("g.fetch", m, 1, None, json!({"text": "x"}));
+    r.start("g.sub", m, 2, None, json!({"text": "x"}));
+    r.start("g.sub.inner", m, 3, Some(2), json!({"a": 1})).end("g.sub.inner", m, 3, Some(2), json!({"b": 2}));
+    r.end("g.sub", m, 2, None, json!({"b": 2}));
+    r.start("g.loop", m, 4, None, json!({"n": 1}));
+    let p = json!({"name": "iteration 1", "graph": "g.loop", "span_id": r.span(5), "parent_span_id": r.span(4)});
+    r.ev(EventKind::GroupStart, None, &["main", "loop_1"], p);
+    let l = &["main", "loop_1"];
+    r.start("g.loop.step", l, 6, Some(5), json!({"i": 0})).end("g.loop.step", l, 6, Some(5), json!({"i": 1}));
+    let p = json!({"name": "iteration 1", "status": "ok", "duration_ms": 2.0, "span_id": r.span(5)});
+    r.ev(EventKind::GroupEnd, None, &["main", "loop_1"], p);
+    r.end("g.loop", m, 4, None, json!({"i": 1}));
+    r.start("g.gen", m, 7, None, json!({"k": 1}));
+    let p = json!({"yielded": {"item": "a"}, "idx": 0, "span_id": r.span(7)});
+    r.ev(EventKind::OpYield, Some("g.gen"), &["main", "[0]"], p);
+    let i = &["main", "[0]"];
+    r.start("g.each", i, 8, Some(7), json!({"item": "a"})).end("g.each", i, 8, Some(7), json!({"done": true}));
+    r.end("g.gen", m, 7, None, json!({"item": "a"}));
+    r.start("g.llm", m, 9, None, json!({"prompt": "say hi"}));
+    r.ev(EventKind::Annotation, Some("g.llm"), m, json!({"key": "temperature", "value": 0.2, "span_id": r.span(9)}));
+    r.usage("g.llm", m, 9).end("g.llm", m, 9, None, json!({"answer": "hi"}));
+    r.start("g.bad", m, 10, None, json!({})).fail("g.bad", m, 10, None, "boom");
+    r
+}
+
+fn config(url: &str) -> OtlpConfig {
+    let mut c = OtlpConfig::new(url);
+    c.service_name = "operonx-test".into();
+    c.headers = vec![("x-api-key".into(), "otlp-secret".into())];
+    c.timeout = Duration::from_secs(5);
+    c
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
+    span["attributes"].as_array().unwrap().iter().find(|a| a["key"] == key).map(|a| &a["value"])
+}
+
+fn str_attr<'a>(span: &'a Value, key: &str) -> Option<&'a str> {
+    attr(span, key).and_then(|v| v["stringValue"].as_str())
+}
+
+/// The span of op (or group) `name`.
+fn span<'a>(spans: &'a [Value], name: &str) -> &'a Value {
+    let found: Vec<&Value> = spans
+        .iter()
+        .filter(|s| str_attr(s, "operonx.op.name") == Some(name) || str_attr(s, "operonx.group.name") == Some(name))
+        .collect();
+    assert_eq!(found.len(), 1, "span {name}");
+    found[0]
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) && s.chars().any(|c| c != '0')
+}
+
+fn nanos_of(run: &Run, kind: EventKind, span_n: u64) -> String {
+    let sid = run.span(span_n);
+    let e = run.events.iter().find(|e| e.kind == kind && e.payload["span_id"] == sid.as_str()).unwrap();
+    e.timestamp.timestamp_nanos_opt().unwrap().to_string()
+}
+
+const OK: (u16, &str) = (200, "{}");
+
+#[tokio::test]
+async fn spans_carry_ids_parents_and_nanosecond_times() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let run = graph_run("run-1");
+    let exporter = OtlpExporter::new(config(&mock.url)).unwrap();
+    exporter.export(&run.events).await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    assert_eq!(req.path, "/v1/traces");
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    assert_eq!(req.header("x-api-key"), Some("otlp-secret"));
+    let body = req.json();
+    let rs = &body["resourceSpans"][0];
+    let service = rs["resource"]["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "service.name");
+    assert_eq!(service.unwrap()["value"]["stringValue"], "operonx-test");
+    assert_eq!(rs["scopeSpans"][0]["scope"]["name"], "operonx");
+
+    let spans = req.spans();
+    assert_eq!(spans.len(), 10, "one span per op call and per loop iteration");
+    let trace_id = spans[0]["traceId"].as_str().unwrap().to_string();
+    assert!(is_hex(&trace_id, 32), "{trace_id}");
+    let ids: HashSet<&str> = spans.iter().map(|s| s["spanId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 10);
+    for s in &spans {
+        assert_eq!(s["traceId"], trace_id.as_str(), "one trace per run");
+        assert!(is_hex(s["spanId"].as_str().unwrap(), 16), "{s}");
+        let (st, en) = (s["startTimeUnixNano"].as_str().unwrap(), s["endTimeUnixNano"].as_str().unwrap());
+        assert!(st.parse::<u64>().unwrap() <= en.parse::<u64>().unwrap());
+    }
+
+    let id = |name: &str| span(&spans, name)["spanId"].clone();
+    let parent = |name: &str| span(&spans, name).get("parentSpanId").cloned();
+    for top in ["g.fetch", "g.sub", "g.loop", "g.gen", "g.llm", "g.bad"] {
+        assert_eq!(parent(top), None, "{top} is a root span");
+    }
+    assert_eq!(parent("g.sub.inner"), Some(id("g.sub")), "nested graph op");
+    assert_eq!(parent("iteration 1"), Some(id("g.loop")), "loop iteration group");
+    assert_eq!(parent("g.loop.step"), Some(id("iteration 1")), "op inside the iteration");
+    assert_eq!(parent("g.each"), Some(id("g.gen")), "generator item op");
+
+    let fetch = span(&spans, "g.fetch");
+    assert_eq!(fetch["name"], "g.fetch");
+    assert_eq!(fetch["kind"], 1);
+    assert_eq!(fetch["startTimeUnixNano"], nanos_of(&run, EventKind::OpStart, 1));
+    assert_eq!(fetch["endTimeUnixNano"], nanos_of(&run, EventKind::OpEnd, 1));
+    assert_eq!(fetch["startTimeUnixNano"], "1777982400000123000");
+    assert_eq!(fetch["status"]["code"], 1);
+    assert_eq!(str_attr(fetch, "operonx.ctx"), Some("main"));
+    assert_eq!(str_attr(fetch, "operonx.inputs"), Some(r#"{"q":"hi"}"#));
+    assert_eq!(attr(fetch, "operonx.yield_count"), Some(&json!({"intValue": "1"})));
+    assert_eq!(str_attr(span(&spans, "g.each"), "operonx.ctx"), Some("main/[0]"));
+
+    let generator = span(&spans, "g.gen");
+    let ev = &generator["events"][0];
+    assert_eq!(ev["name"], "operonx.yield");
+    assert!(ev["timeUnixNano"].as_str().unwrap().parse::<u64>().is_ok());
+
+    // deterministic: the same run exported again gets the same ids
+    let mock2 = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    OtlpExporter::new(config(&mock2.url)).unwrap().export(&run.events).await.unwrap();
+    let again = mock2.requests()[0].spans();
+    assert_eq!(span(&again, "g.each")["spanId"], id("g.each"));
+    assert_eq!(again[0]["traceId"], trace_id.as_str());
+}
+
+#[tokio::test]
+async fn uuid_request_ids_are_the_trace_id() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let mut run = Run::new("3F2504E0-4F89-11D3-9A0C-0305E82C3301");
+    run.start("g.a", &["main"], 1, None, json!({})).end("g.a", &["main"], 1, None, json!({}));
+    OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    assert_eq!(mock.requests()[0].spans()[0]["traceId"], "3f2504e04f8911d39a0c0305e82c3301");
+}
+
+#[tokio::test]
+async fn llm_spans_follow_the_genai_conventions() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let run = graph_run("run-2");
+    OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    let spans = mock.requests()[0].spans();
+    let llm = span(&spans, "g.llm");
+    assert_eq!(llm["name"], "chat gpt-4o-mini");
+    assert_eq!(llm["kind"], 3, "CLIENT");
+    assert_eq!(str_attr(llm, "gen_ai.operation.name"), Some("chat"));
+    assert_eq!(str_attr(llm, "gen_ai.request.model"), Some("gpt-4o-mini"));
+    assert_eq!(str_attr(llm, "gen_ai.response.model"), Some("gpt-4o-mini"));
+    assert_eq!(str_attr(llm, "gen_ai.provider.name"), Some("openai"));
+    assert_eq!(str_attr(llm, "gen_ai.system"), Some("openai"));
+    assert_eq!(attr(llm, "gen_ai.usage.input_tokens"), Some(&json!({"intValue": "12"})));
+    assert_eq!(attr(llm, "gen_ai.usage.output_tokens"), Some(&json!({"intValue": "5"})));
+    assert_eq!(attr(llm, "operonx.cost_usd"), Some(&json!({"doubleValue": 0.0021})));
+    assert_eq!(str_attr(llm, "operonx.op.name"), Some("g.llm"));
+    let ann = llm["events"].as_array().unwrap().iter().find(|e| e["name"] == "temperature").unwrap();
+    let value = ann["attributes"].as_array().unwrap().iter().find(|a| a["key"] == "operonx.annotation.value");
+    assert_eq!(value.unwrap()["value"], json!({"doubleValue": 0.2}));
+    assert!(attr(span(&spans, "g.fetch"), "gen_ai.operation.name").is_none(), "only LLM spans");
+}
+
+#[tokio::test]
+async fn a_failed_op_has_error_status() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let run = graph_run("run-3");
+    OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    let spans = mock.requests()[0].spans();
+    let bad = span(&spans, "g.bad");
+    assert_eq!(bad["status"], json!({"code": 2, "message": "boom"}));
+    assert_eq!(str_attr(bad, "operonx.status"), Some("error"));
+    assert_eq!(span(&spans, "g.sub")["status"]["code"], 1);
+}
+
+#[tokio::test]
+async fn spans_wait_for_their_end_and_survive_a_retryable_failure() {
+    let mock = Mock::start(|n, _| if n == 1 { (503, "busy".into()) } else { (OK.0, OK.1.into()) }).await;
+    let run = graph_run("run-4");
+    let cut = run.events.iter().position(|e| e.kind == EventKind::OpStart && e.op_name.as_deref() == Some("g.llm"));
+    let (first, second) = run.events.split_at(cut.unwrap() + 1);
+    let first_without_fetch_end: Vec<TraceEvent> = first.iter().filter(|e| e.seq != 1).cloned().collect();
+    let exporter = OtlpExporter::new(config(&mock.url)).unwrap();
+
+    // g.fetch's end is held back: its span is not sent until the end arrives
+    exporter.export(&first_without_fetch_end).await.unwrap();
+    let sent = mock.requests()[0].spans();
+    assert_eq!(sent.len(), 7, "spans that ended: {sent:?}");
+    assert!(sent.iter().all(|s| str_attr(s, "operonx.op.name") != Some("g.fetch")));
+
+    // the batch with the ends fails once; sent again, it still finds the starts of the first batch
+    let mut rest = vec![run.events[1].clone()];
+    rest.extend_from_slice(second);
+    let err = exporter.export(&rest).await.unwrap_err();
+    assert!(matches!(&err, ExportError::Retryable(m) if m.contains("503")), "{err:?}");
+    exporter.export(&rest).await.unwrap();
+    let spans = mock.requests()[2].spans();
+    assert_eq!(spans.len(), 3, "g.fetch, g.llm, g.bad");
+    let fetch = span(&spans, "g.fetch");
+    assert_eq!(fetch["startTimeUnixNano"], nanos_of(&run, EventKind::OpStart, 1), "start from the earlier batch");
+    assert_eq!(str_attr(fetch, "operonx.inputs"), Some(r#"{"q":"hi"}"#));
+    let llm = span(&spans, "g.llm");
+    assert_eq!(llm["startTimeUnixNano"], nanos_of(&run, EventKind::OpStart, 9));
+    assert!(attr(llm, "gen_ai.usage.input_tokens").is_some());
+}
+
+#[tokio::test]
+async fn shutdown_sends_spans_that_never_ended() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let mut run = Run::new("run-5");
+    run.start("g.slow", &["main"], 1, None, json!({"x": 1}));
+    let exporter = OtlpExporter::new(config(&mock.url)).unwrap();
+    exporter.export(&run.events).await.unwrap();
+    assert!(mock.requests().is_empty());
+    exporter.shutdown().await.unwrap();
+    let spans = mock.requests()[0].spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(attr(&spans[0], "operonx.incomplete"), Some(&json!({"boolValue": true})));
+    assert_eq!(spans[0]["status"]["code"], 0);
+    exporter.shutdown().await.unwrap();
+    assert_eq!(mock.requests().len(), 1, "sent once");
+}
+
+#[tokio::test]
+async fn status_codes_map_to_export_errors() {
+    let run = graph_run("run-6");
+    for (status, retryable) in [(500, true), (503, true), (429, true), (401, false), (403, false), (400, false)] {
+        let mock = Mock::start(move |_, _| (status, "{}".into())).await;
+        let err = OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
+        assert_eq!(matches!(err, ExportError::Retryable(_)), retryable, "{status}: {err:?}");
+        assert!(err.to_string().contains(&status.to_string()));
+    }
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let err = OtlpExporter::new(config(&format!("http://127.0.0.1:{port}"))).unwrap().export(&run.events).await;
+    assert!(matches!(err, Err(ExportError::Retryable(_))), "{err:?}");
+}
+
+#[tokio::test]
+async fn partial_success_is_reported() {
+    let body = r#"{"partialSuccess":{"rejectedSpans":"2","errorMessage":"spans too old"}}"#;
+    let mock = Mock::start(move |_, _| (200, body.into())).await;
+    let run = graph_run("run-7");
+    let err = OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
+    match err {
+        ExportError::Fatal(m) => assert!(m.contains('2') && m.contains("spans too old"), "{m}"),
+        other => panic!("expected Fatal, got {other:?}"),
+    }
+    let fine = Mock::start(|_, _| (200, r#"{"partialSuccess":{}}"#.into())).await;
+    OtlpExporter::new(config(&fine.url)).unwrap().export(&run.events).await.unwrap();
+}
+
+#[tokio::test]
+async fn batches_are_split_by_span_count() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let mut c = config(&mock.url);
+    c.batch_size = 4;
+    let run = graph_run("run-8");
+    OtlpExporter::new(c).unwrap().export(&run.events).await.unwrap();
+    let sizes: Vec<usize> = mock.requests().iter().map(|r| r.spans().len()).collect();
+    assert_eq!(sizes, vec![4, 4, 2]);
+}
+
+#[test]
+fn config_from_env_and_debug_hides_headers() {
+    let vars = |k: &str| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:4318/".to_string()),
+        "OTEL_EXPORTER_OTLP_HEADERS" => Some("x-api-key=s3cr%3Dt, x-team = core".to_string()),
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS" => Some("X-Team=tracing".to_string()),
+        "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("2500".to_string()),
+        "OTEL_SERVICE_NAME" => Some("my-agent".to_string()),
+        "OTEL_RESOURCE_ATTRIBUTES" => Some("deployment.environment=prod".to_string()),
+        _ => None,
+    };
+    let c = OtlpConfig::from_lookup(vars).unwrap();
+    assert_eq!(c.traces_url(), "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(c.headers, vec![("x-api-key".to_string(), "s3cr=t".to_string()), ("X-Team".into(), "tracing".into())]);
+    assert_eq!(c.timeout, Duration::from_millis(2500));
+    assert_eq!(c.service_name, "my-agent");
+    assert_eq!(c.resource_attributes, vec![("deployment.environment".to_string(), "prod".to_string())]);
+    let printed = format!("{c:?} {:?}", OtlpExporter::new(c.clone()).unwrap());
+    assert!(!printed.contains("s3cr"), "{printed}");
+    assert!(printed.contains("x-api-key"));
+
+    let full = |k: &str| match k {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://127.0.0.1:1".to_string()),
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("http://127.0.0.1:4318/custom/traces".to_string()),
+        _ => None,
+    };
+    assert_eq!(OtlpConfig::from_lookup(full).unwrap().traces_url(), "http://127.0.0.1:4318/custom/traces");
+    let defaults = OtlpConfig::from_lookup(|_| None).unwrap();
+    assert_eq!(
+        (defaults.traces_url().as_str(), defaults.service_name.as_str()),
+        ("http://localhost:4318/v1/traces", "operonx")
+    );
+    let grpc = OtlpConfig::from_lookup(|k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "grpc".to_string()));
+    assert!(matches!(grpc, Err(OtlpError::Invalid(_))));
+    let bad = OtlpConfig::from_lookup(|k| (k == "OTEL_EXPORTER_OTLP_HEADERS").then(|| "novalue".to_string()));
+    assert!(matches!(bad, Err(OtlpError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn run_level_annotations_make_no_spans() {
+    let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+    let mut run = Run::new("run-9");
+    run.run_meta("operonx.run_start", json!({"graph": "g"}));
+    run.start("g.a", &["main"], 1, None, json!({})).end("g.a", &["main"], 1, None, json!({}));
+    run.run_meta("operonx.run_end", json!({"status": "finished"}));
+    let exporter = OtlpExporter::new(config(&mock.url)).unwrap();
+    exporter.export(&run.events).await.unwrap();
+    exporter.shutdown().await.unwrap();
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1, "nothing left open for shutdown");
+    assert_eq!(reqs[0].spans().len(), 1);
+}

@@ -1,0 +1,169 @@
+//! The SQLite trace store: what it keeps, the run summaries, reading back.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ev, op};
+use operonx_runtime::{EventKind, TraceEvent};
+use operonx_trace::{Exporter, RunStatus, SqliteStore, StoreError, TracePipeline};
+use serde_json::json;
+
+fn usage(rid: &str, seq: u64, span: &str, tokens: u64, cost: f64) -> TraceEvent {
+    ev(
+        rid,
+        seq,
+        seq as i64,
+        EventKind::LlmUsage,
+        Some("main.llm"),
+        &["main"],
+        json!({"model": "gpt-x", "prompt_tokens": 1, "completion_tokens": tokens - 1, "total_tokens": tokens,
+               "cost_usd": cost, "span_id": span}),
+    )
+}
+
+#[tokio::test]
+async fn a_pipeline_run_lands_in_the_store_with_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep/er/traces.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let pipeline =
+        TracePipeline::builder().flush_interval(Duration::from_secs(3600)).exporter(store.clone()).build().unwrap();
+    pipeline.begin_run("0123abcd-run", "summarize");
+    let sink = pipeline.sink();
+    for e in op("0123abcd-run", 0, "main.load", 1) {
+        sink.record(e);
+    }
+    sink.record(ev(
+        "0123abcd-run",
+        2,
+        2,
+        EventKind::OpStart,
+        Some("main.llm"),
+        &["main"],
+        json!({"inputs": {}, "span_id": "0123abcd-run-s2", "parent_span_id": null}),
+    ));
+    sink.record(usage("0123abcd-run", 3, "0123abcd-run-s2", 120, 0.003));
+    sink.record(usage("0123abcd-run", 4, "0123abcd-run-s2", 30, 0.001));
+    sink.record(ev("0123abcd-run", 5, 7, EventKind::OpEnd, Some("main.llm"), &["main"],
+        json!({"outputs": {}, "status": "error", "error": "rate limited", "span_id": "0123abcd-run-s2", "parent_span_id": null})));
+    sink.run_finished("0123abcd-run");
+    pipeline.shutdown().await;
+    assert!(path.is_file());
+
+    let runs = store.list_runs(10).unwrap();
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    assert_eq!(r.request_id, "0123abcd-run");
+    assert_eq!(r.graph.as_deref(), Some("summarize"));
+    assert_eq!(r.status, RunStatus::Error);
+    assert_eq!((r.op_count, r.error_count, r.tokens), (2, 1, 150));
+    assert!((r.cost_usd - 0.004).abs() < 1e-12);
+    assert_eq!(r.event_count, 8, "6 events + run start + run end");
+    assert!(r.started_at <= Some(common::at(0)), "the run starts at its first event or earlier");
+    assert!(r.duration_ms.unwrap() >= 7.0);
+
+    // Read back by a unique prefix, in (timestamp, seq) order, equal to what was recorded.
+    let events = store.run_events("0123").unwrap();
+    assert_eq!(events.len(), 8);
+    let real: Vec<u64> = events.iter().filter(|e| e.op_name.is_some()).map(|e| e.seq).collect();
+    assert_eq!(real, [0, 1, 2, 3, 4, 5]);
+    assert_eq!(events[1].payload["inputs"], json!({"n": 0}));
+    assert_eq!(events[6].payload["error"], "rate limited");
+
+    // What SQLite itself holds.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let (kind, ctx, payload): (String, String, String) = conn
+        .query_row("SELECT kind, ctx, payload FROM events WHERE request_id = ?1 AND seq = 3", ["0123abcd-run"], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((kind.as_str(), ctx.as_str()), ("llm_usage", r#"["main"]"#));
+    assert!(payload.contains(r#""total_tokens":120"#));
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_and_prefixes_must_be_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    for (i, rid) in ["abc-1", "abc-2", "xyz-3"].iter().enumerate() {
+        let mut batch: Vec<TraceEvent> = op(rid, 0, "g.x", 1).into_iter().collect();
+        for e in &mut batch {
+            e.timestamp += chrono::Duration::seconds(i as i64);
+        }
+        store.export(&batch).await.unwrap();
+    }
+    let ids: Vec<String> = store.list_runs(10).unwrap().into_iter().map(|r| r.request_id).collect();
+    assert_eq!(ids, ["xyz-3", "abc-2", "abc-1"]);
+    assert_eq!(store.list_runs(2).unwrap().len(), 2);
+    let running = store.run("xyz").unwrap();
+    assert_eq!((running.status, running.graph.as_deref()), (RunStatus::Running, Some("g")));
+    assert!(matches!(store.run_events("abc"), Err(StoreError::Ambiguous { candidates, .. }) if candidates.len() == 2));
+    assert!(matches!(store.run_events("nope"), Err(StoreError::RunNotFound(_))));
+    assert!(matches!(store.run_events("abc_"), Err(StoreError::RunNotFound(_))), "_ is not a wildcard");
+    assert_eq!(store.run_events("abc-2").unwrap().len(), 2);
+}
+
+#[test]
+fn exporting_the_same_events_twice_stores_and_counts_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let batch: Vec<TraceEvent> = op("r1", 0, "main.x", 1).into_iter().collect();
+    assert_eq!(store.write(&batch).unwrap(), 2);
+    assert_eq!(store.write(&batch).unwrap(), 0);
+    let r = store.run("r1").unwrap();
+    assert_eq!((r.event_count, r.op_count), (2, 1));
+    assert_eq!(store.run_events("r1").unwrap().len(), 2);
+}
+
+#[test]
+fn summaries_accumulate_across_batches_and_reopened_stores_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let [start, end] = op("r1", 0, "main.x", 1);
+        store.write(&[start]).unwrap();
+        assert_eq!(store.run("r1").unwrap().status, RunStatus::Running);
+        store.write(&[end]).unwrap();
+    }
+    let store = SqliteStore::open_existing(&path).unwrap();
+    let r = store.run("r1").unwrap();
+    assert_eq!((r.event_count, r.op_count, r.duration_ms), (2, 1, Some(1.0)));
+    assert!(matches!(SqliteStore::open_existing(dir.path().join("none.db")), Err(StoreError::Missing(_))));
+}
+
+#[test]
+fn the_default_store_lives_under_the_working_directory() {
+    let p = SqliteStore::default_path();
+    assert!(p.ends_with(".operonx/traces.db"));
+    assert!(p.starts_with(std::env::current_dir().unwrap()));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    assert!(matches!(SqliteStore::open(&path), Err(StoreError::Version { found: 99, .. })));
+}
+
+#[test]
+fn a_resumed_run_reusing_event_ids_is_stored_in_full_and_retries_still_deduplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let first: Vec<TraceEvent> = op("r1", 0, "main.x", 1).into_iter().collect();
+    let mut resumed = first.clone();
+    for e in &mut resumed {
+        e.timestamp += chrono::Duration::seconds(30);
+    }
+    assert_eq!(store.write(&first).unwrap(), 2);
+    assert_eq!(store.write(&resumed).unwrap(), 2, "same event ids, later: a new segment");
+    assert_eq!(store.write(&resumed).unwrap(), 0, "the same events again: a retry");
+    let events = store.run_events("r1").unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[2].timestamp, resumed[0].timestamp);
+}
