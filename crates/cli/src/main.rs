@@ -10,7 +10,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::time::Duration;
+
+use operonx_trace::{JsonlExporter, SqliteStore, TracePipeline};
 
 use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
 
@@ -50,7 +53,19 @@ enum Command {
         /// Stop the whole run at the first op failure.
         #[arg(long)]
         fail_fast: bool,
+        /// Also write the run's trace events as JSON lines to this file.
+        #[arg(long, value_name = "FILE")]
+        trace_jsonl: Option<PathBuf>,
+        /// Do not record the run in the trace store.
+        #[arg(long)]
+        no_trace_store: bool,
+        /// The trace store (default: .operonx/traces.db under the working directory).
+        #[arg(long, value_name = "PATH")]
+        trace_store: Option<PathBuf>,
     },
+    /// Look at recorded runs.
+    #[command(subcommand)]
+    Trace(TraceCommand),
     /// Continue a run that waits for input, with answers to what it asked.
     Resume {
         /// The run id `operonx run` printed.
@@ -79,6 +94,36 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TraceCommand {
+    /// Recent runs: id, graph, status, duration, ops, errors, tokens, cost.
+    List {
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The trace store (default: .operonx/traces.db).
+        #[arg(long, value_name = "PATH")]
+        trace_store: Option<PathBuf>,
+    },
+    /// One run as a tree of ops (default), a timeline, or JSON.
+    Show {
+        /// The run id (or a unique prefix of it).
+        run_id: String,
+        /// Chronological view with offsets from the run's start.
+        #[arg(long, conflicts_with = "json")]
+        timeline: bool,
+        /// The run's events as a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// The trace store (default: .operonx/traces.db).
+        #[arg(long, value_name = "PATH")]
+        trace_store: Option<PathBuf>,
+    },
+}
+
 /// A problem with what the user gave us (exit status 2).
 #[derive(Debug)]
 struct BadInput(String);
@@ -93,6 +138,14 @@ impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Diagnostics go to stderr through `tracing`, filtered by RUST_LOG (default: warnings).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -149,7 +202,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Run { graph, inputs, scratch, resources, compact, stream, timeout, fail_fast } => {
+        Command::Trace(cmd) => trace_command(cmd),
+        Command::Run {
+            graph,
+            inputs,
+            scratch,
+            resources,
+            compact,
+            stream,
+            timeout,
+            fail_fast,
+            trace_jsonl,
+            no_trace_store,
+            trace_store,
+        } => {
             let engine = engine_with(resources.as_deref())?;
             let wf = engine.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
             let inputs = match inputs {
@@ -172,6 +238,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("run id: {}", options.request_id);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let outcome = rt.block_on(async {
+                let mut builder = TracePipeline::builder()
+                    .processor(operonx_trace::processor::Redact::with_defaults())
+                    .processor(operonx_trace::processor::Truncate::default());
+                let mut traced = false;
+                if !no_trace_store {
+                    let path = trace_store.clone().unwrap_or_else(SqliteStore::default_path);
+                    builder = builder.exporter(SqliteStore::open(&path).map_err(|e| BadInput(e.to_string()))?);
+                    traced = true;
+                }
+                if let Some(path) = &trace_jsonl {
+                    builder = builder.exporter(JsonlExporter::file(path));
+                    traced = true;
+                }
+                let pipeline = if traced { Some(builder.build()?) } else { None };
+                if let Some(p) = &pipeline {
+                    p.begin_run(&options.request_id, wf.name());
+                    options = options.trace(p.sink());
+                }
                 let interrupted = stop.clone();
                 let ctrl_c = tokio::spawn(async move {
                     if tokio::signal::ctrl_c().await.is_ok() {
@@ -188,7 +272,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     })
                     .await;
                 ctrl_c.abort();
-                out
+                if let Some(p) = &pipeline {
+                    p.shutdown().await;
+                }
+                anyhow::Ok(out?)
             })?;
             if let Some(state) = &outcome.state {
                 save_state(&graph, state)?;
@@ -223,20 +310,49 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 given.insert(id.to_string(), value);
             }
             let wf = engine_with(resources.as_deref())?.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
-            let options = RunOptions::default().request_id(state.request_id.clone());
+            let options = RunOptions::default();
+            eprintln!("run id: {} (resumes {run_id})", options.request_id);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let outcome = rt.block_on(wf.resume(state, given, options)).map_err(|e| BadInput(e.to_string()))?;
-            match &outcome.state {
-                Some(state) => save_state(&graph, state)?,
-                None => {
-                    let _ = std::fs::remove_file(&path);
-                }
+            // The resumed run has its own id; what it still awaits is saved under that id.
+            let _ = std::fs::remove_file(&path);
+            if let Some(state) = &outcome.state {
+                save_state(&graph, state)?;
             }
             let json = outcome.to_json();
             println!("{}", if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? });
             Ok(exit_status(&outcome))
         }
     }
+}
+
+fn trace_command(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
+    let open = |path: Option<PathBuf>| {
+        let path = path.unwrap_or_else(SqliteStore::default_path);
+        SqliteStore::open_existing(&path).map_err(|e| BadInput(e.to_string()))
+    };
+    let color = std::io::stdout().is_terminal();
+    match cmd {
+        TraceCommand::List { limit, json, trace_store } => {
+            let runs = open(trace_store)?.list_runs(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                print!("{}", operonx_trace::render_list(&runs, color));
+            }
+        }
+        TraceCommand::Show { run_id, timeline, json, trace_store } => {
+            let events = open(trace_store)?.run_events(&run_id).map_err(|e| BadInput(e.to_string()))?;
+            if json {
+                println!("{}", operonx_trace::render_json(&events)?);
+            } else if timeline {
+                print!("{}", operonx_trace::render_timeline(&events, color));
+            } else {
+                print!("{}", operonx_trace::render_tree(&events, color));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where an interrupted run's state is kept.

@@ -277,3 +277,90 @@ fn a_missing_resource_is_a_validation_error_naming_the_op_and_key() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(listed.contains("rag.llm: resource 'llm:assistant' not found"), "{listed}");
 }
+
+#[test]
+fn runs_are_recorded_and_shown_as_a_tree_timeline_or_json() {
+    let dir = std::env::temp_dir().join(format!("operonx-cli-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let store = dir.join("traces.db");
+    let jsonl = dir.join("run.jsonl");
+    let (s, j) = (store.to_str().unwrap_or_default(), jsonl.to_str().unwrap_or_default());
+    let out = operonx(&[
+        "run",
+        "examples/order_report/graph.json",
+        "--inputs",
+        "examples/order_report/inputs.json",
+        "--trace-store",
+        s,
+        "--trace-jsonl",
+        j,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let run_id = err.lines().find_map(|l| l.strip_prefix("run id: ")).expect("run id").to_string();
+
+    // Every JSON line is a seed-format TraceEvent of this run.
+    let text = std::fs::read_to_string(&jsonl).expect("jsonl written");
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert!(events.len() > 20);
+    for e in &events {
+        let keys: Vec<&str> = e.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+        assert_eq!(keys, ["event_id", "request_id", "kind", "op_name", "ctx", "timestamp", "seq", "payload"]);
+        assert_eq!(e["request_id"], json!(run_id));
+    }
+    let kinds: std::collections::BTreeSet<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for k in ["op_start", "op_end", "op_yield", "group_start", "group_end"] {
+        assert!(kinds.contains(k), "{k} missing from {kinds:?}");
+    }
+
+    let out = operonx(&["trace", "list", "--trace-store", s]);
+    assert_eq!(out.status.code(), Some(0));
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains(&run_id[..8]) && list.contains(" main ") && list.contains(" ok "), "{list}");
+
+    let out = operonx(&["trace", "show", &run_id, "--trace-store", s]);
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("├─ main.each") && tree.contains("│  ├─ [0] main.price"), "{tree}");
+    assert!(tree.contains("iteration 1") && tree.contains("main.points.grow"), "{tree}");
+    assert!(!tree.contains("\u{1b}["), "no colour when stdout is not a terminal");
+
+    let out = operonx(&["trace", "show", &run_id[..10], "--timeline", "--trace-store", s]);
+    assert_eq!(out.status.code(), Some(0), "a unique prefix is enough");
+    let out = operonx(&["trace", "show", &run_id, "--json", "--trace-store", s]);
+    let shown: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json array");
+    assert!(shown.len() >= events.len());
+
+    let out = operonx(&["trace", "show", "nope", "--trace-store", s]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let none = dir.join("none.db");
+    let out = operonx(&[
+        "run",
+        "examples/order_report/graph.json",
+        "--inputs",
+        "examples/order_report/inputs.json",
+        "--no-trace-store",
+        "--trace-store",
+        none.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!none.exists(), "--no-trace-store records nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_default_store_is_under_the_working_directory() {
+    let dir = std::env::temp_dir().join(format!("operonx-cli-default-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let graph = root().join("examples/order_report/graph.json");
+    let inputs = root().join("examples/order_report/inputs.json");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_operonx")).args(args).current_dir(&dir).output().expect("runs")
+    };
+    let out = run(&["run", graph.to_str().unwrap_or_default(), "--inputs", inputs.to_str().unwrap_or_default()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(dir.join(".operonx/traces.db").is_file());
+    let out = run(&["trace", "list"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "header and one run");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use operonx::{Engine, Map, RunOutcome, Scratch, Value};
+use std::sync::Arc;
+
+use operonx::{Engine, Map, MemorySink, RunOptions, RunOutcome, Scratch, Value};
 
 /// Keys ignored at any depth on both sides.
 const TIMING_KEYS: [&str; 6] = ["$start_time", "$end_time", "$duration_ms", "start_time", "end_time", "duration_ms"];
@@ -66,13 +68,19 @@ fn read_json(path: &Path) -> Result<Value, String> {
 
 /// Run one case with `engine` and judge it.
 pub async fn run_case(engine: &Engine, case: &Case) -> Verdict {
-    match try_run(engine, case).await {
+    run_case_traced(engine, case, None).await
+}
+
+/// Run one case; with `trace_dir`, also write its trace events as JSON lines to
+/// `trace_dir/<area>__<name>.jsonl`.
+pub async fn run_case_traced(engine: &Engine, case: &Case, trace_dir: Option<&Path>) -> Verdict {
+    match try_run(engine, case, trace_dir).await {
         Ok(v) => v,
         Err(e) => Verdict::Fail(e),
     }
 }
 
-async fn try_run(engine: &Engine, case: &Case) -> Result<Verdict, String> {
+async fn try_run(engine: &Engine, case: &Case, trace_dir: Option<&Path>) -> Result<Verdict, String> {
     let workflow = engine.load_file(case.dir.join("graph.json")).map_err(|e| e.to_string())?;
     let inputs = match case.dir.join("inputs.json") {
         p if p.is_file() => read_json(&p)?,
@@ -86,10 +94,24 @@ async fn try_run(engine: &Engine, case: &Case) -> Result<Verdict, String> {
         _ => Scratch::default(),
     };
     let expected = read_json(&case.dir.join("expected.json"))?;
-    let outcome = tokio::time::timeout(CASE_TIMEOUT, workflow.run_with_scratch(inputs, scratch))
+    let sink = MemorySink::new();
+    let mut options = RunOptions::default().scratch(scratch).request_id(case.id.replace('/', "__"));
+    if trace_dir.is_some() {
+        options = options.trace(Arc::new(sink.clone()));
+    }
+    let outcome = tokio::time::timeout(CASE_TIMEOUT, workflow.run_with(inputs, options))
         .await
         .map_err(|_| format!("timed out after {}s", CASE_TIMEOUT.as_secs()))?
         .map_err(|e| e.to_string())?;
+    if let Some(dir) = trace_dir {
+        let path = dir.join(format!("{}.jsonl", case.id.replace('/', "__")));
+        let mut text = String::new();
+        for ev in sink.events() {
+            text.push_str(&serde_json::to_string(&ev).map_err(|e| e.to_string())?);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok(judge(&expected, &outcome))
 }
 

@@ -86,3 +86,24 @@ fn runner_binary_reports_failures_and_exits_1() {
     assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
     let _ = std::fs::remove_dir_all(tmp);
 }
+
+#[test]
+fn trace_dir_writes_one_seed_format_trace_per_case() {
+    let out_dir = std::env::temp_dir().join(format!("operonx-conf-traces-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_operonx-conformance"))
+        .arg(repo_root().join("tests/conformance/cases/holdout-public"))
+        .arg("--trace-dir")
+        .arg(&out_dir)
+        .output()
+        .expect("runner starts");
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(out_dir.join("branch__route_per_item.jsonl")).expect("trace written");
+    let events: Vec<operonx::TraceEvent> =
+        text.lines().map(|l| serde_json::from_str(l).expect("seed format")).collect();
+    let yields = events.iter().filter(|e| e.kind == operonx::EventKind::OpYield).count();
+    assert_eq!(yields, 5, "one op_yield per generator item");
+    assert!(events.iter().any(|e| e.ctx == ["main", "[4]"]));
+    let files = std::fs::read_dir(&out_dir).expect("dir").count();
+    assert_eq!(files, 10);
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use operonx_testkit::conformance::{Verdict, discover, run_case};
+use operonx_testkit::conformance::{Verdict, discover, run_case_traced};
 
 /// Run Operon conformance cases (folders holding expected.json) and report PASS/FAIL.
 #[derive(Parser, Debug)]
@@ -17,6 +17,9 @@ struct Args {
     /// Also write `{case: "pass" | "fail: <why>"}` to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write each case's trace as JSON lines to `OUT/<area>__<name>.jsonl`.
+    #[arg(long, value_name = "OUT")]
+    trace_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -41,12 +44,15 @@ fn run() -> anyhow::Result<bool> {
     if cases.is_empty() {
         anyhow::bail!("no cases (folders holding expected.json) below {}", args.dir.display());
     }
+    if let Some(dir) = &args.trace_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let engine = operonx_testkit::conformance_engine();
     let mut results = BTreeMap::new();
     let (mut passed, mut failed) = (0, 0);
     for case in &cases {
-        let verdict = rt.block_on(run_case(&engine, case));
+        let verdict = rt.block_on(run_case_traced(&engine, case, args.trace_dir.as_deref()));
         match &verdict {
             Verdict::Pass => {
                 passed += 1;
