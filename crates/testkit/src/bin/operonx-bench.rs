@@ -16,6 +16,7 @@ use operonx::providers::ResourceHub;
 use operonx::trace::RawEvent;
 use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink, Value, Workflow, json};
 use operonx_testkit::mock_llm::MockLlm;
+use operonx_trace::TracePipeline;
 
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
@@ -39,9 +40,15 @@ struct Args {
     /// resource `llm:mock` at it (for W5). Ignores `--resources`.
     #[arg(long, value_name = "MS")]
     mock_llm_ms: Option<u64>,
-    /// Tracing: `off`, `null` (events built, then discarded) or `memory` (events kept).
+    /// Tracing: `off`; `raw` (the scheduler records events, a sink drops them);
+    /// `null` (the full pipeline with an exporter that drops batches); `file` (JSON
+    /// lines to a temporary file); `store` (the default SQLite store, in a temporary
+    /// directory). Pipelines are flushed at the end of every timed run.
     #[arg(long, default_value = "off")]
     trace: String,
+    /// Graph runs per timed run for W2 (the README's W2 uses 10,000; W7 uses 1,000).
+    #[arg(long)]
+    repeat: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -138,6 +145,23 @@ impl TraceSink for NullSink {
     }
 }
 
+/// Takes every batch, keeps nothing: the pipeline's own cost.
+struct NullExporter;
+
+impl operonx_trace::Exporter for NullExporter {
+    fn name(&self) -> &str {
+        "null"
+    }
+
+    fn export<'a>(
+        &'a self,
+        batch: &'a [TraceEvent],
+    ) -> futures_util::future::BoxFuture<'a, Result<(), operonx_trace::ExportError>> {
+        std::hint::black_box(batch);
+        Box::pin(async { Ok(()) })
+    }
+}
+
 fn options(sink: &Option<Arc<dyn TraceSink>>) -> RunOptions {
     let o = RunOptions::default();
     match sink {
@@ -177,11 +201,32 @@ fn cpu_time_ms() -> f64 {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sink: Option<Arc<dyn TraceSink>> = match args.trace.as_str() {
-        "off" => None,
-        "null" => Some(Arc::new(NullSink)),
-        "memory" => Some(Arc::new(MemorySink::new())),
-        other => bail!("--trace {other}: expected off, null or memory"),
+    let scratch_dir = std::env::temp_dir().join(format!("operonx-bench-{}", std::process::id()));
+    let pipeline_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let pipeline: Option<TracePipeline> = {
+        let _guard = pipeline_rt.enter();
+        let base = TracePipeline::builder()
+            .processor(operonx_trace::processor::Redact::with_defaults())
+            .processor(operonx_trace::processor::Truncate::default());
+        match args.trace.as_str() {
+            "null" => Some(base.exporter(NullExporter).build()?),
+            "file" => {
+                std::fs::create_dir_all(&scratch_dir)?;
+                Some(base.exporter(operonx_trace::JsonlExporter::file(scratch_dir.join("trace.jsonl"))).build()?)
+            }
+            "store" => {
+                std::fs::create_dir_all(&scratch_dir)?;
+                Some(base.exporter(operonx_trace::SqliteStore::open(scratch_dir.join("traces.db"))?).build()?)
+            }
+            _ => None,
+        }
+    };
+    let sink: Option<Arc<dyn TraceSink>> = match (args.trace.as_str(), &pipeline) {
+        ("off", _) => None,
+        ("raw", _) => Some(Arc::new(NullSink)),
+        ("memory", _) => Some(Arc::new(MemorySink::new())),
+        (_, Some(p)) => Some(p.sink()),
+        (other, None) => bail!("--trace {other}: expected off, raw, null, file, store or memory"),
     };
     if args.runs == 0 {
         bail!("--runs must be at least 1");
@@ -207,18 +252,33 @@ fn run() -> anyhow::Result<()> {
     engine.registry_mut().merge(&operonx_testkit::bench_ops());
     let wf = engine.load_file(&args.graph)?;
     let name = args.graph.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let w = workload(&name, &inputs);
+    let mut w = workload(&name, &inputs);
+    if let (Some(r), "w2") = (args.repeat, name.as_str()) {
+        w.repeat = r.max(1);
+        w.units = w.repeat as f64;
+    }
 
+    let flush = || {
+        if let Some(p) = &pipeline {
+            pipeline_rt.block_on(p.flush());
+        }
+    };
     for _ in 0..args.warmup {
         rt.block_on(one(&wf, &w, &inputs, &sink))?;
+        flush();
     }
     let mut times = Vec::with_capacity(args.runs);
     let cpu0 = cpu_time_ms();
     for _ in 0..args.runs {
         let t = Instant::now();
         rt.block_on(one(&wf, &w, &inputs, &sink))?;
+        flush();
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    if let Some(p) = &pipeline {
+        pipeline_rt.block_on(p.shutdown());
+    }
+    let _ = std::fs::remove_dir_all(&scratch_dir);
     let cpu = (cpu_time_ms() - cpu0) / args.runs as f64;
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
