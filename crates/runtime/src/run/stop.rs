@@ -2,6 +2,7 @@
 //! drops every pending op future (which cancels it), closes open trace spans as
 //! `cancelled`, and ends the event stream with [`RunEvent::Stopped`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Waker;
 
@@ -13,6 +14,8 @@ use crate::trace::RawPayload;
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Set with the reason; checked without locking on every scheduler step.
+    asked: AtomicBool,
     reason: Mutex<Option<String>>,
     waker: AtomicWaker,
 }
@@ -30,15 +33,20 @@ impl Canceller {
                 *r = Some(reason.into());
             }
         }
+        self.0.asked.store(true, Ordering::Release);
         self.0.waker.wake();
     }
 
     /// Whether a stop was asked for.
     pub fn is_cancelled(&self) -> bool {
-        self.0.reason.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+        self.0.asked.load(Ordering::Acquire)
     }
 
+    /// The reason, once (later calls return `None`).
     pub(super) fn requested(&self) -> Option<String> {
+        if !self.0.asked.load(Ordering::Acquire) {
+            return None;
+        }
         self.0.reason.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 

@@ -201,8 +201,12 @@ fn cpu_time_ms() -> f64 {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The engine runs on one thread, as a run is one task; the mock server and the trace
+    // pipeline's flusher get their own runtime (their own thread), like separate processes.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let side_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let scratch_dir = std::env::temp_dir().join(format!("operonx-bench-{}", std::process::id()));
-    let pipeline_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let pipeline_rt = &side_rt;
     let pipeline: Option<TracePipeline> = {
         let _guard = pipeline_rt.enter();
         let base = TracePipeline::builder()
@@ -232,9 +236,8 @@ fn run() -> anyhow::Result<()> {
         bail!("--runs must be at least 1");
     }
     let inputs = parse_inputs(&args.inputs)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mock = match args.mock_llm_ms {
-        Some(ms) => Some(rt.block_on(MockLlm::start(std::time::Duration::from_millis(ms)))?),
+        Some(ms) => Some(side_rt.block_on(MockLlm::start(std::time::Duration::from_millis(ms)))?),
         None => None,
     };
     let hub = match (&mock, &args.resources) {
