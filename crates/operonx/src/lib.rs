@@ -23,8 +23,10 @@
 //! ```
 
 mod engine;
+mod handle;
 
 pub use engine::{Engine, Error, RunOptions, StopHandle, Workflow, new_request_id};
+pub use handle::RunHandle;
 pub use operonx_graph::{self as graph, Diagnostic, GraphDocument, GraphError};
 pub use operonx_macros::op;
 pub use operonx_ops as ops;

@@ -38,7 +38,9 @@ async fn token_frames_from_a_nested_graph_arrive_once_in_order() {
     let frames: Vec<(String, String, Value)> = seen
         .iter()
         .filter_map(|e| match e {
-            RunEvent::Custom(f) => Some((f.op.to_string(), f.kind.clone(), f.data.clone())),
+            RunEvent::Custom(f) if !f.kind.starts_with("op_") => {
+                Some((f.op.to_string(), f.kind.clone(), f.data.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -51,7 +53,24 @@ async fn token_frames_from_a_nested_graph_arrive_once_in_order() {
             ("main.sub.llm".to_string(), "progress".to_string(), json!({"done": true})),
         ]
     );
-    let last_frame = seen.iter().rposition(|e| matches!(e, RunEvent::Custom(_))).unwrap();
+    let lifecycle: Vec<(String, String)> = seen
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::Custom(f) if f.kind.starts_with("op_") => Some((f.op.to_string(), f.kind.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lifecycle,
+        [
+            ("main.sub".to_string(), "op_start".to_string()),
+            ("main.sub.llm".to_string(), "op_start".to_string()),
+            ("main.sub.llm".to_string(), "op_end".to_string()),
+            ("main.sub".to_string(), "op_end".to_string()),
+        ],
+        "op lifecycle events stream too"
+    );
+    let last_frame = seen.iter().rposition(|e| matches!(e, RunEvent::Custom(f) if f.kind == "progress")).unwrap();
     let output = seen.iter().position(|e| matches!(e, RunEvent::Output(_))).unwrap();
     assert!(last_frame < output, "an op's frames come before its output");
     if let RunEvent::Custom(f) = &seen[0] {

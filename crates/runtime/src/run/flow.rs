@@ -358,7 +358,7 @@ impl GraphRun {
         self.free_streams.push(sid);
         let (node, ctx) = (inst.node, inst.ctx);
         let failed_self = inst.failed.contains(&node) && !inst.fan;
-        if inst.span.is_some() {
+        {
             let error = inst.own_error.clone().or_else(|| {
                 (!inst.fan && !inst.paused && !inst.failed.is_empty())
                     .then(|| "an op of the nested graph failed".to_string())

@@ -44,6 +44,7 @@ impl GraphRun {
 
     /// `op_start`; returns the new span (`None` when not traced).
     pub(super) fn trace_start(&self, node: NodeId, ctx: CtxId, inputs: Option<&Inputs>) -> Option<Span> {
+        self.lifecycle(node, ctx, "op_start", Value::Null);
         let t = self.tracer.as_ref()?;
         let span = Span { id: t.next_span(), started: Instant::now() };
         let payload = RawPayload::Start { inputs: inputs.cloned(), span: span.id, parent: self.parent_span_of(ctx) };
@@ -65,6 +66,7 @@ impl GraphRun {
         error: Option<&str>,
         yields: u64,
     ) {
+        self.lifecycle(node, ctx, "op_end", serde_json::json!({"status": status, "error": error}));
         let (Some(t), Some(s)) = (self.tracer.as_ref(), span) else { return };
         {
             let mut open = self.open_spans.borrow_mut();
@@ -95,6 +97,19 @@ impl GraphRun {
         }
         let payload = RawPayload::Yield { yielded: outputs.clone(), idx, span: s.id };
         t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.event_ctx(item_ctx)), payload);
+    }
+
+    /// An op lifecycle frame (`op_start` / `op_end`) for runs that stream frames.
+    fn lifecycle(&self, node: NodeId, ctx: CtxId, kind: &str, data: Value) {
+        if let Some(tx) = &self.env.frames {
+            // The receiver lives as long as the root run; a send after it ended is dropped.
+            let _ = tx.send(crate::event::CustomFrame {
+                op: self.plan.nodes[node as usize].full_name.clone(),
+                ctx: self.ctx_path(ctx),
+                kind: kind.to_string(),
+                data,
+            });
+        }
     }
 
     /// The trace scope handed to an op body.
