@@ -17,6 +17,8 @@ pub struct RunHandle {
     backlog: std::collections::VecDeque<(u64, RunEvent)>,
     /// Every output frame seen so far, in order (for `collect_flat`).
     frames: Vec<OutputFrame>,
+    /// Per op, the sequence number of the last frame `wait_for` returned.
+    waited: std::collections::HashMap<String, u64>,
     stop: StopHandle,
     task: Option<JoinHandle<Result<RunOutcome, Error>>>,
     request_id: String,
@@ -70,28 +72,36 @@ impl RunHandle {
         item
     }
 
-    /// Wait for the next output frame of op `op` (full name) and return its values
-    /// (`graph output name → value`); `None` if the run ended without one. Other events
-    /// read meanwhile stay available to [`RunHandle::next`].
+    /// Wait for the next output frame of op `op` (full name) not returned by an earlier
+    /// call, and return its values (`graph output name → value`); `None` if the run ended
+    /// without one. Every event read meanwhile stays available to [`RunHandle::next`].
     pub async fn wait_for(&mut self, op: &str) -> Option<Map<String, Value>> {
-        if let Some(i) = self.backlog.iter().position(|(_, e)| matches!(e, RunEvent::Output(f) if &*f.op == op)) {
-            if let Some((_, RunEvent::Output(f))) = self.backlog.get(i) {
-                return Some(f.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
-            }
-        }
-        while let Some((seq, ev)) = self.events.recv().await {
-            let hit = match &ev {
-                RunEvent::Output(f) if &*f.op == op => {
-                    Some(f.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        let after = self.waited.get(op).copied();
+        let values = |f: &OutputFrame| -> Map<String, Value> {
+            f.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        };
+        let fresh = |seq: u64| after.is_none_or(|a| seq > a);
+        let found = self.backlog.iter().find_map(|(seq, e)| match e {
+            RunEvent::Output(f) if &*f.op == op && fresh(*seq) => Some((*seq, values(f))),
+            _ => None,
+        });
+        let found = match found {
+            Some(hit) => Some(hit),
+            None => loop {
+                let Some((seq, ev)) = self.events.recv().await else { break None };
+                let hit = match &ev {
+                    RunEvent::Output(f) if &*f.op == op && fresh(seq) => Some((seq, values(f))),
+                    _ => None,
+                };
+                self.backlog.push_back((seq, ev));
+                if hit.is_some() {
+                    break hit;
                 }
-                _ => None,
-            };
-            self.backlog.push_back((seq, ev));
-            if hit.is_some() {
-                return hit;
-            }
-        }
-        None
+            },
+        };
+        let (seq, values) = found?;
+        self.waited.insert(op.to_string(), seq);
+        Some(values)
     }
 
     /// Stop the run (`reason` ends up in the outcome's `stopped`).
