@@ -50,7 +50,15 @@ impl Workflow {
             })
             .await
         });
-        RunHandle { events: rx, backlog: Default::default(), frames: Vec::new(), stop, task: Some(task), request_id }
+        RunHandle {
+            events: rx,
+            backlog: Default::default(),
+            frames: Vec::new(),
+            waited: Default::default(),
+            stop,
+            task: Some(task),
+            request_id,
+        }
     }
 }
 
