@@ -2,7 +2,6 @@
 //! The Langfuse exporter against a mock ingestion server on 127.0.0.1.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -10,95 +9,19 @@ use operonx_runtime::{EventKind, TraceEvent};
 use operonx_trace::export::{ExportError, Exporter};
 use operonx_trace::langfuse::{LangfuseConfig, LangfuseError, LangfuseExporter};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-// ---------------------------------------------------------------- mock server
+mod mock_http;
+use mock_http::{Mock, Request};
 
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// Langfuse-specific views of a recorded request.
+trait IngestionRequest {
+    fn batch(&self) -> Vec<Value>;
 }
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
+impl IngestionRequest for Request {
     fn batch(&self) -> Vec<Value> {
         self.json()["batch"].as_array().unwrap().clone()
-    }
-}
-
-type Responder = Arc<dyn Fn(usize, &Request) -> (u16, String) + Send + Sync>;
-
-/// An HTTP/1.1 server that records every request and answers with `respond(n, request)`.
-struct Mock {
-    url: String,
-    requests: Arc<Mutex<Vec<Request>>>,
-}
-
-impl Mock {
-    async fn start(respond: impl Fn(usize, &Request) -> (u16, String) + Send + Sync + 'static) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (recorded, respond): (_, Responder) = (requests.clone(), Arc::new(respond));
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (recorded, respond) = (recorded.clone(), respond.clone());
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let head_end = loop {
-                        let n = sock.read(&mut chunk).await.unwrap();
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                    let mut lines = head.split("\r\n");
-                    let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
-                    let headers: Vec<(String, String)> = lines
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                        .collect();
-                    let len: usize =
-                        headers.iter().find(|(k, _)| k == "content-length").map_or(0, |(_, v)| v.parse().unwrap());
-                    while buf.len() < head_end + len {
-                        let n = sock.read(&mut chunk).await.unwrap();
-                        assert!(n > 0, "body cut short");
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                    let req = Request { path, headers, body: buf[head_end..head_end + len].to_vec() };
-                    let n = {
-                        let mut r = recorded.lock().unwrap();
-                        r.push(req.clone());
-                        r.len() - 1
-                    };
-                    let (status, body) = respond(n, &req);
-                    let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    sock.write_all(resp.as_bytes()).await.unwrap();
-                    let _ = sock.shutdown().await;
-                });
-            }
-        });
-        Mock { url, requests }
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
     }
 }
 
