@@ -171,18 +171,7 @@ impl Workflow {
 
     /// Start a run. Poll the returned stream to drive it; dropping it cancels the run.
     pub fn start(&self, inputs: &Map<String, Value>, scratch: Scratch) -> GraphRun {
-        let options = RunOptions {
-            scratch,
-            trace: None,
-            request_id: String::new(),
-            timeout: None,
-            fail_fast: false,
-            canceller: None,
-            max_concurrency: None,
-            journal: None,
-            answers: Map::new(),
-            frames: false,
-        };
+        let options = RunOptions::untraced(scratch);
         self.start_with(inputs, &options)
     }
 
@@ -346,18 +335,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self {
-            scratch: Scratch::default(),
-            trace: None,
-            request_id: new_request_id(),
-            timeout: None,
-            fail_fast: false,
-            canceller: None,
-            max_concurrency: None,
-            journal: None,
-            answers: Map::new(),
-            frames: false,
-        }
+        Self { request_id: new_request_id(), ..Self::untraced(Scratch::default()) }
     }
 }
 
@@ -401,6 +379,22 @@ impl std::fmt::Debug for RunOptions {
 }
 
 impl RunOptions {
+    /// Plain options without a request id (nothing is traced, so none is needed).
+    fn untraced(scratch: Scratch) -> Self {
+        Self {
+            scratch,
+            trace: None,
+            request_id: String::new(),
+            timeout: None,
+            fail_fast: false,
+            canceller: None,
+            max_concurrency: None,
+            journal: None,
+            answers: Map::new(),
+            frames: false,
+        }
+    }
+
     /// Seed the scratch space.
     pub fn scratch(mut self, scratch: Scratch) -> Self {
         self.scratch = scratch;
