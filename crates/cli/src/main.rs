@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use operonx_trace::{JsonlExporter, SqliteStore, TracePipeline};
+use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
 use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
 
@@ -62,6 +62,10 @@ enum Command {
         /// The trace store (default: .operonx/traces.db under the working directory).
         #[arg(long, value_name = "PATH")]
         trace_store: Option<PathBuf>,
+        /// Where results of ops marked `cache` are kept across runs (default:
+        /// .operonx/cache.db under the working directory).
+        #[arg(long, value_name = "PATH")]
+        cache_store: Option<PathBuf>,
     },
     /// Look at recorded runs.
     #[command(subcommand)]
@@ -215,8 +219,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             trace_jsonl,
             no_trace_store,
             trace_store,
+            cache_store,
         } => {
-            let engine = engine_with(resources.as_deref())?;
+            let mut engine = engine_with(resources.as_deref())?;
+            let cache_path = cache_store.unwrap_or_else(|| PathBuf::from(".operonx").join("cache.db"));
+            let cache = SqliteOpCache::open(&cache_path, 100_000).map_err(|e| BadInput(e.to_string()))?;
+            engine.set_cache(std::sync::Arc::new(cache));
             let wf = engine.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
             let inputs = match inputs {
                 Some(p) => read_object(&p, "inputs")?,

@@ -204,10 +204,15 @@ fn stream_prints_events_as_json_lines_then_the_result() {
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert!(lines.len() > 3);
     for (i, l) in lines[..lines.len() - 1].iter().enumerate() {
-        assert_eq!(l["seq"], json!(i));
-        assert_eq!(l["type"], "output");
+        assert_eq!(l["seq"], json!(i), "events are numbered in order");
     }
-    assert_eq!(lines[0], json!({"seq": 0, "type": "output", "op": "main.parse", "values": {"customer": "Ada"}}));
+    let kinds: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(kinds, ["frame", "output", "result"].into_iter().collect(), "lifecycle frames and outputs");
+    let first_output = lines.iter().find(|l| l["type"] == "output").expect("an output");
+    assert_eq!(first_output["op"], "main.parse");
+    assert_eq!(first_output["values"], json!({"customer": "Ada"}));
+    let first = &lines[0];
+    assert_eq!((first["kind"].as_str(), first["op"].as_str()), (Some("op_start"), Some("main.parse")));
     let last = &lines[lines.len() - 1];
     assert_eq!(last["type"], "result");
     assert_eq!(last["result"]["total"], json!(1175));
@@ -362,5 +367,42 @@ fn the_default_store_is_under_the_working_directory() {
     assert!(dir.join(".operonx/traces.db").is_file());
     let out = run(&["trace", "list"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "header and one run");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cached_results_persist_across_runs() {
+    let dir = std::env::temp_dir().join(format!("operonx-cli-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("g.json"),
+        r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["a"],
+            "initial_ready_count": {"a": 0}, "compiled_adj": {"a": []},
+            "ops": {"a": {"type": "code", "func_name": "upper", "cache": true,
+                          "inputs": {"text": {"ref": {"source": "__PARENT__", "var": "text"}}},
+                          "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "out"}}}}}}"#,
+    )
+    .expect("write");
+    std::fs::write(dir.join("in.json"), r#"{"text": "hi"}"#).expect("write");
+    let run = |trace: &str| {
+        Command::new(env!("CARGO_BIN_EXE_operonx"))
+            .args(["run", "g.json", "--inputs", "in.json", "--compact", "--trace-jsonl", trace])
+            .current_dir(&dir)
+            .output()
+            .expect("runs")
+    };
+    let cache_note = |file: &str| -> Value {
+        let text = std::fs::read_to_string(dir.join(file)).expect("trace");
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+            .find(|e| e["payload"]["key"] == "operonx.cache")
+            .map(|e| e["payload"]["value"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(stdout_json(&run("one.jsonl")), json!({"out": "HI"}));
+    assert_eq!(cache_note("one.jsonl"), "miss");
+    assert_eq!(stdout_json(&run("two.jsonl")), json!({"out": "HI"}));
+    assert_eq!(cache_note("two.jsonl"), "hit", "the second process reuses the stored result");
+    assert!(dir.join(".operonx/cache.db").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }

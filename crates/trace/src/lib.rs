@@ -21,6 +21,7 @@ mod jsonl;
 #[cfg(feature = "langfuse")]
 pub mod langfuse;
 mod memory;
+mod op_cache;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod pipeline;
@@ -35,6 +36,7 @@ pub use export::{ExportError, Exporter};
 pub use glob::Glob;
 pub use jsonl::JsonlExporter;
 pub use memory::MemoryExporter;
+pub use op_cache::SqliteOpCache;
 pub use pipeline::{PipelineConfig, PipelineStats, RetryPolicy, TracePipeline, TracePipelineBuilder, WhenFull};
 pub use run_meta::RunEnd;
 pub use store::{DEFAULT_STORE_PATH, SqliteStore};

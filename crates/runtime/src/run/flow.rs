@@ -45,7 +45,7 @@ impl GraphRun {
             },
             Done::Child { stream, next, child } => match next {
                 Some(RunEvent::Custom(frame)) => {
-                    self.events.push_back(RunEvent::Custom(frame));
+                    self.events.get_mut().push_back(RunEvent::Custom(frame));
                     self.await_child(stream, child);
                 }
                 Some(RunEvent::Interrupted(i)) => {
@@ -55,12 +55,12 @@ impl GraphRun {
                         inst.failed.push(node);
                         inst.paused = true;
                     }
-                    self.events.push_back(RunEvent::Interrupted(i));
+                    self.events.get_mut().push_back(RunEvent::Interrupted(i));
                     self.await_child(stream, child);
                 }
                 Some(RunEvent::Stopped(reason)) => {
                     // A nested run only stops when its parent does; pass the reason on.
-                    self.events.push_back(RunEvent::Stopped(reason));
+                    self.events.get_mut().push_back(RunEvent::Stopped(reason));
                 }
                 Some(RunEvent::Failure(f)) => {
                     self.failed = true;
@@ -68,7 +68,7 @@ impl GraphRun {
                         let node = inst.node;
                         inst.failed.push(node);
                     }
-                    self.events.push_back(RunEvent::Failure(f));
+                    self.events.get_mut().push_back(RunEvent::Failure(f));
                     self.await_child(stream, child);
                 }
                 Some(RunEvent::Output(frame)) => {
@@ -112,6 +112,8 @@ impl GraphRun {
         span: Option<Span>,
         post: super::Post,
     ) {
+        // Frames the op sent while it ran come before its result.
+        self.drain_frames();
         let env = self.env.clone();
         let result = if env.middleware.is_empty() {
             result
@@ -169,7 +171,7 @@ impl GraphRun {
     fn pause(&mut self, node: NodeId, ctx: CtxId, interrupt: crate::interrupt::Interrupt) {
         self.interrupted = true;
         self.taint(node, ctx);
-        self.events.push_back(RunEvent::Interrupted(interrupt));
+        self.events.get_mut().push_back(RunEvent::Interrupted(interrupt));
     }
 
     /// Record an op failure. Nothing downstream of the node will run.
@@ -180,7 +182,7 @@ impl GraphRun {
         }
         let op = self.plan.nodes[node as usize].full_name.clone();
         let context = self.ctxs.path(ctx, "main");
-        self.events.push_back(RunEvent::Failure(OpFailure { op, context, message }));
+        self.events.get_mut().push_back(RunEvent::Failure(OpFailure { op, context, message }));
         self.taint(node, ctx);
     }
 
@@ -218,7 +220,7 @@ impl GraphRun {
                 let frame = OutputFrame { op: node.full_name.clone(), values };
                 match self.looping.as_mut() {
                     Some(ls) => ls.capture(&plan, frame),
-                    None => self.events.push_back(RunEvent::Output(frame)),
+                    None => self.events.get_mut().push_back(RunEvent::Output(frame)),
                 }
             }
         }
@@ -413,7 +415,7 @@ impl GraphRun {
                 let frame = OutputFrame { op: n.full_name.clone(), values };
                 match self.looping.as_mut() {
                     Some(ls) => ls.capture(&plan, frame),
-                    None => self.events.push_back(RunEvent::Output(frame)),
+                    None => self.events.get_mut().push_back(RunEvent::Output(frame)),
                 }
             }
         } else {

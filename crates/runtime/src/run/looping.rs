@@ -91,7 +91,7 @@ impl GraphRun {
             Err(e) => {
                 let message = format!("loop until \"{}\": {e} (after iteration {})", expr_src(lp), ls.count);
                 self.failed = true;
-                self.events.push_back(RunEvent::Failure(OpFailure {
+                self.events.get_mut().push_back(RunEvent::Failure(OpFailure {
                     op: plan.full_name.clone(),
                     context: "main".into(),
                     message,
@@ -119,7 +119,9 @@ impl GraphRun {
                     .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].clone().map(|v| (name.clone(), v)))
                     .collect();
                 if !values.is_empty() {
-                    self.events.push_back(RunEvent::Output(OutputFrame { op: plan.full_name.clone(), values }));
+                    self.events
+                        .get_mut()
+                        .push_back(RunEvent::Output(OutputFrame { op: plan.full_name.clone(), values }));
                 }
                 false
             }

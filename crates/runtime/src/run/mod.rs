@@ -149,7 +149,9 @@ pub struct GraphRun {
     free_streams: Vec<u32>,
     parked: Vec<(NodeId, CtxId)>,
     track_done: bool,
-    events: VecDeque<RunEvent>,
+    /// Events ready for the caller (a cell, so span bookkeeping through `&self` can add
+    /// lifecycle frames in order).
+    events: std::cell::RefCell<VecDeque<RunEvent>>,
     looping: Option<LoopState>,
     /// A failure happened in this run (loops stop on it).
     failed: bool,
@@ -173,7 +175,7 @@ pub struct GraphRun {
     open_spans: std::cell::RefCell<Vec<(u64, NodeId, CtxId, Span)>>,
     env: Arc<RunEnv>,
     /// The root run's end of the custom frame channel.
-    frames_rx: Option<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>,
+    frames_rx: Option<std::cell::RefCell<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>>,
 }
 
 impl GraphRun {
@@ -227,7 +229,7 @@ impl GraphRun {
             free_streams: Vec::new(),
             parked: Vec::new(),
             track_done,
-            events: VecDeque::new(),
+            events: std::cell::RefCell::new(VecDeque::new()),
             failed: false,
             interrupted: false,
             finished: false,
@@ -275,7 +277,7 @@ impl GraphRun {
         let mut env = (*self.env).clone();
         env.frames = Some(tx);
         self.env = Arc::new(env);
-        self.frames_rx = Some(rx);
+        self.frames_rx = Some(std::cell::RefCell::new(rx));
         self
     }
 
@@ -312,7 +314,7 @@ impl GraphRun {
     /// All inline work, then whatever finished futures report, until something must wait.
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            if !self.events.is_empty() || self.finished {
+            if !self.events.get_mut().is_empty() || self.finished {
                 return Poll::Ready(());
             }
             if let Some(reason) = self.cancel.requested().or_else(|| self.stop_reason.take()) {
@@ -320,9 +322,9 @@ impl GraphRun {
                 continue;
             }
             if let Some(rx) = self.frames_rx.as_mut()
-                && let Ok(frame) = rx.try_recv()
+                && let Ok(frame) = rx.get_mut().try_recv()
             {
-                self.events.push_back(RunEvent::Custom(frame));
+                self.events.get_mut().push_back(RunEvent::Custom(frame));
                 continue;
             }
             if let Some(w) = self.queue.pop_front() {
@@ -342,11 +344,7 @@ impl GraphRun {
                     continue;
                 }
                 // Frames sent by the last ops come before the end of the stream.
-                if let Some(rx) = self.frames_rx.as_mut() {
-                    while let Ok(frame) = rx.try_recv() {
-                        self.events.push_back(RunEvent::Custom(frame));
-                    }
-                }
+                self.drain_frames();
                 self.finished = true;
                 if self.parent_span.is_none()
                     && let Some(t) = &self.tracer
@@ -360,9 +358,9 @@ impl GraphRun {
                 Poll::Ready(None) => {}
                 Poll::Pending => {
                     if let Some(rx) = self.frames_rx.as_mut()
-                        && let Poll::Ready(Some(frame)) = rx.poll_recv(cx)
+                        && let Poll::Ready(Some(frame)) = rx.get_mut().poll_recv(cx)
                     {
-                        self.events.push_back(RunEvent::Custom(frame));
+                        self.events.get_mut().push_back(RunEvent::Custom(frame));
                         continue;
                     }
                     return Poll::Pending;
@@ -379,7 +377,7 @@ impl Stream for GraphRun {
         let this = &mut *self;
         this.cancel.register(cx.waker());
         loop {
-            if let Some(ev) = this.events.pop_front() {
+            if let Some(ev) = this.events.get_mut().pop_front() {
                 return Poll::Ready(Some(ev));
             }
             if this.finished {

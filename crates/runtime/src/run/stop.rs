@@ -80,7 +80,7 @@ impl GraphRun {
         self.pending = Default::default();
         self.streams.clear();
         self.group_span = None;
-        self.events.push_back(RunEvent::Stopped(reason));
+        self.events.get_mut().push_back(RunEvent::Stopped(reason));
         self.finished = true;
         if self.parent_span.is_none()
             && let Some(t) = &self.tracer

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::context::{CtxId, NONE};
 use super::{GraphRun, Span};
+use crate::event::RunEvent;
 use crate::record::{Inputs, Outputs};
 use crate::trace::{EventCtx, EventKind, OpTrace, RawPayload};
 
@@ -99,16 +100,28 @@ impl GraphRun {
         t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.event_ctx(item_ctx)), payload);
     }
 
-    /// An op lifecycle frame (`op_start` / `op_end`) for runs that stream frames.
+    /// An op lifecycle frame (`op_start` / `op_end`) for runs that stream frames, in
+    /// order with the run's other events (frames op bodies sent come first).
     fn lifecycle(&self, node: NodeId, ctx: CtxId, kind: &str, data: Value) {
-        if let Some(tx) = &self.env.frames {
-            // The receiver lives as long as the root run; a send after it ended is dropped.
-            let _ = tx.send(crate::event::CustomFrame {
+        if self.env.frames.is_some() {
+            self.drain_frames();
+            self.events.borrow_mut().push_back(RunEvent::Custom(crate::event::CustomFrame {
                 op: self.plan.nodes[node as usize].full_name.clone(),
                 ctx: self.ctx_path(ctx),
                 kind: kind.to_string(),
                 data,
-            });
+            }));
+        }
+    }
+
+    /// Move frames op bodies have sent so far into the event queue.
+    pub(super) fn drain_frames(&self) {
+        if let Some(rx) = &self.frames_rx {
+            let mut rx = rx.borrow_mut();
+            let mut events = self.events.borrow_mut();
+            while let Ok(frame) = rx.try_recv() {
+                events.push_back(RunEvent::Custom(frame));
+            }
         }
     }
 
