@@ -173,22 +173,34 @@ fn timeout_exits_3_with_the_partial_result() {
 
 #[test]
 fn sigint_stops_the_run_with_exit_130() {
+    use std::io::{BufRead, Read};
     let g = sleeper_graph();
-    let child = Command::new(env!("CARGO_BIN_EXE_operonx"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_operonx"))
         .args(["run", g.to_str().unwrap_or_default(), "--compact"])
         .current_dir(std::env::temp_dir())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("starts");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Wait until the run has started (its id is printed just before), then a little more
+    // for the Ctrl-C handler, however slow the machine is.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("reads stderr");
+    assert!(line.starts_with("run id: "), "{line}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let t0 = std::time::Instant::now();
     let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
     assert!(killed.success());
-    let out = child.wait_with_output().expect("exits");
+    let status = child.wait().expect("exits");
     assert!(t0.elapsed() < std::time::Duration::from_secs(2), "stopped within a second or so");
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout_json(&out)["$stopped"], "interrupted (Ctrl-C)");
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("reads stderr");
+    assert_eq!(status.code(), Some(130), "{rest}");
+    let mut out = String::new();
+    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("reads stdout");
+    let v: Value = serde_json::from_str(out.trim()).expect("json result");
+    assert_eq!(v["$stopped"], "interrupted (Ctrl-C)");
 }
 
 #[test]
