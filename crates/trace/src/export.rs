@@ -1,5 +1,7 @@
 //! The exporter interface: where batches of finished trace events go.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use operonx_runtime::TraceEvent;
 
@@ -22,6 +24,13 @@ pub trait Exporter: Send + Sync + 'static {
 
     /// Send one batch. Must not panic; report failures as [`ExportError`].
     fn export<'a>(&'a self, batch: &'a [TraceEvent]) -> BoxFuture<'a, Result<(), ExportError>>;
+
+    /// Send one batch the caller shares (the pipeline hands every exporter the same
+    /// batch this way). Exporters that finish the work on another thread can keep the
+    /// batch instead of copying it; the default borrows it for [`Exporter::export`].
+    fn export_shared(&self, batch: Arc<Vec<TraceEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
+        Box::pin(async move { self.export(&batch).await })
+    }
 
     /// Flush and release resources (called once when the pipeline shuts down).
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ExportError>> {

@@ -128,6 +128,12 @@ impl Exporter for JsonlExporter {
             run_blocking(move || this.append(files)).await?
         })
     }
+
+    /// Encodes and appends the batch on a blocking thread, keeping the shared batch.
+    fn export_shared(&self, batch: Arc<Vec<TraceEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
+        let this = self.clone();
+        Box::pin(async move { run_blocking(move || this.write(&batch)).await? })
+    }
 }
 
 #[cfg(test)]

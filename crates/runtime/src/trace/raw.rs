@@ -69,10 +69,6 @@ pub struct RawEvent {
     pub(crate) payload: RawPayload,
 }
 
-fn record_value(pairs: impl Iterator<Item = (String, Value)>) -> Value {
-    Value::Object(pairs.collect::<Map<String, Value>>())
-}
-
 impl RawEvent {
     /// The event's kind.
     pub fn kind(&self) -> EventKind {
@@ -97,10 +93,8 @@ impl RawEvent {
         let mut payload = BTreeMap::new();
         match self.payload {
             RawPayload::Start { inputs, span: s, parent } => {
-                let inputs = inputs.map_or_else(
-                    || Value::Object(Map::new()),
-                    |i| record_value(i.iter().map(|(k, v)| (k.to_string(), v.clone()))),
-                );
+                // The raw event owns its inputs: move the values, do not copy them.
+                let inputs = Value::Object(inputs.map_or_else(Map::new, Inputs::into_map));
                 payload.insert("inputs".to_string(), inputs);
                 payload.insert("span_id".to_string(), span(s));
                 payload.insert("parent_span_id".to_string(), opt_span(parent));

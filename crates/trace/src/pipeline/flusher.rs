@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::FutureExt;
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use operonx_runtime::TraceEvent;
 
 use super::buffer::{Pending, RunDrain};
@@ -43,19 +43,57 @@ pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval:
 
 /// One flush: everything buffered now, processed and exported. `close_all` also closes
 /// runs that have not finished (shutdown).
+///
+/// Batches of `max_batch_events` are built run by run and exported as soon as they are
+/// full; the next batch is built while the exporters work on the previous one (exporters
+/// see the batches one at a time, in order).
 pub(super) async fn flush_once(shared: &Shared, close_all: bool) {
     let _turn = shared.flush_lock.lock().await;
     let drained = shared.buffers().drain(close_all, Utc::now());
-    let mut batch = Vec::new();
-    for run in drained {
-        process_run(shared, run, &mut batch);
+    // Room for each run's events and its start, dropped and end annotations.
+    let left = drained.iter().map(|r| r.events.len() + 3).sum();
+    let mut batches =
+        Batches { runs: drained.into_iter(), pending: Vec::new(), max: shared.config.max_batch_events, left };
+    let mut next = batches.next_batch(shared);
+    while let Some(batch) = next {
+        tracing::debug!(events = batch.len(), exporters = shared.exporters.len(), "flushing trace events");
+        let batch = Arc::new(batch);
+        let export = join_all(shared.exporters.iter().map(|e| export_with_retry(shared, e.as_ref(), &batch)));
+        // `join` polls the export first, so exporters that work on another thread start
+        // before the next batch is built here.
+        next = join(export, async { batches.next_batch(shared) }).await.1;
     }
-    if batch.is_empty() {
-        return;
-    }
-    tracing::debug!(events = batch.len(), exporters = shared.exporters.len(), "flushing trace events");
-    for chunk in batch.chunks(shared.config.max_batch_events) {
-        join_all(shared.exporters.iter().map(|e| export_with_retry(shared, e.as_ref(), chunk))).await;
+}
+
+/// Drained runs, turned into batches of at most `max` events.
+struct Batches {
+    runs: std::vec::IntoIter<RunDrain>,
+    /// Processed events not yet handed out.
+    pending: Vec<TraceEvent>,
+    max: usize,
+    /// About how many events the remaining runs make (to size batches once).
+    left: usize,
+}
+
+impl Batches {
+    /// The next batch: full unless the runs are used up; `None` when nothing is left.
+    fn next_batch(&mut self, shared: &Shared) -> Option<Vec<TraceEvent>> {
+        if self.pending.capacity() == 0 {
+            self.pending.reserve(self.left.min(self.max));
+        }
+        while self.pending.len() < self.max {
+            let Some(run) = self.runs.next() else { break };
+            self.left = self.left.saturating_sub(run.events.len() + 3);
+            process_run(shared, run, &mut self.pending);
+        }
+        if self.pending.is_empty() {
+            return None;
+        }
+        if self.pending.len() <= self.max {
+            return Some(std::mem::take(&mut self.pending));
+        }
+        let rest = self.pending.split_off(self.max);
+        Some(std::mem::replace(&mut self.pending, rest))
     }
 }
 
@@ -103,12 +141,13 @@ fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<TraceEvent>) {
 
 /// Export one batch to one exporter: retry retryable failures with backoff, give up on
 /// fatal ones, and report (log + counters) instead of failing.
-async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &[TraceEvent]) {
+async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Arc<Vec<TraceEvent>>) {
     let policy = shared.config.retry;
     let timeout = shared.config.export_timeout;
     let mut attempt = 1u32;
     loop {
-        let call = AssertUnwindSafe(tokio::time::timeout(timeout, exporter.export(batch))).catch_unwind();
+        let call =
+            AssertUnwindSafe(tokio::time::timeout(timeout, exporter.export_shared(Arc::clone(batch)))).catch_unwind();
         let result = match call.await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ExportError::Retryable(format!("no answer within {timeout:?}"))),

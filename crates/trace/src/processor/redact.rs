@@ -1,7 +1,7 @@
 //! `redact`: replace secrets anywhere in a payload, by key name and by value pattern.
 
 use operonx_runtime::{EventKind, TraceEvent};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde_json::Value;
 
 use super::{Processor, STRUCTURAL_KEYS};
@@ -56,8 +56,13 @@ const DEFAULT_PATTERNS: &[&str] = &[
 /// replaced. Structural fields (`span_id`, `status`, ...) are left alone.
 #[derive(Debug, Clone)]
 pub struct Redact {
+    /// Secret key names, normalized (lower case, `_` for `-`).
     keys: Vec<String>,
+    /// The shortest of `keys`: shorter keys cannot name a secret.
+    min_key_len: usize,
     patterns: Vec<Regex>,
+    /// All of `patterns` at once: one pass tells whether a string needs any replacing.
+    any_pattern: Option<RegexSet>,
     marker: String,
 }
 
@@ -68,22 +73,27 @@ impl Redact {
     /// The built-in secret keys and credential patterns.
     pub fn with_defaults() -> Self {
         let patterns = DEFAULT_PATTERNS.iter().filter_map(|p| Regex::new(p).ok()).collect();
-        Self {
-            keys: DEFAULT_KEYS.iter().map(|k| k.to_string()).collect(),
-            patterns,
-            marker: Self::DEFAULT_MARKER.into(),
-        }
+        let mut r = Self { patterns, ..Self::empty() }.keys(DEFAULT_KEYS.iter().copied());
+        r.any_pattern = pattern_set(&r.patterns);
+        r
     }
 
     /// Nothing redacted until keys or patterns are added.
     pub fn empty() -> Self {
-        Self { keys: Vec::new(), patterns: Vec::new(), marker: Self::DEFAULT_MARKER.into() }
+        Self {
+            keys: Vec::new(),
+            min_key_len: usize::MAX,
+            patterns: Vec::new(),
+            any_pattern: None,
+            marker: Self::DEFAULT_MARKER.into(),
+        }
     }
 
     /// Also redact the values of these keys (matched like the defaults).
     #[must_use]
     pub fn keys<'a>(mut self, keys: impl IntoIterator<Item = &'a str>) -> Self {
         self.keys.extend(keys.into_iter().map(normalize_key));
+        self.min_key_len = self.keys.iter().map(String::len).min().unwrap_or(usize::MAX);
         self
     }
 
@@ -92,6 +102,7 @@ impl Redact {
         let re = Regex::new(pattern)
             .map_err(|e| ConfigError::Pattern { pattern: pattern.to_string(), source: Box::new(e) })?;
         self.patterns.push(re);
+        self.any_pattern = pattern_set(&self.patterns);
         Ok(self)
     }
 
@@ -102,11 +113,19 @@ impl Redact {
         self
     }
 
+    /// Whether `key`, normalized, equals a secret key or ends with `_` + one. Compares
+    /// byte by byte, normalizing on the fly (no allocation: this runs for every key).
     fn is_secret_key(&self, key: &str) -> bool {
-        let k = normalize_key(key);
-        self.keys
-            .iter()
-            .any(|s| k == *s || (k.len() > s.len() && k.ends_with(s.as_str()) && k[..k.len() - s.len()].ends_with('_')))
+        let k = key.as_bytes();
+        if k.len() < self.min_key_len {
+            return false;
+        }
+        self.keys.iter().any(|s| {
+            let s = s.as_bytes();
+            let Some(start) = k.len().checked_sub(s.len()) else { return false };
+            k[start..].iter().zip(s).all(|(a, b)| normalize_byte(*a) == *b)
+                && (start == 0 || normalize_byte(k[start - 1]) == b'_')
+        })
     }
 
     fn redact_value(&self, v: &mut Value) {
@@ -127,6 +146,9 @@ impl Redact {
     }
 
     fn redact_str(&self, s: &mut String) {
+        if self.any_pattern.as_ref().is_some_and(|set| !set.is_match(s)) {
+            return;
+        }
         for re in &self.patterns {
             if re.is_match(s) {
                 *s = re.replace_all(s, self.marker.as_str()).into_owned();
@@ -158,6 +180,21 @@ impl Default for Redact {
 
 fn normalize_key(key: &str) -> String {
     key.chars().map(|c| if c == '-' { '_' } else { c.to_ascii_lowercase() }).collect()
+}
+
+/// [`normalize_key`] for one byte (non-ASCII bytes are left alone, as `normalize_key`
+/// leaves non-ASCII characters).
+fn normalize_byte(b: u8) -> u8 {
+    if b == b'-' { b'_' } else { b.to_ascii_lowercase() }
+}
+
+/// The patterns as one set, for a single "anything to replace?" pass (`None` if the set
+/// cannot be built; each pattern is then tried on its own).
+fn pattern_set(patterns: &[Regex]) -> Option<RegexSet> {
+    if patterns.is_empty() {
+        return None;
+    }
+    RegexSet::new(patterns.iter().map(Regex::as_str)).ok()
 }
 
 impl Processor for Redact {
@@ -235,6 +272,16 @@ mod tests {
         let p = Redact::empty().keys(["SSN"]).pattern(r"\d{3}-\d{2}-\d{4}").unwrap().marker("***");
         let out = one(&p, OpStart, json!({"inputs": {"ssn": "1", "note": "id 123-45-6789", "api_key": "kept"}}));
         assert_eq!(out["inputs"], json!({"ssn": "***", "note": "id ***", "api_key": "kept"}));
+    }
+
+    #[test]
+    fn key_matching_normalizes_case_and_dashes_without_allocating() {
+        let p = Redact::with_defaults();
+        let secret = ["token", "MY-SECRET", "X_API-KEY", "Ключ_token", "client-secret", "Set-Cookie"];
+        let plain = ["tokens", "max_tokens", "mytoken", "x", "", "Ключ", "secretive", "api_keys"];
+        assert!(secret.iter().all(|k| p.is_secret_key(k)), "{secret:?}");
+        assert!(!plain.iter().any(|k| p.is_secret_key(k)), "{plain:?}");
+        assert!(!Redact::empty().is_secret_key("password"));
     }
 
     #[test]

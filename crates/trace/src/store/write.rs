@@ -9,38 +9,33 @@ use super::read::summary_from_row;
 use crate::error::StoreError;
 use crate::summary::{RunAggregate, RunSummary, format_time};
 
-/// One event, serialized for its row.
+/// The serialized columns of one event's row (the others are read from the event).
 #[derive(Debug)]
-pub(super) struct Row {
-    event: TraceEvent,
+struct Row {
     timestamp: String,
     ctx: String,
     payload: String,
 }
 
-/// Serialize a batch (on the caller's thread; the database work comes later).
-pub(super) fn rows(events: &[TraceEvent]) -> Result<Vec<Row>, StoreError> {
-    events
-        .iter()
-        .map(|e| {
-            let corrupt =
-                |err: serde_json::Error| StoreError::Corrupt { event_id: e.event_id.clone(), reason: err.to_string() };
-            Ok(Row {
-                timestamp: format_time(&e.timestamp),
-                ctx: serde_json::to_string(&e.ctx).map_err(corrupt)?,
-                payload: serde_json::to_string(&e.payload).map_err(corrupt)?,
-                event: e.clone(),
-            })
-        })
-        .collect()
+/// Serialize one event's columns.
+fn row(e: &TraceEvent) -> Result<Row, StoreError> {
+    let corrupt =
+        |err: serde_json::Error| StoreError::Corrupt { event_id: e.event_id.clone(), reason: err.to_string() };
+    Ok(Row {
+        timestamp: format_time(&e.timestamp),
+        ctx: serde_json::to_string(&e.ctx).map_err(corrupt)?,
+        payload: serde_json::to_string(&e.payload).map_err(corrupt)?,
+    })
 }
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Insert the rows and fold the new ones into their runs' summaries, in one transaction.
-pub(super) fn insert(conn: &mut Connection, rows: &[Row]) -> Result<usize, StoreError> {
+/// Insert the events and fold the new ones into their runs' summaries, in one
+/// transaction. Nothing is written if any event cannot be serialized.
+pub(super) fn insert(conn: &mut Connection, events: &[TraceEvent]) -> Result<usize, StoreError> {
+    let rows = events.iter().map(row).collect::<Result<Vec<Row>, StoreError>>()?;
     let tx = conn.transaction()?;
     let mut added: HashMap<&str, RunAggregate> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -49,8 +44,7 @@ pub(super) fn insert(conn: &mut Connection, rows: &[Row]) -> Result<usize, Store
             "INSERT OR IGNORE INTO events (request_id, seq, event_id, timestamp, kind, op_name, ctx, payload)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
-        for row in rows {
-            let e = &row.event;
+        for (e, row) in events.iter().zip(&rows) {
             let n = stmt.execute(params![
                 e.request_id,
                 to_i64(e.seq),
