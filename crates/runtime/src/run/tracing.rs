@@ -67,7 +67,9 @@ impl GraphRun {
         error: Option<&str>,
         yields: u64,
     ) {
-        self.lifecycle(node, ctx, "op_end", serde_json::json!({"status": status, "error": error}));
+        if self.env.frames.is_some() {
+            self.lifecycle(node, ctx, "op_end", serde_json::json!({"status": status, "error": error}));
+        }
         let (Some(t), Some(s)) = (self.tracer.as_ref(), span) else { return };
         {
             let mut open = self.open_spans.borrow_mut();
