@@ -184,7 +184,7 @@ impl Workflow {
             cache: Some(self.cache.clone()),
             limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
             journal: options.journal.clone(),
-            frames: None,
+            ..RunEnv::default()
         };
         let run = GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
             .fail_fast(options.fail_fast)

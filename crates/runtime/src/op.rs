@@ -71,7 +71,11 @@ pub struct OpContext {
     trace: Option<OpTrace>,
     resume: Option<Arc<ResumeScope>>,
     frames: Option<Arc<FrameScope>>,
+    scope: Option<OpScope>,
 }
+
+/// Where an op call runs, and the run's board for in-band cancellation.
+pub(crate) type OpScope = Arc<(Arc<crate::run::ScopeBoard>, crate::trace::EventCtx)>;
 
 /// Where an op call's custom frames go.
 #[derive(Debug)]
@@ -92,12 +96,37 @@ pub(crate) struct ResumeScope {
 impl OpContext {
     /// A context for op `op` (full name) sharing `scratch`.
     pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
-        Self { op, scratch, trace: None, resume: None, frames: None }
+        Self { op, scratch, trace: None, resume: None, frames: None, scope: None }
     }
 
     pub(crate) fn traced(mut self, trace: Option<OpTrace>) -> Self {
         self.trace = trace;
         self
+    }
+
+    pub(crate) fn scoped(mut self, scope: OpScope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// This call's context path (`["main"]`, `["main", "[3]"]` for generator item 3, ...).
+    pub fn context_path(&self) -> Vec<String> {
+        self.scope.as_ref().map(|s| s.1.to_path()).unwrap_or_default()
+    }
+
+    /// Cancel the work of the context at `path` and everything below it, anywhere in the
+    /// run (e.g. the item of an earlier turn, from [`OpContext::context_path`] saved in
+    /// scratch): queued ops there are dropped, running ones aborted, their results
+    /// discarded, and the rest of the run goes on. `["main"]` stops the whole run.
+    pub fn cancel_context(&self, path: Vec<String>, reason: impl Into<String>) {
+        if let Some(s) = &self.scope {
+            s.0.cancel(path, reason.into());
+        }
+    }
+
+    /// Cancel the context this call runs in (its generator item; at the top level, the run).
+    pub fn cancel_own_context(&self, reason: impl Into<String>) {
+        self.cancel_context(self.context_path(), reason);
     }
 
     pub(crate) fn with_frames(mut self, scope: Option<Arc<FrameScope>>) -> Self {

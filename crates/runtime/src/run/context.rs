@@ -25,6 +25,10 @@ pub(crate) struct Ctx {
     pub done: Vec<bool>,
     /// Queued or running work, open streams and live child contexts.
     pub active: u32,
+    /// An op cancelled this context: its work is dropped, results are discarded.
+    pub cancelled: bool,
+    /// Where op calls in this context are (for `OpContext::cancel_context`), built once.
+    pub scope: Option<crate::op::OpScope>,
 }
 
 /// An arena of contexts that reuses freed entries (and their allocations), so a long
@@ -47,6 +51,8 @@ impl Contexts {
                 c.ready.clear();
                 c.done.clear();
                 c.active = 0;
+                c.cancelled = false;
+                c.scope = None;
                 id
             }
             None => {
@@ -105,6 +111,27 @@ impl Contexts {
             id = c.parent;
         }
         false
+    }
+
+    /// Whether `id` or one of its ancestors was cancelled.
+    pub fn is_cancelled(&self, mut id: CtxId) -> bool {
+        while id != NONE {
+            let c = &self.items[id as usize];
+            if c.cancelled {
+                return true;
+            }
+            id = c.parent;
+        }
+        false
+    }
+
+    /// Ids of the live contexts (not on the free list).
+    pub fn live(&self) -> Vec<CtxId> {
+        let mut free = vec![false; self.items.len()];
+        for &f in &self.free {
+            free[f as usize] = true;
+        }
+        (0..self.items.len() as CtxId).filter(|&i| !free[i as usize]).collect()
     }
 
     /// `true` when `ancestor` is `id` or above it.

@@ -18,6 +18,11 @@ impl GraphRun {
     pub(super) fn run_node(&mut self, node_id: NodeId, ctx: CtxId, via: Option<EdgeId>) {
         let plan = self.plan.clone();
         let node = &plan.nodes[node_id as usize];
+        if self.ctxs.is_cancelled(ctx) {
+            self.release_edge(via);
+            self.settle(ctx);
+            return;
+        }
         if !node.enabled {
             // Disabled: nothing runs and nothing is traced.
             // A disabled op produces nothing, so nothing downstream of it runs.
@@ -81,7 +86,8 @@ impl GraphRun {
                 }
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
-                    .traced(self.op_trace(node_id, ctx, span));
+                    .traced(self.op_trace(node_id, ctx, span))
+                    .scoped(self.op_scope(ctx));
                 let mut post = Post::default();
                 let mut octx = match &env.frames {
                     Some(tx) => {
@@ -138,6 +144,24 @@ impl GraphRun {
                             }
                             _ => fut,
                         };
+                        let fut = if self.ctxs.get(ctx).stream != super::NONE {
+                            // Ops of generator items can be cancelled in-band: keep an abort handle.
+                            let (fut, handle) = futures_util::future::abortable(fut);
+                            let token = match self.free_aborts.pop() {
+                                Some(t) => {
+                                    self.aborts[t as usize] = Some((ctx, handle));
+                                    t
+                                }
+                                None => {
+                                    self.aborts.push(Some((ctx, handle)));
+                                    (self.aborts.len() - 1) as u64
+                                }
+                            };
+                            post.abort = Some(token);
+                            fut.map(|r| r.unwrap_or_else(|_| Err(crate::op::OpError::new("cancelled")))).boxed()
+                        } else {
+                            fut
+                        };
                         if node.bound != Bound::Sync {
                             self.io_running += 1;
                         }
@@ -193,6 +217,16 @@ impl GraphRun {
                 self.await_child(sid, Box::new(child));
             }
         }
+    }
+
+    /// The shared location of op calls in `ctx` (built once per context).
+    fn op_scope(&mut self, ctx: CtxId) -> crate::op::OpScope {
+        if let Some(s) = &self.ctxs.get(ctx).scope {
+            return s.clone();
+        }
+        let s: crate::op::OpScope = Arc::new((self.env.scopes.clone(), self.event_ctx(ctx)));
+        self.ctxs.get_mut(ctx).scope = Some(s.clone());
+        s
     }
 
     /// Fail a node whose `Run` is being processed (nothing of it is pending).
@@ -356,6 +390,8 @@ impl GraphRun {
             merged_counts: Vec::new(),
             own_error: None,
             paused: false,
+            cancelled: false,
+            awaiting: false,
             span,
             yields: 0,
             buffers,
@@ -374,10 +410,16 @@ impl GraphRun {
     }
 
     pub(super) fn await_item(&mut self, sid: u32, s: futures_util::stream::BoxStream<'static, crate::op::OpResult>) {
+        if let Some(inst) = self.streams[sid as usize].as_mut() {
+            inst.awaiting = true;
+        }
         self.pending.push(s.into_future().map(move |(next, rest)| Done::Item { stream: sid, next, rest }).boxed());
     }
 
     pub(super) fn await_child(&mut self, sid: u32, child: Box<GraphRun>) {
+        if let Some(inst) = self.streams[sid as usize].as_mut() {
+            inst.awaiting = true;
+        }
         self.pending
             .push(child.into_future().map(move |(next, child)| Done::Child { stream: sid, next, child }).boxed());
     }

@@ -12,6 +12,11 @@ use crate::record::Outputs;
 
 impl GraphRun {
     pub(super) fn on_done(&mut self, done: Done) {
+        if let Done::Item { stream, .. } | Done::Child { stream, .. } = &done
+            && let Some(inst) = self.streams[*stream as usize].as_mut()
+        {
+            inst.awaiting = false;
+        }
         match done {
             Done::Op { node, ctx, via, result, span, post } => {
                 if self.plan.nodes[node as usize].bound != operonx_graph::wire::Bound::Sync {
@@ -24,6 +29,10 @@ impl GraphRun {
                 self.complete(node, ctx, result, span, post);
             }
             Done::Item { stream, next, rest } => match next {
+                Some(_) if self.streams[stream as usize].as_ref().is_some_and(|i| i.cancelled) => {
+                    drop(rest);
+                    self.maybe_finish_stream(stream);
+                }
                 Some(item) => {
                     self.on_item(stream, item);
                     let room = self.streams[stream as usize]
@@ -43,6 +52,13 @@ impl GraphRun {
                     self.maybe_finish_stream(stream);
                 }
             },
+            Done::Child { stream, next: Some(_), child }
+                if self.streams[stream as usize].as_ref().is_some_and(|i| i.cancelled) =>
+            {
+                // A cancelled nested run is dropped here (its own spans close as cancelled).
+                drop(child);
+                self.maybe_finish_stream(stream);
+            }
             Done::Child { stream, next, child } => match next {
                 Some(RunEvent::Custom(frame)) => {
                     self.events.get_mut().push_back(RunEvent::Custom(frame));
@@ -114,6 +130,18 @@ impl GraphRun {
     ) {
         // Frames the op sent while it ran come before its result.
         self.drain_frames();
+        if let Some(token) = post.abort
+            && let Some(slot) = self.aborts.get_mut(token as usize)
+        {
+            *slot = None;
+            self.free_aborts.push(token);
+        }
+        if self.ctxs.is_cancelled(ctx) {
+            // Its context was cancelled in-band: the result is discarded.
+            self.trace_end(node, ctx, span, "cancelled", None, Some("context cancelled"), 0);
+            self.settle(ctx);
+            return;
+        }
         let env = self.env.clone();
         let result = if env.middleware.is_empty() {
             result
@@ -289,6 +317,9 @@ impl GraphRun {
     /// A streaming node produced an item (or failed to).
     pub(super) fn on_item(&mut self, sid: u32, item: OpResult) {
         let Some(inst) = self.streams[sid as usize].as_mut() else { return };
+        if inst.cancelled {
+            return;
+        }
         let (node, parent) = (inst.node, inst.ctx);
         match item {
             Err(e) => {
@@ -352,13 +383,18 @@ impl GraphRun {
 
     /// A stream whose source is exhausted and whose items are all done completes its node.
     pub(super) fn maybe_finish_stream(&mut self, sid: u32) {
-        let done = self.streams[sid as usize].as_ref().is_some_and(|i| i.exhausted && i.alive == 0);
+        let done = self.streams[sid as usize].as_ref().is_some_and(|i| i.exhausted && i.alive == 0 && !i.awaiting);
         if !done {
             return;
         }
         let Some(inst) = self.streams[sid as usize].take() else { return };
         self.free_streams.push(sid);
         let (node, ctx) = (inst.node, inst.ctx);
+        if inst.cancelled {
+            self.trace_end(node, ctx, inst.span, "cancelled", None, Some("context cancelled"), inst.yields);
+            self.settle(ctx);
+            return;
+        }
         let failed_self = inst.failed.contains(&node) && !inst.fan;
         {
             let error = inst.own_error.clone().or_else(|| {

@@ -8,6 +8,7 @@ mod dispatch;
 mod flow;
 mod looping;
 mod policy;
+mod scope;
 mod stop;
 mod tracing;
 
@@ -32,6 +33,7 @@ use crate::scratch::Scratch;
 use crate::trace::RunTracer;
 use context::{Contexts, CtxId, NONE};
 use looping::LoopState;
+pub use scope::ScopeBoard;
 pub use stop::Canceller;
 
 /// A compiled graph whose ops are bound to implementations.
@@ -68,6 +70,8 @@ pub struct RunEnv {
     pub journal: Option<Arc<crate::interrupt::Journal>>,
     /// Where op bodies' custom frames go (set by [`GraphRun::stream_frames`]).
     pub frames: Option<tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>>,
+    /// In-band cancellation requests (`OpContext::cancel_context`), shared with nested runs.
+    pub scopes: Arc<scope::ScopeBoard>,
 }
 
 impl std::fmt::Debug for RunEnv {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for RunEnv {
             .field("cache", &self.cache.is_some())
             .field("limiter", &self.limiter.as_ref().map(|s| s.available_permits()))
             .field("resumable", &self.journal.is_some())
+            .field("streams_frames", &self.frames.is_some())
             .finish()
     }
 }
@@ -86,6 +91,8 @@ impl std::fmt::Debug for RunEnv {
 struct Post {
     cache: Option<CacheKey>,
     journal: Option<String>,
+    /// Token of the op's abort handle (ops in item contexts can be cancelled in-band).
+    abort: Option<u64>,
 }
 
 /// What a finished future reports back.
@@ -127,6 +134,11 @@ struct StreamInst {
     own_error: Option<String>,
     /// A nested run waits for input.
     paused: bool,
+    /// Its context was cancelled in-band: items are ignored and the node does not complete.
+    cancelled: bool,
+    /// A future for the next item or nested-run event is pending (the stream cannot be
+    /// finished and its id reused before it reports back).
+    awaiting: bool,
     span: Option<Span>,
     yields: u64,
     /// Collect buffers, one per collect edge scoped to this stream.
@@ -174,6 +186,12 @@ pub struct GraphRun {
     /// if the run stops or is dropped first.
     open_spans: std::cell::RefCell<Vec<(u64, NodeId, CtxId, Span)>>,
     env: Arc<RunEnv>,
+    /// Board generation and requests already applied.
+    scope_generation: u64,
+    scope_requests_seen: usize,
+    /// Abort handles of running ops in item contexts; a token indexes this slab.
+    aborts: Vec<Option<(CtxId, futures_util::future::AbortHandle)>>,
+    free_aborts: Vec<u64>,
     /// The root run's end of the custom frame channel.
     frames_rx: Option<std::cell::RefCell<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>>,
 }
@@ -242,6 +260,10 @@ impl GraphRun {
             cancel: stop::Canceller::default(),
             open_spans: std::cell::RefCell::new(Vec::new()),
             env: Arc::new(RunEnv::default()),
+            scope_generation: 0,
+            scope_requests_seen: 0,
+            aborts: Vec::new(),
+            free_aborts: Vec::new(),
             frames_rx: None,
         };
         let seed: Vec<(u32, Value)> = {
@@ -321,6 +343,10 @@ impl GraphRun {
                 self.stop(reason);
                 continue;
             }
+            if self.env.scopes.generation() != self.scope_generation {
+                self.apply_scope_cancels();
+                continue;
+            }
             if let Some(rx) = self.frames_rx.as_mut()
                 && let Ok(frame) = rx.get_mut().try_recv()
             {
@@ -361,6 +387,10 @@ impl GraphRun {
                         && let Poll::Ready(Some(frame)) = rx.get_mut().poll_recv(cx)
                     {
                         self.events.get_mut().push_back(RunEvent::Custom(frame));
+                        continue;
+                    }
+                    self.env.scopes.register(cx.waker());
+                    if self.env.scopes.generation() != self.scope_generation {
                         continue;
                     }
                     return Poll::Pending;
