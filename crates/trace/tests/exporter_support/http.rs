@@ -1,6 +1,4 @@
-//! A recording HTTP/1.1 mock server on 127.0.0.1, shared by the exporter tests.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+//! A recording HTTP/1.1 mock server on 127.0.0.1.
 
 use std::sync::{Arc, Mutex};
 
