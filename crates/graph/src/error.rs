@@ -54,7 +54,8 @@ impl GraphError {
     }
 }
 
-struct DiagList<'a>(&'a [Diagnostic]);
+/// Diagnostics one per line, indented (the body of an "invalid graph" message).
+pub(crate) struct DiagList<'a>(pub(crate) &'a [Diagnostic]);
 
 impl fmt::Display for DiagList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

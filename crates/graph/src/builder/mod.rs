@@ -22,8 +22,6 @@
 //! targets; [`Graph::edge`] and [`Graph::soft_edge`] add edges by hand (for ordering
 //! without a data dependency). When a pair is linked both ways, soft wins.
 
-use std::fmt;
-
 use serde_json::Value;
 
 use crate::document::GraphDocument;
@@ -350,7 +348,7 @@ fn upsert<V>(list: &mut Vec<(String, V)>, key: String, value: V) {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
     /// The graph is not valid; every problem found is listed, each with its path.
-    #[error("invalid graph ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, Listing(.0))]
+    #[error("invalid graph ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, crate::error::DiagList(.0))]
     Invalid(Vec<Diagnostic>),
 }
 
@@ -368,19 +366,5 @@ impl From<BuildError> for GraphError {
         match e {
             BuildError::Invalid(d) => GraphError::Invalid(d),
         }
-    }
-}
-
-struct Listing<'a>(&'a [Diagnostic]);
-
-impl fmt::Display for Listing<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "  {d}")?;
-        }
-        Ok(())
     }
 }

@@ -71,3 +71,34 @@ impl Run {
         self.ev(EventKind::LlmUsage, Some(op), ctx, p)
     }
 }
+
+/// Graph `g`: s1 `g.fetch`; s2 `g.sub` (nested graph) → s3 `g.sub.inner`; s4 `g.loop` → group
+/// s5 `iteration 1` → s6 `g.loop.step`; s7 `g.gen` (generator) → item op s8 `g.each` at `[0]`;
+/// s9 `g.llm` with usage; s10 `g.bad` fails.
+pub fn graph_run(rid: &str) -> Run {
+    let mut r = Run::new(rid);
+    let m = &["main"];
+    r.start("g.fetch", m, 1, None, json!({"q": "hi"})).end("g.fetch", m, 1, None, json!({"text": "x"}));
+    r.start("g.sub", m, 2, None, json!({"text": "x"}));
+    r.start("g.sub.inner", m, 3, Some(2), json!({"a": 1})).end("g.sub.inner", m, 3, Some(2), json!({"b": 2}));
+    r.end("g.sub", m, 2, None, json!({"b": 2}));
+    r.start("g.loop", m, 4, None, json!({"n": 1}));
+    let p = json!({"name": "iteration 1", "graph": "g.loop", "span_id": r.span(5), "parent_span_id": r.span(4)});
+    r.ev(EventKind::GroupStart, None, &["main", "loop_1"], p);
+    let l = &["main", "loop_1"];
+    r.start("g.loop.step", l, 6, Some(5), json!({"i": 0})).end("g.loop.step", l, 6, Some(5), json!({"i": 1}));
+    let p = json!({"name": "iteration 1", "status": "ok", "duration_ms": 2.0, "span_id": r.span(5)});
+    r.ev(EventKind::GroupEnd, None, &["main", "loop_1"], p);
+    r.end("g.loop", m, 4, None, json!({"i": 1}));
+    r.start("g.gen", m, 7, None, json!({"k": 1}));
+    let p = json!({"yielded": {"item": "a"}, "idx": 0, "span_id": r.span(7)});
+    r.ev(EventKind::OpYield, Some("g.gen"), &["main", "[0]"], p);
+    let i = &["main", "[0]"];
+    r.start("g.each", i, 8, Some(7), json!({"item": "a"})).end("g.each", i, 8, Some(7), json!({"done": true}));
+    r.end("g.gen", m, 7, None, json!({"item": "a"}));
+    r.start("g.llm", m, 9, None, json!({"prompt": "say hi"}));
+    r.ev(EventKind::Annotation, Some("g.llm"), m, json!({"key": "temperature", "value": 0.2, "span_id": r.span(9)}));
+    r.usage("g.llm", m, 9).end("g.llm", m, 9, None, json!({"answer": "hi"}));
+    r.start("g.bad", m, 10, None, json!({})).fail("g.bad", m, 10, None, "boom");
+    r
+}
