@@ -9,14 +9,11 @@
 //! `response_format` becomes an instruction in the system prompt.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{
-    ChatClient, ChatDelta, ChatRequest, ChatResponse, DeltaStream, ToolCall, ToolCallDelta, content_text, data_url,
-};
+use super::http_chat::Wire;
+use super::{ChatDelta, ChatRequest, ChatResponse, ToolCall, ToolCallDelta, content_text, data_url};
 use crate::config::{LlmSettings, endpoint};
 use crate::error::{ErrorKind, ProviderError};
 use crate::http::sse::SseEvent;
@@ -28,14 +25,10 @@ const PROVIDER: &str = "anthropic";
 /// `max_tokens` is mandatory for Anthropic; this is sent when the op sets none.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// A chat client for the Anthropic Messages API.
-#[derive(Debug, Clone)]
-pub(crate) struct AnthropicChat {
-    inner: Arc<Inner>,
-}
-
+/// The wire format of the Anthropic Messages API (a chat client with
+/// [`HttpChat`](super::http_chat::HttpChat)).
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct AnthropicWire {
     url: String,
     model: String,
     version: String,
@@ -44,25 +37,37 @@ struct Inner {
     transport: Transport,
 }
 
-impl AnthropicChat {
+impl AnthropicWire {
     pub(crate) fn new(s: &LlmSettings) -> Result<Self, ProviderError> {
         let base = s.base_url.as_deref().unwrap_or("https://api.anthropic.com/v1");
         let url = endpoint(base, "messages").map_err(|m| ProviderError::new(ErrorKind::Config, PROVIDER, m))?;
         let transport = Transport::new(PROVIDER, &url, &s.http)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                url,
-                model: s.model.clone(),
-                version: s.api_version.clone().unwrap_or_else(|| "2023-06-01".into()),
-                key: s.api_key.clone(),
-                defaults: s.params.clone(),
-                transport,
-            }),
+            url,
+            model: s.model.clone(),
+            version: s.api_version.clone().unwrap_or_else(|| "2023-06-01".into()),
+            key: s.api_key.clone(),
+            defaults: s.params.clone(),
+            transport,
         })
     }
 }
 
-impl Inner {
+impl Wire for AnthropicWire {
+    type Stream = StreamHandler;
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     fn call(&self, req: &ChatRequest, stream: bool) -> Result<Call, ProviderError> {
         let body = request_body(&self.model, req, &self.defaults, stream)?;
         let mut call = Call::json(PROVIDER, &self.url, &body)?.header(PROVIDER, "anthropic-version", &self.version)?;
@@ -71,32 +76,13 @@ impl Inner {
         }
         Ok(call)
     }
-}
 
-impl ChatClient for AnthropicChat {
-    fn provider(&self) -> &'static str {
-        PROVIDER
+    fn parse(&self, answer: &Value) -> Result<ChatResponse, ProviderError> {
+        parse_response(answer)
     }
 
-    fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    fn chat(&self, request: ChatRequest) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let call = inner.call(&request, false)?;
-            let v = inner.transport.post_json(&call).await?;
-            parse_response(&v)
-        })
-    }
-
-    fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'static, Result<DeltaStream, ProviderError>> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let call = inner.call(&request, true)?;
-            inner.transport.post_stream(&call, StreamHandler::default()).await
-        })
+    fn stream_handler(&self) -> StreamHandler {
+        StreamHandler::default()
     }
 }
 

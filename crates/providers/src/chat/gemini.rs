@@ -9,14 +9,11 @@
 //! `generationConfig` object, which is merged into the generated one. `user` is not sent.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{
-    ChatClient, ChatDelta, ChatRequest, ChatResponse, DeltaStream, ToolCall, ToolCallDelta, content_text, data_url,
-};
+use super::http_chat::Wire;
+use super::{ChatDelta, ChatRequest, ChatResponse, ToolCall, ToolCallDelta, content_text, data_url};
 use crate::config::{LlmSettings, endpoint};
 use crate::error::{ErrorKind, ProviderError};
 use crate::http::sse::SseEvent;
@@ -26,14 +23,10 @@ use crate::usage::Usage;
 
 const PROVIDER: &str = "gemini";
 
-/// A chat client for Gemini `generateContent`.
-#[derive(Debug, Clone)]
-pub(crate) struct GeminiChat {
-    inner: Arc<Inner>,
-}
-
+/// The wire format of Gemini `generateContent` (a chat client with
+/// [`HttpChat`](super::http_chat::HttpChat)).
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct GeminiWire {
     url: String,
     stream_url: String,
     model: String,
@@ -42,7 +35,7 @@ struct Inner {
     transport: Transport,
 }
 
-impl GeminiChat {
+impl GeminiWire {
     pub(crate) fn new(s: &LlmSettings) -> Result<Self, ProviderError> {
         let base = s.base_url.as_deref().unwrap_or("https://generativelanguage.googleapis.com/v1beta");
         let cfg = |m: String| ProviderError::new(ErrorKind::Config, PROVIDER, m);
@@ -50,19 +43,31 @@ impl GeminiChat {
         let stream_url = endpoint(base, &format!("models/{}:streamGenerateContent?alt=sse", s.model)).map_err(cfg)?;
         let transport = Transport::new(PROVIDER, &url, &s.http)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                url,
-                stream_url,
-                model: s.model.clone(),
-                key: s.api_key.clone(),
-                defaults: s.params.clone(),
-                transport,
-            }),
+            url,
+            stream_url,
+            model: s.model.clone(),
+            key: s.api_key.clone(),
+            defaults: s.params.clone(),
+            transport,
         })
     }
 }
 
-impl Inner {
+impl Wire for GeminiWire {
+    type Stream = StreamHandler;
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     fn call(&self, req: &ChatRequest, stream: bool) -> Result<Call, ProviderError> {
         let body = request_body(req, &self.defaults)?;
         let mut call = Call::json(PROVIDER, if stream { &self.stream_url } else { &self.url }, &body)?;
@@ -71,32 +76,13 @@ impl Inner {
         }
         Ok(call)
     }
-}
 
-impl ChatClient for GeminiChat {
-    fn provider(&self) -> &'static str {
-        PROVIDER
+    fn parse(&self, answer: &Value) -> Result<ChatResponse, ProviderError> {
+        parse_response(answer)
     }
 
-    fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    fn chat(&self, request: ChatRequest) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let call = inner.call(&request, false)?;
-            let v = inner.transport.post_json(&call).await?;
-            parse_response(&v)
-        })
-    }
-
-    fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'static, Result<DeltaStream, ProviderError>> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let call = inner.call(&request, true)?;
-            inner.transport.post_stream(&call, StreamHandler::default()).await
-        })
+    fn stream_handler(&self) -> StreamHandler {
+        StreamHandler::default()
     }
 }
 

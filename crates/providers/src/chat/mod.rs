@@ -7,6 +7,7 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod gemini;
+mod http_chat;
 pub(crate) mod openai;
 pub(crate) mod replay;
 
@@ -21,13 +22,14 @@ use serde_json::{Map, Value, json};
 use crate::config::{LlmApi, LlmSettings};
 use crate::error::ProviderError;
 use crate::usage::Usage;
+use http_chat::HttpChat;
 
 /// Build the client an `llm:` resource describes.
 pub(crate) fn build(s: &LlmSettings) -> Result<std::sync::Arc<dyn ChatClient>, ProviderError> {
     Ok(match s.api {
-        LlmApi::OpenAi | LlmApi::Azure => std::sync::Arc::new(openai::OpenAiChat::new(s)?),
-        LlmApi::Anthropic => std::sync::Arc::new(anthropic::AnthropicChat::new(s)?),
-        LlmApi::Gemini => std::sync::Arc::new(gemini::GeminiChat::new(s)?),
+        LlmApi::OpenAi | LlmApi::Azure => std::sync::Arc::new(HttpChat::new(openai::OpenAiWire::new(s)?)),
+        LlmApi::Anthropic => std::sync::Arc::new(HttpChat::new(anthropic::AnthropicWire::new(s)?)),
+        LlmApi::Gemini => std::sync::Arc::new(HttpChat::new(gemini::GeminiWire::new(s)?)),
         LlmApi::Replay => std::sync::Arc::new(replay::ReplayChat::new(s)?),
     })
 }

@@ -6,12 +6,11 @@
 //!   with an `api-key` header.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::{ChatClient, ChatDelta, ChatRequest, ChatResponse, DeltaStream, ToolCall, ToolCallDelta};
+use super::http_chat::Wire;
+use super::{ChatDelta, ChatRequest, ChatResponse, ToolCall, ToolCallDelta};
 use crate::config::{LlmApi, LlmSettings, endpoint};
 use crate::error::{ErrorKind, ProviderError, error_message};
 use crate::http::sse::SseEvent;
@@ -19,14 +18,10 @@ use crate::http::{Call, EventHandler, Transport};
 use crate::secret::Secret;
 use crate::usage::Usage;
 
-/// A chat client speaking the OpenAI wire format.
-#[derive(Debug, Clone)]
-pub(crate) struct OpenAiChat {
-    inner: Arc<Inner>,
-}
-
+/// The wire format of the OpenAI wire format (a chat client with
+/// [`HttpChat`](super::http_chat::HttpChat)).
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct OpenAiWire {
     provider: &'static str,
     url: String,
     model: String,
@@ -35,7 +30,7 @@ struct Inner {
     transport: Transport,
 }
 
-impl OpenAiChat {
+impl OpenAiWire {
     /// Build from settings (`api_type` openai/vllm/openai_compatible or azure).
     pub(crate) fn new(s: &LlmSettings) -> Result<Self, ProviderError> {
         let (provider, url) = match s.api {
@@ -60,19 +55,31 @@ impl OpenAiChat {
         };
         let transport = Transport::new(provider, &url, &s.http)?;
         Ok(Self {
-            inner: Arc::new(Inner {
-                provider,
-                url,
-                model: s.model.clone(),
-                key: s.api_key.clone(),
-                defaults: s.params.clone(),
-                transport,
-            }),
+            provider,
+            url,
+            model: s.model.clone(),
+            key: s.api_key.clone(),
+            defaults: s.params.clone(),
+            transport,
         })
     }
 }
 
-impl Inner {
+impl Wire for OpenAiWire {
+    type Stream = StreamHandler;
+
+    fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     fn call(&self, request: &ChatRequest, stream: bool) -> Result<Call, ProviderError> {
         let body = request_body(&self.model, request, &self.defaults, stream);
         let call = Call::json(self.provider, &self.url, &body)?;
@@ -82,32 +89,13 @@ impl Inner {
             (None, _) => Ok(call),
         }
     }
-}
 
-impl ChatClient for OpenAiChat {
-    fn provider(&self) -> &'static str {
-        self.inner.provider
+    fn parse(&self, answer: &Value) -> Result<ChatResponse, ProviderError> {
+        parse_response(answer, self.provider)
     }
 
-    fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    fn chat(&self, request: ChatRequest) -> BoxFuture<'static, Result<ChatResponse, ProviderError>> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let call = inner.call(&request, false)?;
-            let v = inner.transport.post_json(&call).await?;
-            parse_response(&v, inner.provider)
-        })
-    }
-
-    fn chat_stream(&self, request: ChatRequest) -> BoxFuture<'static, Result<DeltaStream, ProviderError>> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let call = inner.call(&request, true)?;
-            inner.transport.post_stream(&call, StreamHandler::new(inner.provider)).await
-        })
+    fn stream_handler(&self) -> StreamHandler {
+        StreamHandler::new(self.provider)
     }
 }
 
