@@ -23,4 +23,4 @@ pub use record::{Inputs, Outputs};
 pub use registry::{OpFactory, Registry};
 pub use run::{Canceller, GraphRun, Plan, RunEnv};
 pub use scratch::Scratch;
-pub use trace::{EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};
+pub use trace::{EventKind, MemorySink, RunRecorder, RunTracer, TraceEvent, TraceSink};

@@ -57,6 +57,11 @@ impl Inputs {
         self.names.iter().map(|n| &**n).zip(&self.values)
     }
 
+    /// Iterate `(name, value)` pairs with the values mutable.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.names.iter().map(|n| &**n).zip(&mut self.values)
+    }
+
     /// Number of inputs.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -146,6 +151,11 @@ impl Outputs {
     /// Iterate `(name, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.entries.iter().map(|(n, v)| (&**n, v))
+    }
+
+    /// Iterate `(name, value)` pairs with the values mutable.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.entries.iter_mut().map(|(n, v)| (&**n, v))
     }
 
     /// Number of outputs.

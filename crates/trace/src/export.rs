@@ -5,6 +5,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use operonx_runtime::TraceEvent;
 
+use crate::recorded::RecordedEvent;
+
 /// Why an export failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ExportError {
@@ -30,6 +32,20 @@ pub trait Exporter: Send + Sync + 'static {
     /// batch instead of copying it; the default borrows it for [`Exporter::export`].
     fn export_shared(&self, batch: Arc<Vec<TraceEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
         Box::pin(async move { self.export(&batch).await })
+    }
+
+    /// Whether this exporter takes batches as recorded ([`Exporter::export_recorded`]):
+    /// events the scheduler recorded are then never built into [`TraceEvent`]s for it.
+    fn takes_recorded(&self) -> bool {
+        false
+    }
+
+    /// Send one batch of events as the pipeline holds them (called instead of
+    /// [`Exporter::export_shared`] when [`Exporter::takes_recorded`] says so). The default
+    /// builds the wire events and sends them with [`Exporter::export_shared`].
+    fn export_recorded(&self, batch: Arc<Vec<RecordedEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
+        let events: Vec<TraceEvent> = batch.iter().map(RecordedEvent::to_event).collect();
+        self.export_shared(Arc::new(events))
     }
 
     /// Flush and release resources (called once when the pipeline shuts down).

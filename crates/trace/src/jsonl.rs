@@ -11,6 +11,7 @@ use operonx_runtime::TraceEvent;
 
 use crate::blocking::run_blocking;
 use crate::export::{ExportError, Exporter};
+use crate::recorded::{EventView, RecordedEvent};
 
 /// Where the lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,27 +52,27 @@ impl JsonlExporter {
     }
 
     /// Append a batch now (blocking I/O).
-    pub fn write(&self, batch: &[TraceEvent]) -> Result<(), ExportError> {
+    pub fn write<E: EventView>(&self, batch: &[E]) -> Result<(), ExportError> {
         let files = self.encode(batch)?;
         self.append(files)
     }
 
     /// The lines to append, by file, in batch order.
-    fn encode(&self, batch: &[TraceEvent]) -> Result<Vec<(PathBuf, Vec<u8>)>, ExportError> {
+    fn encode<E: EventView>(&self, batch: &[E]) -> Result<Vec<(PathBuf, Vec<u8>)>, ExportError> {
         let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for e in batch {
             let key = match self.target {
                 Target::File(_) => "",
-                Target::PerRun(_) => e.request_id.as_str(),
+                Target::PerRun(_) => e.request_id(),
             };
             let i = *index.entry(key).or_insert_with(|| {
-                files.push((self.path_for(&e.request_id), Vec::new()));
+                files.push((self.path_for(e.request_id()), Vec::new()));
                 files.len() - 1
             });
             let buf = &mut files[i].1;
             serde_json::to_writer(&mut *buf, e)
-                .map_err(|err| ExportError::Fatal(format!("event {}: {err}", e.event_id)))?;
+                .map_err(|err| ExportError::Fatal(format!("event {}-{}: {err}", e.request_id(), e.seq())))?;
             buf.push(b'\n');
         }
         Ok(files)
@@ -131,6 +132,16 @@ impl Exporter for JsonlExporter {
 
     /// Encodes and appends the batch on a blocking thread, keeping the shared batch.
     fn export_shared(&self, batch: Arc<Vec<TraceEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
+        let this = self.clone();
+        Box::pin(async move { run_blocking(move || this.write(&batch)).await? })
+    }
+
+    fn takes_recorded(&self) -> bool {
+        true
+    }
+
+    /// Events the scheduler recorded are serialized straight to their lines.
+    fn export_recorded(&self, batch: Arc<Vec<RecordedEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
         let this = self.clone();
         Box::pin(async move { run_blocking(move || this.write(&batch)).await? })
     }

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use operonx_runtime::{EventKind, TraceEvent};
 use serde_json::{Value, json};
 
+use crate::recorded::EventView;
+
 /// Annotation key of the run's first event; value `{"graph": name}`.
 pub const RUN_START: &str = "operonx.run_start";
 /// Annotation key of the run's last event; value `{"status": "finished"|"truncated", "recorded_events": n}`.
@@ -68,15 +70,7 @@ pub(crate) fn run_end(request_id: &str, end: RunEnd, recorded: u64, at: DateTime
     annotation(request_id, "run-end", at, seq, RUN_END, value)
 }
 
-/// The key of an annotation event, if `event` is one.
-pub(crate) fn annotation_key(event: &TraceEvent) -> Option<&str> {
-    if event.kind != EventKind::Annotation {
-        return None;
-    }
-    event.payload.get("key").and_then(Value::as_str)
-}
-
 /// Whether `event` is one of the pipeline's run-level events.
 pub fn is_run_meta(event: &TraceEvent) -> bool {
-    event.op_name.is_none() && annotation_key(event).is_some_and(|k| k.starts_with("operonx."))
+    event.op_name.is_none() && event.annotation_key().is_some_and(|k| k.starts_with("operonx."))
 }

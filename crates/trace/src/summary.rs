@@ -6,6 +6,7 @@ use operonx_runtime::{EventKind, TraceEvent};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::recorded::EventView;
 use crate::run_meta::{self, RunEnd};
 
 /// Where a run stands.
@@ -161,49 +162,56 @@ impl RunAggregate {
     /// Events must come in `(timestamp, seq)` order: an event after the run's end means
     /// the run was resumed (same request id), which answers its interruptions and opens
     /// it again.
-    pub(crate) fn add(&mut self, e: &TraceEvent) {
+    pub(crate) fn add<E: EventView + ?Sized>(&mut self, e: &E) {
         if self.end.is_some() {
             self.end = None;
             self.interrupted = 0;
         }
         self.events += 1;
-        self.first = Some(self.first.map_or(e.timestamp, |t| t.min(e.timestamp)));
-        self.last = Some(self.last.map_or(e.timestamp, |t| t.max(e.timestamp)));
-        let p = &e.payload;
-        match e.kind {
+        let at = e.timestamp();
+        self.first = Some(self.first.map_or(at, |t| t.min(at)));
+        self.last = Some(self.last.map_or(at, |t| t.max(at)));
+        let field = |key: &str| e.payload_value(key);
+        match e.kind() {
             EventKind::OpStart => {
                 self.ops += 1;
-                let top_level = p.get("parent_span_id").is_none_or(Value::is_null);
+                let top_level = field("parent_span_id").is_none_or(|p| p.is_null());
                 if top_level && self.graph_guess.is_none() {
                     self.graph_guess =
-                        e.op_name.as_deref().map(|n| n.rsplit_once('.').map_or(n, |(graph, _)| graph).to_string());
+                        e.op_name().map(|n| n.rsplit_once('.').map_or(n, |(graph, _)| graph).to_string());
                 }
             }
-            EventKind::OpEnd => match p.get("status").and_then(Value::as_str) {
+            EventKind::OpEnd => match field("status").as_deref().and_then(Value::as_str) {
                 Some("error") => self.errors += 1,
                 Some("cancelled") => self.cancelled += 1,
                 Some("interrupted") => self.interrupted += 1,
                 _ => {}
             },
             EventKind::LlmUsage => {
-                let total = count(p.get("total_tokens"));
-                self.tokens +=
-                    if total > 0 { total } else { count(p.get("prompt_tokens")) + count(p.get("completion_tokens")) };
-                self.cost += p.get("cost_usd").and_then(Value::as_f64).filter(|c| c.is_finite()).unwrap_or(0.0);
+                let total = count(field("total_tokens").as_deref());
+                self.tokens += if total > 0 {
+                    total
+                } else {
+                    count(field("prompt_tokens").as_deref()) + count(field("completion_tokens").as_deref())
+                };
+                self.cost += field("cost_usd").and_then(|c| c.as_f64()).filter(|c| c.is_finite()).unwrap_or(0.0);
             }
-            EventKind::Annotation if e.op_name.is_none() => match run_meta::annotation_key(e) {
-                Some(run_meta::RUN_START) => {
-                    self.graph =
-                        p.get("value").and_then(|v| v.get("graph")).and_then(Value::as_str).map(str::to_string);
+            EventKind::Annotation if e.op_name().is_none() => {
+                let value = field("value");
+                let value = value.as_deref();
+                match e.annotation_key().as_deref() {
+                    Some(run_meta::RUN_START) => {
+                        self.graph = value.and_then(|v| v.get("graph")).and_then(Value::as_str).map(str::to_string);
+                    }
+                    Some(run_meta::DROPPED_EVENTS) => self.dropped += count(value),
+                    Some(run_meta::RUN_END) => {
+                        let status = value.and_then(|v| v.get("status")).and_then(Value::as_str);
+                        let end = if status == Some("truncated") { RunEnd::Truncated } else { RunEnd::Finished };
+                        self.end = Some((end, at));
+                    }
+                    _ => {}
                 }
-                Some(run_meta::DROPPED_EVENTS) => self.dropped += count(p.get("value")),
-                Some(run_meta::RUN_END) => {
-                    let status = p.get("value").and_then(|v| v.get("status")).and_then(Value::as_str);
-                    let end = if status == Some("truncated") { RunEnd::Truncated } else { RunEnd::Finished };
-                    self.end = Some((end, e.timestamp));
-                }
-                _ => {}
-            },
+            }
             _ => {}
         }
     }

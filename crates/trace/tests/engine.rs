@@ -119,3 +119,85 @@ async fn a_traced_run_is_stored_summarised_and_rendered() {
     let from_file: Vec<operonx::TraceEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(from_file, events);
 }
+
+/// The events of run `rid` in `store`, with what differs between two runs of the same
+/// graph (times, durations) set aside.
+fn comparable(store: &SqliteStore, rid: &str) -> Vec<Value> {
+    store
+        .run_events(rid)
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let mut payload = e.payload.clone();
+            payload.remove("duration_ms");
+            if e.op_name.is_none() {
+                // The pipeline's run start/end annotations carry times and counts only.
+                payload.remove("value");
+            }
+            json!([e.event_id, e.kind, e.op_name, e.ctx, e.seq, payload])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn values_rewritten_as_recorded_store_exactly_what_built_events_processed_would() {
+    let mut e = engine();
+    e.registry_mut().register_fn("echo", |i, _| Ok(Outputs::from_map(i.into_map())));
+    e.registry_mut().register_fn("leak", |_, _| Err("upstream said: bad key sk-abcdefghijklmnopqrstuvwx".into()));
+    let long = "é".repeat(3000);
+    let wf = e
+        .load_value(json!({
+            "schema_version": "1.0", "type": "graph", "name": "g", "full_name": "g",
+            "entries": ["echo", "leak", "items", "ask"],
+            "initial_ready_count": {"echo": 0, "leak": 0, "items": 0, "each": 1, "ask": 0},
+            "compiled_adj": {"echo": [], "leak": [], "items": [["each", false]], "each": [], "ask": []},
+            "ops": {
+                "echo": {"type": "code", "func_name": "echo", "inputs": {
+                    "api_key": {"literal": "plain-secret"},
+                    "note": {"literal": "use Bearer abcdefghijklmnop0123 here"},
+                    "nested": {"literal": {"password": "p", "list": (0..150).collect::<Vec<i32>>()}},
+                    "long": {"literal": long},
+                    "max_tokens": {"literal": 5}}},
+                "leak": {"type": "code", "func_name": "leak"},
+                "items": {"type": "code", "func_name": "upto", "is_generator": true, "inputs": {"n": {"literal": 2}}},
+                "each": {"type": "code", "func_name": "add_one", "inputs": {"x": {"ref": {"source": "g.items", "var": "i"}}}},
+                "ask": {"type": "graph", "entries": ["model"], "initial_ready_count": {"model": 0}, "compiled_adj": {"model": []},
+                        "ops": {"model": {"type": "code", "func_name": "chat"}}}
+            }
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores = Vec::new();
+    for general in [false, true] {
+        let store = SqliteStore::open(dir.path().join(format!("{general}.db"))).unwrap();
+        let mut b = TracePipeline::builder()
+            .flush_interval(Duration::from_secs(3600))
+            .processor(operonx_trace::processor::Redact::with_defaults())
+            .processor(operonx_trace::processor::Truncate::default());
+        if general {
+            // A processor that is not a value rewriter: every event is built and processed.
+            b = b.processor(operonx_trace::processor::DropEvents::new());
+        }
+        let pipeline = b.exporter(store.clone()).build().unwrap();
+        pipeline.begin_run("same-id", "g");
+        let options = RunOptions::default().trace(pipeline.sink()).request_id("same-id");
+        wf.run_with(json!({}), options).await.unwrap();
+        pipeline.shutdown().await;
+        stores.push(store);
+    }
+    let (fast, general) = (comparable(&stores[0], "same-id"), comparable(&stores[1], "same-id"));
+    assert_eq!(fast, general);
+
+    // And the processors did their work on the fast path.
+    let events = stores[0].run_events("same-id").unwrap();
+    let start = events.iter().find(|e| e.kind == EventKind::OpStart && e.op_name.as_deref() == Some("g.echo")).unwrap();
+    let inputs = &start.payload["inputs"];
+    assert_eq!(inputs["api_key"], "<redacted>");
+    assert_eq!(inputs["max_tokens"], 5);
+    assert_eq!(inputs["note"], "use <redacted> here");
+    assert_eq!(inputs["nested"]["password"], "<redacted>");
+    assert_eq!(inputs["nested"]["list"].as_array().unwrap().len(), 101);
+    assert!(inputs["long"].as_str().unwrap().ends_with("...[truncated 1904 bytes]"));
+    let leak = events.iter().find(|e| e.kind == EventKind::OpEnd && e.op_name.as_deref() == Some("g.leak")).unwrap();
+    assert_eq!(leak.payload["error"], json!("upstream said: bad key <redacted>"));
+}

@@ -310,6 +310,21 @@ async fn flushes_on_run_end_without_being_asked() {
 }
 
 #[tokio::test]
+async fn runs_finishing_in_quick_succession_wait_out_the_flush_gap_together() {
+    let mem = MemoryExporter::new();
+    let pipeline = quiet(&mem).min_flush_gap(LONG).build().unwrap();
+    for rid in ["r1", "r2", "r3"] {
+        record_run(&pipeline, rid);
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(mem.events().is_empty(), "within the gap, finished runs wait");
+    pipeline.flush().await;
+    assert_eq!(mem.batches().len(), 1, "then they are exported together");
+    assert_eq!(mem.events().len(), 9);
+    pipeline.shutdown().await;
+}
+
+#[tokio::test]
 async fn flushes_when_the_buffer_reaches_the_size_trigger() {
     let mem = MemoryExporter::new();
     let pipeline =

@@ -76,13 +76,16 @@ async fn a_pipeline_run_lands_in_the_store_with_its_summary() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    let (kind, ctx, payload): (String, String, String) = conn
-        .query_row("SELECT kind, ctx, payload FROM events WHERE request_id = ?1 AND seq = 3", ["0123abcd-run"], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    // One chunk for the run (one batch): its events as JSON lines.
+    let (count, data): (i64, Vec<u8>) = conn
+        .query_row("SELECT event_count, data FROM chunks WHERE request_id = ?1", ["0123abcd-run"], |r| {
+            Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    assert_eq!((kind.as_str(), ctx.as_str()), ("llm_usage", r#"["main"]"#));
-    assert!(payload.contains(r#""total_tokens":120"#));
+    assert_eq!(count, 8);
+    let data = String::from_utf8(data).unwrap();
+    assert_eq!(data.lines().count(), 8);
+    assert!(data.lines().any(|l| l.contains(r#""kind":"llm_usage""#) && l.contains(r#""total_tokens":120"#)));
 }
 
 #[tokio::test]
@@ -166,4 +169,46 @@ fn a_resumed_run_reusing_event_ids_is_stored_in_full_and_retries_still_deduplica
     let events = store.run_events("r1").unwrap();
     assert_eq!(events.len(), 4);
     assert_eq!(events[2].timestamp, resumed[0].timestamp);
+}
+
+#[test]
+fn a_version_1_store_is_migrated_on_open_without_losing_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        // Version 1: a row per event.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE runs (request_id TEXT PRIMARY KEY, graph TEXT, started_at TEXT, ended_at TEXT,
+                 status TEXT NOT NULL DEFAULT 'running', duration_ms REAL, op_count INTEGER NOT NULL DEFAULT 0,
+                 error_count INTEGER NOT NULL DEFAULT 0, cancelled_count INTEGER NOT NULL DEFAULT 0,
+                 interrupted_count INTEGER NOT NULL DEFAULT 0, tokens INTEGER NOT NULL DEFAULT 0,
+                 cost_usd REAL NOT NULL DEFAULT 0, event_count INTEGER NOT NULL DEFAULT 0,
+                 dropped_events INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE events (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                 event_id TEXT NOT NULL, timestamp TEXT NOT NULL, kind TEXT NOT NULL, op_name TEXT,
+                 ctx TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE (request_id, event_id, timestamp));
+             INSERT INTO runs (request_id, graph, status, op_count, event_count) VALUES ('old', 'g', 'ok', 1, 2);
+             INSERT INTO events (request_id, seq, event_id, timestamp, kind, op_name, ctx, payload) VALUES
+               ('old', 1, 'old-1', '2026-01-01T00:00:00.000002Z', 'op_end', 'g.a', '[\"main\"]',
+                '{\"status\":\"ok\",\"outputs\":{\"x\":1}}'),
+               ('old', 0, 'old-0', '2026-01-01T00:00:00.000001Z', 'op_start', 'g.a', '[\"main\"]',
+                '{\"inputs\":{}}');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let events = store.run_events("old").unwrap();
+    assert_eq!(events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["old-0", "old-1"]);
+    assert_eq!(events[1].payload["outputs"], json!({"x": 1}));
+    assert_eq!(events[0].timestamp.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "2026-01-01T00:00:00.000001Z");
+    assert_eq!(store.run("old").unwrap().event_count, 2);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+    let old_table: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events'", [], |r| r.get(0)).unwrap();
+    assert_eq!(old_table, 0, "the old table is gone once its events are moved");
 }

@@ -50,7 +50,7 @@ impl GraphRun {
         let span = Span { id: t.next_span(), started: Instant::now() };
         let payload = RawPayload::Start { inputs: inputs.cloned(), span: span.id, parent: self.parent_span_of(ctx) };
         let op = self.plan.nodes[node as usize].full_name.clone();
-        t.record(EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
+        t.record_at(span.started, EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
         self.open_spans.borrow_mut().push((span.id, node, ctx, span));
         Some(span)
     }
@@ -77,17 +77,18 @@ impl GraphRun {
                 open.swap_remove(i);
             }
         }
+        let now = Instant::now();
         let payload = RawPayload::End {
             outputs: outputs.cloned(),
             status,
-            duration_ms: s.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: now.saturating_duration_since(s.started).as_secs_f64() * 1000.0,
             yields,
-            error: error.map(str::to_string),
+            error: error.map(|e| Value::String(e.to_string())),
             span: s.id,
             parent: self.parent_span_of(ctx),
         };
         let op = self.plan.nodes[node as usize].full_name.clone();
-        t.record(EventKind::OpEnd, Some(op), Some(self.event_ctx(ctx)), payload);
+        t.record_at(now, EventKind::OpEnd, Some(op), Some(self.event_ctx(ctx)), payload);
     }
 
     /// `op_yield` for item `idx` of a streaming node (subject to its `emit_yields` setting).

@@ -5,17 +5,19 @@
 
 mod event;
 mod raw;
+mod wire_time;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
 
 pub use event::{EventKind, TraceEvent};
-pub use raw::RawEvent;
 pub(crate) use raw::{EventCtx, RawPayload};
+pub use raw::{RawEvent, SpanIds};
+pub use wire_time::WireTime;
 
 /// Where a run's events go (a pipeline, a file, a test collector). Called on the
 /// scheduler's task: implementations must only buffer, never block.
@@ -31,14 +33,36 @@ pub trait TraceSink: Send + Sync + 'static {
 
     /// The run with this id finished (flush its buffer).
     fn run_finished(&self, _request_id: &str) {}
+
+    /// A recorder for the run with this id, taking its events directly (no lookup by
+    /// request id per event). Asked once when the run starts; `None` (the default) sends
+    /// every event to [`TraceSink::record_raw`] and the end to [`TraceSink::run_finished`].
+    fn open_run(&self, _request_id: &str) -> Option<Arc<dyn RunRecorder>> {
+        None
+    }
+}
+
+/// Where one run's events go when its sink hands out per-run recorders
+/// ([`TraceSink::open_run`]). Called on the run's task: only buffer, never block.
+pub trait RunRecorder: Send + Sync + 'static {
+    /// Take one event of the run.
+    fn record(&self, event: RawEvent);
+
+    /// The run finished.
+    fn finish(&self);
 }
 
 /// The tracing state one run shares with its nested runs and op bodies.
 #[derive(Clone)]
 pub struct RunTracer {
     sink: Arc<dyn TraceSink>,
+    recorder: Option<Arc<dyn RunRecorder>>,
     request_id: Arc<str>,
     counters: Arc<(AtomicU64, AtomicU64)>,
+    /// The wall clock at `anchor.1`: event times are read from the monotonic clock (one
+    /// clock read per event, shared with span durations) and placed on the wall clock
+    /// from here, so they never go backwards within a run.
+    anchor: (i64, Instant),
 }
 
 impl std::fmt::Debug for RunTracer {
@@ -50,7 +74,18 @@ impl std::fmt::Debug for RunTracer {
 impl RunTracer {
     /// Tracing for run `request_id` into `sink`.
     pub fn new(sink: Arc<dyn TraceSink>, request_id: impl Into<Arc<str>>) -> Self {
-        Self { sink, request_id: request_id.into(), counters: Arc::new((AtomicU64::new(0), AtomicU64::new(0))) }
+        let request_id: Arc<str> = request_id.into();
+        let recorder = sink.open_run(&request_id);
+        let wall = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Self {
+            sink,
+            recorder,
+            request_id,
+            counters: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+            anchor: (wall, Instant::now()),
+        }
     }
 
     /// The run's id.
@@ -68,23 +103,43 @@ impl RunTracer {
         Value::String(format!("{}-s{span}", self.request_id))
     }
 
-    /// Record an event (cheap: nothing is formatted here).
+    /// Record an event happening now (cheap: nothing is formatted here).
     pub(crate) fn record(&self, kind: EventKind, op: Option<Arc<str>>, ctx: Option<EventCtx>, payload: RawPayload) {
+        self.record_at(Instant::now(), kind, op, ctx, payload);
+    }
+
+    /// Record an event that happened at `at` (a clock read the caller already made).
+    pub(crate) fn record_at(
+        &self,
+        at: Instant,
+        kind: EventKind,
+        op: Option<Arc<str>>,
+        ctx: Option<EventCtx>,
+        payload: RawPayload,
+    ) {
         let seq = self.counters.0.fetch_add(1, Ordering::Relaxed);
-        self.sink.record_raw(RawEvent {
+        let since = i64::try_from(at.saturating_duration_since(self.anchor.1).as_micros()).unwrap_or(i64::MAX);
+        let event = RawEvent {
             kind,
             seq,
-            at: SystemTime::now(),
+            at_us: self.anchor.0.saturating_add(since),
             request_id: self.request_id.clone(),
             op,
             ctx,
             payload,
-        });
+        };
+        match &self.recorder {
+            Some(r) => r.record(event),
+            None => self.sink.record_raw(event),
+        }
     }
 
     /// Tell the sink the run is over.
     pub fn finish(&self) {
-        self.sink.run_finished(&self.request_id);
+        match &self.recorder {
+            Some(r) => r.finish(),
+            None => self.sink.run_finished(&self.request_id),
+        }
     }
 }
 

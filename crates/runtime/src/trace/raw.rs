@@ -1,13 +1,18 @@
 //! Events as the scheduler records them: ids, shared names and the values involved, with
-//! no formatting. [`RawEvent::materialize`] turns one into a wire [`TraceEvent`].
+//! no formatting. A [`RawEvent`] serializes straight to the wire format (the same text as
+//! its [`TraceEvent`]), and [`RawEvent::materialize`] turns it into a wire event.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::wire_time::WireTime;
 use super::{EventKind, TraceEvent};
 use crate::record::{Inputs, Outputs};
 
@@ -31,8 +36,24 @@ impl EventCtx {
     }
 }
 
+impl Serialize for EventCtx {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.prefix.len() + usize::from(self.iteration > 0) + self.items.len()))?;
+        for p in self.prefix.iter() {
+            seq.serialize_element(p)?;
+        }
+        if self.iteration > 0 {
+            seq.serialize_element(&Shown(format_args!("loop_{}", self.iteration)))?;
+        }
+        for i in &self.items {
+            seq.serialize_element(&Shown(format_args!("[{i}]")))?;
+        }
+        seq.end()
+    }
+}
+
 /// The kind-specific part of a raw event.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum RawPayload {
     Start {
         inputs: Option<Inputs>,
@@ -44,7 +65,8 @@ pub(crate) enum RawPayload {
         status: &'static str,
         duration_ms: f64,
         yields: u64,
-        error: Option<String>,
+        /// Always a string; a value so processors can rewrite it in place.
+        error: Option<Value>,
         span: u64,
         parent: Option<u64>,
     },
@@ -57,16 +79,23 @@ pub(crate) enum RawPayload {
 }
 
 /// One event as recorded on the scheduler's hot path. Cheap to create and to buffer;
-/// [`RawEvent::materialize`] builds the wire form.
-#[derive(Debug)]
+/// it serializes to exactly the text of its wire event, and [`RawEvent::materialize`]
+/// builds the wire event itself.
+#[derive(Debug, Clone)]
 pub struct RawEvent {
     pub(crate) kind: EventKind,
     pub(crate) seq: u64,
-    pub(crate) at: SystemTime,
+    /// Microseconds since the Unix epoch.
+    pub(crate) at_us: i64,
     pub(crate) request_id: Arc<str>,
     pub(crate) op: Option<Arc<str>>,
     pub(crate) ctx: Option<EventCtx>,
     pub(crate) payload: RawPayload,
+}
+
+/// `duration_ms` as written: rounded to the microsecond.
+fn round_ms(ms: f64) -> Value {
+    serde_json::Number::from_f64((ms * 1000.0).round() / 1000.0).map_or(Value::Null, Value::Number)
 }
 
 impl RawEvent {
@@ -85,15 +114,95 @@ impl RawEvent {
         self.seq
     }
 
-    /// Build the wire event.
+    /// The full name of the op it is bound to, if any.
+    pub fn op_name(&self) -> Option<&str> {
+        self.op.as_deref()
+    }
+
+    /// When it happened, in microseconds since the Unix epoch (the wire precision).
+    pub fn timestamp_micros(&self) -> i64 {
+        self.at_us
+    }
+
+    /// When it happened.
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(self.at_us).unwrap_or_default()
+    }
+
+    /// One field of the wire payload (built on demand for the recorded kinds: cheap for
+    /// `status`, `span_id` and the like, a copy for `inputs` and `outputs`).
+    pub fn payload_value(&self, key: &str) -> Option<Cow<'_, Value>> {
+        let span = |id: u64| Cow::Owned(Value::String(format!("{}-s{id}", self.request_id)));
+        let parent = |p: Option<u64>| p.map_or(Cow::Owned(Value::Null), span);
+        match (&self.payload, key) {
+            (RawPayload::Map(m), _) => m.get(key).map(Cow::Borrowed),
+            (RawPayload::Start { inputs, .. }, "inputs") => {
+                Some(Cow::Owned(Value::Object(inputs.clone().map_or_else(Map::new, Inputs::into_map))))
+            }
+            (
+                RawPayload::Start { span: s, .. } | RawPayload::End { span: s, .. } | RawPayload::Yield { span: s, .. },
+                "span_id",
+            ) => Some(span(*s)),
+            (RawPayload::Start { parent: p, .. } | RawPayload::End { parent: p, .. }, "parent_span_id") => {
+                Some(parent(*p))
+            }
+            (RawPayload::End { outputs, .. }, "outputs") => {
+                Some(Cow::Owned(Value::Object(outputs.clone().map_or_else(Map::new, Outputs::into_map))))
+            }
+            (RawPayload::End { status, .. }, "status") => Some(Cow::Owned(Value::String((*status).to_string()))),
+            (RawPayload::End { duration_ms, .. }, "duration_ms") => Some(Cow::Owned(round_ms(*duration_ms))),
+            (RawPayload::End { yields, .. }, "yield_count") => Some(Cow::Owned(Value::from(*yields))),
+            (RawPayload::End { error, .. }, "error") => error.as_ref().map(Cow::Borrowed),
+            (RawPayload::Yield { yielded, .. }, "yielded") => {
+                Some(Cow::Owned(Value::Object(yielded.clone().into_map())))
+            }
+            (RawPayload::Yield { idx, .. }, "idx") => Some(Cow::Owned(Value::from(*idx))),
+            _ => None,
+        }
+    }
+
+    /// Rewrite the event's data in place (redaction, truncation), without building it:
+    /// `payload` gets the whole payload of events recorded as a map (annotations, usage,
+    /// groups); `field` gets every other data field, `(name, entry, value)`: once per
+    /// entry of `inputs`, `outputs` and `yielded` (`entry` = the input or output name),
+    /// once for `error` (`entry` = `None`). Structural fields are never handed out.
+    pub fn rewrite_values(
+        &mut self,
+        payload: &mut dyn FnMut(EventKind, &mut BTreeMap<String, Value>),
+        field: &mut dyn FnMut(&str, Option<&str>, &mut Value),
+    ) {
+        match &mut self.payload {
+            RawPayload::Start { inputs, .. } => {
+                for (name, v) in inputs.iter_mut().flat_map(Inputs::iter_mut) {
+                    field("inputs", Some(name), v);
+                }
+            }
+            RawPayload::End { outputs, error, .. } => {
+                for (name, v) in outputs.iter_mut().flat_map(Outputs::iter_mut) {
+                    field("outputs", Some(name), v);
+                }
+                if let Some(e) = error {
+                    field("error", None, e);
+                }
+            }
+            RawPayload::Yield { yielded, .. } => {
+                for (name, v) in yielded.iter_mut() {
+                    field("yielded", Some(name), v);
+                }
+            }
+            RawPayload::Map(m) => payload(self.kind, m),
+        }
+    }
+
+    /// Build the wire event (moving the recorded values, not copying them).
     pub fn materialize(self) -> TraceEvent {
+        let timestamp = self.timestamp();
         let rid = &self.request_id;
         let span = |id: u64| Value::String(format!("{rid}-s{id}"));
         let opt_span = |id: Option<u64>| id.map_or(Value::Null, span);
         let mut payload = BTreeMap::new();
         match self.payload {
             RawPayload::Start { inputs, span: s, parent } => {
-                // The raw event owns its inputs: move the values, do not copy them.
                 let inputs = Value::Object(inputs.map_or_else(Map::new, Inputs::into_map));
                 payload.insert("inputs".to_string(), inputs);
                 payload.insert("span_id".to_string(), span(s));
@@ -103,14 +212,10 @@ impl RawEvent {
                 let outputs = outputs.map_or_else(|| Value::Object(Map::new()), |o| Value::Object(o.into_map()));
                 payload.insert("outputs".to_string(), outputs);
                 payload.insert("status".to_string(), Value::String(status.to_string()));
-                let ms = (duration_ms * 1000.0).round() / 1000.0;
-                payload.insert(
-                    "duration_ms".to_string(),
-                    serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number),
-                );
+                payload.insert("duration_ms".to_string(), round_ms(duration_ms));
                 payload.insert("yield_count".to_string(), Value::from(yields));
                 if let Some(e) = error {
-                    payload.insert("error".to_string(), Value::String(e));
+                    payload.insert("error".to_string(), e);
                 }
                 payload.insert("span_id".to_string(), span(s));
                 payload.insert("parent_span_id".to_string(), opt_span(parent));
@@ -128,10 +233,264 @@ impl RawEvent {
             kind: self.kind,
             op_name: self.op.map(|o| o.to_string()),
             ctx: self.ctx.map(|c| c.to_path()).unwrap_or_default(),
-            // Microseconds: what the wire format carries, so events round-trip exactly.
-            timestamp: DateTime::<Utc>::from(self.at).trunc_subsecs(6),
+            timestamp,
             seq: self.seq,
             payload,
+        }
+    }
+}
+
+/// How a serialized payload writes span ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanIds {
+    /// The wire form, `"{request_id}-s{n}"`.
+    Wire,
+    /// The bare number `n` (compact storage that knows the request id).
+    Numbers,
+}
+
+impl RawEvent {
+    /// The payload alone, serializable, with span ids written as `spans` says (with
+    /// [`SpanIds::Wire`], exactly the wire event's payload).
+    pub fn payload_serializer(&self, spans: SpanIds) -> impl Serialize + '_ {
+        PayloadSer(self, spans)
+    }
+
+    /// The context path alone, serializable as a list of strings.
+    pub fn ctx_serializer(&self) -> impl Serialize + '_ {
+        CtxSer(self.ctx.as_ref())
+    }
+}
+
+struct CtxSer<'a>(Option<&'a EventCtx>);
+
+impl Serialize for CtxSer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(c) => c.serialize(s),
+            None => s.serialize_seq(Some(0))?.end(),
+        }
+    }
+}
+
+/// Serializes a displayed value as a string, without an intermediate `String`.
+struct Shown<T>(T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A span id in the wire form, `{request_id}-s{n}` (or the bare number), or `null`.
+struct SpanId<'a>(&'a str, Option<u64>, SpanIds);
+
+impl Serialize for SpanId<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.1, self.2) {
+            (Some(id), SpanIds::Wire) => s.collect_str(&format_args!("{}-s{id}", self.0)),
+            (Some(id), SpanIds::Numbers) => s.serialize_u64(id),
+            (None, _) => s.serialize_none(),
+        }
+    }
+}
+
+/// Named values as a JSON object, in their order.
+struct Entries<'a, I>(&'a I);
+
+impl Serialize for Entries<'_, Inputs> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+impl Serialize for Entries<'_, Outputs> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+/// The payload of a raw event, keys in the order of the wire event's sorted map.
+struct PayloadSer<'a>(&'a RawEvent, SpanIds);
+
+impl Serialize for PayloadSer<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rid: &str = &self.0.request_id;
+        let form = self.1;
+        let empty = Map::new();
+        match &self.0.payload {
+            RawPayload::Start { inputs, span, parent } => {
+                let mut m = s.serialize_map(Some(3))?;
+                match inputs {
+                    Some(i) => m.serialize_entry("inputs", &Entries(i))?,
+                    None => m.serialize_entry("inputs", &empty)?,
+                }
+                m.serialize_entry("parent_span_id", &SpanId(rid, *parent, form))?;
+                m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
+                m.end()
+            }
+            RawPayload::End { outputs, status, duration_ms, yields, error, span, parent } => {
+                let mut m = s.serialize_map(Some(6 + usize::from(error.is_some())))?;
+                m.serialize_entry("duration_ms", &round_ms(*duration_ms))?;
+                if let Some(e) = error {
+                    m.serialize_entry("error", e)?;
+                }
+                match outputs {
+                    Some(o) => m.serialize_entry("outputs", &Entries(o))?,
+                    None => m.serialize_entry("outputs", &empty)?,
+                }
+                m.serialize_entry("parent_span_id", &SpanId(rid, *parent, form))?;
+                m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
+                m.serialize_entry("status", status)?;
+                m.serialize_entry("yield_count", yields)?;
+                m.end()
+            }
+            RawPayload::Yield { yielded, idx, span } => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("idx", idx)?;
+                m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
+                m.serialize_entry("yielded", &Entries(yielded))?;
+                m.end()
+            }
+            RawPayload::Map(map) => map.serialize(s),
+        }
+    }
+}
+
+/// The wire form of the event, byte for byte what its [`TraceEvent`] serializes to.
+impl Serialize for RawEvent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let rid: &str = &self.request_id;
+        let mut e = s.serialize_struct("TraceEvent", 8)?;
+        e.serialize_field("event_id", &Shown(format_args!("{rid}-{}", self.seq)))?;
+        e.serialize_field("request_id", rid)?;
+        e.serialize_field("kind", &self.kind)?;
+        e.serialize_field("op_name", &self.op.as_deref())?;
+        e.serialize_field("ctx", &CtxSer(self.ctx.as_ref()))?;
+        e.serialize_field("timestamp", &Shown(WireTime(self.at_us)))?;
+        e.serialize_field("seq", &self.seq)?;
+        e.serialize_field("payload", &PayloadSer(self, SpanIds::Wire))?;
+        e.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn names(n: &[&str]) -> Arc<[Arc<str>]> {
+        n.iter().map(|s| Arc::from(*s)).collect::<Vec<_>>().into()
+    }
+
+    fn raw(kind: EventKind, ctx: Option<EventCtx>, payload: RawPayload) -> RawEvent {
+        RawEvent {
+            kind,
+            seq: 7,
+            at_us: 1_780_000_000_123_456,
+            request_id: Arc::from("rid"),
+            op: (kind != EventKind::GroupStart).then(|| Arc::from("g.op")),
+            ctx,
+            payload,
+        }
+    }
+
+    fn samples() -> Vec<RawEvent> {
+        let ctx = EventCtx {
+            prefix: Arc::from(vec!["main".to_string(), "[2]".to_string()]),
+            iteration: 3,
+            items: vec![0, 11],
+        };
+        let inputs = Inputs::new(names(&["z", "a"]), vec![json!("é\"\n"), json!({"k": [1, 2.5, null]})]);
+        let outputs = Outputs::one("out", json!(3)).with("b", json!(true));
+        vec![
+            raw(
+                EventKind::OpStart,
+                Some(ctx.clone()),
+                RawPayload::Start { inputs: Some(inputs), span: 4, parent: None },
+            ),
+            raw(EventKind::OpStart, None, RawPayload::Start { inputs: None, span: 5, parent: Some(4) }),
+            raw(
+                EventKind::OpEnd,
+                Some(ctx.clone()),
+                RawPayload::End {
+                    outputs: Some(outputs.clone()),
+                    status: "error",
+                    duration_ms: 1.234_567_8,
+                    yields: 2,
+                    error: Some(json!("boom")),
+                    span: 4,
+                    parent: Some(1),
+                },
+            ),
+            raw(
+                EventKind::OpEnd,
+                None,
+                RawPayload::End {
+                    outputs: None,
+                    status: "ok",
+                    duration_ms: 0.0,
+                    yields: 0,
+                    error: None,
+                    span: 5,
+                    parent: None,
+                },
+            ),
+            raw(EventKind::OpYield, Some(ctx), RawPayload::Yield { yielded: outputs, idx: 9, span: 4 }),
+            raw(EventKind::GroupStart, None, RawPayload::Map([("name".to_string(), json!("iteration 1"))].into())),
+        ]
+    }
+
+    #[test]
+    fn serializes_to_exactly_the_text_of_its_wire_event() {
+        for e in samples() {
+            let direct = serde_json::to_string(&e).unwrap();
+            let built = serde_json::to_string(&e.clone().materialize()).unwrap();
+            assert_eq!(direct, built);
+            let back: TraceEvent = serde_json::from_str(&direct).unwrap();
+            assert_eq!(back, e.materialize());
+        }
+    }
+
+    #[test]
+    fn payload_values_match_the_wire_payload() {
+        for e in samples() {
+            let built = e.clone().materialize();
+            for (k, v) in &built.payload {
+                assert_eq!(e.payload_value(k).as_deref(), Some(v), "{k}");
+            }
+            assert!(e.payload_value("nope").is_none());
+        }
+    }
+
+    #[test]
+    fn rewriting_reaches_every_data_field_and_no_structural_one() {
+        for mut e in samples() {
+            let seen = std::cell::RefCell::new(Vec::new());
+            e.rewrite_values(
+                &mut |_, m| {
+                    seen.borrow_mut().push("map".to_string());
+                    m.insert("name".into(), json!("x"));
+                },
+                &mut |f, entry, v| {
+                    seen.borrow_mut().push(format!("{f}.{}", entry.unwrap_or("")));
+                    *v = json!("R");
+                },
+            );
+            let seen = seen.into_inner();
+            let built = e.materialize();
+            for (k, v) in &built.payload {
+                match k.as_str() {
+                    "inputs" | "outputs" | "yielded" => {
+                        assert!(v.as_object().unwrap().values().all(|x| x == "R"), "{k}: {v}")
+                    }
+                    "error" => assert_eq!(v, "R"),
+                    "name" => assert_eq!(v, "x"),
+                    _ => assert_ne!(v, "R", "{k}"),
+                }
+            }
+            assert!(seen.iter().all(|s| s == "map" || s.contains('.')), "{seen:?}");
         }
     }
 }

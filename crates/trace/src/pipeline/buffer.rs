@@ -1,55 +1,70 @@
-//! Per-run buffers: what `record` touches on the run's task (a push under a short lock,
-//! nothing else), and what a flush takes out.
+//! Per-run buffers. A run records into its own [`RunLog`] (a push under a lock only the
+//! run and the flusher take); the pipeline keeps the logs by request id for flushes and
+//! for events handed over by id.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
-use operonx_runtime::TraceEvent;
+use operonx_runtime::RunRecorder;
 use operonx_runtime::trace::RawEvent;
 
+use super::Signals;
 use super::config::{PipelineConfig, WhenFull};
+use super::stats::Counters;
+use crate::recorded::RecordedEvent;
 use crate::run_meta::RunEnd;
 
-/// A buffered event: as the scheduler recorded it (built into its wire form at flush
-/// time, off the run's task) or already built.
+/// What every run's log shares with the pipeline: the settings, the counters, the
+/// number of events buffered across runs, and the flusher's wake-up.
 #[derive(Debug)]
-pub(super) enum Pending {
-    /// From `TraceSink::record_raw`.
-    Raw(RawEvent),
-    /// From `TraceSink::record`.
-    Built(TraceEvent),
+pub(super) struct Gauge {
+    pub(super) config: PipelineConfig,
+    pub(super) counters: Counters,
+    pub(super) signals: Arc<Signals>,
+    buffered: AtomicUsize,
+    /// A flush was asked for and has not started draining yet (at most one wake-up per
+    /// flush, however many runs finish meanwhile).
+    flush_requested: AtomicBool,
+    /// The same, for flushes that must not wait (size trigger, full buffer).
+    urgent_requested: AtomicBool,
 }
 
-impl Pending {
-    fn request_id(&self) -> &str {
-        match self {
-            Pending::Raw(e) => e.request_id(),
-            Pending::Built(e) => &e.request_id,
+impl Gauge {
+    pub(super) fn new(config: PipelineConfig, signals: Arc<Signals>) -> Self {
+        Self {
+            config,
+            counters: Counters::default(),
+            signals,
+            buffered: AtomicUsize::new(0),
+            flush_requested: AtomicBool::new(false),
+            urgent_requested: AtomicBool::new(false),
         }
     }
 
-    fn seq(&self) -> u64 {
-        match self {
-            Pending::Raw(e) => e.seq(),
-            Pending::Built(e) => e.seq,
-        }
+    /// Events buffered across all runs.
+    pub(super) fn buffered(&self) -> usize {
+        self.buffered.load(Ordering::Relaxed)
     }
 
-    /// The wire event.
-    pub(super) fn build(self) -> TraceEvent {
-        match self {
-            Pending::Raw(e) => e.materialize(),
-            Pending::Built(e) => e,
+    /// Ask the flusher to run (soon, or `urgent`ly), unless that is already asked.
+    pub(super) fn request_flush(&self, urgent: bool) {
+        let (flag, signal) = if urgent {
+            (&self.urgent_requested, &self.signals.urgent)
+        } else {
+            (&self.flush_requested, &self.signals.wake)
+        };
+        if !flag.swap(true, Ordering::AcqRel) {
+            signal.notify_one();
         }
     }
 }
 
 /// The buffered state of one run.
-#[derive(Debug)]
-struct RunBuffer {
-    /// Whether the run is traced at all (sampling), decided when it was first seen.
-    admitted: bool,
-    events: VecDeque<Pending>,
+#[derive(Debug, Default)]
+struct RunState {
+    events: VecDeque<RecordedEvent>,
     /// From `begin_run`: the graph name and when the run began, until exported.
     start: Option<(String, DateTime<Utc>)>,
     finished_at: Option<DateTime<Utc>>,
@@ -57,31 +72,24 @@ struct RunBuffer {
     recorded: u64,
     /// One past the highest `seq` seen: where the run's closing events are numbered.
     next_seq: u64,
+    /// Its trace was closed by a flush and nothing came since.
+    closed: bool,
 }
 
-impl RunBuffer {
-    fn new(admitted: bool) -> Self {
-        Self { admitted, events: VecDeque::new(), start: None, finished_at: None, dropped: 0, recorded: 0, next_seq: 0 }
+impl RunState {
+    fn idle(&self) -> bool {
+        self.events.is_empty() && self.start.is_none() && self.finished_at.is_none()
     }
 }
 
-/// What became of a recorded event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Recorded {
-    /// Buffered; `wake` when the flusher should run now.
-    Buffered {
-        /// Whether a flush was just requested.
-        wake: bool,
-    },
-    /// The buffer was full and an event of this run was dropped.
-    Dropped {
-        /// The run's id, on its first drop only.
-        first: Option<String>,
-        /// Whether a flush was just requested.
-        wake: bool,
-    },
-    /// The run is not sampled.
-    SampledOut,
+/// One run's buffer; the recorder a traced run writes to.
+#[derive(Debug)]
+pub(super) struct RunLog {
+    request_id: String,
+    /// Whether the run is traced at all (sampling), decided when it was first seen.
+    admitted: bool,
+    gauge: Arc<Gauge>,
+    state: Mutex<RunState>,
 }
 
 /// How a drained run's trace closes.
@@ -98,114 +106,153 @@ pub(super) struct RunClose {
 #[derive(Debug)]
 pub(super) struct RunDrain {
     pub(super) request_id: String,
-    pub(super) events: Vec<Pending>,
+    pub(super) events: Vec<RecordedEvent>,
     /// The run's start (graph name, time), still to be written.
     pub(super) start: Option<(String, DateTime<Utc>)>,
     /// Set when the run's trace is complete with this batch.
     pub(super) close: Option<RunClose>,
 }
 
-/// All runs' buffers.
-#[derive(Debug, Default)]
-pub(super) struct Buffers {
-    runs: HashMap<String, RunBuffer>,
-    buffered: usize,
-    flush_requested: bool,
-}
-
-impl Buffers {
-    /// Events currently buffered.
-    pub(super) fn buffered(&self) -> usize {
-        self.buffered
-    }
-
-    /// The run's buffer, created (with its sampling decision) on first sight. Always
-    /// `Some`; an `Option` only because a map cannot hand out the entry it just made
-    /// without a second owned key.
-    fn run_mut(&mut self, request_id: &str, admit: &dyn Fn(&str) -> bool) -> Option<&mut RunBuffer> {
-        if !self.runs.contains_key(request_id) {
-            self.runs.insert(request_id.to_string(), RunBuffer::new(admit(request_id)));
-        }
-        self.runs.get_mut(request_id)
-    }
-
-    fn request_flush(&mut self) -> bool {
-        !std::mem::replace(&mut self.flush_requested, true)
+impl RunLog {
+    fn state(&self) -> MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Buffer one event (or drop it, by the sampling decision or the full policy).
-    pub(super) fn record(&mut self, event: Pending, config: &PipelineConfig, admit: &dyn Fn(&str) -> bool) -> Recorded {
-        let full = self.buffered >= config.max_buffered_events;
-        let Some(run) = self.run_mut(event.request_id(), admit) else { return Recorded::SampledOut };
-        run.recorded += 1;
-        run.next_seq = run.next_seq.max(event.seq().saturating_add(1));
-        if !run.admitted {
-            return Recorded::SampledOut;
+    pub(super) fn push(&self, event: RecordedEvent) {
+        let gauge = &*self.gauge;
+        Counters::add(&gauge.counters.recorded, 1);
+        if !self.admitted {
+            Counters::add(&gauge.counters.sampled_out, 1);
+            return;
         }
+        let config = &gauge.config;
+        let full = gauge.buffered() >= config.max_buffered_events;
+        let mut st = self.state();
+        st.closed = false;
+        st.recorded += 1;
+        st.next_seq = st.next_seq.max(crate::EventView::seq(&event).saturating_add(1));
         if full {
-            run.dropped += 1;
-            let first = (run.dropped == 1).then(|| event.request_id().to_string());
-            if config.when_full == WhenFull::DropOldest && run.events.pop_front().is_some() {
-                run.events.push_back(event);
+            st.dropped += 1;
+            let first = st.dropped == 1;
+            if config.when_full == WhenFull::DropOldest && st.events.pop_front().is_some() {
+                st.events.push_back(event);
             }
-            let wake = self.request_flush();
-            return Recorded::Dropped { first, wake };
+            drop(st);
+            Counters::add(&gauge.counters.dropped, 1);
+            if first {
+                tracing::warn!(
+                    max_buffered_events = config.max_buffered_events,
+                    policy = ?config.when_full,
+                    request_id = %self.request_id,
+                    "trace buffer full: dropping events (the count is recorded in the run's trace)"
+                );
+            }
+            gauge.request_flush(true);
+            return;
         }
-        run.events.push_back(event);
-        self.buffered += 1;
-        let wake = self.buffered >= config.flush_every_events && self.request_flush();
-        Recorded::Buffered { wake }
+        st.events.push_back(event);
+        drop(st);
+        if gauge.buffered.fetch_add(1, Ordering::Relaxed) + 1 >= config.flush_every_events {
+            gauge.request_flush(true);
+        }
     }
 
-    /// Note the run's graph name and start time (ignored for unsampled runs).
-    pub(super) fn begin(&mut self, request_id: &str, graph: &str, at: DateTime<Utc>, admit: &dyn Fn(&str) -> bool) {
-        if let Some(run) = self.run_mut(request_id, admit).filter(|r| r.admitted) {
-            run.start = Some((graph.to_string(), at));
+    /// Note the run's graph name and start time.
+    pub(super) fn begin(&self, graph: &str, at: DateTime<Utc>) {
+        if self.admitted {
+            let mut st = self.state();
+            st.closed = false;
+            st.start = Some((graph.to_string(), at));
         }
     }
 
-    /// The run finished; returns whether there is anything to flush.
-    pub(super) fn finish(&mut self, request_id: &str, at: DateTime<Utc>) -> bool {
-        let Some(run) = self.runs.get_mut(request_id) else { return false };
-        if !run.admitted {
-            self.runs.remove(request_id);
-            return false;
+    /// The run finished: its trace is closed by the next flush, which is asked for.
+    pub(super) fn finish(&self, at: DateTime<Utc>) {
+        let mut st = self.state();
+        st.closed = false;
+        st.finished_at = Some(at);
+        drop(st);
+        if self.admitted {
+            self.gauge.request_flush(false);
         }
-        run.finished_at = Some(at);
-        true
+    }
+}
+
+impl RunRecorder for RunLog {
+    fn record(&self, event: RawEvent) {
+        self.push(RecordedEvent::Raw(event));
     }
 
-    /// Take every buffered event out, run by run. Finished runs are closed and forgotten;
-    /// with `close_all`, so are unfinished ones (their traces end as truncated).
-    pub(super) fn drain(&mut self, close_all: bool, now: DateTime<Utc>) -> Vec<RunDrain> {
-        self.flush_requested = false;
+    fn finish(&self) {
+        RunLog::finish(self, Utc::now());
+    }
+}
+
+/// All runs' logs, by request id.
+#[derive(Debug, Default)]
+pub(super) struct Buffers {
+    runs: HashMap<String, Arc<RunLog>>,
+}
+
+impl Buffers {
+    /// The run's log, created (with its sampling decision) on first sight.
+    pub(super) fn log(&mut self, request_id: &str, gauge: &Arc<Gauge>, admit: &dyn Fn(&str) -> bool) -> Arc<RunLog> {
+        if let Some(log) = self.runs.get(request_id) {
+            return Arc::clone(log);
+        }
+        let log = Arc::new(RunLog {
+            request_id: request_id.to_string(),
+            admitted: admit(request_id),
+            gauge: Arc::clone(gauge),
+            state: Mutex::new(RunState::default()),
+        });
+        self.runs.insert(request_id.to_string(), Arc::clone(&log));
+        log
+    }
+
+    /// The run's log, if it has one.
+    pub(super) fn get(&self, request_id: &str) -> Option<Arc<RunLog>> {
+        self.runs.get(request_id).cloned()
+    }
+
+    /// Take every buffered event out, run by run. Finished runs are closed; with
+    /// `close_all`, so are unfinished ones (their traces end as truncated). A closed log
+    /// is forgotten once no run holds it any more.
+    pub(super) fn drain(&mut self, gauge: &Gauge, close_all: bool, now: DateTime<Utc>) -> Vec<RunDrain> {
+        gauge.flush_requested.store(false, Ordering::Release);
+        gauge.urgent_requested.store(false, Ordering::Release);
         let mut out = Vec::new();
-        let mut closed = Vec::new();
-        for (request_id, run) in &mut self.runs {
-            if !run.admitted {
-                if close_all {
-                    closed.push(request_id.clone());
-                }
-                continue;
+        self.runs.retain(|request_id, log| {
+            let mut st = log.state();
+            if !log.admitted {
+                let done = st.finished_at.is_some() || close_all;
+                return !(done && Arc::strong_count(log) == 1);
             }
-            let end = match run.finished_at {
+            if st.idle() {
+                return !(st.closed && Arc::strong_count(log) == 1);
+            }
+            let end = match st.finished_at {
                 Some(at) => Some((RunEnd::Finished, at)),
                 None => close_all.then_some((RunEnd::Truncated, now)),
             };
-            if run.events.is_empty() && run.start.is_none() && end.is_none() {
-                continue;
-            }
-            let events: Vec<Pending> = run.events.drain(..).collect();
-            self.buffered -= events.len();
-            let close = end.map(|(end, at)| {
-                closed.push(request_id.clone());
-                RunClose { end, at, dropped: run.dropped, recorded: run.recorded, next_seq: run.next_seq }
+            let events: Vec<RecordedEvent> = std::mem::take(&mut st.events).into();
+            gauge.buffered.fetch_sub(events.len(), Ordering::Relaxed);
+            let close = end.map(|(end, at)| RunClose {
+                end,
+                at,
+                dropped: st.dropped,
+                recorded: st.recorded,
+                next_seq: st.next_seq,
             });
-            out.push(RunDrain { request_id: request_id.clone(), events, start: run.start.take(), close });
-        }
-        for id in closed {
-            self.runs.remove(&id);
-        }
+            let start = st.start.take();
+            if close.is_some() {
+                // Anything recorded for this id later starts a new segment of its trace.
+                *st = RunState { closed: true, ..RunState::default() };
+            }
+            out.push(RunDrain { request_id: request_id.clone(), events, start, close });
+            true
+        });
         out
     }
 }

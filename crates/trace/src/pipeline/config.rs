@@ -59,6 +59,11 @@ pub struct PipelineConfig {
     /// Flush at least this often.
     #[serde(rename = "flush_interval_ms", with = "millis")]
     pub flush_interval: Duration,
+    /// Shortest time between two flushes started by runs finishing: runs that finish in
+    /// quick succession are written together (one store transaction, not one each). The
+    /// size trigger, `flush`, and `shutdown` do not wait for it.
+    #[serde(rename = "min_flush_gap_ms", with = "millis")]
+    pub min_flush_gap: Duration,
     /// Largest batch handed to an exporter at once.
     pub max_batch_events: usize,
     /// Longest one export attempt may take before it counts as failed.
@@ -75,6 +80,7 @@ impl Default for PipelineConfig {
             when_full: WhenFull::DropNewest,
             flush_every_events: 1_000,
             flush_interval: Duration::from_secs(2),
+            min_flush_gap: Duration::from_millis(25),
             max_batch_events: 5_000,
             export_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
@@ -133,11 +139,12 @@ mod tests {
     #[test]
     fn config_reads_from_json_with_defaults_and_validates() {
         let c: PipelineConfig =
-            serde_json::from_str(r#"{"max_buffered_events": 10, "when_full": "drop_oldest", "flush_interval_ms": 50}"#)
+            serde_json::from_str(r#"{"max_buffered_events": 10, "when_full": "drop_oldest", "flush_interval_ms": 50, "min_flush_gap_ms": 5}"#)
                 .unwrap();
         assert_eq!(c.max_buffered_events, 10);
         assert_eq!(c.when_full, WhenFull::DropOldest);
         assert_eq!(c.flush_interval, Duration::from_millis(50));
+        assert_eq!(c.min_flush_gap, Duration::from_millis(5));
         assert_eq!(c.retry, RetryPolicy::default());
         assert!(c.validate().is_ok());
         let bad = PipelineConfig { flush_every_events: 0, ..PipelineConfig::default() };

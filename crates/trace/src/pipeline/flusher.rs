@@ -4,22 +4,26 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::FutureExt;
 use futures_util::future::{join, join_all};
 use operonx_runtime::TraceEvent;
 
-use super::buffer::{Pending, RunDrain};
+use futures_util::future::BoxFuture;
+
+use super::buffer::{RunClose, RunDrain};
 use super::stats::Counters;
 use super::{Shared, Signals};
 use crate::export::{ExportError, Exporter};
-use crate::run_meta;
+use crate::recorded::{EventView, RecordedEvent};
+use crate::{processor, run_meta};
 
-/// The flusher task: flush when woken, every `interval`, until stopped or until the
-/// pipeline is gone.
-pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval: Duration) {
+/// The flusher task: flush when woken (at most once per `min_gap` for runs finishing, at
+/// once for the size trigger), every `interval`, until stopped or until the pipeline is
+/// gone.
+pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval: Duration, min_gap: Duration) {
     /// Marks the flusher as gone however the task ends (stopped, or dropped with its
     /// runtime), so the next call inside a runtime starts a new one.
     struct Alive(Arc<Signals>);
@@ -29,14 +33,27 @@ pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval:
         }
     }
     let _alive = Alive(Arc::clone(&signals));
+    let mut last = Instant::now();
     loop {
-        tokio::select! {
+        let soon = tokio::select! {
             biased;
             () = signals.stop.notified() => return,
-            () = signals.wake.notified() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = signals.urgent.notified() => false,
+            () = signals.wake.notified() => true,
+            () = tokio::time::sleep(interval) => false,
+        };
+        let wait = min_gap.saturating_sub(last.elapsed());
+        if soon && !wait.is_zero() {
+            // Let more runs finish, so they are written together.
+            tokio::select! {
+                biased;
+                () = signals.stop.notified() => return,
+                () = signals.urgent.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
         }
         let Some(shared) = pipeline.upgrade() else { return };
+        last = Instant::now();
         flush_once(&shared, false).await;
     }
 }
@@ -49,15 +66,15 @@ pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval:
 /// see the batches one at a time, in order).
 pub(super) async fn flush_once(shared: &Shared, close_all: bool) {
     let _turn = shared.flush_lock.lock().await;
-    let drained = shared.buffers().drain(close_all, Utc::now());
+    let drained = shared.buffers().drain(&shared.gauge, close_all, Utc::now());
     // Room for each run's events and its start, dropped and end annotations.
     let left = drained.iter().map(|r| r.events.len() + 3).sum();
-    let mut batches =
-        Batches { runs: drained.into_iter(), pending: Vec::new(), max: shared.config.max_batch_events, left };
+    let max = shared.gauge.config.max_batch_events;
+    let mut batches = Batches { runs: drained.into_iter(), pending: Vec::new(), max, left };
     let mut next = batches.next_batch(shared);
     while let Some(batch) = next {
         tracing::debug!(events = batch.len(), exporters = shared.exporters.len(), "flushing trace events");
-        let batch = Arc::new(batch);
+        let batch = Batch::new(batch, &shared.exporters);
         let export = join_all(shared.exporters.iter().map(|e| export_with_retry(shared, e.as_ref(), &batch)));
         // `join` polls the export first, so exporters that work on another thread start
         // before the next batch is built here.
@@ -65,11 +82,43 @@ pub(super) async fn flush_once(shared: &Shared, close_all: bool) {
     }
 }
 
+/// One batch in the forms its exporters take: as recorded, and built into wire events
+/// (once, only if an exporter needs them).
+struct Batch {
+    len: usize,
+    recorded: Arc<Vec<RecordedEvent>>,
+    built: Option<Arc<Vec<TraceEvent>>>,
+}
+
+impl Batch {
+    fn new(events: Vec<RecordedEvent>, exporters: &[Arc<dyn Exporter>]) -> Self {
+        let len = events.len();
+        let takers = exporters.iter().filter(|e| e.takes_recorded()).count();
+        let (recorded, built) = if takers == exporters.len() {
+            (events, None)
+        } else if takers == 0 {
+            (Vec::new(), Some(events.into_iter().map(RecordedEvent::into_event).collect()))
+        } else {
+            let built = events.iter().map(RecordedEvent::to_event).collect();
+            (events, Some(built))
+        };
+        Self { len, recorded: Arc::new(recorded), built: built.map(Arc::new) }
+    }
+
+    /// Hand the batch to `exporter` in the form it takes.
+    fn export<'a>(&self, exporter: &'a dyn Exporter) -> BoxFuture<'a, Result<(), ExportError>> {
+        match &self.built {
+            Some(built) if !exporter.takes_recorded() => exporter.export_shared(Arc::clone(built)),
+            _ => exporter.export_recorded(Arc::clone(&self.recorded)),
+        }
+    }
+}
+
 /// Drained runs, turned into batches of at most `max` events.
 struct Batches {
     runs: std::vec::IntoIter<RunDrain>,
     /// Processed events not yet handed out.
-    pending: Vec<TraceEvent>,
+    pending: Vec<RecordedEvent>,
     max: usize,
     /// About how many events the remaining runs make (to size batches once).
     left: usize,
@@ -77,7 +126,7 @@ struct Batches {
 
 impl Batches {
     /// The next batch: full unless the runs are used up; `None` when nothing is left.
-    fn next_batch(&mut self, shared: &Shared) -> Option<Vec<TraceEvent>> {
+    fn next_batch(&mut self, shared: &Shared) -> Option<Vec<RecordedEvent>> {
         if self.pending.capacity() == 0 {
             self.pending.reserve(self.left.min(self.max));
         }
@@ -99,55 +148,95 @@ impl Batches {
 
 /// Order one run's drained events, run the processors, and add the pipeline's run-level
 /// events (start, dropped count, end).
-fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<TraceEvent>) {
-    let RunDrain { request_id, events, start, close } = run;
-    let mut events: Vec<TraceEvent> = events.into_iter().map(Pending::build).collect();
-    events.sort_by_key(TraceEvent::sort_key);
+fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
+    let RunDrain { request_id, mut events, start, close } = run;
+    events.sort_by_key(RecordedEvent::sort_key);
+    let processed = if shared.rewrite_only {
+        rewrite_run(shared, &request_id, events)
+    } else {
+        process_built(shared, &request_id, close.as_ref(), events)
+    };
+    let mut events = match processed {
+        Ok(events) => events,
+        Err((processor, lost)) => {
+            tracing::error!(processor, request_id = %request_id, "trace processor panicked; batch dropped");
+            Counters::add(&shared.gauge.counters.lost, lost);
+            Vec::new()
+        }
+    };
+    if let Some((graph, at)) = start {
+        let at = events.first().map_or(at, |e| e.timestamp().min(at));
+        out.push(run_meta::run_start(&request_id, &graph, at).into());
+    }
+    let last = events.last().map(EventView::timestamp);
+    out.append(&mut events);
+    if let Some(c) = close {
+        let at = last.map_or(c.at, |t| t.max(c.at));
+        let mut seq = c.next_seq;
+        if c.dropped > 0 {
+            out.push(run_meta::dropped(&request_id, c.dropped, at, seq).into());
+            seq += 1;
+        }
+        out.push(run_meta::run_end(&request_id, c.end, c.recorded, at, seq).into());
+    }
+}
+
+/// A processor panicked: its name, and how many events were lost with the batch.
+type Panicked<'a> = (&'a str, u64);
+
+/// The fast path: every processor rewrites values in place, on the events as recorded.
+fn rewrite_run<'a>(
+    shared: &'a Shared,
+    request_id: &str,
+    mut events: Vec<RecordedEvent>,
+) -> Result<Vec<RecordedEvent>, Panicked<'a>> {
+    for p in &shared.processors {
+        let Some(rewriter) = p.rewriter() else { continue };
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            events.iter_mut().for_each(|e| processor::rewrite(rewriter, e));
+        }));
+        if step.is_err() {
+            return Err((p.name(), events.len() as u64));
+        }
+        tracing::trace!(processor = p.name(), request_id, events = events.len(), "rewrote trace events");
+    }
+    Ok(events)
+}
+
+/// The general path: events built into wire events, each processor over the batch.
+fn process_built<'a>(
+    shared: &'a Shared,
+    request_id: &str,
+    close: Option<&RunClose>,
+    events: Vec<RecordedEvent>,
+) -> Result<Vec<RecordedEvent>, Panicked<'a>> {
+    let mut events: Vec<TraceEvent> = events.into_iter().map(RecordedEvent::into_event).collect();
     for p in &shared.processors {
         let n = events.len() as u64;
         let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let mut processed = p.process(std::mem::take(&mut events));
-            if let Some(c) = &close {
-                processed.extend(p.end_run(&request_id, c.end));
+            if let Some(c) = close {
+                processed.extend(p.end_run(request_id, c.end));
             }
             processed
         }));
         match step {
             Ok(processed) => events = processed,
-            Err(_) => {
-                tracing::error!(processor = p.name(), request_id = %request_id, "trace processor panicked; batch dropped");
-                Counters::add(&shared.counters.lost, n);
-                events = Vec::new();
-                break;
-            }
+            Err(_) => return Err((p.name(), n)),
         }
     }
-    if let Some((graph, at)) = start {
-        let at = events.first().map_or(at, |e| e.timestamp.min(at));
-        out.push(run_meta::run_start(&request_id, &graph, at));
-    }
-    let last = events.last().map(|e| e.timestamp);
-    out.extend(events);
-    if let Some(c) = close {
-        let at = last.map_or(c.at, |t| t.max(c.at));
-        let mut seq = c.next_seq;
-        if c.dropped > 0 {
-            out.push(run_meta::dropped(&request_id, c.dropped, at, seq));
-            seq += 1;
-        }
-        out.push(run_meta::run_end(&request_id, c.end, c.recorded, at, seq));
-    }
+    Ok(events.into_iter().map(RecordedEvent::Built).collect())
 }
 
 /// Export one batch to one exporter: retry retryable failures with backoff, give up on
 /// fatal ones, and report (log + counters) instead of failing.
-async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Arc<Vec<TraceEvent>>) {
-    let policy = shared.config.retry;
-    let timeout = shared.config.export_timeout;
+async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Batch) {
+    let policy = shared.gauge.config.retry;
+    let timeout = shared.gauge.config.export_timeout;
+    let counters = &shared.gauge.counters;
     let mut attempt = 1u32;
     loop {
-        let call =
-            AssertUnwindSafe(tokio::time::timeout(timeout, exporter.export_shared(Arc::clone(batch)))).catch_unwind();
+        let call = AssertUnwindSafe(tokio::time::timeout(timeout, batch.export(exporter))).catch_unwind();
         let result = match call.await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ExportError::Retryable(format!("no answer within {timeout:?}"))),
@@ -155,7 +244,7 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Arc
         };
         let error = match result {
             Ok(()) => {
-                Counters::add(&shared.counters.batches_exported, 1);
+                Counters::add(&counters.batches_exported, 1);
                 return;
             }
             Err(e) => e,
@@ -163,7 +252,7 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Arc
         if matches!(error, ExportError::Retryable(_)) && attempt < policy.max_attempts {
             let wait = policy.backoff(attempt);
             tracing::debug!(exporter = exporter.name(), attempt, ?wait, error = %error, "trace export failed; retrying");
-            Counters::add(&shared.counters.retries, 1);
+            Counters::add(&counters.retries, 1);
             tokio::time::sleep(wait).await;
             attempt += 1;
             continue;
@@ -171,12 +260,12 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Arc
         tracing::warn!(
             exporter = exporter.name(),
             attempts = attempt,
-            events = batch.len(),
+            events = batch.len,
             error = %error,
             "trace export failed; batch dropped for this exporter"
         );
-        Counters::add(&shared.counters.failures, 1);
-        Counters::add(&shared.counters.lost, batch.len() as u64);
+        Counters::add(&counters.failures, 1);
+        Counters::add(&counters.lost, batch.len as u64);
         return;
     }
 }

@@ -2,10 +2,17 @@
 //! events to (it implements [`TraceSink`]), buffering per run, and a flusher task it owns
 //! that processes and exports them.
 //!
-//! `record` only buffers (a push under a short lock): it never blocks, never fails and
-//! needs no tokio runtime. Buffers are flushed when a run finishes, when
+//! A run records into its own buffer ([`TraceSink::open_run`]): a push under a lock only
+//! that run and the flusher take. Recording never blocks, never fails and needs no tokio
+//! runtime. Buffers are flushed when a run finishes (at most one wake-up per flush, so
+//! runs finishing faster than the exporters write are batched together), when
 //! `flush_every_events` are buffered, every `flush_interval`, on [`TracePipeline::flush`]
-//! and on [`TracePipeline::shutdown`]. The flusher task is started on the first call made
+//! and on [`TracePipeline::shutdown`].
+//!
+//! When every processor only rewrites values ([`Processor::rewriter`], as the defaults
+//! do), events recorded by the scheduler are rewritten in place and exporters that take
+//! them as recorded (the store, JSON lines) serialize them straight to text: no event is
+//! built into a [`TraceEvent`] on the way to the store. The flusher task is started on the first call made
 //! inside a tokio runtime (which must have its timer enabled) and is stopped by
 //! `shutdown`, or aborted when the last handle to the pipeline is dropped.
 
@@ -20,17 +27,17 @@ use std::time::Duration;
 
 use chrono::Utc;
 use operonx_runtime::trace::RawEvent;
-use operonx_runtime::{TraceEvent, TraceSink};
+use operonx_runtime::{RunRecorder, TraceEvent, TraceSink};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use self::buffer::{Buffers, Pending, Recorded};
+use self::buffer::{Buffers, Gauge};
 pub use self::config::{PipelineConfig, RetryPolicy, WhenFull};
-use self::stats::Counters;
 pub use self::stats::PipelineStats;
 use crate::error::TraceError;
 use crate::export::Exporter;
 use crate::processor::{Processor, Redact, Truncate};
+use crate::recorded::RecordedEvent;
 use crate::store::SqliteStore;
 
 /// A handle to a trace pipeline (cheap to clone; clones share everything).
@@ -68,18 +75,21 @@ impl std::fmt::Debug for TracePipeline {
 /// What the flusher task shares with the pipeline without keeping it alive.
 #[derive(Debug, Default)]
 struct Signals {
+    /// A run finished: flush, after `min_flush_gap` since the last flush.
     wake: Notify,
+    /// The size trigger or a full buffer: flush now.
+    urgent: Notify,
     stop: Notify,
     flusher_alive: AtomicBool,
 }
 
 struct Shared {
-    config: PipelineConfig,
     processors: Vec<Box<dyn Processor>>,
+    /// Every processor only rewrites values: recorded events are never built for them.
+    rewrite_only: bool,
     exporters: Vec<Arc<dyn Exporter>>,
     buffers: Mutex<Buffers>,
-    counters: Counters,
-    signals: Arc<Signals>,
+    gauge: Arc<Gauge>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     /// Serializes flushes, so each run's batches are processed and exported in order.
     flush_lock: tokio::sync::Mutex<()>,
@@ -98,11 +108,11 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.signals.stop.notify_one();
+        self.gauge.signals.stop.notify_one();
         if let Some(task) = self.flusher.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             task.abort();
         }
-        let left = self.buffers.get_mut().unwrap_or_else(PoisonError::into_inner).buffered();
+        let left = self.gauge.buffered();
         if left > 0 {
             tracing::warn!(
                 events = left,
@@ -136,8 +146,7 @@ impl TracePipeline {
     /// Name the graph of run `request_id` and note when it began (before its first
     /// event, ideally). Written as the run's `operonx.run_start` annotation.
     pub fn begin_run(&self, request_id: &str, graph_name: &str) {
-        let shared = &self.shared;
-        shared.buffers().begin(request_id, graph_name, Utc::now(), &|id| shared.admits(id));
+        self.log(request_id).begin(graph_name, Utc::now());
         self.ensure_flusher();
     }
 
@@ -154,7 +163,7 @@ impl TracePipeline {
     pub async fn shutdown(&self) {
         let shared = &self.shared;
         let first = !shared.stopped.swap(true, Ordering::SeqCst);
-        shared.signals.stop.notify_one();
+        shared.gauge.signals.stop.notify_one();
         let task = shared.flusher.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(task) = task {
             // An error only means the task's runtime is gone; there is nothing to undo.
@@ -173,81 +182,63 @@ impl TracePipeline {
 
     /// The pipeline's counters.
     pub fn stats(&self) -> PipelineStats {
-        self.shared.counters.snapshot(self.shared.buffers().buffered())
+        self.shared.gauge.counters.snapshot(self.shared.gauge.buffered())
     }
 
     /// The settings in use.
     pub fn config(&self) -> &PipelineConfig {
-        &self.shared.config
+        &self.shared.gauge.config
     }
 
     /// Start the flusher task if there is a runtime to run it on and none is running.
     fn ensure_flusher(&self) {
         let shared = &self.shared;
-        if shared.signals.flusher_alive.load(Ordering::Acquire) || shared.stopped.load(Ordering::Acquire) {
+        let signals = &shared.gauge.signals;
+        if signals.flusher_alive.load(Ordering::Acquire) || shared.stopped.load(Ordering::Acquire) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let mut slot = shared.flusher.lock().unwrap_or_else(PoisonError::into_inner);
-        if shared.signals.flusher_alive.swap(true, Ordering::AcqRel) {
+        if signals.flusher_alive.swap(true, Ordering::AcqRel) {
             return;
         }
-        let task = flusher::run(Arc::downgrade(shared), Arc::clone(&shared.signals), shared.config.flush_interval);
+        let config = &shared.gauge.config;
+        let task =
+            flusher::run(Arc::downgrade(shared), Arc::clone(signals), config.flush_interval, config.min_flush_gap);
         *slot = Some(runtime.spawn(task));
     }
 
-    fn wake(&self) {
-        self.shared.signals.wake.notify_one();
-        self.ensure_flusher();
-    }
-}
-
-impl TracePipeline {
-    fn push(&self, event: Pending) {
+    /// The buffer of run `request_id`, created on first sight.
+    fn log(&self, request_id: &str) -> Arc<buffer::RunLog> {
         let shared = &self.shared;
-        Counters::add(&shared.counters.recorded, 1);
-        let outcome = shared.buffers().record(event, &shared.config, &|id| shared.admits(id));
-        match outcome {
-            Recorded::Buffered { wake } => {
-                if wake {
-                    self.wake();
-                } else {
-                    self.ensure_flusher();
-                }
-            }
-            Recorded::Dropped { first, wake } => {
-                Counters::add(&shared.counters.dropped, 1);
-                if let Some(request_id) = first {
-                    tracing::warn!(
-                        max_buffered_events = shared.config.max_buffered_events,
-                        policy = ?shared.config.when_full,
-                        request_id = %request_id,
-                        "trace buffer full: dropping events (the count is recorded in the run's trace)"
-                    );
-                }
-                if wake {
-                    self.wake();
-                }
-            }
-            Recorded::SampledOut => Counters::add(&shared.counters.sampled_out, 1),
-        }
+        shared.buffers().log(request_id, &shared.gauge, &|id| shared.admits(id))
     }
 }
 
 impl TraceSink for TracePipeline {
     fn record(&self, event: TraceEvent) {
-        self.push(Pending::Built(event));
+        self.log(&event.request_id).push(RecordedEvent::Built(event));
     }
 
-    /// Buffers the event as recorded; it is built into its wire form at flush time.
+    /// Buffers the event as recorded; it is built into its wire form only if an exporter
+    /// needs it.
     fn record_raw(&self, event: RawEvent) {
-        self.push(Pending::Raw(event));
+        self.log(event.request_id()).push(RecordedEvent::Raw(event));
     }
 
     fn run_finished(&self, request_id: &str) {
-        if self.shared.buffers().finish(request_id, Utc::now()) {
-            self.wake();
+        let log = self.shared.buffers().get(request_id);
+        if let Some(log) = log {
+            log.finish(Utc::now());
+            self.ensure_flusher();
         }
+    }
+
+    /// The run's own buffer: its events skip the lookup by request id.
+    fn open_run(&self, request_id: &str) -> Option<Arc<dyn RunRecorder>> {
+        let log = self.log(request_id);
+        self.ensure_flusher();
+        Some(log)
     }
 }
 
@@ -302,6 +293,13 @@ impl TracePipelineBuilder {
     #[must_use]
     pub fn flush_interval(mut self, every: Duration) -> Self {
         self.config.flush_interval = every;
+        self
+    }
+
+    /// Shortest time between two flushes started by runs finishing.
+    #[must_use]
+    pub fn min_flush_gap(mut self, gap: Duration) -> Self {
+        self.config.min_flush_gap = gap;
         self
     }
 
@@ -360,13 +358,13 @@ impl TracePipelineBuilder {
         if exporters.is_empty() {
             exporters.push(Arc::new(SqliteStore::open_default()?));
         }
+        let rewrite_only = self.processors.iter().all(|p| p.rewriter().is_some());
         let shared = Arc::new(Shared {
-            config: self.config,
             processors: self.processors,
+            rewrite_only,
             exporters,
             buffers: Mutex::new(Buffers::default()),
-            counters: Counters::default(),
-            signals: Arc::new(Signals::default()),
+            gauge: Arc::new(Gauge::new(self.config, Arc::new(Signals::default()))),
             flusher: Mutex::new(None),
             flush_lock: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),

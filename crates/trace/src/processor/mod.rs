@@ -12,8 +12,11 @@ mod redact;
 mod sample;
 mod truncate;
 
+use std::collections::BTreeMap;
+
 use operonx_runtime::{EventKind, TraceEvent};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub use self::drop::DropEvents;
 pub use self::group_by::{GroupBy, GroupKey};
@@ -21,6 +24,7 @@ pub use self::redact::Redact;
 pub use self::sample::Sample;
 pub use self::truncate::Truncate;
 use crate::error::ConfigError;
+use crate::recorded::RecordedEvent;
 use crate::run_meta::RunEnd;
 
 /// One step of the pipeline's processing.
@@ -56,12 +60,45 @@ pub trait Processor: Send + Sync + 'static {
     /// trace is flushed in several batches passes through in order, one batch at a time.
     fn process(&self, events: Vec<TraceEvent>) -> Vec<TraceEvent>;
 
+    /// This processor as a [`ValueRewriter`], if that is all it does: it never drops,
+    /// adds or reorders events and owes nothing at a run's end. When every processor of a
+    /// pipeline is one, events are rewritten in place as recorded and never built into
+    /// [`TraceEvent`]s unless an exporter needs them (the fast path to the store).
+    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+        None
+    }
+
     /// The run's trace is complete: return any events still owed (for example the end of
     /// an open group) and forget the run. Those events go through the later processors.
     fn end_run(&self, _request_id: &str, _end: RunEnd) -> Vec<TraceEvent> {
         Vec::new()
     }
 }
+
+/// A processor that only rewrites payload values in place (see [`Processor::rewriter`]).
+/// Both methods together must do what [`Processor::process`] does to one event.
+pub trait ValueRewriter: Send + Sync {
+    /// Rewrite the whole payload of an event of this kind.
+    fn rewrite_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>);
+
+    /// Rewrite one data field of a recorded event: `payload[field][entry]` when `entry`
+    /// is given (an input, output or yielded value by name), else `payload[field]`.
+    fn rewrite_field(&self, field: &str, entry: Option<&str>, value: &mut Value);
+}
+
+/// Apply `rewriter` to one event, in whichever form it is.
+pub(crate) fn rewrite(rewriter: &dyn ValueRewriter, event: &mut RecordedEvent) {
+    match event {
+        RecordedEvent::Raw(e) => e.rewrite_values(
+            &mut |kind, payload| rewriter.rewrite_payload(kind, payload),
+            &mut |field, entry, value| rewriter.rewrite_field(field, entry, value),
+        ),
+        RecordedEvent::Built(e) => rewriter.rewrite_payload(e.kind, &mut e.payload),
+    }
+}
+
+/// The payload fields whose values a raw event hands out entry by entry.
+pub(crate) const ENTRY_FIELDS: &[&str] = &["inputs", "outputs", "yielded"];
 
 /// A processor described as data (for configuration files), built with
 /// [`ProcessorConfig::build`].

@@ -4,7 +4,9 @@ use operonx_runtime::{EventKind, TraceEvent};
 use regex::{Regex, RegexSet};
 use serde_json::Value;
 
-use super::{Processor, STRUCTURAL_KEYS};
+use std::collections::BTreeMap;
+
+use super::{ENTRY_FIELDS, Processor, STRUCTURAL_KEYS, ValueRewriter};
 use crate::error::ConfigError;
 
 /// Keys whose values are secrets. A key matches when, lower-cased with `-` read as `_`, it
@@ -156,10 +158,10 @@ impl Redact {
         }
     }
 
-    fn redact_event(&self, e: &mut TraceEvent) {
-        let secret_annotation = e.kind == EventKind::Annotation
-            && e.payload.get("key").and_then(Value::as_str).is_some_and(|k| self.is_secret_key(k));
-        for (k, v) in e.payload.iter_mut() {
+    fn redact_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+        let secret_annotation = kind == EventKind::Annotation
+            && payload.get("key").and_then(Value::as_str).is_some_and(|k| self.is_secret_key(k));
+        for (k, v) in payload.iter_mut() {
             if STRUCTURAL_KEYS.contains(&k.as_str()) {
                 continue;
             }
@@ -203,8 +205,30 @@ impl Processor for Redact {
     }
 
     fn process(&self, mut events: Vec<TraceEvent>) -> Vec<TraceEvent> {
-        events.iter_mut().for_each(|e| self.redact_event(e));
+        events.iter_mut().for_each(|e| self.redact_payload(e.kind, &mut e.payload));
         events
+    }
+
+    /// Unless a configured key names a whole field a raw event hands out entry by entry
+    /// (`outputs`, say): that field could not be replaced whole in place.
+    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+        (!ENTRY_FIELDS.iter().any(|f| self.is_secret_key(f))).then_some(self as &dyn ValueRewriter)
+    }
+}
+
+impl ValueRewriter for Redact {
+    fn rewrite_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+        self.redact_payload(kind, payload);
+    }
+
+    fn rewrite_field(&self, field: &str, entry: Option<&str>, value: &mut Value) {
+        // What `redact_payload` does to `payload[field]` (an object, for entries).
+        let key = entry.unwrap_or(field);
+        if self.is_secret_key(key) && (entry.is_none() || !value.is_null()) {
+            *value = Value::String(self.marker.clone());
+        } else {
+            self.redact_value(value);
+        }
     }
 }
 

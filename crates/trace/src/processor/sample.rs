@@ -1,9 +1,12 @@
 //! `sample`: trace a deterministic fraction of runs.
 
-use md5::{Digest, Md5};
-use operonx_runtime::TraceEvent;
+use std::collections::BTreeMap;
 
-use super::Processor;
+use md5::{Digest, Md5};
+use operonx_runtime::{EventKind, TraceEvent};
+use serde_json::Value;
+
+use super::{Processor, ValueRewriter};
 use crate::error::ConfigError;
 
 /// Keeps a fraction of runs, decided once per run from its request id before anything of
@@ -62,6 +65,17 @@ impl Processor for Sample {
     fn process(&self, events: Vec<TraceEvent>) -> Vec<TraceEvent> {
         events
     }
+
+    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+        Some(self)
+    }
+}
+
+/// Sampling happens before anything is buffered: there is nothing to rewrite.
+impl ValueRewriter for Sample {
+    fn rewrite_payload(&self, _kind: EventKind, _payload: &mut BTreeMap<String, Value>) {}
+
+    fn rewrite_field(&self, _field: &str, _entry: Option<&str>, _value: &mut Value) {}
 }
 
 #[cfg(test)]

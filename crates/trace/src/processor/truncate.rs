@@ -1,9 +1,11 @@
 //! `truncate`: cap long strings and long lists anywhere in a payload.
 
-use operonx_runtime::TraceEvent;
+use std::collections::BTreeMap;
+
+use operonx_runtime::{EventKind, TraceEvent};
 use serde_json::Value;
 
-use super::{Processor, STRUCTURAL_KEYS};
+use super::{Processor, STRUCTURAL_KEYS, ValueRewriter};
 use crate::error::ConfigError;
 
 /// Caps every string longer than `max_string_bytes` (cut back to a UTF-8 character
@@ -76,14 +78,26 @@ impl Processor for Truncate {
     }
 
     fn process(&self, mut events: Vec<TraceEvent>) -> Vec<TraceEvent> {
-        for e in &mut events {
-            for (k, v) in e.payload.iter_mut() {
-                if !STRUCTURAL_KEYS.contains(&k.as_str()) {
-                    self.value(v);
-                }
+        events.iter_mut().for_each(|e| self.rewrite_payload(e.kind, &mut e.payload));
+        events
+    }
+
+    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+        Some(self)
+    }
+}
+
+impl ValueRewriter for Truncate {
+    fn rewrite_payload(&self, _kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+        for (k, v) in payload.iter_mut() {
+            if !STRUCTURAL_KEYS.contains(&k.as_str()) {
+                self.value(v);
             }
         }
-        events
+    }
+
+    fn rewrite_field(&self, _field: &str, _entry: Option<&str>, value: &mut Value) {
+        self.value(value);
     }
 }
 

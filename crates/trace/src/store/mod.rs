@@ -1,7 +1,10 @@
 //! The embedded trace store: a SQLite database (WAL mode) with a `runs` table maintained
-//! from events and an `events` table holding every event, the default destination of
-//! traces. It is an [`Exporter`] and the reader behind `operonx trace`.
+//! from events and a `chunks` table holding the events (each chunk: one run's events
+//! from one batch, as JSON lines), the default destination of traces. It is
+//! an [`Exporter`] and the reader behind `operonx trace`.
 
+mod codec;
+mod migrate;
 mod read;
 mod write;
 
@@ -16,6 +19,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::blocking::run_blocking;
 use crate::error::StoreError;
 use crate::export::{ExportError, Exporter};
+use crate::recorded::{EventView, RecordedEvent};
 
 /// Where the store lives by default, relative to the working directory.
 pub const DEFAULT_STORE_PATH: &str = ".operonx/traces.db";
@@ -26,8 +30,9 @@ const STORE_CACHE_KIB: i64 = -32 * 1024;
 /// WAL pages after which a commit checkpoints (SQLite's default is 1000).
 const WAL_CHECKPOINT_PAGES: i64 = 4000;
 
-/// The schema version this build reads and writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build reads and writes (`PRAGMA user_version`). Version 1
+/// stored a row per event; it is migrated on open.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -47,28 +52,26 @@ CREATE TABLE IF NOT EXISTS runs (
     dropped_events  INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
-CREATE TABLE IF NOT EXISTS events (
-    id         INTEGER PRIMARY KEY,
-    request_id TEXT NOT NULL,
-    seq        INTEGER NOT NULL,
-    event_id   TEXT NOT NULL,
-    timestamp  TEXT NOT NULL,
-    kind       TEXT NOT NULL,
-    op_name    TEXT,
-    ctx        TEXT NOT NULL,
-    payload    TEXT NOT NULL,
-    -- A resumed run reuses its request id, and its event ids start over: the timestamp
-    -- tells the two apart, while an export retried after a timeout stays deduplicated.
-    UNIQUE (request_id, event_id, timestamp)
+CREATE TABLE IF NOT EXISTS chunks (
+    id          INTEGER PRIMARY KEY,
+    request_id  TEXT NOT NULL,
+    -- The chunk's first event (microseconds since the epoch, seq): a batch exported
+    -- twice (a retry after a timeout) is stored once, while a resumed run (same request
+    -- id, seq counted from 0 again, later timestamps) adds new chunks.
+    first_ts    INTEGER NOT NULL,
+    first_seq   INTEGER NOT NULL,
+    event_count INTEGER NOT NULL,
+    -- The events, one JSON object per line (compact or wire format, see codec.rs).
+    data        BLOB NOT NULL,
+    UNIQUE (request_id, first_ts, first_seq)
 );
-CREATE INDEX IF NOT EXISTS events_by_run ON events (request_id, timestamp, seq);
 ";
 
 /// A handle to a trace store (cheap to clone; clones share the connection).
 ///
-/// Writes are idempotent per `(request_id, event_id, timestamp)`: an event exported twice
-/// (a retry after a timeout) is stored and counted once, while a resumed run (same request
-/// id, event ids counted from 0 again, later timestamps) is stored in full.
+/// Writes are idempotent per chunk: a batch exported twice (a retry after a timeout) is
+/// stored and counted once, while a resumed run (same request id, event ids counted from 0
+/// again, later timestamps) is stored in full.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -125,9 +128,15 @@ impl SqliteStore {
         if version > SCHEMA_VERSION {
             return Err(StoreError::Version { path, found: version, supported: SCHEMA_VERSION });
         }
+        let mut conn = conn;
         if version < SCHEMA_VERSION {
-            conn.execute_batch(SCHEMA).map_err(open_err)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+            let tx = conn.transaction().map_err(open_err)?;
+            tx.execute_batch(SCHEMA).map_err(open_err)?;
+            if version == 1 {
+                migrate::events_to_chunks(&tx)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
         }
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
     }
@@ -141,10 +150,25 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Store a batch of events (of one or more runs) and update their runs' summaries, in
-    /// one transaction. Returns how many events were new.
-    pub fn write(&self, events: &[TraceEvent]) -> Result<usize, StoreError> {
+    /// Store a batch of events (of one or more runs, each run's in `(timestamp, seq)`
+    /// order) and update their runs' summaries, in one transaction. Returns how many
+    /// events were new.
+    pub fn write<E: EventView>(&self, events: &[E]) -> Result<usize, StoreError> {
         write::insert(&mut self.conn(), events)
+    }
+
+    /// [`SqliteStore::write`] on a blocking thread, as an export.
+    fn export_blocking<E: EventView + Send + Sync + 'static>(
+        &self,
+        batch: Arc<Vec<E>>,
+    ) -> BoxFuture<'_, Result<(), ExportError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            let written = run_blocking(move || store.write(&batch)).await?;
+            written.map(drop).map_err(|e| {
+                if retryable(&e) { ExportError::Retryable(e.to_string()) } else { ExportError::Fatal(e.to_string()) }
+            })
+        })
     }
 }
 
@@ -171,12 +195,15 @@ impl Exporter for SqliteStore {
     /// Serializes and writes the batch on a blocking thread, keeping the shared batch
     /// (no copy).
     fn export_shared(&self, batch: Arc<Vec<TraceEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
-        let store = self.clone();
-        Box::pin(async move {
-            let written = run_blocking(move || store.write(&batch)).await?;
-            written.map(drop).map_err(|e| {
-                if retryable(&e) { ExportError::Retryable(e.to_string()) } else { ExportError::Fatal(e.to_string()) }
-            })
-        })
+        self.export_blocking(batch)
+    }
+
+    fn takes_recorded(&self) -> bool {
+        true
+    }
+
+    /// Events the scheduler recorded are serialized straight to their stored text.
+    fn export_recorded(&self, batch: Arc<Vec<RecordedEvent>>) -> BoxFuture<'_, Result<(), ExportError>> {
+        self.export_blocking(batch)
     }
 }

@@ -1,11 +1,9 @@
 //! Reading runs and their events back.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use operonx_runtime::{EventKind, TraceEvent};
+use operonx_runtime::TraceEvent;
+use rusqlite::types::ValueRef;
 use rusqlite::{OptionalExtension, Row};
-use serde_json::Value;
 
 use super::SqliteStore;
 use crate::error::StoreError;
@@ -37,42 +35,6 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         event_count: count(row, "event_count")?,
         dropped_events: count(row, "dropped_events")?,
     })
-}
-
-/// The raw columns of an `events` row.
-struct EventRow {
-    request_id: String,
-    seq: i64,
-    event_id: String,
-    timestamp: String,
-    kind: String,
-    op_name: Option<String>,
-    ctx: String,
-    payload: String,
-}
-
-impl EventRow {
-    fn into_event(self) -> Result<TraceEvent, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt { event_id: self.event_id.clone(), reason };
-        let timestamp = DateTime::parse_from_rfc3339(&self.timestamp)
-            .map_err(|e| corrupt(format!("timestamp {:?}: {e}", self.timestamp)))?
-            .with_timezone(&Utc);
-        let kind: EventKind = serde_json::from_value(Value::String(self.kind.clone()))
-            .map_err(|_| corrupt(format!("unknown kind {:?}", self.kind)))?;
-        let ctx: Vec<String> = serde_json::from_str(&self.ctx).map_err(|e| corrupt(format!("ctx: {e}")))?;
-        let payload: BTreeMap<String, Value> =
-            serde_json::from_str(&self.payload).map_err(|e| corrupt(format!("payload: {e}")))?;
-        Ok(TraceEvent {
-            seq: u64::try_from(self.seq).map_err(|_| corrupt(format!("seq {}", self.seq)))?,
-            event_id: self.event_id,
-            request_id: self.request_id,
-            kind,
-            op_name: self.op_name,
-            ctx,
-            timestamp,
-            payload,
-        })
-    }
 }
 
 /// `prefix` with the `LIKE` wildcards escaped, then `%`.
@@ -132,25 +94,20 @@ impl SqliteStore {
     pub fn run_events(&self, id_or_prefix: &str) -> Result<Vec<TraceEvent>, StoreError> {
         let id = self.resolve_run(id_or_prefix)?;
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT request_id, seq, event_id, timestamp, kind, op_name, ctx, payload FROM events
-             WHERE request_id = ?1 ORDER BY timestamp, seq, id",
-        )?;
-        let rows = stmt
-            .query_map([&id], |r| {
-                Ok(EventRow {
-                    request_id: r.get(0)?,
-                    seq: r.get(1)?,
-                    event_id: r.get(2)?,
-                    timestamp: r.get(3)?,
-                    kind: r.get(4)?,
-                    op_name: r.get(5)?,
-                    ctx: r.get(6)?,
-                    payload: r.get(7)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().map(EventRow::into_event).collect()
+        let mut stmt =
+            conn.prepare_cached("SELECT data FROM chunks WHERE request_id = ?1 ORDER BY first_ts, first_seq, id")?;
+        let mut rows = stmt.query([&id])?;
+        let mut events = Vec::new();
+        while let Some(row) = rows.next()? {
+            let data = match row.get_ref(0)? {
+                ValueRef::Blob(b) | ValueRef::Text(b) => b,
+                _ => &[],
+            };
+            super::codec::decode(&id, data, &mut events)?;
+        }
+        // Chunks of a resumed run may interleave with earlier ones.
+        events.sort_by_key(TraceEvent::sort_key);
+        Ok(events)
     }
 }
 

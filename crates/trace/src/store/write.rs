@@ -1,80 +1,71 @@
 //! Writing events to the store and keeping the `runs` table in step.
+//!
+//! A batch is stored as one chunk per run it holds: the run's events, one per line
+//! (see `codec`), in a single row. A row per event would cost SQLite more
+//! than the rest of the trace path together; runs are always read back whole.
 
-use std::collections::HashMap;
-
-use operonx_runtime::TraceEvent;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Statement, Transaction, params};
 
 use super::read::summary_from_row;
 use crate::error::StoreError;
+use crate::recorded::EventView;
 use crate::summary::{RunAggregate, RunSummary, format_time};
-
-/// The serialized columns of one event's row (the others are read from the event).
-#[derive(Debug)]
-struct Row {
-    timestamp: String,
-    ctx: String,
-    payload: String,
-}
-
-/// Serialize one event's columns.
-fn row(e: &TraceEvent) -> Result<Row, StoreError> {
-    let corrupt =
-        |err: serde_json::Error| StoreError::Corrupt { event_id: e.event_id.clone(), reason: err.to_string() };
-    Ok(Row {
-        timestamp: format_time(&e.timestamp),
-        ctx: serde_json::to_string(&e.ctx).map_err(corrupt)?,
-        payload: serde_json::to_string(&e.payload).map_err(corrupt)?,
-    })
-}
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Insert the events and fold the new ones into their runs' summaries, in one
-/// transaction. Nothing is written if any event cannot be serialized.
-pub(super) fn insert(conn: &mut Connection, events: &[TraceEvent]) -> Result<usize, StoreError> {
-    let rows = events.iter().map(row).collect::<Result<Vec<Row>, StoreError>>()?;
+/// Insert one chunk of one run's events unless the same chunk (same run, same first
+/// event) is stored already. Returns whether it was new.
+pub(super) fn insert_chunk<E: EventView>(
+    stmt: &mut Statement<'_>,
+    events: &[E],
+    scratch: &mut Vec<u8>,
+) -> Result<bool, StoreError> {
+    let Some(first) = events.first() else { return Ok(false) };
+    super::codec::encode(events, scratch)?;
+    let n = stmt.execute(params![
+        first.request_id(),
+        first.timestamp_micros(),
+        to_i64(first.seq()),
+        to_i64(events.len() as u64),
+        &scratch[..]
+    ])?;
+    Ok(n == 1)
+}
+
+/// The statement [`insert_chunk`] runs.
+pub(super) fn chunk_statement<'a>(tx: &'a Transaction<'_>) -> Result<CachedStatement<'a>, StoreError> {
+    Ok(tx.prepare_cached(
+        "INSERT OR IGNORE INTO chunks (request_id, first_ts, first_seq, event_count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?)
+}
+
+/// Store the events (each run's consecutive events as one chunk) and fold the new ones
+/// into their runs' summaries, in one transaction. Nothing is written if any event
+/// cannot be serialized.
+pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
-    let mut added: HashMap<&str, RunAggregate> = HashMap::new();
-    let mut order: Vec<&str> = Vec::new();
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR IGNORE INTO events (request_id, seq, event_id, timestamp, kind, op_name, ctx, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for (e, row) in events.iter().zip(&rows) {
-            let n = stmt.execute(params![
-                e.request_id,
-                to_i64(e.seq),
-                e.event_id,
-                row.timestamp,
-                e.kind.as_str(),
-                e.op_name,
-                row.ctx,
-                row.payload
-            ])?;
-            if n == 1 {
-                let agg = added.entry(e.request_id.as_str()).or_insert_with(|| {
-                    order.push(e.request_id.as_str());
-                    RunAggregate::default()
-                });
-                agg.add(e);
-            }
-        }
-    }
     let mut new_events = 0usize;
-    for request_id in order {
-        let Some(agg) = added.get(request_id) else { continue };
-        let mut summary = tx
-            .query_row("SELECT * FROM runs WHERE request_id = ?1", [request_id], summary_from_row)
-            .optional()?
-            .unwrap_or_else(|| RunSummary::new(request_id));
-        let before = summary.event_count;
-        agg.apply(&mut summary);
-        new_events += usize::try_from(summary.event_count - before).unwrap_or(usize::MAX);
-        save(&tx, &summary)?;
+    {
+        let mut chunks = chunk_statement(&tx)?;
+        let mut scratch = Vec::with_capacity(16 * 1024);
+        for run in events.chunk_by(|a, b| a.request_id() == b.request_id()) {
+            if !insert_chunk(&mut chunks, run, &mut scratch)? {
+                continue;
+            }
+            let request_id = run[0].request_id();
+            let mut agg = RunAggregate::default();
+            run.iter().for_each(|e| agg.add(e));
+            let mut summary = tx
+                .prepare_cached("SELECT * FROM runs WHERE request_id = ?1")?
+                .query_row([request_id], summary_from_row)
+                .optional()?
+                .unwrap_or_else(|| RunSummary::new(request_id));
+            agg.apply(&mut summary);
+            new_events += run.len();
+            save(&tx, &summary)?;
+        }
     }
     tx.commit()?;
     Ok(new_events)
