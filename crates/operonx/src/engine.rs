@@ -454,10 +454,14 @@ impl RunOptions {
 
 /// A fresh run id: 32 hex digits from the clock, the process id and a counter.
 pub fn new_request_id() -> String {
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // The process id, read once: `getpid` is a system call, and ids are made per run.
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    let pid = *PROCESS.get_or_init(|| u64::from(std::process::id()) << 32);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mix = (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mix = pid ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     format!("{nanos:016x}{mix:016x}")
 }

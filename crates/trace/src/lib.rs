@@ -39,7 +39,7 @@ pub use jsonl::JsonlExporter;
 pub use memory::MemoryExporter;
 pub use op_cache::SqliteOpCache;
 pub use pipeline::{PipelineConfig, PipelineStats, RetryPolicy, TracePipeline, TracePipelineBuilder, WhenFull};
-pub use recorded::{EventView, RecordedEvent};
+pub use recorded::{EventForm, EventView, RecordedEvent};
 pub use run_meta::RunEnd;
 pub use store::{DEFAULT_STORE_PATH, SqliteStore};
 pub use summary::{RunStatus, RunSummary};

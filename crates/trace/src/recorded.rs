@@ -31,10 +31,8 @@ pub trait EventView: Serialize {
         DateTime::from_timestamp_micros(self.timestamp_micros()).unwrap_or_default()
     }
 
-    /// The event as the scheduler recorded it, if it is one.
-    fn as_raw(&self) -> Option<&RawEvent> {
-        None
-    }
+    /// The event itself, in whichever form it is.
+    fn form(&self) -> EventForm<'_>;
 
     /// The key of an annotation, if this is one.
     fn annotation_key(&self) -> Option<Cow<'_, str>> {
@@ -71,6 +69,9 @@ impl EventView for TraceEvent {
     fn timestamp(&self) -> DateTime<Utc> {
         self.timestamp
     }
+    fn form(&self) -> EventForm<'_> {
+        EventForm::Built(self)
+    }
 }
 
 impl EventView for RawEvent {
@@ -92,9 +93,18 @@ impl EventView for RawEvent {
     fn payload_value(&self, key: &str) -> Option<Cow<'_, Value>> {
         RawEvent::payload_value(self, key)
     }
-    fn as_raw(&self) -> Option<&RawEvent> {
-        Some(self)
+    fn form(&self) -> EventForm<'_> {
+        EventForm::Raw(self)
     }
+}
+
+/// An event by reference, in the form it is held.
+#[derive(Debug, Clone, Copy)]
+pub enum EventForm<'a> {
+    /// As the scheduler recorded it.
+    Raw(&'a RawEvent),
+    /// Built.
+    Built(&'a TraceEvent),
 }
 
 /// One event in the pipeline: as the scheduler recorded it, or built.
@@ -175,10 +185,10 @@ impl EventView for RecordedEvent {
             RecordedEvent::Built(e) => e.payload.get(key).map(Cow::Borrowed),
         }
     }
-    fn as_raw(&self) -> Option<&RawEvent> {
+    fn form(&self) -> EventForm<'_> {
         match self {
-            RecordedEvent::Raw(e) => Some(e),
-            RecordedEvent::Built(_) => None,
+            RecordedEvent::Raw(e) => EventForm::Raw(e),
+            RecordedEvent::Built(e) => EventForm::Built(e),
         }
     }
 }

@@ -85,7 +85,7 @@ async fn a_pipeline_run_lands_in_the_store_with_its_summary() {
     assert_eq!(count, 8);
     let data = String::from_utf8(data).unwrap();
     assert_eq!(data.lines().count(), 8);
-    assert!(data.lines().any(|l| l.contains(r#""kind":"llm_usage""#) && l.contains(r#""total_tokens":120"#)));
+    assert!(data.lines().any(|l| l.contains(r#""k":"llm_usage""#) && l.contains(r#""total_tokens":120"#)));
 }
 
 #[tokio::test]

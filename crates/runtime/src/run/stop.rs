@@ -97,7 +97,7 @@ impl GraphRun {
                 status: "cancelled",
                 duration_ms: span.started.elapsed().as_secs_f64() * 1000.0,
                 yields: 0,
-                error: Some(serde_json::Value::String(reason.to_string())),
+                error: Some(Box::new(serde_json::Value::String(reason.to_string()))),
                 span: span.id,
                 parent: self.parent_span_of(ctx),
             };

@@ -83,7 +83,7 @@ impl GraphRun {
             status,
             duration_ms: now.saturating_duration_since(s.started).as_secs_f64() * 1000.0,
             yields,
-            error: error.map(|e| Value::String(e.to_string())),
+            error: error.map(|e| Box::new(Value::String(e.to_string()))),
             span: s.id,
             parent: self.parent_span_of(ctx),
         };

@@ -52,13 +52,18 @@ pub trait RunRecorder: Send + Sync + 'static {
     fn finish(&self);
 }
 
-/// The tracing state one run shares with its nested runs and op bodies.
+/// The tracing state one run shares with its nested runs and op bodies (cheap to
+/// clone: one shared allocation).
 #[derive(Clone)]
-pub struct RunTracer {
+pub struct RunTracer(Arc<TracerState>);
+
+struct TracerState {
     sink: Arc<dyn TraceSink>,
     recorder: Option<Arc<dyn RunRecorder>>,
     request_id: Arc<str>,
-    counters: Arc<(AtomicU64, AtomicU64)>,
+    /// Next event sequence number, next span id.
+    seq: AtomicU64,
+    span: AtomicU64,
     /// The wall clock at `anchor.1`: event times are read from the monotonic clock (one
     /// clock read per event, shared with span durations) and placed on the wall clock
     /// from here, so they never go backwards within a run.
@@ -67,7 +72,7 @@ pub struct RunTracer {
 
 impl std::fmt::Debug for RunTracer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunTracer").field("request_id", &self.request_id).finish()
+        f.debug_struct("RunTracer").field("request_id", &self.0.request_id).finish()
     }
 }
 
@@ -79,28 +84,29 @@ impl RunTracer {
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        Self {
+        Self(Arc::new(TracerState {
             sink,
             recorder,
             request_id,
-            counters: Arc::new((AtomicU64::new(0), AtomicU64::new(0))),
+            seq: AtomicU64::new(0),
+            span: AtomicU64::new(0),
             anchor: (wall, Instant::now()),
-        }
+        }))
     }
 
     /// The run's id.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        &self.0.request_id
     }
 
     /// A new span id, unique within the run.
     pub fn next_span(&self) -> u64 {
-        self.counters.1.fetch_add(1, Ordering::Relaxed) + 1
+        self.0.span.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The wire form of a span id.
     pub fn span_name(&self, span: u64) -> Value {
-        Value::String(format!("{}-s{span}", self.request_id))
+        Value::String(format!("{}-s{span}", self.0.request_id))
     }
 
     /// Record an event happening now (cheap: nothing is formatted here).
@@ -117,28 +123,22 @@ impl RunTracer {
         ctx: Option<EventCtx>,
         payload: RawPayload,
     ) {
-        let seq = self.counters.0.fetch_add(1, Ordering::Relaxed);
-        let since = i64::try_from(at.saturating_duration_since(self.anchor.1).as_micros()).unwrap_or(i64::MAX);
-        let event = RawEvent {
-            kind,
-            seq,
-            at_us: self.anchor.0.saturating_add(since),
-            request_id: self.request_id.clone(),
-            op,
-            ctx,
-            payload,
-        };
-        match &self.recorder {
+        let t = &*self.0;
+        let seq = t.seq.fetch_add(1, Ordering::Relaxed);
+        let since = i64::try_from(at.saturating_duration_since(t.anchor.1).as_micros()).unwrap_or(i64::MAX);
+        let at_us = t.anchor.0.saturating_add(since);
+        let event = RawEvent { kind, seq, at_us, request_id: t.request_id.clone(), op, ctx, payload };
+        match &t.recorder {
             Some(r) => r.record(event),
-            None => self.sink.record_raw(event),
+            None => t.sink.record_raw(event),
         }
     }
 
     /// Tell the sink the run is over.
     pub fn finish(&self) {
-        match &self.recorder {
+        match &self.0.recorder {
             Some(r) => r.finish(),
-            None => self.sink.run_finished(&self.request_id),
+            None => self.0.sink.run_finished(&self.0.request_id),
         }
     }
 }

@@ -65,8 +65,9 @@ pub(crate) enum RawPayload {
         status: &'static str,
         duration_ms: f64,
         yields: u64,
-        /// Always a string; a value so processors can rewrite it in place.
-        error: Option<Value>,
+        /// Always a string; a value so processors can rewrite it in place (boxed: rare,
+        /// and every raw event is as large as its largest kind).
+        error: Option<Box<Value>>,
         span: u64,
         parent: Option<u64>,
     },
@@ -152,7 +153,7 @@ impl RawEvent {
             (RawPayload::End { status, .. }, "status") => Some(Cow::Owned(Value::String((*status).to_string()))),
             (RawPayload::End { duration_ms, .. }, "duration_ms") => Some(Cow::Owned(round_ms(*duration_ms))),
             (RawPayload::End { yields, .. }, "yield_count") => Some(Cow::Owned(Value::from(*yields))),
-            (RawPayload::End { error, .. }, "error") => error.as_ref().map(Cow::Borrowed),
+            (RawPayload::End { error, .. }, "error") => error.as_deref().map(Cow::Borrowed),
             (RawPayload::Yield { yielded, .. }, "yielded") => {
                 Some(Cow::Owned(Value::Object(yielded.clone().into_map())))
             }
@@ -215,7 +216,7 @@ impl RawEvent {
                 payload.insert("duration_ms".to_string(), round_ms(duration_ms));
                 payload.insert("yield_count".to_string(), Value::from(yields));
                 if let Some(e) = error {
-                    payload.insert("error".to_string(), e);
+                    payload.insert("error".to_string(), *e);
                 }
                 payload.insert("span_id".to_string(), span(s));
                 payload.insert("parent_span_id".to_string(), opt_span(parent));
@@ -419,7 +420,7 @@ mod tests {
                     status: "error",
                     duration_ms: 1.234_567_8,
                     yields: 2,
-                    error: Some(json!("boom")),
+                    error: Some(Box::new(json!("boom"))),
                     span: 4,
                     parent: Some(1),
                 },

@@ -16,12 +16,12 @@ use operonx::providers::ResourceHub;
 use operonx::trace::RawEvent;
 use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink, Value, Workflow, json};
 use operonx_testkit::mock_llm::MockLlm;
+use operonx_trace::TracePipeline;
 
 /// The allocator the `operonx` CLI uses too: the trace pipeline frees on its own thread
 /// what runs allocated on theirs, which glibc's allocator serializes on an arena lock.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use operonx_trace::TracePipeline;
 
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
@@ -48,7 +48,9 @@ struct Args {
     /// Tracing: `off`; `raw` (the scheduler records events, a sink drops them);
     /// `null` (the full pipeline with an exporter that drops batches); `file` (JSON
     /// lines to a temporary file); `store` (the default SQLite store, in a temporary
-    /// directory). Pipelines are flushed at the end of every timed run.
+    /// directory). Pipelines are flushed at the end of every timed run. Several modes,
+    /// comma-separated (`off,raw,store`), are measured in one process, taking turns run
+    /// by run, so their ratios are not skewed by the machine's drift; one line each.
     #[arg(long, default_value = "off")]
     trace: String,
     /// Graph runs per timed run for W2 (the README's W2 uses 10,000; W7 uses 1,000).
@@ -223,32 +225,11 @@ fn run() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let side_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let scratch_dir = std::env::temp_dir().join(format!("operonx-bench-{}", std::process::id()));
-    let pipeline_rt = &side_rt;
-    let pipeline: Option<TracePipeline> = {
-        let _guard = pipeline_rt.enter();
-        let base = TracePipeline::builder()
-            .processor(operonx_trace::processor::Redact::with_defaults())
-            .processor(operonx_trace::processor::Truncate::default());
-        match args.trace.as_str() {
-            "null" => Some(base.exporter(NullExporter).build()?),
-            "file" => {
-                std::fs::create_dir_all(&scratch_dir)?;
-                Some(base.exporter(operonx_trace::JsonlExporter::file(scratch_dir.join("trace.jsonl"))).build()?)
-            }
-            "store" => {
-                std::fs::create_dir_all(&scratch_dir)?;
-                Some(base.exporter(operonx_trace::SqliteStore::open(scratch_dir.join("traces.db"))?).build()?)
-            }
-            _ => None,
-        }
-    };
-    let sink: Option<Arc<dyn TraceSink>> = match (args.trace.as_str(), &pipeline) {
-        ("off", _) => None,
-        ("raw", _) => Some(Arc::new(NullSink)),
-        ("memory", _) => Some(Arc::new(MemorySink::new())),
-        (_, Some(p)) => Some(p.sink()),
-        (other, None) => bail!("--trace {other}: expected off, raw, null, file, store or memory"),
-    };
+    let modes = args
+        .trace
+        .split(',')
+        .map(|name| TraceMode::new(name.trim(), &side_rt, &scratch_dir))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -278,43 +259,107 @@ fn run() -> anyhow::Result<()> {
         w.units = w.repeat as f64;
     }
 
-    let flush = || {
-        if let Some(p) = &pipeline {
-            pipeline_rt.block_on(p.flush());
-        }
-    };
     for _ in 0..args.warmup {
-        rt.block_on(one(&wf, &w, &inputs, &sink))?;
-        flush();
+        for m in &modes {
+            rt.block_on(one(&wf, &w, &inputs, &m.sink))?;
+            m.flush(&side_rt);
+        }
     }
-    let mut times = Vec::with_capacity(args.runs);
+    let mut totals = vec![Vec::with_capacity(args.runs); modes.len()];
+    let mut runs_only = vec![Vec::with_capacity(args.runs); modes.len()];
     let cpu0 = cpu_time_ms();
-    for _ in 0..args.runs {
-        let t = Instant::now();
-        rt.block_on(one(&wf, &w, &inputs, &sink))?;
-        flush();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    for i in 0..args.runs {
+        // Take turns, starting with a different mode each time.
+        for k in 0..modes.len() {
+            let at = (i + k) % modes.len();
+            let m = &modes[at];
+            let t = Instant::now();
+            rt.block_on(one(&wf, &w, &inputs, &m.sink))?;
+            runs_only[at].push(t.elapsed().as_secs_f64() * 1000.0);
+            m.flush(&side_rt);
+            totals[at].push(t.elapsed().as_secs_f64() * 1000.0);
+        }
     }
-    if let Some(p) = &pipeline {
-        pipeline_rt.block_on(p.shutdown());
+    let cpu = (cpu_time_ms() - cpu0) / (args.runs * modes.len()) as f64;
+    for m in &modes {
+        if let Some(p) = &m.pipeline {
+            side_rt.block_on(p.shutdown());
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch_dir);
-    let cpu = (cpu_time_ms() - cpu0) / args.runs as f64;
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let line = json!({
-        "graph": name,
-        "runs": args.runs,
-        "median_ms": round3(median),
-        "min_ms": round3(times[0]),
-        "max_ms": round3(times[times.len() - 1]),
-        "cpu_ms": round3(cpu),
-        "result_ok": true,
-        "unit": w.unit,
-        "per_unit_us": round3(median * 1000.0 / w.units.max(1.0)),
-    });
-    println!("{line}");
+    for (at, m) in modes.iter().enumerate() {
+        let times = &mut totals[at];
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let mut line = json!({
+            "graph": name,
+            "runs": args.runs,
+            "median_ms": round3(median),
+            "min_ms": round3(times[0]),
+            "max_ms": round3(times[times.len() - 1]),
+            "cpu_ms": round3(cpu),
+            "result_ok": true,
+            "unit": w.unit,
+            "per_unit_us": round3(median * 1000.0 / w.units.max(1.0)),
+        });
+        if modes.len() > 1 {
+            line["trace"] = json!(m.name);
+            line["cpu_ms"] = json!(null);
+        }
+        if m.pipeline.is_some() {
+            // The runs alone, before the flush that waits for the exporter: the latency
+            // tracing adds to the runs themselves (the exporter works on its own thread).
+            let runs = &mut runs_only[at];
+            runs.sort_by(f64::total_cmp);
+            line["runs_median_ms"] = json!(round3(runs[runs.len() / 2]));
+        }
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// One way of tracing the timed runs.
+struct TraceMode {
+    name: String,
+    pipeline: Option<TracePipeline>,
+    sink: Option<Arc<dyn TraceSink>>,
+}
+
+impl TraceMode {
+    /// The mode named `name`; pipelines run their flusher on `side_rt`.
+    fn new(name: &str, side_rt: &tokio::runtime::Runtime, scratch_dir: &Path) -> anyhow::Result<Self> {
+        let _guard = side_rt.enter();
+        let base = TracePipeline::builder()
+            .processor(operonx_trace::processor::Redact::with_defaults())
+            .processor(operonx_trace::processor::Truncate::default());
+        let pipeline = match name {
+            "null" => Some(base.exporter(NullExporter).build()?),
+            "file" => {
+                std::fs::create_dir_all(scratch_dir)?;
+                Some(base.exporter(operonx_trace::JsonlExporter::file(scratch_dir.join("trace.jsonl"))).build()?)
+            }
+            "store" => {
+                std::fs::create_dir_all(scratch_dir)?;
+                Some(base.exporter(operonx_trace::SqliteStore::open(scratch_dir.join("traces.db"))?).build()?)
+            }
+            _ => None,
+        };
+        let sink: Option<Arc<dyn TraceSink>> = match (name, &pipeline) {
+            ("off", _) => None,
+            ("raw", _) => Some(Arc::new(NullSink)),
+            ("memory", _) => Some(Arc::new(MemorySink::new())),
+            (_, Some(p)) => Some(p.sink()),
+            (other, None) => bail!("--trace {other}: expected off, raw, null, file, store or memory"),
+        };
+        Ok(Self { name: name.to_string(), pipeline, sink })
+    }
+
+    /// Wait until everything recorded so far is exported.
+    fn flush(&self, side_rt: &tokio::runtime::Runtime) {
+        if let Some(p) = &self.pipeline {
+            side_rt.block_on(p.flush());
+        }
+    }
 }
 
 fn round3(x: f64) -> f64 {

@@ -18,17 +18,33 @@ use crate::run_meta::RunEnd;
 
 /// What every run's log shares with the pipeline: the settings, the counters, the
 /// number of events buffered across runs, and the flusher's wake-up.
+///
+/// The fields runs write on every event live on cache lines of their own: the flusher
+/// writes the counters and flags on another core, and sharing a line with them would
+/// cost every event a cache miss.
 #[derive(Debug)]
 pub(super) struct Gauge {
     pub(super) config: PipelineConfig,
     pub(super) counters: Counters,
     pub(super) signals: Arc<Signals>,
-    buffered: AtomicUsize,
+    buffered: Padded<AtomicUsize>,
     /// A flush was asked for and has not started draining yet (at most one wake-up per
     /// flush, however many runs finish meanwhile).
-    flush_requested: AtomicBool,
+    flush_requested: Padded<AtomicBool>,
     /// The same, for flushes that must not wait (size trigger, full buffer).
-    urgent_requested: AtomicBool,
+    urgent_requested: Padded<AtomicBool>,
+}
+
+/// A value alone on its cache line (128 bytes: adjacent-line prefetching pairs lines).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl Gauge {
@@ -37,9 +53,9 @@ impl Gauge {
             config,
             counters: Counters::default(),
             signals,
-            buffered: AtomicUsize::new(0),
-            flush_requested: AtomicBool::new(false),
-            urgent_requested: AtomicBool::new(false),
+            buffered: Padded(AtomicUsize::new(0)),
+            flush_requested: Padded(AtomicBool::new(false)),
+            urgent_requested: Padded(AtomicBool::new(false)),
         }
     }
 
@@ -55,7 +71,8 @@ impl Gauge {
         } else {
             (&self.flush_requested, &self.signals.wake)
         };
-        if !flag.swap(true, Ordering::AcqRel) {
+        // Read first: once asked, later calls touch the flag without writing it.
+        if !flag.load(Ordering::Acquire) && !flag.swap(true, Ordering::AcqRel) {
             signal.notify_one();
         }
     }
@@ -72,6 +89,9 @@ struct RunState {
     recorded: u64,
     /// One past the highest `seq` seen: where the run's closing events are numbered.
     next_seq: u64,
+    /// Events recorded since the last drain, not yet in the pipeline's counter (kept
+    /// here so recording touches nothing the flusher writes).
+    uncounted: u64,
     /// Its trace was closed by a flush and nothing came since.
     closed: bool,
 }
@@ -121,8 +141,8 @@ impl RunLog {
     /// Buffer one event (or drop it, by the sampling decision or the full policy).
     pub(super) fn push(&self, event: RecordedEvent) {
         let gauge = &*self.gauge;
-        Counters::add(&gauge.counters.recorded, 1);
         if !self.admitted {
+            Counters::add(&gauge.counters.recorded, 1);
             Counters::add(&gauge.counters.sampled_out, 1);
             return;
         }
@@ -131,6 +151,7 @@ impl RunLog {
         let mut st = self.state();
         st.closed = false;
         st.recorded += 1;
+        st.uncounted += 1;
         st.next_seq = st.next_seq.max(crate::EventView::seq(&event).saturating_add(1));
         if full {
             st.dropped += 1;
@@ -216,6 +237,11 @@ impl Buffers {
         self.runs.get(request_id).cloned()
     }
 
+    /// Events recorded and not yet counted in the pipeline's `recorded` counter.
+    pub(super) fn uncounted(&self) -> u64 {
+        self.runs.values().map(|log| log.state().uncounted).sum()
+    }
+
     /// Take every buffered event out, run by run. Finished runs are closed; with
     /// `close_all`, so are unfinished ones (their traces end as truncated). A closed log
     /// is forgotten once no run holds it any more.
@@ -225,6 +251,7 @@ impl Buffers {
         let mut out = Vec::new();
         self.runs.retain(|request_id, log| {
             let mut st = log.state();
+            Counters::add(&gauge.counters.recorded, std::mem::take(&mut st.uncounted));
             if !log.admitted {
                 let done = st.finished_at.is_some() || close_all;
                 return !(done && Arc::strong_count(log) == 1);

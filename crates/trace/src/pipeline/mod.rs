@@ -182,7 +182,10 @@ impl TracePipeline {
 
     /// The pipeline's counters.
     pub fn stats(&self) -> PipelineStats {
-        self.shared.gauge.counters.snapshot(self.shared.gauge.buffered())
+        let uncounted = self.shared.buffers().uncounted();
+        let mut stats = self.shared.gauge.counters.snapshot(self.shared.gauge.buffered());
+        stats.events_recorded += uncounted;
+        stats
     }
 
     /// The settings in use.

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cost_usd        REAL NOT NULL DEFAULT 0,
     event_count     INTEGER NOT NULL DEFAULT 0,
     dropped_events  INTEGER NOT NULL DEFAULT 0
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 CREATE TABLE IF NOT EXISTS chunks (
     id          INTEGER PRIMARY KEY,

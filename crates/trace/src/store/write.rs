@@ -4,7 +4,7 @@
 //! (see `codec`), in a single row. A row per event would cost SQLite more
 //! than the rest of the trace path together; runs are always read back whole.
 
-use rusqlite::{CachedStatement, Connection, OptionalExtension, Statement, Transaction, params};
+use rusqlite::{CachedStatement, Connection, Statement, Transaction, params};
 
 use super::read::summary_from_row;
 use crate::error::StoreError;
@@ -49,35 +49,43 @@ pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Resul
     let mut new_events = 0usize;
     {
         let mut chunks = chunk_statement(&tx)?;
+        let mut add_run = tx.prepare_cached(&format!("INSERT OR IGNORE {SAVE_RUN}"))?;
         let mut scratch = Vec::with_capacity(16 * 1024);
         for run in events.chunk_by(|a, b| a.request_id() == b.request_id()) {
             if !insert_chunk(&mut chunks, run, &mut scratch)? {
                 continue;
             }
+            new_events += run.len();
             let request_id = run[0].request_id();
             let mut agg = RunAggregate::default();
             run.iter().for_each(|e| agg.add(e));
+            let mut summary = RunSummary::new(request_id);
+            agg.apply(&mut summary);
+            // A run seen for the first time (the common case) is one insert; one seen
+            // before (an earlier batch, a resumed run) has its summary read and merged.
+            if save(&mut add_run, &summary)? {
+                continue;
+            }
             let mut summary = tx
                 .prepare_cached("SELECT * FROM runs WHERE request_id = ?1")?
-                .query_row([request_id], summary_from_row)
-                .optional()?
-                .unwrap_or_else(|| RunSummary::new(request_id));
+                .query_row([request_id], summary_from_row)?;
             agg.apply(&mut summary);
-            new_events += run.len();
-            save(&tx, &summary)?;
+            let mut replace = tx.prepare_cached(&format!("INSERT OR REPLACE {SAVE_RUN}"))?;
+            save(&mut replace, &summary)?;
         }
     }
     tx.commit()?;
     Ok(new_events)
 }
 
-fn save(conn: &Connection, s: &RunSummary) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "INSERT OR REPLACE INTO runs (request_id, graph, started_at, ended_at, status, duration_ms, op_count,
-             error_count, cancelled_count, interrupted_count, tokens, cost_usd, event_count, dropped_events)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
-    .execute(params![
+/// The columns of a `runs` row, after `INSERT [OR ...]`.
+const SAVE_RUN: &str = "INTO runs (request_id, graph, started_at, ended_at, status, duration_ms, op_count,
+     error_count, cancelled_count, interrupted_count, tokens, cost_usd, event_count, dropped_events)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+/// Run a [`SAVE_RUN`] statement for `s`; returns whether a row was written.
+fn save(stmt: &mut Statement<'_>, s: &RunSummary) -> Result<bool, StoreError> {
+    let n = stmt.execute(params![
         s.request_id,
         s.graph,
         s.started_at.as_ref().map(format_time),
@@ -93,5 +101,5 @@ fn save(conn: &Connection, s: &RunSummary) -> Result<(), StoreError> {
         to_i64(s.event_count),
         to_i64(s.dropped_events),
     ])?;
-    Ok(())
+    Ok(n == 1)
 }
