@@ -485,3 +485,39 @@ async fn each_run_reaches_exporters_in_timestamp_then_seq_order() {
     let order: Vec<u64> = mem.events().iter().map(|e| e.seq).collect();
     assert_eq!(order, [0, 2, 3, 1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_while_flushing_keeps_the_buffered_count_exact() {
+    const PER_WRITER: u64 = 20_000;
+    let mem = MemoryExporter::new();
+    // Small batches flushed all the time, by the flusher and by this task.
+    let pipeline = TracePipeline::builder()
+        .flush_interval(Duration::from_millis(1))
+        .flush_every_events(16)
+        .exporter(mem.clone())
+        .build()
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let sink = pipeline.sink();
+            std::thread::spawn(move || {
+                let rid = format!("w{w}");
+                for seq in 0..PER_WRITER {
+                    sink.record(ev(&rid, seq, seq as i64, EventKind::OpYield, Some("main.g"), &["main"], json!({})));
+                }
+                sink.run_finished(&rid);
+            })
+        })
+        .collect();
+    while !writers.iter().all(std::thread::JoinHandle::is_finished) {
+        pipeline.flush().await;
+        assert!(pipeline.stats().events_buffered <= 4 * PER_WRITER, "{:?}", pipeline.stats());
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    pipeline.shutdown().await;
+    let stats = pipeline.stats();
+    assert_eq!((stats.events_buffered, stats.events_recorded, stats.events_dropped), (0, 4 * PER_WRITER, 0));
+    assert_eq!(mem.events().iter().filter(|e| e.op_name.is_some()).count() as u64, 4 * PER_WRITER);
+}

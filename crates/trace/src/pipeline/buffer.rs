@@ -78,6 +78,9 @@ impl Gauge {
     }
 }
 
+/// Events a run's buffer makes room for at its first event.
+const FIRST_CAPACITY: usize = 16;
+
 /// The buffered state of one run.
 #[derive(Debug, Default)]
 struct RunState {
@@ -172,9 +175,16 @@ impl RunLog {
             gauge.request_flush(true);
             return;
         }
+        if st.events.capacity() == 0 {
+            // Room for a small run's events at once, instead of growing 4, 8, 16.
+            st.events.reserve(FIRST_CAPACITY);
+        }
         st.events.push_back(event);
+        // Counted under the run's lock, which a drain holds while it subtracts what it
+        // takes: the count never dips below the events actually buffered.
+        let buffered = gauge.buffered.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         drop(st);
-        if gauge.buffered.fetch_add(1, Ordering::Relaxed) + 1 >= config.flush_every_events {
+        if buffered >= config.flush_every_events {
             gauge.request_flush(true);
         }
     }
