@@ -157,11 +157,31 @@ fn main() -> ExitCode {
         .init();
     match dispatch(cli) {
         Ok(code) => code,
+        // The reader went away (`operonx trace show ID | head`): nothing more to say.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Print to stdout. A closed pipe comes back as an error, which `main` takes as the end.
+fn out(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    std::io::stdout().lock().write_fmt(text)
+}
+
+/// [`out`] with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Whether `e` is a write to a pipe whose reader has gone.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// The CLI's engine: built-in op types, the standard functions, and the model
@@ -192,7 +212,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let engine = engine_with(resources.as_deref())?;
             match engine.load_file(&graph) {
                 Ok(wf) => {
-                    println!("ok: {} ({} ops)", graph.display(), wf.plan().op_count());
+                    outln!("ok: {} ({} ops)", graph.display(), wf.plan().op_count())?;
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(operonx::Error::Graph(g)) => {
@@ -204,7 +224,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         if diags.len() == 1 { "" } else { "s" }
                     );
                     for d in diags {
-                        println!("{d}");
+                        outln!("{d}")?;
                     }
                     Ok(ExitCode::from(2))
                 }
@@ -279,7 +299,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let out = wf
                     .run_observed(Value::Object(inputs), options, |ev| {
                         if stream {
-                            println!("{}", event_line(seq, ev));
+                            // A closed pipe ends the program at the result (below).
+                            let _ = outln!("{}", event_line(seq, ev));
                             seq += 1;
                         }
                     })
@@ -297,9 +318,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let text =
                 if compact || stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
             if stream {
-                println!("{{\"type\":\"result\",\"result\":{text}}}");
+                outln!("{{\"type\":\"result\",\"result\":{text}}}")?;
             } else {
-                println!("{text}");
+                outln!("{text}")?;
             }
             Ok(exit_status(&outcome))
         }
@@ -333,7 +354,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 save_state(&graph, state)?;
             }
             let json = outcome.to_json();
-            println!("{}", if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? });
+            outln!("{}", if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? })?;
             Ok(exit_status(&outcome))
         }
     }
@@ -349,19 +370,19 @@ fn trace_command(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
         TraceCommand::List { limit, json, trace_store } => {
             let runs = open(trace_store)?.list_runs(limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
+                outln!("{}", serde_json::to_string_pretty(&runs)?)?;
             } else {
-                print!("{}", operonx_trace::render_list(&runs, color));
+                out(format_args!("{}", operonx_trace::render_list(&runs, color)))?;
             }
         }
         TraceCommand::Show { run_id, timeline, json, trace_store } => {
             let events = open(trace_store)?.run_events(&run_id).map_err(|e| BadInput(e.to_string()))?;
             if json {
-                println!("{}", operonx_trace::render_json(&events)?);
+                outln!("{}", operonx_trace::render_json(&events)?)?;
             } else if timeline {
-                print!("{}", operonx_trace::render_timeline(&events, color));
+                out(format_args!("{}", operonx_trace::render_timeline(&events, color)))?;
             } else {
-                print!("{}", operonx_trace::render_tree(&events, color));
+                out(format_args!("{}", operonx_trace::render_tree(&events, color)))?;
             }
         }
     }

@@ -419,3 +419,42 @@ fn cached_results_persist_across_runs() {
     assert!(dir.join(".operonx/cache.db").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("operonx-cli-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("g.json"),
+        r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["n"],
+            "initial_ready_count": {"n": 0, "each": 1},
+            "compiled_adj": {"n": [["each", false]], "each": []},
+            "ops": {"n": {"type": "code", "func_name": "range", "is_generator": true, "inputs": {"n": {"literal": 2000}}},
+                    "each": {"type": "code", "func_name": "identity", "inputs": {"value": {"ref": {"source": "main.n", "var": "i"}}}}}}"#,
+    )
+    .expect("write graph");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_operonx")).args(["run", "g.json"]).current_dir(&dir).output().expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let run_id = err.lines().find_map(|l| l.strip_prefix("run id: ")).expect("run id").to_string();
+
+    // Thousands of events as JSON: far more than a pipe holds, so the writer meets the
+    // closed end (what `operonx trace show ID --json | head` does).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_operonx"))
+        .args(["trace", "show", &run_id, "--json"])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut first = [0u8; 64];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("some output");
+    let done = child.wait_with_output().expect("ends");
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
