@@ -17,10 +17,6 @@ use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
 use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
 
-/// The trace pipeline frees on its own thread what runs allocated on theirs; glibc's
-/// allocator serializes that on an arena lock, mimalloc does not.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Run Operon workflows (graph.json) with the operonx engine.
 #[derive(Parser, Debug)]

@@ -18,10 +18,6 @@ use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink,
 use operonx_testkit::mock_llm::MockLlm;
 use operonx_trace::TracePipeline;
 
-/// The allocator the `operonx` CLI uses too: the trace pipeline frees on its own thread
-/// what runs allocated on theirs, which glibc's allocator serializes on an arena lock.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
