@@ -17,7 +17,6 @@ use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
 use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
 
-
 /// Run Operon workflows (graph.json) with the operonx engine.
 #[derive(Parser, Debug)]
 #[command(name = "operonx", version, about)]

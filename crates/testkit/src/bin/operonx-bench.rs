@@ -18,7 +18,6 @@ use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink,
 use operonx_testkit::mock_llm::MockLlm;
 use operonx_trace::TracePipeline;
 
-
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
 #[command(version, about)]
