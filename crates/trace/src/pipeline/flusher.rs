@@ -151,8 +151,8 @@ impl Batches {
 fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
     let RunDrain { request_id, mut events, start, close } = run;
     events.sort_by_key(RecordedEvent::sort_key);
-    let processed = if shared.rewrite_only {
-        rewrite_run(shared, &request_id, events)
+    let processed = if shared.in_place_only {
+        in_place_run(shared, &request_id, events)
     } else {
         process_built(shared, &request_id, close.as_ref(), events)
     };
@@ -184,21 +184,20 @@ fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
 /// A processor panicked: its name, and how many events were lost with the batch.
 type Panicked<'a> = (&'a str, u64);
 
-/// The fast path: every processor rewrites values in place, on the events as recorded.
-fn rewrite_run<'a>(
+/// The fast path: every processor works in place, on the events as recorded.
+fn in_place_run<'a>(
     shared: &'a Shared,
     request_id: &str,
     mut events: Vec<RecordedEvent>,
 ) -> Result<Vec<RecordedEvent>, Panicked<'a>> {
     for p in &shared.processors {
-        let Some(rewriter) = p.rewriter() else { continue };
-        let step = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            events.iter_mut().for_each(|e| processor::rewrite(rewriter, e));
-        }));
-        if step.is_err() {
-            return Err((p.name(), events.len() as u64));
+        let Some(step) = p.in_place() else { continue };
+        let n = events.len() as u64;
+        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| processor::apply_in_place(step, &mut events)));
+        if applied.is_err() {
+            return Err((p.name(), n));
         }
-        tracing::trace!(processor = p.name(), request_id, events = events.len(), "rewrote trace events");
+        tracing::trace!(processor = p.name(), request_id, events = events.len(), "processed trace events in place");
     }
     Ok(events)
 }

@@ -9,10 +9,11 @@
 //! `flush_every_events` are buffered, every `flush_interval`, on [`TracePipeline::flush`]
 //! and on [`TracePipeline::shutdown`].
 //!
-//! When every processor only rewrites values ([`Processor::rewriter`], as the defaults
-//! do), events recorded by the scheduler are rewritten in place and exporters that take
-//! them as recorded (the store, JSON lines) serialize them straight to text: no event is
-//! built into a [`TraceEvent`] on the way to the store. The flusher task is started on the first call made
+//! When every processor works on one event at a time ([`Processor::in_place`], as the
+//! built-in ones except `group_by` do), events recorded by the scheduler are kept or
+//! dropped and rewritten as they are, and exporters that take them as recorded (the
+//! store, JSON lines) serialize them straight to text: no event is built into a
+//! [`TraceEvent`] on the way to the store. The flusher task is started on the first call made
 //! inside a tokio runtime (which must have its timer enabled) and is stopped by
 //! `shutdown`, or aborted when the last handle to the pipeline is dropped.
 
@@ -85,8 +86,8 @@ struct Signals {
 
 struct Shared {
     processors: Vec<Box<dyn Processor>>,
-    /// Every processor only rewrites values: recorded events are never built for them.
-    rewrite_only: bool,
+    /// Every processor works in place: recorded events are never built for them.
+    in_place_only: bool,
     exporters: Vec<Arc<dyn Exporter>>,
     buffers: Mutex<Buffers>,
     gauge: Arc<Gauge>,
@@ -361,10 +362,10 @@ impl TracePipelineBuilder {
         if exporters.is_empty() {
             exporters.push(Arc::new(SqliteStore::open_default()?));
         }
-        let rewrite_only = self.processors.iter().all(|p| p.rewriter().is_some());
+        let in_place_only = self.processors.iter().all(|p| p.in_place().is_some());
         let shared = Arc::new(Shared {
             processors: self.processors,
-            rewrite_only,
+            in_place_only,
             exporters,
             buffers: Mutex::new(Buffers::default()),
             gauge: Arc::new(Gauge::new(self.config, Arc::new(Signals::default()))),

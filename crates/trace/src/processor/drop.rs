@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use operonx_runtime::{EventKind, TraceEvent};
 use serde_json::Value;
 
-use super::Processor;
+use super::{InPlace, Processor};
 use crate::glob::Glob;
+use crate::recorded::{EventView, RecordedEvent};
 
 /// Removes events by kind, by op name pattern (full or short name, see
 /// [`Glob::matches_op`]), by an allow-list of op names, or — with [`DropEvents::empty`] —
@@ -55,11 +56,11 @@ impl DropEvents {
         self
     }
 
-    fn keeps(&self, e: &TraceEvent) -> bool {
-        if self.kinds.contains(&e.kind) {
+    fn keeps_event<E: EventView + ?Sized>(&self, e: &E) -> bool {
+        if self.kinds.contains(&e.kind()) {
             return false;
         }
-        if let Some(op) = e.op_name.as_deref() {
+        if let Some(op) = e.op_name() {
             if self.ops.iter().any(|g| g.matches_op(op)) {
                 return false;
             }
@@ -72,18 +73,18 @@ impl DropEvents {
 }
 
 /// A successful `op_end` or an `op_yield` whose data is missing, empty, or all null.
-fn is_empty_result(e: &TraceEvent) -> bool {
-    let data = match e.kind {
+fn is_empty_result<E: EventView + ?Sized>(e: &E) -> bool {
+    let data = match e.kind() {
         EventKind::OpEnd => {
-            if e.payload.get("status").and_then(Value::as_str).is_some_and(|s| s != "ok") {
+            if e.payload_value("status").is_some_and(|s| s.as_str().is_some_and(|s| s != "ok")) {
                 return false;
             }
-            e.payload.get("outputs")
+            e.payload_value("outputs")
         }
-        EventKind::OpYield => e.payload.get("yielded"),
+        EventKind::OpYield => e.payload_value("yielded"),
         _ => return false,
     };
-    match data {
+    match data.as_deref() {
         None | Some(Value::Null) => true,
         Some(Value::Object(m)) => m.values().all(Value::is_null),
         Some(Value::Array(a)) => a.is_empty(),
@@ -98,8 +99,18 @@ impl Processor for DropEvents {
     }
 
     fn process(&self, mut events: Vec<TraceEvent>) -> Vec<TraceEvent> {
-        events.retain(|e| self.keeps(e));
+        events.retain(|e| self.keeps_event(e));
         events
+    }
+
+    fn in_place(&self) -> Option<&dyn InPlace> {
+        Some(self)
+    }
+}
+
+impl InPlace for DropEvents {
+    fn keeps(&self, event: &RecordedEvent) -> bool {
+        self.keeps_event(event)
     }
 }
 

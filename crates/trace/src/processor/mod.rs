@@ -60,11 +60,12 @@ pub trait Processor: Send + Sync + 'static {
     /// trace is flushed in several batches passes through in order, one batch at a time.
     fn process(&self, events: Vec<TraceEvent>) -> Vec<TraceEvent>;
 
-    /// This processor as a [`ValueRewriter`], if that is all it does: it never drops,
-    /// adds or reorders events and owes nothing at a run's end. When every processor of a
-    /// pipeline is one, events are rewritten in place as recorded and never built into
-    /// [`TraceEvent`]s unless an exporter needs them (the fast path to the store).
-    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+    /// This processor as an [`InPlace`] step, if it can be one: it decides and rewrites
+    /// one event at a time, never adds or reorders events, and owes nothing at a run's
+    /// end. When every processor of a pipeline is one, events are kept or dropped and
+    /// rewritten as recorded, and never built into [`TraceEvent`]s unless an exporter
+    /// needs them (the fast path to the store).
+    fn in_place(&self) -> Option<&dyn InPlace> {
         None
     }
 
@@ -75,25 +76,36 @@ pub trait Processor: Send + Sync + 'static {
     }
 }
 
-/// A processor that only rewrites payload values in place (see [`Processor::rewriter`]).
-/// Both methods together must do what [`Processor::process`] does to one event.
-pub trait ValueRewriter: Send + Sync {
-    /// Rewrite the whole payload of an event of this kind.
-    fn rewrite_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>);
+/// A processor working on one event at a time, in whichever form the event is (see
+/// [`Processor::in_place`]): [`InPlace::keeps`] decides whether it stays, the rewrite
+/// methods change its payload's values. Together they must do what
+/// [`Processor::process`] does to that event.
+pub trait InPlace: Send + Sync {
+    /// Whether the event stays (the default: always).
+    fn keeps(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
+
+    /// Rewrite the whole payload of an event of this kind (the default: no change).
+    fn rewrite_payload(&self, _kind: EventKind, _payload: &mut BTreeMap<String, Value>) {}
 
     /// Rewrite one data field of a recorded event: `payload[field][entry]` when `entry`
-    /// is given (an input, output or yielded value by name), else `payload[field]`.
-    fn rewrite_field(&self, field: &str, entry: Option<&str>, value: &mut Value);
+    /// is given (an input, output or yielded value by name), else `payload[field]` (the
+    /// default: no change).
+    fn rewrite_field(&self, _field: &str, _entry: Option<&str>, _value: &mut Value) {}
 }
 
-/// Apply `rewriter` to one event, in whichever form it is.
-pub(crate) fn rewrite(rewriter: &dyn ValueRewriter, event: &mut RecordedEvent) {
-    match event {
-        RecordedEvent::Raw(e) => e.rewrite_values(
-            &mut |kind, payload| rewriter.rewrite_payload(kind, payload),
-            &mut |field, entry, value| rewriter.rewrite_field(field, entry, value),
-        ),
-        RecordedEvent::Built(e) => rewriter.rewrite_payload(e.kind, &mut e.payload),
+/// Apply `step` to events in place: drop those it does not keep, rewrite the others.
+pub(crate) fn apply_in_place(step: &dyn InPlace, events: &mut Vec<RecordedEvent>) {
+    events.retain(|e| step.keeps(e));
+    for event in events {
+        match event {
+            RecordedEvent::Raw(e) => e.rewrite_values(
+                &mut |kind, payload| step.rewrite_payload(kind, payload),
+                &mut |field, entry, value| step.rewrite_field(field, entry, value),
+            ),
+            RecordedEvent::Built(e) => step.rewrite_payload(e.kind, &mut e.payload),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
-use super::{ENTRY_FIELDS, Processor, STRUCTURAL_KEYS, ValueRewriter};
+use super::{ENTRY_FIELDS, InPlace, Processor, STRUCTURAL_KEYS};
 use crate::error::ConfigError;
 
 /// Keys whose values are secrets. A key matches when, lower-cased with `-` read as `_`, it
@@ -211,12 +211,12 @@ impl Processor for Redact {
 
     /// Unless a configured key names a whole field a raw event hands out entry by entry
     /// (`outputs`, say): that field could not be replaced whole in place.
-    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
-        (!ENTRY_FIELDS.iter().any(|f| self.is_secret_key(f))).then_some(self as &dyn ValueRewriter)
+    fn in_place(&self) -> Option<&dyn InPlace> {
+        (!ENTRY_FIELDS.iter().any(|f| self.is_secret_key(f))).then_some(self as &dyn InPlace)
     }
 }
 
-impl ValueRewriter for Redact {
+impl InPlace for Redact {
     fn rewrite_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
         self.redact_payload(kind, payload);
     }

@@ -1,12 +1,9 @@
 //! `sample`: trace a deterministic fraction of runs.
 
-use std::collections::BTreeMap;
-
 use md5::{Digest, Md5};
-use operonx_runtime::{EventKind, TraceEvent};
-use serde_json::Value;
+use operonx_runtime::TraceEvent;
 
-use super::{Processor, ValueRewriter};
+use super::{InPlace, Processor};
 use crate::error::ConfigError;
 
 /// Keeps a fraction of runs, decided once per run from its request id before anything of
@@ -66,17 +63,13 @@ impl Processor for Sample {
         events
     }
 
-    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+    fn in_place(&self) -> Option<&dyn InPlace> {
         Some(self)
     }
 }
 
-/// Sampling happens before anything is buffered: there is nothing to rewrite.
-impl ValueRewriter for Sample {
-    fn rewrite_payload(&self, _kind: EventKind, _payload: &mut BTreeMap<String, Value>) {}
-
-    fn rewrite_field(&self, _field: &str, _entry: Option<&str>, _value: &mut Value) {}
-}
+/// Sampling happens before anything is buffered: every event of a kept run stays as it is.
+impl InPlace for Sample {}
 
 #[cfg(test)]
 mod tests {

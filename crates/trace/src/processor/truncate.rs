@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use operonx_runtime::{EventKind, TraceEvent};
 use serde_json::Value;
 
-use super::{Processor, STRUCTURAL_KEYS, ValueRewriter};
+use super::{InPlace, Processor, STRUCTURAL_KEYS};
 use crate::error::ConfigError;
 
 /// Caps every string longer than `max_string_bytes` (cut back to a UTF-8 character
@@ -82,12 +82,12 @@ impl Processor for Truncate {
         events
     }
 
-    fn rewriter(&self) -> Option<&dyn ValueRewriter> {
+    fn in_place(&self) -> Option<&dyn InPlace> {
         Some(self)
     }
 }
 
-impl ValueRewriter for Truncate {
+impl InPlace for Truncate {
     fn rewrite_payload(&self, _kind: EventKind, payload: &mut BTreeMap<String, Value>) {
         for (k, v) in payload.iter_mut() {
             if !STRUCTURAL_KEYS.contains(&k.as_str()) {
