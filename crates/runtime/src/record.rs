@@ -62,6 +62,14 @@ impl Inputs {
         self.names.iter().map(|n| &**n).zip(&mut self.values)
     }
 
+    /// The only input, when there is exactly one.
+    pub(crate) fn single(&self) -> Option<(&Arc<str>, &Value)> {
+        match (&*self.names, self.values.as_slice()) {
+            ([name], [value]) => Some((name, value)),
+            _ => None,
+        }
+    }
+
     /// Number of inputs.
     pub fn len(&self) -> usize {
         self.values.len()
@@ -156,6 +164,14 @@ impl Outputs {
     /// Iterate `(name, value)` pairs with the values mutable.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
         self.entries.iter_mut().map(|(n, v)| (&**n, v))
+    }
+
+    /// The only output, when there is exactly one.
+    pub(crate) fn single(&self) -> Option<(&Cow<'static, str>, &Value)> {
+        match self.entries.as_slice() {
+            [(name, value)] => Some((name, value)),
+            _ => None,
+        }
     }
 
     /// Number of outputs.

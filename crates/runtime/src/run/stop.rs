@@ -93,7 +93,7 @@ impl GraphRun {
         let Some(t) = self.tracer.as_ref() else { return };
         for (_, node, ctx, span) in self.open_spans.borrow_mut().drain(..) {
             let payload = RawPayload::End {
-                outputs: None,
+                outputs: crate::trace::Named::Empty,
                 status: "cancelled",
                 duration_ms: span.started.elapsed().as_secs_f64() * 1000.0,
                 yields: 0,

@@ -12,7 +12,7 @@ use super::context::{CtxId, NONE};
 use super::{GraphRun, Span};
 use crate::event::RunEvent;
 use crate::record::{Inputs, Outputs};
-use crate::trace::{EventCtx, EventKind, OpTrace, RawPayload};
+use crate::trace::{EventCtx, EventKind, Named, OpTrace, RawPayload};
 
 impl GraphRun {
     /// The event context of `ctx`: the run's prefix, the loop iteration, the item indexes.
@@ -48,7 +48,8 @@ impl GraphRun {
         self.lifecycle(node, ctx, "op_start", Value::Null);
         let t = self.tracer.as_ref()?;
         let span = Span { id: t.next_span(), started: Instant::now() };
-        let payload = RawPayload::Start { inputs: inputs.cloned(), span: span.id, parent: self.parent_span_of(ctx) };
+        let payload =
+            RawPayload::Start { inputs: Named::inputs(inputs), span: span.id, parent: self.parent_span_of(ctx) };
         let op = self.plan.nodes[node as usize].full_name.clone();
         t.record_at(span.started, EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
         self.open_spans.borrow_mut().push((span.id, node, ctx, span));
@@ -79,7 +80,7 @@ impl GraphRun {
         }
         let now = Instant::now();
         let payload = RawPayload::End {
-            outputs: outputs.cloned(),
+            outputs: Named::outputs(outputs),
             status,
             duration_ms: now.saturating_duration_since(s.started).as_secs_f64() * 1000.0,
             yields,
@@ -99,7 +100,7 @@ impl GraphRun {
         if every == 0 || !idx.is_multiple_of(every) {
             return;
         }
-        let payload = RawPayload::Yield { yielded: outputs.clone(), idx, span: s.id };
+        let payload = RawPayload::Yield { yielded: Named::outputs(Some(outputs)), idx, span: s.id };
         t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.event_ctx(item_ctx)), payload);
     }
 

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 
 pub use event::{EventKind, TraceEvent};
-pub(crate) use raw::{EventCtx, RawPayload};
+pub(crate) use raw::{EventCtx, Named, RawPayload};
 pub use raw::{RawEvent, SpanIds};
 pub use wire_time::WireTime;
 

@@ -52,16 +52,99 @@ impl Serialize for EventCtx {
     }
 }
 
+/// Named values copied into an event (an op's inputs, outputs or one yielded item). One
+/// value, the common case, is held inline: recording it allocates nothing.
+#[derive(Debug, Clone)]
+pub(crate) enum Named {
+    Empty,
+    One(Name, Value),
+    Inputs(Inputs),
+    Outputs(Outputs),
+}
+
+/// The name of an inline value: shared with the plan, or the op's own.
+#[derive(Debug, Clone)]
+pub(crate) enum Name {
+    Shared(Arc<str>),
+    Own(Cow<'static, str>),
+}
+
+impl Name {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Shared(s) => s,
+            Name::Own(s) => s,
+        }
+    }
+}
+
+impl Named {
+    /// A copy of an op's inputs.
+    pub(crate) fn inputs(inputs: Option<&Inputs>) -> Self {
+        match inputs {
+            None => Named::Empty,
+            Some(i) => match i.single() {
+                Some((name, value)) => Named::One(Name::Shared(name.clone()), value.clone()),
+                None => Named::Inputs(i.clone()),
+            },
+        }
+    }
+
+    /// A copy of an op's outputs.
+    pub(crate) fn outputs(outputs: Option<&Outputs>) -> Self {
+        match outputs {
+            None => Named::Empty,
+            Some(o) => match o.single() {
+                Some((name, value)) => Named::One(Name::Own(name.clone()), value.clone()),
+                None => Named::Outputs(o.clone()),
+            },
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
+        match self {
+            Named::Empty => Box::new(std::iter::empty()),
+            Named::One(n, v) => Box::new(std::iter::once((n.as_str(), v))),
+            Named::Inputs(i) => Box::new(i.iter()),
+            Named::Outputs(o) => Box::new(o.iter()),
+        }
+    }
+
+    fn for_each_mut(&mut self, f: &mut dyn FnMut(&str, &mut Value)) {
+        match self {
+            Named::Empty => {}
+            Named::One(n, v) => f(n.as_str(), v),
+            Named::Inputs(i) => i.iter_mut().for_each(|(n, v)| f(n, v)),
+            Named::Outputs(o) => o.iter_mut().for_each(|(n, v)| f(n, v)),
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        match self {
+            Named::Empty => Map::new(),
+            Named::One(n, v) => std::iter::once((n.as_str().to_string(), v)).collect(),
+            Named::Inputs(i) => i.into_map(),
+            Named::Outputs(o) => o.into_map(),
+        }
+    }
+}
+
+impl Serialize for Named {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
 /// The kind-specific part of a raw event.
 #[derive(Debug, Clone)]
 pub(crate) enum RawPayload {
     Start {
-        inputs: Option<Inputs>,
+        inputs: Named,
         span: u64,
         parent: Option<u64>,
     },
     End {
-        outputs: Option<Outputs>,
+        outputs: Named,
         status: &'static str,
         duration_ms: f64,
         yields: u64,
@@ -72,7 +155,7 @@ pub(crate) enum RawPayload {
         parent: Option<u64>,
     },
     Yield {
-        yielded: Outputs,
+        yielded: Named,
         idx: u32,
         span: u64,
     },
@@ -137,9 +220,7 @@ impl RawEvent {
         let parent = |p: Option<u64>| p.map_or(Cow::Owned(Value::Null), span);
         match (&self.payload, key) {
             (RawPayload::Map(m), _) => m.get(key).map(Cow::Borrowed),
-            (RawPayload::Start { inputs, .. }, "inputs") => {
-                Some(Cow::Owned(Value::Object(inputs.clone().map_or_else(Map::new, Inputs::into_map))))
-            }
+            (RawPayload::Start { inputs, .. }, "inputs") => Some(Cow::Owned(Value::Object(inputs.clone().into_map()))),
             (
                 RawPayload::Start { span: s, .. } | RawPayload::End { span: s, .. } | RawPayload::Yield { span: s, .. },
                 "span_id",
@@ -147,9 +228,7 @@ impl RawEvent {
             (RawPayload::Start { parent: p, .. } | RawPayload::End { parent: p, .. }, "parent_span_id") => {
                 Some(parent(*p))
             }
-            (RawPayload::End { outputs, .. }, "outputs") => {
-                Some(Cow::Owned(Value::Object(outputs.clone().map_or_else(Map::new, Outputs::into_map))))
-            }
+            (RawPayload::End { outputs, .. }, "outputs") => Some(Cow::Owned(Value::Object(outputs.clone().into_map()))),
             (RawPayload::End { status, .. }, "status") => Some(Cow::Owned(Value::String((*status).to_string()))),
             (RawPayload::End { duration_ms, .. }, "duration_ms") => Some(Cow::Owned(round_ms(*duration_ms))),
             (RawPayload::End { yields, .. }, "yield_count") => Some(Cow::Owned(Value::from(*yields))),
@@ -174,22 +253,16 @@ impl RawEvent {
     ) {
         match &mut self.payload {
             RawPayload::Start { inputs, .. } => {
-                for (name, v) in inputs.iter_mut().flat_map(Inputs::iter_mut) {
-                    field("inputs", Some(name), v);
-                }
+                inputs.for_each_mut(&mut |name, v| field("inputs", Some(name), v));
             }
             RawPayload::End { outputs, error, .. } => {
-                for (name, v) in outputs.iter_mut().flat_map(Outputs::iter_mut) {
-                    field("outputs", Some(name), v);
-                }
+                outputs.for_each_mut(&mut |name, v| field("outputs", Some(name), v));
                 if let Some(e) = error {
                     field("error", None, e);
                 }
             }
             RawPayload::Yield { yielded, .. } => {
-                for (name, v) in yielded.iter_mut() {
-                    field("yielded", Some(name), v);
-                }
+                yielded.for_each_mut(&mut |name, v| field("yielded", Some(name), v));
             }
             RawPayload::Map(m) => payload(self.kind, m),
         }
@@ -204,14 +277,12 @@ impl RawEvent {
         let mut payload = BTreeMap::new();
         match self.payload {
             RawPayload::Start { inputs, span: s, parent } => {
-                let inputs = Value::Object(inputs.map_or_else(Map::new, Inputs::into_map));
-                payload.insert("inputs".to_string(), inputs);
+                payload.insert("inputs".to_string(), Value::Object(inputs.into_map()));
                 payload.insert("span_id".to_string(), span(s));
                 payload.insert("parent_span_id".to_string(), opt_span(parent));
             }
             RawPayload::End { outputs, status, duration_ms, yields, error, span: s, parent } => {
-                let outputs = outputs.map_or_else(|| Value::Object(Map::new()), |o| Value::Object(o.into_map()));
-                payload.insert("outputs".to_string(), outputs);
+                payload.insert("outputs".to_string(), Value::Object(outputs.into_map()));
                 payload.insert("status".to_string(), Value::String(status.to_string()));
                 payload.insert("duration_ms".to_string(), round_ms(duration_ms));
                 payload.insert("yield_count".to_string(), Value::from(yields));
@@ -296,21 +367,6 @@ impl Serialize for SpanId<'_> {
     }
 }
 
-/// Named values as a JSON object, in their order.
-struct Entries<'a, I>(&'a I);
-
-impl Serialize for Entries<'_, Inputs> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter())
-    }
-}
-
-impl Serialize for Entries<'_, Outputs> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter())
-    }
-}
-
 /// The payload of a raw event, keys in the order of the wire event's sorted map.
 struct PayloadSer<'a>(&'a RawEvent, SpanIds);
 
@@ -318,14 +374,10 @@ impl Serialize for PayloadSer<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let rid: &str = &self.0.request_id;
         let form = self.1;
-        let empty = Map::new();
         match &self.0.payload {
             RawPayload::Start { inputs, span, parent } => {
                 let mut m = s.serialize_map(Some(3))?;
-                match inputs {
-                    Some(i) => m.serialize_entry("inputs", &Entries(i))?,
-                    None => m.serialize_entry("inputs", &empty)?,
-                }
+                m.serialize_entry("inputs", inputs)?;
                 m.serialize_entry("parent_span_id", &SpanId(rid, *parent, form))?;
                 m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
                 m.end()
@@ -336,10 +388,7 @@ impl Serialize for PayloadSer<'_> {
                 if let Some(e) = error {
                     m.serialize_entry("error", e)?;
                 }
-                match outputs {
-                    Some(o) => m.serialize_entry("outputs", &Entries(o))?,
-                    None => m.serialize_entry("outputs", &empty)?,
-                }
+                m.serialize_entry("outputs", outputs)?;
                 m.serialize_entry("parent_span_id", &SpanId(rid, *parent, form))?;
                 m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
                 m.serialize_entry("status", status)?;
@@ -350,7 +399,7 @@ impl Serialize for PayloadSer<'_> {
                 let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("idx", idx)?;
                 m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
-                m.serialize_entry("yielded", &Entries(yielded))?;
+                m.serialize_entry("yielded", yielded)?;
                 m.end()
             }
             RawPayload::Map(map) => map.serialize(s),
@@ -405,18 +454,24 @@ mod tests {
         };
         let inputs = Inputs::new(names(&["z", "a"]), vec![json!("é\"\n"), json!({"k": [1, 2.5, null]})]);
         let outputs = Outputs::one("out", json!(3)).with("b", json!(true));
+        let one = Inputs::new(names(&["x"]), vec![json!("v")]);
         vec![
             raw(
                 EventKind::OpStart,
                 Some(ctx.clone()),
-                RawPayload::Start { inputs: Some(inputs), span: 4, parent: None },
+                RawPayload::Start { inputs: Named::inputs(Some(&inputs)), span: 4, parent: None },
             ),
-            raw(EventKind::OpStart, None, RawPayload::Start { inputs: None, span: 5, parent: Some(4) }),
+            raw(
+                EventKind::OpStart,
+                None,
+                RawPayload::Start { inputs: Named::inputs(Some(&one)), span: 5, parent: Some(4) },
+            ),
+            raw(EventKind::OpStart, None, RawPayload::Start { inputs: Named::inputs(None), span: 6, parent: None }),
             raw(
                 EventKind::OpEnd,
                 Some(ctx.clone()),
                 RawPayload::End {
-                    outputs: Some(outputs.clone()),
+                    outputs: Named::outputs(Some(&outputs)),
                     status: "error",
                     duration_ms: 1.234_567_8,
                     yields: 2,
@@ -429,7 +484,7 @@ mod tests {
                 EventKind::OpEnd,
                 None,
                 RawPayload::End {
-                    outputs: None,
+                    outputs: Named::outputs(Some(&Outputs::one("only", json!([1])))),
                     status: "ok",
                     duration_ms: 0.0,
                     yields: 0,
@@ -438,7 +493,24 @@ mod tests {
                     parent: None,
                 },
             ),
-            raw(EventKind::OpYield, Some(ctx), RawPayload::Yield { yielded: outputs, idx: 9, span: 4 }),
+            raw(
+                EventKind::OpYield,
+                Some(ctx),
+                RawPayload::Yield { yielded: Named::outputs(Some(&outputs)), idx: 9, span: 4 },
+            ),
+            raw(
+                EventKind::OpEnd,
+                None,
+                RawPayload::End {
+                    outputs: Named::outputs(None),
+                    status: "ok",
+                    duration_ms: 1.0,
+                    yields: 0,
+                    error: None,
+                    span: 7,
+                    parent: None,
+                },
+            ),
             raw(EventKind::GroupStart, None, RawPayload::Map([("name".to_string(), json!("iteration 1"))].into())),
         ]
     }
