@@ -9,6 +9,9 @@
 //!   `operonx trace`), [`JsonlExporter`] (the wire format, one event per line) and
 //!   [`MemoryExporter`].
 //! - [`view`]: runs and events rendered as a list, a span tree, a timeline or JSON.
+//! - [`RecordedEvent`]: an event as the pipeline holds it — as the scheduler recorded it
+//!   (built into a `TraceEvent` only for exporters that need one) or built; read through
+//!   [`EventView`] either way.
 //!
 //! This crate depends on `operonx-runtime` for the event model and the `TraceSink`
 //! trait, and on nothing above it.
