@@ -301,11 +301,14 @@ impl Shared {
             let (result, emitted) = self.call_one(t, req.clone(), ctx).await;
             match result.and_then(|r| refused(r, t.res.client().provider())) {
                 Ok(r) => {
-                    let payload = usage_payload(&t.name, &t.res, r.model.as_deref(), &r.usage);
-                    if let Some(h) = &self.options.on_usage {
-                        h(&self.op, &payload);
+                    // Built only when someone reads it (a usage hook or the run's trace).
+                    if self.options.on_usage.is_some() || ctx.is_traced() {
+                        let payload = usage_payload(&t.name, &t.res, r.model.as_deref(), &r.usage);
+                        if let Some(h) = &self.options.on_usage {
+                            h(&self.op, &payload);
+                        }
+                        ctx.emit(EventKind::LlmUsage, payload);
                     }
-                    ctx.emit(EventKind::LlmUsage, payload);
                     return Ok((r, t));
                 }
                 Err(e) => {
