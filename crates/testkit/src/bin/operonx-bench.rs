@@ -51,6 +51,11 @@ struct Args {
     /// Graph runs per timed run for W2 (the README's W2 uses 10,000; W7 uses 1,000).
     #[arg(long)]
     repeat: Option<usize>,
+    /// Worker threads of the engine's runtime: 1 (the default) runs it on one thread, as
+    /// a run is one task; more gives a multi-thread runtime like the `operonx` CLI's, where
+    /// the HTTP client's connection tasks spread over the cores (W5).
+    #[arg(long, default_value_t = 1)]
+    engine_threads: usize,
 }
 
 fn main() -> ExitCode {
@@ -217,7 +222,11 @@ fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     // The engine runs on one thread, as a run is one task; the mock server and the trace
     // pipeline's flusher get their own runtime (their own thread), like separate processes.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = match args.engine_threads {
+        0 => bail!("--engine-threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     let side_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let scratch_dir = std::env::temp_dir().join(format!("operonx-bench-{}", std::process::id()));
     let modes = args
