@@ -316,6 +316,7 @@ fn run() -> anyhow::Result<()> {
             let runs = &mut runs_only[at];
             runs.sort_by(f64::total_cmp);
             line["runs_median_ms"] = json!(round3(runs[runs.len() / 2]));
+            line["runs_min_ms"] = json!(round3(runs[0]));
         }
         println!("{line}");
     }
