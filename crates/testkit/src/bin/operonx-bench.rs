@@ -40,7 +40,8 @@ struct Args {
     /// resource `llm:mock` at it (for W5). Ignores `--resources`.
     #[arg(long, value_name = "MS")]
     mock_llm_ms: Option<u64>,
-    /// Tracing: `off`; `raw` (the scheduler records events, a sink drops them);
+    /// Tracing: `off`; `options` (untraced, but through `run_with` with default options,
+    /// as the traced modes run); `raw` (the scheduler records events, a sink drops them);
     /// `null` (the full pipeline with an exporter that drops batches); `file` (JSON
     /// lines to a temporary file); `store` (the default SQLite store, in a temporary
     /// directory). Pipelines are flushed at the end of every timed run. Several modes,
@@ -181,29 +182,22 @@ impl operonx_trace::Exporter for NullExporter {
     }
 }
 
-fn options(sink: &Option<Arc<dyn TraceSink>>) -> RunOptions {
-    let o = RunOptions::default();
-    match sink {
-        Some(s) => o.trace(s.clone()),
-        None => o,
-    }
-}
-
-async fn run_once(wf: &Workflow, inputs: Value, sink: &Option<Arc<dyn TraceSink>>) -> anyhow::Result<RunOutcome> {
-    Ok(match sink {
-        None => wf.run(inputs).await?,
-        Some(_) => wf.run_with(inputs, options(sink)).await?,
+async fn run_once(wf: &Workflow, inputs: Value, mode: &TraceMode) -> anyhow::Result<RunOutcome> {
+    Ok(match (&mode.sink, mode.with_options) {
+        (None, false) => wf.run(inputs).await?,
+        (None, true) => wf.run_with(inputs, RunOptions::default()).await?,
+        (Some(s), _) => wf.run_with(inputs, RunOptions::default().trace(s.clone())).await?,
     })
 }
 
-async fn one(wf: &Workflow, w: &Workload, inputs: &Value, sink: &Option<Arc<dyn TraceSink>>) -> anyhow::Result<()> {
+async fn one(wf: &Workflow, w: &Workload, inputs: &Value, mode: &TraceMode) -> anyhow::Result<()> {
     if w.repeat == 1 {
-        let out = run_once(wf, inputs.clone(), sink).await?;
+        let out = run_once(wf, inputs.clone(), mode).await?;
         return check(w, inputs, &out);
     }
     for i in 0..w.repeat {
         let inp = json!({"x": i});
-        let out = run_once(wf, inp.clone(), sink).await?;
+        let out = run_once(wf, inp.clone(), mode).await?;
         check(w, &inp, &out)?;
     }
     Ok(())
@@ -265,7 +259,7 @@ fn run() -> anyhow::Result<()> {
 
     for _ in 0..args.warmup {
         for m in &modes {
-            rt.block_on(one(&wf, &w, &inputs, &m.sink))?;
+            rt.block_on(one(&wf, &w, &inputs, m))?;
             m.flush(&side_rt);
         }
     }
@@ -278,7 +272,7 @@ fn run() -> anyhow::Result<()> {
             let at = (i + k) % modes.len();
             let m = &modes[at];
             let t = Instant::now();
-            rt.block_on(one(&wf, &w, &inputs, &m.sink))?;
+            rt.block_on(one(&wf, &w, &inputs, m))?;
             runs_only[at].push(t.elapsed().as_secs_f64() * 1000.0);
             m.flush(&side_rt);
             totals[at].push(t.elapsed().as_secs_f64() * 1000.0);
@@ -328,6 +322,9 @@ struct TraceMode {
     name: String,
     pipeline: Option<TracePipeline>,
     sink: Option<Arc<dyn TraceSink>>,
+    /// Run through `run_with(RunOptions)` (a request id, an outcome carrying it) even
+    /// when untraced: the `options` mode, the baseline that isolates tracing's own cost.
+    with_options: bool,
 }
 
 impl TraceMode {
@@ -350,13 +347,13 @@ impl TraceMode {
             _ => None,
         };
         let sink: Option<Arc<dyn TraceSink>> = match (name, &pipeline) {
-            ("off", _) => None,
+            ("off" | "options", _) => None,
             ("raw", _) => Some(Arc::new(NullSink)),
             ("memory", _) => Some(Arc::new(MemorySink::new())),
             (_, Some(p)) => Some(p.sink()),
-            (other, None) => bail!("--trace {other}: expected off, raw, null, file, store or memory"),
+            (other, None) => bail!("--trace {other}: expected off, options, raw, null, file, store or memory"),
         };
-        Ok(Self { name: name.to_string(), pipeline, sink })
+        Ok(Self { name: name.to_string(), pipeline, sink, with_options: name != "off" })
     }
 
     /// Wait until everything recorded so far is exported.
