@@ -24,31 +24,42 @@ pub(crate) struct EventCtx {
     pub items: Vec<u32>,
 }
 
-impl EventCtx {
-    pub fn to_path(&self) -> Vec<String> {
-        let mut path = Vec::with_capacity(self.prefix.len() + 1 + self.items.len());
-        path.extend(self.prefix.iter().cloned());
-        if self.iteration > 0 {
-            path.push(format!("loop_{}", self.iteration));
+/// One part of a context path, as written: a prefix part, `loop_{n}`, or `[{i}]`.
+enum Segment<'a> {
+    Prefix(&'a str),
+    Loop(u32),
+    Item(u32),
+}
+
+impl fmt::Display for Segment<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Segment::Prefix(p) => f.write_str(p),
+            Segment::Loop(n) => write!(f, "loop_{n}"),
+            Segment::Item(i) => write!(f, "[{i}]"),
         }
-        path.extend(self.items.iter().map(|i| format!("[{i}]")));
-        path
+    }
+}
+
+impl EventCtx {
+    /// The path's parts in order.
+    fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
+        let iteration = (self.iteration > 0).then_some(Segment::Loop(self.iteration));
+        self.prefix
+            .iter()
+            .map(|p| Segment::Prefix(p))
+            .chain(iteration)
+            .chain(self.items.iter().map(|i| Segment::Item(*i)))
+    }
+
+    pub fn to_path(&self) -> Vec<String> {
+        self.segments().map(|s| s.to_string()).collect()
     }
 }
 
 impl Serialize for EventCtx {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.prefix.len() + usize::from(self.iteration > 0) + self.items.len()))?;
-        for p in self.prefix.iter() {
-            seq.serialize_element(p)?;
-        }
-        if self.iteration > 0 {
-            seq.serialize_element(&Shown(format_args!("loop_{}", self.iteration)))?;
-        }
-        for i in &self.items {
-            seq.serialize_element(&Shown(format_args!("[{i}]")))?;
-        }
-        seq.end()
+        s.collect_seq(self.segments().map(Shown))
     }
 }
 
@@ -101,15 +112,6 @@ impl Named {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Value)> + '_> {
-        match self {
-            Named::Empty => Box::new(std::iter::empty()),
-            Named::One(n, v) => Box::new(std::iter::once((n.as_str(), v))),
-            Named::Inputs(i) => Box::new(i.iter()),
-            Named::Outputs(o) => Box::new(o.iter()),
-        }
-    }
-
     fn for_each_mut(&mut self, f: &mut dyn FnMut(&str, &mut Value)) {
         match self {
             Named::Empty => {}
@@ -131,7 +133,16 @@ impl Named {
 
 impl Serialize for Named {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.iter())
+        match self {
+            Named::Empty => s.serialize_map(Some(0))?.end(),
+            Named::One(n, v) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(n.as_str(), v)?;
+                m.end()
+            }
+            Named::Inputs(i) => s.collect_map(i.iter()),
+            Named::Outputs(o) => s.collect_map(o.iter()),
+        }
     }
 }
 

@@ -7,15 +7,16 @@
 //! runtime. Buffers are flushed when a run finishes (at most one wake-up per flush, so
 //! runs finishing faster than the exporters write are batched together), when
 //! `flush_every_events` are buffered, every `flush_interval`, on [`TracePipeline::flush`]
-//! and on [`TracePipeline::shutdown`].
+//! and on [`TracePipeline::shutdown`]; flushes started by finishing runs are at least
+//! `min_flush_gap` apart. The flusher task is started on the first call made inside a
+//! tokio runtime (which must have its timer enabled) and is stopped by `shutdown`, or
+//! aborted when the last handle to the pipeline is dropped.
 //!
 //! When every processor works on one event at a time ([`Processor::in_place`], as the
 //! built-in ones except `group_by` do), events recorded by the scheduler are kept or
 //! dropped and rewritten as they are, and exporters that take them as recorded (the
 //! store, JSON lines) serialize them straight to text: no event is built into a
-//! [`TraceEvent`] on the way to the store. The flusher task is started on the first call made
-//! inside a tokio runtime (which must have its timer enabled) and is stopped by
-//! `shutdown`, or aborted when the last handle to the pipeline is dropped.
+//! [`TraceEvent`] on the way to the store.
 
 mod buffer;
 mod config;
