@@ -33,6 +33,10 @@ pub(super) struct Gauge {
     flush_requested: Padded<AtomicBool>,
     /// The same, for flushes that must not wait (size trigger, full buffer).
     urgent_requested: Padded<AtomicBool>,
+    /// Emptied run buffers, handed back by flushes for new runs to record into: a run's
+    /// buffer is allocated on its thread and emptied on the flusher's, and freeing it
+    /// there made the two threads contend for the allocator's lock on every run.
+    spare: Padded<Mutex<Vec<Vec<RecordedEvent>>>>,
 }
 
 /// A value alone on its cache line (128 bytes: adjacent-line prefetching pairs lines).
@@ -56,7 +60,27 @@ impl Gauge {
             buffered: Padded(AtomicUsize::new(0)),
             flush_requested: Padded(AtomicBool::new(false)),
             urgent_requested: Padded(AtomicBool::new(false)),
+            spare: Padded(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Keep an emptied run buffer for a later run (small ones only, up to a bound).
+    pub(super) fn recycle(&self, mut events: Vec<RecordedEvent>) {
+        let cap = events.capacity();
+        if cap == 0 || cap > MAX_SPARE_CAPACITY {
+            return;
+        }
+        events.clear();
+        let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < MAX_SPARE {
+            spare.push(events);
+        }
+    }
+
+    /// An empty buffer for a run's first event: a recycled one, or a new one.
+    fn fresh(&self) -> VecDeque<RecordedEvent> {
+        let recycled = self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        recycled.map_or_else(|| VecDeque::with_capacity(FIRST_CAPACITY), VecDeque::from)
     }
 
     /// Events buffered across all runs.
@@ -80,6 +104,10 @@ impl Gauge {
 
 /// Events a run's buffer makes room for at its first event.
 const FIRST_CAPACITY: usize = 16;
+
+/// Emptied run buffers kept for reuse, and the largest kept (in events).
+const MAX_SPARE: usize = 256;
+const MAX_SPARE_CAPACITY: usize = 256;
 
 /// The buffered state of one run.
 #[derive(Debug, Default)]
@@ -177,7 +205,7 @@ impl RunLog {
         }
         if st.events.capacity() == 0 {
             // Room for a small run's events at once, instead of growing 4, 8, 16.
-            st.events.reserve(FIRST_CAPACITY);
+            st.events = gauge.fresh();
         }
         st.events.push_back(event);
         // Counted under the run's lock, which a drain holds while it subtracts what it
@@ -207,6 +235,19 @@ impl RunLog {
         if self.admitted {
             self.gauge.request_flush(false);
         }
+    }
+}
+
+impl RunLog {
+    /// Nothing is left to write for this run (see [`RunLog::closed_state`]).
+    fn closed(&self, close_all: bool) -> bool {
+        self.closed_state(&self.state(), close_all)
+    }
+
+    /// Whether the log, in state `st`, has nothing left to write: a sampled-out run that
+    /// finished (or everything is being closed), or a run whose trace a flush closed.
+    fn closed_state(&self, st: &RunState, close_all: bool) -> bool {
+        if self.admitted { st.idle() && st.closed } else { st.finished_at.is_some() || close_all }
     }
 }
 
@@ -252,44 +293,63 @@ impl Buffers {
         self.runs.values().map(|log| log.state().uncounted).sum()
     }
 
-    /// Take every buffered event out, run by run. Finished runs are closed; with
-    /// `close_all`, so are unfinished ones (their traces end as truncated). A closed log
-    /// is forgotten once no run holds it any more.
-    pub(super) fn drain(&mut self, gauge: &Gauge, close_all: bool, now: DateTime<Utc>) -> Vec<RunDrain> {
-        gauge.flush_requested.store(false, Ordering::Release);
-        gauge.urgent_requested.store(false, Ordering::Release);
-        let mut out = Vec::new();
-        self.runs.retain(|request_id, log| {
-            let mut st = log.state();
-            Counters::add(&gauge.counters.recorded, std::mem::take(&mut st.uncounted));
-            if !log.admitted {
-                let done = st.finished_at.is_some() || close_all;
-                return !(done && Arc::strong_count(log) == 1);
+    /// Forget the logs of `ids` that are closed and that no run holds any more.
+    fn forget(&mut self, ids: Vec<String>, close_all: bool) {
+        for id in ids {
+            let done = self.runs.get(&id).is_some_and(|log| Arc::strong_count(log) == 1 && log.closed(close_all));
+            if done {
+                self.runs.remove(&id);
             }
-            if st.idle() {
-                return !(st.closed && Arc::strong_count(log) == 1);
-            }
-            let end = match st.finished_at {
-                Some(at) => Some((RunEnd::Finished, at)),
-                None => close_all.then_some((RunEnd::Truncated, now)),
-            };
-            let events: Vec<RecordedEvent> = std::mem::take(&mut st.events).into();
-            gauge.buffered.fetch_sub(events.len(), Ordering::Relaxed);
-            let close = end.map(|(end, at)| RunClose {
-                end,
-                at,
-                dropped: st.dropped,
-                recorded: st.recorded,
-                next_seq: st.next_seq,
-            });
-            let start = st.start.take();
-            if close.is_some() {
-                // Anything recorded for this id later starts a new segment of its trace.
-                *st = RunState { closed: true, ..RunState::default() };
-            }
-            out.push(RunDrain { request_id: request_id.clone(), events, start, close });
-            true
-        });
-        out
+        }
     }
+}
+
+/// Take every buffered event out of `buffers`, run by run. Finished runs are closed;
+/// with `close_all`, so are unfinished ones (their traces end as truncated). A closed
+/// log is forgotten once no run holds it any more.
+///
+/// The registry's lock is held only to list the logs and then to forget closed ones:
+/// runs starting meanwhile (which register their logs) never wait for a drain.
+pub(super) fn drain(buffers: &Mutex<Buffers>, gauge: &Gauge, close_all: bool, now: DateTime<Utc>) -> Vec<RunDrain> {
+    let registry = || buffers.lock().unwrap_or_else(PoisonError::into_inner);
+    gauge.flush_requested.store(false, Ordering::Release);
+    gauge.urgent_requested.store(false, Ordering::Release);
+    let logs: Vec<Arc<RunLog>> = registry().runs.values().cloned().collect();
+    let mut out = Vec::new();
+    let mut forget = Vec::new();
+    for log in &logs {
+        let mut st = log.state();
+        Counters::add(&gauge.counters.recorded, std::mem::take(&mut st.uncounted));
+        if !log.admitted || st.idle() {
+            if log.closed_state(&st, close_all) {
+                forget.push(log.request_id.clone());
+            }
+            continue;
+        }
+        let end = match st.finished_at {
+            Some(at) => Some((RunEnd::Finished, at)),
+            None => close_all.then_some((RunEnd::Truncated, now)),
+        };
+        let events: Vec<RecordedEvent> = std::mem::take(&mut st.events).into();
+        gauge.buffered.fetch_sub(events.len(), Ordering::Relaxed);
+        let close = end.map(|(end, at)| RunClose {
+            end,
+            at,
+            dropped: st.dropped,
+            recorded: st.recorded,
+            next_seq: st.next_seq,
+        });
+        let start = st.start.take();
+        if close.is_some() {
+            // Anything recorded for this id later starts a new segment of its trace.
+            *st = RunState { closed: true, ..RunState::default() };
+            forget.push(log.request_id.clone());
+        }
+        out.push(RunDrain { request_id: log.request_id.clone(), events, start, close });
+    }
+    drop(logs);
+    if !forget.is_empty() {
+        registry().forget(forget, close_all);
+    }
+    out
 }

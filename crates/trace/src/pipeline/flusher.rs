@@ -66,7 +66,7 @@ pub(super) async fn run(pipeline: Weak<Shared>, signals: Arc<Signals>, interval:
 /// see the batches one at a time, in order).
 pub(super) async fn flush_once(shared: &Shared, close_all: bool) {
     let _turn = shared.flush_lock.lock().await;
-    let drained = shared.buffers().drain(&shared.gauge, close_all, Utc::now());
+    let drained = super::buffer::drain(&shared.buffers, &shared.gauge, close_all, Utc::now());
     // Room for each run's events and its start, dropped and end annotations.
     let left = drained.iter().map(|r| r.events.len() + 3).sum();
     let max = shared.gauge.config.max_batch_events;
@@ -170,6 +170,7 @@ fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
     }
     let last = events.last().map(EventView::timestamp);
     out.append(&mut events);
+    shared.gauge.recycle(events);
     if let Some(c) = close {
         let at = last.map_or(c.at, |t| t.max(c.at));
         let mut seq = c.next_seq;
