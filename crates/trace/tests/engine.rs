@@ -217,3 +217,58 @@ async fn values_rewritten_as_recorded_store_exactly_what_built_events_processed_
     let leak = events.iter().find(|e| e.kind == EventKind::OpEnd && e.op_name.as_deref() == Some("g.leak")).unwrap();
     assert_eq!(leak.payload["error"], json!("upstream said: bad key <redacted>"));
 }
+
+/// Hands every recorded event to the pipeline and keeps its wire form.
+struct Tee {
+    pipeline: TracePipeline,
+    wire: std::sync::Mutex<Vec<operonx::TraceEvent>>,
+}
+
+impl operonx::TraceSink for Tee {
+    fn record(&self, event: operonx::TraceEvent) {
+        self.wire.lock().unwrap().push(event.clone());
+        self.pipeline.record(event);
+    }
+    fn record_raw(&self, event: operonx::trace::RawEvent) {
+        self.wire.lock().unwrap().push(event.clone().materialize());
+        self.pipeline.record_raw(event);
+    }
+    fn run_finished(&self, request_id: &str) {
+        self.pipeline.run_finished(request_id);
+    }
+}
+
+#[tokio::test]
+async fn recorded_events_read_back_from_the_store_exactly_as_their_wire_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let pipeline = TracePipeline::builder().flush_interval(Duration::from_secs(3600)).exporter(store.clone()).build();
+    let tee = std::sync::Arc::new(Tee { pipeline: pipeline.unwrap(), wire: Default::default() });
+    let mut e = engine();
+    // Yields, a nested run, a loop, failures (one with quotes and a newline) and usage.
+    e.registry_mut().register_fn("quote", |_, _| Err("said \"no\"\nand left".into()));
+    let mut g = graph();
+    g["ops"]["quote"] = json!({"type": "code", "func_name": "quote"});
+    g["entries"].as_array_mut().unwrap().push(json!("quote"));
+    g["initial_ready_count"]["quote"] = json!(0);
+    g["compiled_adj"]["quote"] = json!([]);
+    let wf = e.load_value(g).unwrap();
+    let options = RunOptions::default().trace(tee.clone()).request_id("exact");
+    wf.run_with(json!({}), options).await.unwrap();
+    tee.pipeline.shutdown().await;
+
+    let wire = tee.wire.lock().unwrap().clone();
+    for kind in [EventKind::OpStart, EventKind::OpEnd, EventKind::OpYield, EventKind::LlmUsage] {
+        assert!(wire.iter().any(|e| e.kind == kind), "{kind:?} recorded");
+    }
+    assert!(wire.iter().any(|e| e.payload.contains_key("error")), "a failure recorded");
+    // The store adds the run's start and end annotations; everything else is as recorded,
+    // times and durations included.
+    let stored: Vec<_> = store.run_events("exact").unwrap().into_iter().filter(|e| e.op_name.is_some()).collect();
+    let mut expected: Vec<_> = wire.into_iter().filter(|e| e.op_name.is_some()).collect();
+    expected.sort_by_key(operonx::TraceEvent::sort_key);
+    assert_eq!(stored.len(), expected.len());
+    for (s, w) in stored.iter().zip(&expected) {
+        assert_eq!(s, w);
+    }
+}

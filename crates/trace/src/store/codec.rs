@@ -1,34 +1,38 @@
-//! The stored text of a chunk: one event per line, compactly (the chunk's run implied,
-//! the event id derived from the sequence number unless it is another, the time in
-//! microseconds, span ids of recorded events as bare numbers), about half the size of
-//! the wire format. Every line reads back as the exact wire event.
+//! The stored text of a chunk: one event per line, compactly. A recorded event is a
+//! packed line, `[seq, kind, op, ctx, time, payload]`: the time in microseconds after the
+//! chunk's first event, the payload's fields by position with span ids as bare numbers
+//! (see `RawEvent::packed_payload_serializer`), the run and the event id implied. A built
+//! event is an object line (`s`, `e` when the id is not the derived one, `k`, `o`, `c`,
+//! `t` in microseconds, `P` its payload verbatim). Chunks written by earlier versions
+//! hold object lines with `p`, a recorded event's payload as a map with numeric span
+//! ids; they still read back. Every line reads back as the exact wire event.
 
 use std::collections::BTreeMap;
 
 use chrono::DateTime;
-use operonx_runtime::trace::{RawEvent, SpanIds};
+use operonx_runtime::trace::RawEvent;
 use operonx_runtime::{EventKind, TraceEvent};
-use serde::ser::SerializeMap;
+use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::StoreError;
 use crate::recorded::{EventForm, EventView};
 
-/// A recorded event in its compact stored form.
-struct Compact<'a>(&'a RawEvent);
+/// A recorded event as a packed line; `base` is the chunk's first timestamp.
+struct Packed<'a>(&'a RawEvent, i64);
 
-impl Serialize for Compact<'_> {
+impl Serialize for Packed<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = self.0;
-        let mut m = s.serialize_map(Some(6))?;
-        m.serialize_entry("s", &e.seq())?;
-        m.serialize_entry("k", &e.kind())?;
-        m.serialize_entry("o", &e.op_name())?;
-        m.serialize_entry("c", &e.ctx_serializer())?;
-        m.serialize_entry("t", &e.timestamp_micros())?;
-        m.serialize_entry("p", &e.payload_serializer(SpanIds::Numbers))?;
-        m.end()
+        let mut a = s.serialize_seq(Some(6))?;
+        a.serialize_element(&e.seq())?;
+        a.serialize_element(&e.kind())?;
+        a.serialize_element(&e.op_name())?;
+        a.serialize_element(&e.ctx_serializer())?;
+        a.serialize_element(&e.timestamp_micros().saturating_sub(self.1))?;
+        a.serialize_element(&e.packed_payload_serializer())?;
+        a.end()
     }
 }
 
@@ -74,6 +78,56 @@ struct CompactLine {
     verbatim: Option<BTreeMap<String, Value>>,
 }
 
+/// A packed line read back: `[seq, kind, op, ctx, time after the chunk's first, payload]`.
+#[derive(Deserialize)]
+struct PackedLine(u64, EventKind, Option<String>, Vec<String>, i64, Value);
+
+impl PackedLine {
+    fn into_event(self, request_id: &str, base: i64) -> Result<TraceEvent, String> {
+        let PackedLine(seq, kind, op_name, ctx, dt, payload) = self;
+        let span = |v: Value| match v.as_u64() {
+            Some(n) => Value::String(format!("{request_id}-s{n}")),
+            None => v,
+        };
+        let payload: BTreeMap<String, Value> = match payload {
+            Value::Object(map) => map.into_iter().collect(),
+            Value::Array(fields) => {
+                let names: &[&str] = match kind {
+                    EventKind::OpStart => &["inputs", "span_id", "parent_span_id"],
+                    EventKind::OpEnd => {
+                        &["outputs", "status", "duration_ms", "yield_count", "span_id", "parent_span_id", "error"]
+                    }
+                    EventKind::OpYield => &["yielded", "idx", "span_id"],
+                    other => return Err(format!("a packed payload for a {other:?} event")),
+                };
+                if fields.len() > names.len() {
+                    return Err(format!("{} payload fields for {} names", fields.len(), names.len()));
+                }
+                names
+                    .iter()
+                    .zip(fields)
+                    .map(|(name, v)| {
+                        let v = if name.ends_with("span_id") { span(v) } else { v };
+                        (name.to_string(), v)
+                    })
+                    .collect()
+            }
+            other => return Err(format!("payload {other}")),
+        };
+        let t = base.saturating_add(dt);
+        Ok(TraceEvent {
+            event_id: format!("{request_id}-{seq}"),
+            request_id: request_id.to_string(),
+            kind,
+            op_name,
+            ctx,
+            timestamp: DateTime::from_timestamp_micros(t).ok_or_else(|| format!("timestamp {t}"))?,
+            seq,
+            payload,
+        })
+    }
+}
+
 impl CompactLine {
     fn into_event(self, request_id: &str) -> Result<TraceEvent, String> {
         let payload = match (self.p, self.verbatim) {
@@ -103,12 +157,14 @@ impl CompactLine {
     }
 }
 
-/// Serialize `events` (one run's, in order) into `out`, one line each.
+/// Serialize `events` (one run's, in order) into `out`, one line each. Times of packed
+/// lines count from the first event's (the chunk's `first_ts`).
 pub(super) fn encode<E: EventView>(events: &[E], out: &mut Vec<u8>) -> Result<(), StoreError> {
     out.clear();
+    let base = events.first().map_or(0, EventView::timestamp_micros);
     for e in events {
         let written = match e.form() {
-            EventForm::Raw(raw) => serde_json::to_writer(&mut *out, &Compact(raw)),
+            EventForm::Raw(raw) => serde_json::to_writer(&mut *out, &Packed(raw, base)),
             EventForm::Built(built) => serde_json::to_writer(&mut *out, &CompactBuilt(built)),
         };
         written.map_err(|err| StoreError::Corrupt {
@@ -120,15 +176,27 @@ pub(super) fn encode<E: EventView>(events: &[E], out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Read back the events of one chunk of run `request_id`.
-pub(super) fn decode(request_id: &str, data: &[u8], out: &mut Vec<TraceEvent>) -> Result<(), StoreError> {
+/// Read back the events of one chunk of run `request_id` whose first event happened at
+/// `first_ts` (microseconds).
+pub(super) fn decode(
+    request_id: &str,
+    first_ts: i64,
+    data: &[u8],
+    out: &mut Vec<TraceEvent>,
+) -> Result<(), StoreError> {
     for (i, line) in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
         let corrupt = |reason: String| StoreError::Corrupt {
             event_id: format!("{request_id} (line {} of a stored chunk)", i + 1),
             reason,
         };
-        let compact: CompactLine = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
-        out.push(compact.into_event(request_id).map_err(corrupt)?);
+        let event = if line.first() == Some(&b'[') {
+            let packed: PackedLine = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+            packed.into_event(request_id, first_ts)
+        } else {
+            let compact: CompactLine = serde_json::from_slice(line).map_err(|e| corrupt(e.to_string()))?;
+            compact.into_event(request_id)
+        };
+        out.push(event.map_err(corrupt)?);
     }
     Ok(())
 }
@@ -153,14 +221,69 @@ mod tests {
         encode(&events, &mut text).unwrap();
         assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 3);
         let mut back = Vec::new();
-        decode("r1", &text, &mut back).unwrap();
+        decode("r1", 0, &text, &mut back).unwrap();
         assert_eq!(back, events);
+    }
+
+    #[test]
+    fn lines_of_earlier_versions_and_packed_lines_read_back_as_wire_events() {
+        let text = concat!(
+            r#"{"s":0,"k":"op_start","o":"g.a","c":["main"],"t":1000,"p":{"inputs":{"x":1},"parent_span_id":null,"span_id":1}}"#,
+            "\n",
+            r#"[1,"op_end","g.a",["main","[2]"],5,[{"a":2},"error",0.004,0,1,3,"bad"]]"#,
+            "\n",
+            r#"[2,"op_yield","g.a",["main"],6,[{"i":0},0,1]]"#,
+            "\n",
+            r#"[3,"annotation","g.a",[],7,{"key":"k","span_id":"r1-s1"}]"#,
+            "\n"
+        );
+        let mut back = Vec::new();
+        decode("r1", 1000, text.as_bytes(), &mut back).unwrap();
+        let expected = vec![
+            event(
+                0,
+                EventKind::OpStart,
+                Some("g.a"),
+                &["main"],
+                json!({"inputs": {"x": 1}, "parent_span_id": null, "span_id": "r1-s1"}),
+            ),
+            event(
+                1,
+                EventKind::OpEnd,
+                Some("g.a"),
+                &["main", "[2]"],
+                json!({"outputs": {"a": 2}, "status": "error",
+                "duration_ms": 0.004, "yield_count": 0, "span_id": "r1-s1", "parent_span_id": "r1-s3", "error": "bad"}),
+            ),
+            event(
+                2,
+                EventKind::OpYield,
+                Some("g.a"),
+                &["main"],
+                json!({"yielded": {"i": 0}, "idx": 0, "span_id": "r1-s1"}),
+            ),
+            event(3, EventKind::Annotation, Some("g.a"), &[], json!({"key": "k", "span_id": "r1-s1"})),
+        ];
+        let times: Vec<i64> = back.iter().map(|e| e.timestamp.timestamp_micros()).collect();
+        assert_eq!(times, [1000, 1005, 1006, 1007]);
+        let strip = |events: Vec<TraceEvent>| -> Vec<_> {
+            events.into_iter().map(|e| (e.event_id, e.request_id, e.kind, e.op_name, e.ctx, e.seq, e.payload)).collect()
+        };
+        assert_eq!(strip(back), strip(expected));
+    }
+
+    #[test]
+    fn packed_lines_that_do_not_fit_their_kind_are_reported() {
+        for line in [r#"[0,"op_start","g.a",[],0,[{},1,null,"extra"]]"#, r#"[0,"annotation",null,[],0,[1]]"#] {
+            let err = decode("r1", 0, line.as_bytes(), &mut Vec::new()).unwrap_err();
+            assert!(err.to_string().contains("r1 (line 1 of a stored chunk)"), "{err}");
+        }
     }
 
     #[test]
     fn a_damaged_line_is_reported_with_its_run_and_place() {
         let mut back = Vec::new();
-        let err = decode("r9", b"{\"s\":0,\"k\":\"op_start\",\"t\":1}\n{oops\n", &mut back).unwrap_err();
+        let err = decode("r9", 0, b"{\"s\":0,\"k\":\"op_start\",\"t\":1}\n{oops\n", &mut back).unwrap_err();
         assert!(err.to_string().contains("r9 (line 2 of a stored chunk)"), "{err}");
     }
 }

@@ -94,16 +94,18 @@ impl SqliteStore {
     pub fn run_events(&self, id_or_prefix: &str) -> Result<Vec<TraceEvent>, StoreError> {
         let id = self.resolve_run(id_or_prefix)?;
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached("SELECT data FROM chunks WHERE request_id = ?1 ORDER BY first_ts, first_seq, id")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT first_ts, data FROM chunks WHERE request_id = ?1 ORDER BY first_ts, first_seq, id",
+        )?;
         let mut rows = stmt.query([&id])?;
         let mut events = Vec::new();
         while let Some(row) = rows.next()? {
-            let data = match row.get_ref(0)? {
+            let first_ts: i64 = row.get(0)?;
+            let data = match row.get_ref(1)? {
                 ValueRef::Blob(b) | ValueRef::Text(b) => b,
                 _ => &[],
             };
-            super::codec::decode(&id, data, &mut events)?;
+            super::codec::decode(&id, first_ts, data, &mut events)?;
         }
         // Chunks of a resumed run may interleave with earlier ones.
         events.sort_by_key(TraceEvent::sort_key);
