@@ -10,6 +10,8 @@ use operonx_runtime::{EventKind, TraceEvent};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::run_meta::RunMeta;
+
 /// What the store and the run summaries read from an event, whichever form it is in.
 /// Serializing one gives its wire form.
 pub trait EventView: Serialize {
@@ -33,6 +35,20 @@ pub trait EventView: Serialize {
 
     /// The event itself, in whichever form it is.
     fn form(&self) -> EventForm<'_>;
+
+    /// Whether it names a parent span (`parent_span_id` set, not `null`).
+    fn has_parent_span(&self) -> bool {
+        self.payload_value("parent_span_id").is_some_and(|p| !p.is_null())
+    }
+
+    /// Its `status` (an `op_end`'s `ok`, `error`, ...), if it has one.
+    fn status(&self) -> Option<Cow<'_, str>> {
+        match self.payload_value("status")? {
+            Cow::Borrowed(Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+            Cow::Owned(Value::String(s)) => Some(Cow::Owned(s)),
+            _ => None,
+        }
+    }
 
     /// The key of an annotation, if this is one.
     fn annotation_key(&self) -> Option<Cow<'_, str>> {
@@ -93,8 +109,45 @@ impl EventView for RawEvent {
     fn payload_value(&self, key: &str) -> Option<Cow<'_, Value>> {
         RawEvent::payload_value(self, key)
     }
+    fn has_parent_span(&self) -> bool {
+        RawEvent::has_parent_span(self)
+    }
+    fn status(&self) -> Option<Cow<'_, str>> {
+        RawEvent::status(self).map(Cow::Borrowed)
+    }
     fn form(&self) -> EventForm<'_> {
         EventForm::Raw(self)
+    }
+}
+
+impl EventView for RunMeta {
+    fn kind(&self) -> EventKind {
+        EventKind::Annotation
+    }
+    fn request_id(&self) -> &str {
+        RunMeta::request_id(self)
+    }
+    fn seq(&self) -> u64 {
+        RunMeta::seq(self)
+    }
+    fn timestamp_micros(&self) -> i64 {
+        RunMeta::timestamp_micros(self)
+    }
+    fn op_name(&self) -> Option<&str> {
+        None
+    }
+    fn payload_value(&self, key: &str) -> Option<Cow<'_, Value>> {
+        match key {
+            "key" => Some(Cow::Owned(Value::String(self.key().to_string()))),
+            "value" => Some(Cow::Owned(self.value())),
+            _ => None,
+        }
+    }
+    fn annotation_key(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.key()))
+    }
+    fn form(&self) -> EventForm<'_> {
+        EventForm::Meta(self)
     }
 }
 
@@ -105,15 +158,20 @@ pub enum EventForm<'a> {
     Raw(&'a RawEvent),
     /// Built.
     Built(&'a TraceEvent),
+    /// One of the pipeline's run-level events.
+    Meta(&'a RunMeta),
 }
 
-/// One event in the pipeline: as the scheduler recorded it, or built.
+/// One event in the pipeline: as the scheduler recorded it, built, or one of the
+/// pipeline's own run-level events.
 #[derive(Debug, Clone)]
 pub enum RecordedEvent {
     /// From `TraceSink::record_raw` or a run recorder: built only if an exporter needs it.
     Raw(RawEvent),
-    /// From `TraceSink::record`, a processor, or the pipeline's run-level events.
+    /// From `TraceSink::record` or a processor.
     Built(TraceEvent),
+    /// The run's start, end or dropped count, added by the pipeline after the processors.
+    Meta(RunMeta),
 }
 
 impl RecordedEvent {
@@ -127,6 +185,7 @@ impl RecordedEvent {
         match self {
             RecordedEvent::Raw(e) => e.clone().materialize(),
             RecordedEvent::Built(e) => e.clone(),
+            RecordedEvent::Meta(e) => e.to_event(),
         }
     }
 
@@ -135,6 +194,7 @@ impl RecordedEvent {
         match self {
             RecordedEvent::Raw(e) => e.materialize(),
             RecordedEvent::Built(e) => e,
+            RecordedEvent::Meta(e) => e.to_event(),
         }
     }
 }
@@ -144,6 +204,7 @@ impl Serialize for RecordedEvent {
         match self {
             RecordedEvent::Raw(e) => e.serialize(s),
             RecordedEvent::Built(e) => e.serialize(s),
+            RecordedEvent::Meta(e) => e.serialize(s),
         }
     }
 }
@@ -153,43 +214,77 @@ impl EventView for RecordedEvent {
         match self {
             RecordedEvent::Raw(e) => e.kind(),
             RecordedEvent::Built(e) => e.kind,
+            RecordedEvent::Meta(_) => EventKind::Annotation,
         }
     }
     fn request_id(&self) -> &str {
         match self {
             RecordedEvent::Raw(e) => e.request_id(),
             RecordedEvent::Built(e) => &e.request_id,
+            RecordedEvent::Meta(e) => e.request_id(),
         }
     }
     fn seq(&self) -> u64 {
         match self {
             RecordedEvent::Raw(e) => e.seq(),
             RecordedEvent::Built(e) => e.seq,
+            RecordedEvent::Meta(e) => e.seq(),
         }
     }
     fn timestamp_micros(&self) -> i64 {
         match self {
             RecordedEvent::Raw(e) => e.timestamp_micros(),
             RecordedEvent::Built(e) => e.timestamp.timestamp_micros(),
+            RecordedEvent::Meta(e) => e.timestamp_micros(),
         }
     }
     fn op_name(&self) -> Option<&str> {
         match self {
             RecordedEvent::Raw(e) => e.op_name(),
             RecordedEvent::Built(e) => e.op_name.as_deref(),
+            RecordedEvent::Meta(_) => None,
         }
     }
     fn payload_value(&self, key: &str) -> Option<Cow<'_, Value>> {
         match self {
             RecordedEvent::Raw(e) => e.payload_value(key),
             RecordedEvent::Built(e) => e.payload.get(key).map(Cow::Borrowed),
+            RecordedEvent::Meta(e) => EventView::payload_value(e, key),
+        }
+    }
+    fn has_parent_span(&self) -> bool {
+        match self {
+            RecordedEvent::Raw(e) => EventView::has_parent_span(e),
+            RecordedEvent::Built(e) => e.has_parent_span(),
+            RecordedEvent::Meta(_) => false,
+        }
+    }
+    fn status(&self) -> Option<Cow<'_, str>> {
+        match self {
+            RecordedEvent::Raw(e) => EventView::status(e),
+            RecordedEvent::Built(e) => e.status(),
+            RecordedEvent::Meta(_) => None,
+        }
+    }
+    fn annotation_key(&self) -> Option<Cow<'_, str>> {
+        match self {
+            RecordedEvent::Raw(e) => e.annotation_key(),
+            RecordedEvent::Built(e) => e.annotation_key(),
+            RecordedEvent::Meta(e) => EventView::annotation_key(e),
         }
     }
     fn form(&self) -> EventForm<'_> {
         match self {
             RecordedEvent::Raw(e) => EventForm::Raw(e),
             RecordedEvent::Built(e) => EventForm::Built(e),
+            RecordedEvent::Meta(e) => EventForm::Meta(e),
         }
+    }
+}
+
+impl From<RunMeta> for RecordedEvent {
+    fn from(e: RunMeta) -> Self {
+        RecordedEvent::Meta(e)
     }
 }
 

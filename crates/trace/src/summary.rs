@@ -175,13 +175,13 @@ impl RunAggregate {
         match e.kind() {
             EventKind::OpStart => {
                 self.ops += 1;
-                let top_level = field("parent_span_id").is_none_or(|p| p.is_null());
+                let top_level = !e.has_parent_span();
                 if top_level && self.graph_guess.is_none() {
                     self.graph_guess =
                         e.op_name().map(|n| n.rsplit_once('.').map_or(n, |(graph, _)| graph).to_string());
                 }
             }
-            EventKind::OpEnd => match field("status").as_deref().and_then(Value::as_str) {
+            EventKind::OpEnd => match e.status().as_deref() {
                 Some("error") => self.errors += 1,
                 Some("cancelled") => self.cancelled += 1,
                 Some("interrupted") => self.interrupted += 1,
@@ -280,11 +280,12 @@ mod tests {
 
     use super::*;
     use crate::processor::test_support::{at, event};
+    use crate::run_meta::RunMeta;
 
     #[test]
     fn summary_counts_ops_errors_usage_and_status() {
         let mut events = vec![
-            run_meta::run_start("r1", "demo", at(0)),
+            RunMeta::start("r1".into(), "demo".into(), at(0)).to_event(),
             event(0, OpStart, Some("main.a"), &["main"], json!({"parent_span_id": null})),
             event(1, LlmUsage, Some("main.a"), &["main"], json!({"total_tokens": 30, "cost_usd": 0.25})),
             event(2, LlmUsage, Some("main.a"), &["main"], json!({"prompt_tokens": 5, "completion_tokens": 7})),
@@ -293,8 +294,8 @@ mod tests {
         ];
         let running = RunSummary::from_events(&events).unwrap();
         assert_eq!(running.status, RunStatus::Running);
-        events.push(run_meta::dropped("r1", 2, at(9), 5));
-        events.push(run_meta::run_end("r1", RunEnd::Finished, 7, at(10), 6));
+        events.push(RunMeta::dropped("r1".into(), 2, at(9), 5).to_event());
+        events.push(RunMeta::end("r1".into(), RunEnd::Finished, 7, at(10), 6).to_event());
         let s = RunSummary::from_events(&events).unwrap();
         assert_eq!(s.graph.as_deref(), Some("demo"));
         assert_eq!((s.op_count, s.error_count, s.tokens, s.dropped_events, s.event_count), (2, 1, 42, 2, 8));
@@ -311,7 +312,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, s)| event(i as u64, OpEnd, Some("main.x"), &["main"], json!({"status": s})))
                 .collect();
-            events.push(run_meta::run_end("r1", RunEnd::Finished, 1, at(9), 9));
+            events.push(RunMeta::end("r1".into(), RunEnd::Finished, 1, at(9), 9).to_event());
             RunSummary::from_events(&events).unwrap().status
         };
         assert_eq!(status(&["ok", "cancelled"]), RunStatus::Cancelled);
@@ -324,13 +325,13 @@ mod tests {
     fn a_resumed_run_is_running_again_then_settles_on_its_new_outcome() {
         let first = [
             event(0, OpEnd, Some("main.ask"), &["main"], json!({"status": "interrupted"})),
-            run_meta::run_end("r1", RunEnd::Finished, 1, at(1), 1),
+            RunMeta::end("r1".into(), RunEnd::Finished, 1, at(1), 1).to_event(),
         ];
         let mut resumed = event(0, OpStart, Some("main.ask"), &["main"], json!({}));
         resumed.timestamp = at(50);
         let mut done = event(1, OpEnd, Some("main.ask"), &["main"], json!({"status": "ok"}));
         done.timestamp = at(60);
-        let end = run_meta::run_end("r1", RunEnd::Finished, 2, at(61), 2);
+        let end = RunMeta::end("r1".into(), RunEnd::Finished, 2, at(61), 2).to_event();
 
         // The store sees the segments in separate batches.
         let mut s = RunSummary::new("r1");
@@ -356,7 +357,7 @@ mod tests {
         let events = vec![
             event(0, OpStart, Some("inner.x"), &["main"], json!({"parent_span_id": "r1-s9"})),
             event(1, OpStart, Some("pipeline.v2.load"), &["main"], json!({"parent_span_id": null})),
-            run_meta::run_end("r1", RunEnd::Truncated, 2, at(5), 2),
+            RunMeta::end("r1".into(), RunEnd::Truncated, 2, at(5), 2).to_event(),
         ];
         let s = RunSummary::from_events(&events).unwrap();
         assert_eq!(s.graph.as_deref(), Some("pipeline.v2"));

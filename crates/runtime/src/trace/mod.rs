@@ -15,8 +15,8 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 
 pub use event::{EventKind, TraceEvent};
-pub(crate) use raw::{EventCtx, Named, RawPayload};
 pub use raw::RawEvent;
+pub(crate) use raw::{EventCtx, Named, RawPayload};
 pub use wire_time::WireTime;
 
 /// Where a run's events go (a pipeline, a file, a test collector). Called on the

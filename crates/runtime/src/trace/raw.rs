@@ -214,6 +214,24 @@ impl RawEvent {
         self.op.as_deref()
     }
 
+    /// The `status` of an `op_end` (`ok`, `error`, ...).
+    pub fn status(&self) -> Option<&'static str> {
+        match &self.payload {
+            RawPayload::End { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Whether it names a parent span (an op inside a generator item, a loop iteration
+    /// or a nested run).
+    pub fn has_parent_span(&self) -> bool {
+        match &self.payload {
+            RawPayload::Start { parent, .. } | RawPayload::End { parent, .. } => parent.is_some(),
+            RawPayload::Yield { .. } => false,
+            RawPayload::Map(m) => m.get("parent_span_id").is_some_and(|p| !p.is_null()),
+        }
+    }
+
     /// When it happened, in microseconds since the Unix epoch (the wire precision).
     pub fn timestamp_micros(&self) -> i64 {
         self.at_us

@@ -17,8 +17,9 @@ use super::buffer::{RunClose, RunDrain};
 use super::stats::Counters;
 use super::{Shared, Signals};
 use crate::export::{ExportError, Exporter};
+use crate::processor;
 use crate::recorded::{EventView, RecordedEvent};
-use crate::{processor, run_meta};
+use crate::run_meta::RunMeta;
 
 /// The flusher task: flush when woken (at most once per `min_gap` for runs finishing, at
 /// once for the size trigger), every `interval`, until stopped or until the pipeline is
@@ -166,7 +167,7 @@ fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
     };
     if let Some((graph, at)) = start {
         let at = events.first().map_or(at, |e| e.timestamp().min(at));
-        out.push(run_meta::run_start(&request_id, &graph, at).into());
+        out.push(RunMeta::start(request_id.clone(), graph, at).into());
     }
     let last = events.last().map(EventView::timestamp);
     out.append(&mut events);
@@ -175,10 +176,10 @@ fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
         let at = last.map_or(c.at, |t| t.max(c.at));
         let mut seq = c.next_seq;
         if c.dropped > 0 {
-            out.push(run_meta::dropped(&request_id, c.dropped, at, seq).into());
+            out.push(RunMeta::dropped(request_id.clone(), c.dropped, at, seq).into());
             seq += 1;
         }
-        out.push(run_meta::run_end(&request_id, c.end, c.recorded, at, seq).into());
+        out.push(RunMeta::end(request_id, c.end, c.recorded, at, seq).into());
     }
 }
 

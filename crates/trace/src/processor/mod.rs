@@ -105,6 +105,8 @@ pub(crate) fn apply_in_place(step: &dyn InPlace, events: &mut Vec<RecordedEvent>
                 &mut |field, entry, value| step.rewrite_field(field, entry, value),
             ),
             RecordedEvent::Built(e) => step.rewrite_payload(e.kind, &mut e.payload),
+            // Added after the processors ran: never handed to them.
+            RecordedEvent::Meta(_) => {}
         }
     }
 }

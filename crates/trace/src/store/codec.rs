@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::StoreError;
 use crate::recorded::{EventForm, EventView};
+use crate::run_meta::RunMeta;
 
 /// A recorded event as a packed line; `base` is the chunk's first timestamp.
 struct Packed<'a>(&'a RawEvent, i64);
@@ -54,6 +55,36 @@ impl Serialize for CompactBuilt<'_> {
         m.serialize_entry("t", &e.timestamp.timestamp_micros())?;
         // `P`: the payload as it is (span ids are rewritten only in recorded events' `p`).
         m.serialize_entry("P", &e.payload)?;
+        m.end()
+    }
+}
+
+/// A run-level event in the object form of built events (its id is not the derived one).
+struct CompactMeta<'a>(&'a RunMeta);
+
+impl Serialize for CompactMeta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("s", &e.seq())?;
+        m.serialize_entry("e", &format_args!("{}-{}", e.request_id(), e.id_suffix()))?;
+        m.serialize_entry("k", &EventKind::Annotation)?;
+        m.serialize_entry("o", &None::<&str>)?;
+        m.serialize_entry("c", &[0u8; 0])?;
+        m.serialize_entry("t", &e.timestamp_micros())?;
+        m.serialize_entry("P", &MetaPayload(e))?;
+        m.end()
+    }
+}
+
+/// A run-level event's payload, `{"key": ..., "value": ...}`.
+struct MetaPayload<'a>(&'a RunMeta);
+
+impl Serialize for MetaPayload<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("key", self.0.key())?;
+        m.serialize_entry("value", &self.0.value())?;
         m.end()
     }
 }
@@ -166,6 +197,7 @@ pub(super) fn encode<E: EventView>(events: &[E], out: &mut Vec<u8>) -> Result<()
         let written = match e.form() {
             EventForm::Raw(raw) => serde_json::to_writer(&mut *out, &Packed(raw, base)),
             EventForm::Built(built) => serde_json::to_writer(&mut *out, &CompactBuilt(built)),
+            EventForm::Meta(meta) => serde_json::to_writer(&mut *out, &CompactMeta(meta)),
         };
         written.map_err(|err| StoreError::Corrupt {
             event_id: format!("{}-{}", e.request_id(), e.seq()),
@@ -270,6 +302,27 @@ mod tests {
             events.into_iter().map(|e| (e.event_id, e.request_id, e.kind, e.op_name, e.ctx, e.seq, e.payload)).collect()
         };
         assert_eq!(strip(back), strip(expected));
+    }
+
+    #[test]
+    fn run_level_events_read_back_as_their_wire_events() {
+        use crate::recorded::RecordedEvent;
+        use crate::run_meta::RunEnd;
+        let t = |us| DateTime::from_timestamp_micros(us).unwrap();
+        let metas = [
+            RunMeta::start("r1".into(), "demo \"g\"".into(), t(1_000)),
+            RunMeta::dropped("r1".into(), 3, t(2_000), 7),
+            RunMeta::end("r1".into(), RunEnd::Truncated, 9, t(2_000), 8),
+        ];
+        let events: Vec<RecordedEvent> = metas.iter().cloned().map(RecordedEvent::Meta).collect();
+        let mut text = Vec::new();
+        encode(&events, &mut text).unwrap();
+        let mut back = Vec::new();
+        decode("r1", 1_000, &text, &mut back).unwrap();
+        let wire: Vec<TraceEvent> = metas.iter().map(RunMeta::to_event).collect();
+        assert_eq!(back, wire);
+        assert_eq!(wire[2].event_id, "r1-run-end");
+        assert_eq!(wire[2].payload["value"], json!({"status": "truncated", "recorded_events": 9}));
     }
 
     #[test]
