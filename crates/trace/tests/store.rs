@@ -76,13 +76,13 @@ async fn a_pipeline_run_lands_in_the_store_with_its_summary() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
-    // One chunk for the run (one batch): its events as JSON lines.
-    let (count, data): (i64, Vec<u8>) = conn
-        .query_row("SELECT event_count, data FROM chunks WHERE request_id = ?1", ["0123abcd-run"], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    // One batch: the run's events as JSON lines, found through the run's segments.
+    let (count, data): (i64, Vec<u8>) =
+        conn.query_row("SELECT event_count, data FROM batches", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(count, 8);
+    let segments: String =
+        conn.query_row("SELECT segments FROM runs WHERE request_id = '0123abcd-run'", [], |r| r.get(0)).unwrap();
+    assert_eq!(segments.split(':').nth(2), Some(data.len().to_string().as_str()), "{segments}: the whole batch");
     let data = String::from_utf8(data).unwrap();
     assert_eq!(data.lines().count(), 8);
     assert!(data.lines().any(|l| l.contains(r#""k":"llm_usage""#) && l.contains(r#""total_tokens":120"#)));
@@ -207,8 +207,99 @@ fn a_version_1_store_is_migrated_on_open_without_losing_events() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let old_table: i64 =
         conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events'", [], |r| r.get(0)).unwrap();
     assert_eq!(old_table, 0, "the old table is gone once its events are moved");
+}
+
+#[test]
+fn runs_sharing_a_batch_read_back_only_their_own_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let batch: Vec<TraceEvent> =
+        ["r1", "r2", "r3"].iter().flat_map(|rid| op(rid, 0, &format!("main.{rid}"), 1)).collect();
+    assert_eq!(store.write(&batch).unwrap(), 6);
+    for (i, rid) in ["r1", "r2", "r3"].iter().enumerate() {
+        assert_eq!(store.run_events(rid).unwrap(), batch[2 * i..2 * i + 2], "{rid}");
+        assert_eq!(store.run(rid).unwrap().event_count, 2);
+    }
+    // A later batch of r2 adds a segment to it, and only to it.
+    let later: Vec<TraceEvent> = op("r2", 2, "main.again", 2).into_iter().collect();
+    store.write(&later).unwrap();
+    assert_eq!(store.run_events("r2").unwrap().len(), 4);
+    assert_eq!(store.run_events("r3").unwrap().len(), 2);
+}
+
+#[test]
+fn a_run_pointing_at_a_missing_batch_is_reported_not_shortened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    store.write(&op("r1", 0, "main.x", 1)).unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute("DELETE FROM batches", []).unwrap();
+    let err = store.run_events("r1").unwrap_err();
+    assert!(err.to_string().contains("r1 (segment"), "{err}");
+}
+
+#[test]
+fn a_version_2_store_is_read_and_extended_after_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let first = op("old", 0, "main.x", 1);
+    {
+        // Version 2: a chunk per run and batch, the runs table without segments.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE runs (request_id TEXT PRIMARY KEY, graph TEXT, started_at TEXT, ended_at TEXT,
+                 status TEXT NOT NULL DEFAULT 'running', duration_ms REAL, op_count INTEGER NOT NULL DEFAULT 0,
+                 error_count INTEGER NOT NULL DEFAULT 0, cancelled_count INTEGER NOT NULL DEFAULT 0,
+                 interrupted_count INTEGER NOT NULL DEFAULT 0, tokens INTEGER NOT NULL DEFAULT 0,
+                 cost_usd REAL NOT NULL DEFAULT 0, event_count INTEGER NOT NULL DEFAULT 0,
+                 dropped_events INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+             CREATE TABLE chunks (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, first_ts INTEGER NOT NULL,
+                 first_seq INTEGER NOT NULL, event_count INTEGER NOT NULL, data BLOB NOT NULL,
+                 UNIQUE (request_id, first_ts, first_seq));
+             INSERT INTO runs (request_id, graph, status, op_count, event_count) VALUES ('old', 'g', 'ok', 1, 2);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        // Its lines, as version 2 wrote them (a built event's object line).
+        let lines: String = first
+            .iter()
+            .map(|e| {
+                let t = e.timestamp.timestamp_micros();
+                format!(
+                    "{{\"s\":{},\"k\":{},\"o\":{},\"c\":{},\"t\":{t},\"P\":{}}}\n",
+                    e.seq,
+                    serde_json::to_string(&e.kind).unwrap(),
+                    serde_json::to_string(&e.op_name).unwrap(),
+                    serde_json::to_string(&e.ctx).unwrap(),
+                    serde_json::to_string(&e.payload).unwrap()
+                )
+            })
+            .collect();
+        conn.execute(
+            "INSERT INTO chunks (request_id, first_ts, first_seq, event_count, data) VALUES ('old', ?1, 0, 2, ?2)",
+            rusqlite::params![first[0].timestamp.timestamp_micros(), lines.as_bytes()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.run_events("old").unwrap(), first);
+    // The same run resumed: its new events land in a batch, the old ones stay readable.
+    let mut resumed = first.clone();
+    for e in &mut resumed {
+        e.timestamp += chrono::Duration::seconds(30);
+    }
+    assert_eq!(store.write(&resumed).unwrap(), 2);
+    let events = store.run_events("old").unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[..2], first);
+    assert_eq!(events[2..], resumed);
+    assert_eq!(store.run("old").unwrap().event_count, 4);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 3);
 }

@@ -188,10 +188,9 @@ impl CompactLine {
     }
 }
 
-/// Serialize `events` (one run's, in order) into `out`, one line each. Times of packed
-/// lines count from the first event's (the chunk's `first_ts`).
+/// Append `events` (one run's, in order) to `out`, one line each. Times of packed lines
+/// count from the first event's (the segment's or chunk's `first_ts`).
 pub(super) fn encode<E: EventView>(events: &[E], out: &mut Vec<u8>) -> Result<(), StoreError> {
-    out.clear();
     let base = events.first().map_or(0, EventView::timestamp_micros);
     for e in events {
         let written = match e.form() {
@@ -208,8 +207,8 @@ pub(super) fn encode<E: EventView>(events: &[E], out: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Read back the events of one chunk of run `request_id` whose first event happened at
-/// `first_ts` (microseconds).
+/// Read back the lines of run `request_id` in `data` (a chunk, or a segment of a batch)
+/// whose first event happened at `first_ts` (microseconds).
 pub(super) fn decode(
     request_id: &str,
     first_ts: i64,

@@ -1,6 +1,7 @@
 //! Bringing older stores up to date. Version 1 kept a row per event in an `events`
-//! table; version 2 keeps each run's events as chunks of JSON lines. The `runs` table is
-//! the same in both.
+//! table; version 2 a `chunks` row per run and batch (version 1's events are moved
+//! there); version 3 a `batches` row per batch, found through the runs' `segments`
+//! (version 2's chunks stay where they are and are still read).
 
 use std::collections::BTreeMap;
 
@@ -87,5 +88,16 @@ pub(super) fn events_to_chunks(tx: &Transaction<'_>) -> Result<(), StoreError> {
     drop((read, chunks));
     tx.execute_batch("DROP TABLE events")?;
     tracing::info!("trace store migrated from schema 1 to 2");
+    Ok(())
+}
+
+/// Give a `runs` table of version 1 or 2 its `segments` column (version 3).
+pub(super) fn add_segments(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let has: bool =
+        tx.query_row("SELECT count(*) > 0 FROM pragma_table_info('runs') WHERE name = 'segments'", [], |r| r.get(0))?;
+    if !has {
+        tx.execute_batch("ALTER TABLE runs ADD COLUMN segments TEXT NOT NULL DEFAULT ''")?;
+        tracing::info!("trace store: runs now list their segments (schema 3)");
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The embedded trace store: a SQLite database (WAL mode) with a `runs` table maintained
-//! from events and a `chunks` table holding the events (each chunk: one run's events
-//! from one batch, as JSON lines), the default destination of traces. It is
-//! an [`Exporter`] and the reader behind `operonx trace`.
+//! from events and a `batches` table holding the events (each exported batch: its runs'
+//! events as JSON lines, run after run; a run's row lists where its lines are), the
+//! default destination of traces. It is an [`Exporter`] and the reader behind
+//! `operonx trace`.
 
 mod codec;
 mod migrate;
@@ -31,8 +32,9 @@ const STORE_CACHE_KIB: i64 = -32 * 1024;
 const WAL_CHECKPOINT_PAGES: i64 = 4000;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`). Version 1
-/// stored a row per event; it is migrated on open.
-const SCHEMA_VERSION: i64 = 2;
+/// stored a row per event (migrated into `chunks` on open); version 2 a `chunks` row per
+/// run and batch (still read; the runs table gains `segments` on open).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,27 +51,40 @@ CREATE TABLE IF NOT EXISTS runs (
     tokens          INTEGER NOT NULL DEFAULT 0,
     cost_usd        REAL NOT NULL DEFAULT 0,
     event_count     INTEGER NOT NULL DEFAULT 0,
-    dropped_events  INTEGER NOT NULL DEFAULT 0
+    dropped_events  INTEGER NOT NULL DEFAULT 0,
+    -- Where the run's lines are: `batch:offset:length:first_ts` entries, `;`-separated
+    -- (a byte range of a batch's data; times count from first_ts, see codec.rs).
+    segments        TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
+-- Version 2's events: one run's lines per row. Read, no longer written.
 CREATE TABLE IF NOT EXISTS chunks (
     id          INTEGER PRIMARY KEY,
     request_id  TEXT NOT NULL,
-    -- The chunk's first event (microseconds since the epoch, seq): a batch exported
-    -- twice (a retry after a timeout) is stored once, while a resumed run (same request
-    -- id, seq counted from 0 again, later timestamps) adds new chunks.
     first_ts    INTEGER NOT NULL,
     first_seq   INTEGER NOT NULL,
     event_count INTEGER NOT NULL,
-    -- The events, one JSON object per line (compact or wire format, see codec.rs).
     data        BLOB NOT NULL,
     UNIQUE (request_id, first_ts, first_seq)
+);
+CREATE TABLE IF NOT EXISTS batches (
+    id            INTEGER PRIMARY KEY,
+    -- The batch's first event (run, microseconds since the epoch, seq): a batch exported
+    -- twice (a retry after a timeout) is stored once, while a resumed run (same request
+    -- id, seq counted from 0 again, later timestamps) is stored again.
+    first_request TEXT NOT NULL,
+    first_ts      INTEGER NOT NULL,
+    first_seq     INTEGER NOT NULL,
+    event_count   INTEGER NOT NULL,
+    -- The events, one per line, run after run (see codec.rs).
+    data          BLOB NOT NULL,
+    UNIQUE (first_request, first_ts, first_seq)
 );
 ";
 
 /// A handle to a trace store (cheap to clone; clones share the connection).
 ///
-/// Writes are idempotent per chunk: a batch exported twice (a retry after a timeout) is
+/// Writes are idempotent per batch: a batch exported twice (a retry after a timeout) is
 /// stored and counted once, while a resumed run (same request id, event ids counted from 0
 /// again, later timestamps) is stored in full.
 #[derive(Clone)]
@@ -135,6 +150,7 @@ impl SqliteStore {
             if version == 1 {
                 migrate::events_to_chunks(&tx)?;
             }
+            migrate::add_segments(&tx)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
             tx.commit().map_err(open_err)?;
         }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use operonx_runtime::TraceEvent;
 use rusqlite::types::ValueRef;
-use rusqlite::{OptionalExtension, Row};
+use rusqlite::{OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::error::StoreError;
@@ -35,6 +35,14 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         event_count: count(row, "event_count")?,
         dropped_events: count(row, "dropped_events")?,
     })
+}
+
+/// The bytes of a text or blob column (empty for anything else).
+fn bytes(v: ValueRef<'_>) -> &[u8] {
+    match v {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b,
+        _ => &[],
+    }
 }
 
 /// `prefix` with the `LIKE` wildcards escaped, then `%`.
@@ -94,20 +102,38 @@ impl SqliteStore {
     pub fn run_events(&self, id_or_prefix: &str) -> Result<Vec<TraceEvent>, StoreError> {
         let id = self.resolve_run(id_or_prefix)?;
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT first_ts, data FROM chunks WHERE request_id = ?1 ORDER BY first_ts, first_seq, id",
-        )?;
-        let mut rows = stmt.query([&id])?;
         let mut events = Vec::new();
+        // Written by version 2: a row per run and batch.
+        let mut stmt = conn.prepare_cached("SELECT first_ts, data FROM chunks WHERE request_id = ?1")?;
+        let mut rows = stmt.query([&id])?;
         while let Some(row) = rows.next()? {
             let first_ts: i64 = row.get(0)?;
-            let data = match row.get_ref(1)? {
-                ValueRef::Blob(b) | ValueRef::Text(b) => b,
-                _ => &[],
-            };
-            super::codec::decode(&id, first_ts, data, &mut events)?;
+            super::codec::decode(&id, first_ts, bytes(row.get_ref(1)?), &mut events)?;
         }
-        // Chunks of a resumed run may interleave with earlier ones.
+        // Since: segments of batches.
+        let segments: String =
+            conn.query_row("SELECT segments FROM runs WHERE request_id = ?1", [&id], |r| r.get(0))?;
+        let mut stmt = conn.prepare_cached("SELECT substr(data, ?2, ?3) FROM batches WHERE id = ?1")?;
+        for segment in segments.split(';').filter(|s| !s.is_empty()) {
+            let corrupt = |reason: &str| StoreError::Corrupt {
+                event_id: format!("{id} (segment {segment:?} of its run)"),
+                reason: reason.to_string(),
+            };
+            let parts: Vec<i64> = segment
+                .split(':')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| corrupt("not batch:offset:length:time"))?;
+            let [batch, at, len, first_ts] = parts[..] else { return Err(corrupt("not batch:offset:length:time")) };
+            let data: Option<Vec<u8>> =
+                stmt.query_row(params![batch, at + 1, len], |r| Ok(bytes(r.get_ref(0)?).to_vec())).optional()?;
+            let data = data.ok_or_else(|| corrupt("its batch is missing"))?;
+            if i64::try_from(data.len()).ok() != Some(len) {
+                return Err(corrupt("its batch is shorter"));
+            }
+            super::codec::decode(&id, first_ts, &data, &mut events)?;
+        }
+        // Segments of a resumed run may interleave with earlier ones.
         events.sort_by_key(TraceEvent::sort_key);
         Ok(events)
     }

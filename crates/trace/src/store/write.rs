@@ -1,8 +1,9 @@
 //! Writing events to the store and keeping the `runs` table in step.
 //!
-//! A batch is stored as one chunk per run it holds: the run's events, one per line
-//! (see `codec`), in a single row. A row per event would cost SQLite more
-//! than the rest of the trace path together; runs are always read back whole.
+//! A batch is stored as one row: its runs' events, one per line (see `codec`), run after
+//! run; each run's row notes where its lines are (`segments`). A row per event cost SQLite
+//! more than the rest of the trace path together, a row per run and batch still a fifth
+//! of the store's time; runs are always read back whole.
 
 use rusqlite::{CachedStatement, Connection, Statement, Transaction, params};
 
@@ -15,14 +16,15 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Insert one chunk of one run's events unless the same chunk (same run, same first
-/// event) is stored already. Returns whether it was new.
+/// Insert one version 2 chunk of one run's events (migrating version 1) unless the same
+/// chunk (same run, same first event) is stored already. Returns whether it was new.
 pub(super) fn insert_chunk<E: EventView>(
     stmt: &mut Statement<'_>,
     events: &[E],
     scratch: &mut Vec<u8>,
 ) -> Result<bool, StoreError> {
     let Some(first) = events.first() else { return Ok(false) };
+    scratch.clear();
     super::codec::encode(events, scratch)?;
     let n = stmt.execute(params![
         first.request_id(),
@@ -41,50 +43,70 @@ pub(super) fn chunk_statement<'a>(tx: &'a Transaction<'_>) -> Result<CachedState
     )?)
 }
 
-/// Store the events (each run's consecutive events as one chunk) and fold the new ones
-/// into their runs' summaries, in one transaction. Nothing is written if any event
-/// cannot be serialized.
+/// Store the events (one batch: each run's consecutive events one segment of it) and fold
+/// them into their runs' summaries, in one transaction. A batch stored before (same first
+/// event) is not stored again. Nothing is written if any event cannot be serialized.
 pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Result<usize, StoreError> {
+    let Some(first) = events.first() else { return Ok(0) };
+    let mut data = Vec::with_capacity(events.len() * 64);
+    let mut segments = Vec::new();
+    for run in events.chunk_by(|a, b| a.request_id() == b.request_id()) {
+        let at = data.len();
+        super::codec::encode(run, &mut data)?;
+        segments.push((run, at, data.len() - at));
+    }
     let tx = conn.transaction()?;
-    let mut new_events = 0usize;
+    let added = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO batches (first_request, first_ts, first_seq, event_count, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            first.request_id(),
+            first.timestamp_micros(),
+            to_i64(first.seq()),
+            to_i64(events.len() as u64),
+            &data[..]
+        ])?;
+    if added == 0 {
+        return Ok(0);
+    }
+    let batch = tx.last_insert_rowid();
     {
-        let mut chunks = chunk_statement(&tx)?;
         let mut add_run = tx.prepare_cached(&format!("INSERT OR IGNORE {SAVE_RUN}"))?;
-        let mut scratch = Vec::with_capacity(16 * 1024);
-        for run in events.chunk_by(|a, b| a.request_id() == b.request_id()) {
-            if !insert_chunk(&mut chunks, run, &mut scratch)? {
-                continue;
-            }
-            new_events += run.len();
+        for (run, at, len) in segments {
             let request_id = run[0].request_id();
+            let segment = format!("{batch}:{at}:{len}:{}", run[0].timestamp_micros());
             let mut agg = RunAggregate::default();
             run.iter().for_each(|e| agg.add(e));
             let mut summary = RunSummary::new(request_id);
             agg.apply(&mut summary);
             // A run seen for the first time (the common case) is one insert; one seen
             // before (an earlier batch, a resumed run) has its summary read and merged.
-            if save(&mut add_run, &summary)? {
+            if save(&mut add_run, &summary, &segment)? {
                 continue;
             }
-            let mut summary = tx
+            let (mut summary, known): (RunSummary, String) = tx
                 .prepare_cached("SELECT * FROM runs WHERE request_id = ?1")?
-                .query_row([request_id], summary_from_row)?;
+                .query_row([request_id], |row| Ok((summary_from_row(row)?, row.get("segments")?)))?;
             agg.apply(&mut summary);
+            let segments = if known.is_empty() { segment } else { format!("{known};{segment}") };
             let mut replace = tx.prepare_cached(&format!("INSERT OR REPLACE {SAVE_RUN}"))?;
-            save(&mut replace, &summary)?;
+            save(&mut replace, &summary, &segments)?;
         }
     }
     tx.commit()?;
-    Ok(new_events)
+    Ok(events.len())
 }
 
 /// The columns of a `runs` row, after `INSERT [OR ...]`.
 const SAVE_RUN: &str = "INTO runs (request_id, graph, started_at, ended_at, status, duration_ms, op_count,
-     error_count, cancelled_count, interrupted_count, tokens, cost_usd, event_count, dropped_events)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     error_count, cancelled_count, interrupted_count, tokens, cost_usd, event_count, dropped_events, segments)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
-/// Run a [`SAVE_RUN`] statement for `s`; returns whether a row was written.
-fn save(stmt: &mut Statement<'_>, s: &RunSummary) -> Result<bool, StoreError> {
+/// Run a [`SAVE_RUN`] statement for `s` and its `segments`; returns whether a row was
+/// written.
+fn save(stmt: &mut Statement<'_>, s: &RunSummary, segments: &str) -> Result<bool, StoreError> {
     let n = stmt.execute(params![
         s.request_id,
         s.graph,
@@ -100,6 +122,7 @@ fn save(stmt: &mut Statement<'_>, s: &RunSummary) -> Result<bool, StoreError> {
         s.cost_usd,
         to_i64(s.event_count),
         to_i64(s.dropped_events),
+        segments,
     ])?;
     Ok(n == 1)
 }
