@@ -4,6 +4,7 @@
 //! them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use operonx_runtime::{EventKind, TraceEvent};
@@ -44,7 +45,7 @@ impl RunEnd {
 /// writes it without building it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunMeta {
-    request_id: String,
+    request_id: Arc<str>,
     seq: u64,
     at_us: i64,
     what: Meta,
@@ -60,17 +61,17 @@ enum Meta {
 
 impl RunMeta {
     /// The `operonx.run_start` event: the run's graph name, at the time the run began.
-    pub(crate) fn start(request_id: String, graph: String, at: DateTime<Utc>) -> Self {
+    pub(crate) fn start(request_id: Arc<str>, graph: String, at: DateTime<Utc>) -> Self {
         Self { request_id, seq: 0, at_us: at.timestamp_micros(), what: Meta::Start { graph } }
     }
 
     /// The `operonx.dropped_events` event.
-    pub(crate) fn dropped(request_id: String, count: u64, at: DateTime<Utc>, seq: u64) -> Self {
+    pub(crate) fn dropped(request_id: Arc<str>, count: u64, at: DateTime<Utc>, seq: u64) -> Self {
         Self { request_id, seq, at_us: at.timestamp_micros(), what: Meta::Dropped(count) }
     }
 
     /// The `operonx.run_end` event.
-    pub(crate) fn end(request_id: String, end: RunEnd, recorded: u64, at: DateTime<Utc>, seq: u64) -> Self {
+    pub(crate) fn end(request_id: Arc<str>, end: RunEnd, recorded: u64, at: DateTime<Utc>, seq: u64) -> Self {
         Self { request_id, seq, at_us: at.timestamp_micros(), what: Meta::End { end, recorded } }
     }
 

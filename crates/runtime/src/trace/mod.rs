@@ -37,7 +37,7 @@ pub trait TraceSink: Send + Sync + 'static {
     /// A recorder for the run with this id, taking its events directly (no lookup by
     /// request id per event). Asked once when the run starts; `None` (the default) sends
     /// every event to [`TraceSink::record_raw`] and the end to [`TraceSink::run_finished`].
-    fn open_run(&self, _request_id: &str) -> Option<Arc<dyn RunRecorder>> {
+    fn open_run(&self, _request_id: &Arc<str>) -> Option<Arc<dyn RunRecorder>> {
         None
     }
 }

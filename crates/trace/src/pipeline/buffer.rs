@@ -136,7 +136,7 @@ impl RunState {
 /// One run's buffer; the recorder a traced run writes to.
 #[derive(Debug)]
 pub(super) struct RunLog {
-    request_id: String,
+    request_id: Arc<str>,
     /// Whether the run is traced at all (sampling), decided when it was first seen.
     admitted: bool,
     gauge: Arc<Gauge>,
@@ -156,7 +156,7 @@ pub(super) struct RunClose {
 /// Everything a flush took out of one run's buffer.
 #[derive(Debug)]
 pub(super) struct RunDrain {
-    pub(super) request_id: String,
+    pub(super) request_id: Arc<str>,
     pub(super) events: Vec<RecordedEvent>,
     /// The run's start (graph name, time), still to be written.
     pub(super) start: Option<(String, DateTime<Utc>)>,
@@ -264,22 +264,39 @@ impl RunRecorder for RunLog {
 /// All runs' logs, by request id.
 #[derive(Debug, Default)]
 pub(super) struct Buffers {
-    runs: HashMap<String, Arc<RunLog>>,
+    runs: HashMap<Arc<str>, Arc<RunLog>>,
 }
 
 impl Buffers {
     /// The run's log, created (with its sampling decision) on first sight.
     pub(super) fn log(&mut self, request_id: &str, gauge: &Arc<Gauge>, admit: &dyn Fn(&str) -> bool) -> Arc<RunLog> {
-        if let Some(log) = self.runs.get(request_id) {
-            return Arc::clone(log);
+        match self.runs.get(request_id) {
+            Some(log) => Arc::clone(log),
+            None => self.add(Arc::from(request_id), gauge, admit),
         }
+    }
+
+    /// [`Buffers::log`] for a run whose id the caller already shares (no copy of it).
+    pub(super) fn log_shared(
+        &mut self,
+        request_id: &Arc<str>,
+        gauge: &Arc<Gauge>,
+        admit: &dyn Fn(&str) -> bool,
+    ) -> Arc<RunLog> {
+        match self.runs.get(&**request_id) {
+            Some(log) => Arc::clone(log),
+            None => self.add(Arc::clone(request_id), gauge, admit),
+        }
+    }
+
+    fn add(&mut self, request_id: Arc<str>, gauge: &Arc<Gauge>, admit: &dyn Fn(&str) -> bool) -> Arc<RunLog> {
         let log = Arc::new(RunLog {
-            request_id: request_id.to_string(),
-            admitted: admit(request_id),
+            admitted: admit(&request_id),
+            request_id: Arc::clone(&request_id),
             gauge: Arc::clone(gauge),
             state: Mutex::new(RunState::default()),
         });
-        self.runs.insert(request_id.to_string(), Arc::clone(&log));
+        self.runs.insert(request_id, Arc::clone(&log));
         log
     }
 
@@ -294,11 +311,11 @@ impl Buffers {
     }
 
     /// Forget the logs of `ids` that are closed and that no run holds any more.
-    fn forget(&mut self, ids: Vec<String>, close_all: bool) {
+    fn forget(&mut self, ids: Vec<Arc<str>>, close_all: bool) {
         for id in ids {
-            let done = self.runs.get(&id).is_some_and(|log| Arc::strong_count(log) == 1 && log.closed(close_all));
+            let done = self.runs.get(&*id).is_some_and(|log| Arc::strong_count(log) == 1 && log.closed(close_all));
             if done {
-                self.runs.remove(&id);
+                self.runs.remove(&*id);
             }
         }
     }

@@ -240,8 +240,9 @@ impl TraceSink for TracePipeline {
     }
 
     /// The run's own buffer: its events skip the lookup by request id.
-    fn open_run(&self, request_id: &str) -> Option<Arc<dyn RunRecorder>> {
-        let log = self.log(request_id);
+    fn open_run(&self, request_id: &Arc<str>) -> Option<Arc<dyn RunRecorder>> {
+        let shared = &self.shared;
+        let log = shared.buffers().log_shared(request_id, &shared.gauge, &|id| shared.admits(id));
         self.ensure_flusher();
         Some(log)
     }
