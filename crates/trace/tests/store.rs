@@ -303,3 +303,18 @@ fn a_version_2_store_is_read_and_extended_after_opening() {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, 3);
 }
+
+#[test]
+fn a_batch_starting_like_an_earlier_one_is_still_stored() {
+    // With one-event batches, a run's start annotation and its first op can open two
+    // batches with the same run, time and seq: only a retry of the same batch is skipped.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let [start, end] = op("r1", 0, "main.x", 1);
+    let mut note = ev("r1", 0, 0, EventKind::Annotation, None, &[], json!({"key": "k", "value": 1}));
+    note.timestamp = start.timestamp;
+    assert_eq!(store.write(std::slice::from_ref(&note)).unwrap(), 1);
+    assert_eq!(store.write(&[start.clone(), end.clone()]).unwrap(), 2);
+    assert_eq!(store.write(&[start, end]).unwrap(), 0, "a retry");
+    assert_eq!(store.run_events("r1").unwrap().len(), 3);
+}

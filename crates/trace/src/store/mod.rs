@@ -69,16 +69,20 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE TABLE IF NOT EXISTS batches (
     id            INTEGER PRIMARY KEY,
-    -- The batch's first event (run, microseconds since the epoch, seq): a batch exported
-    -- twice (a retry after a timeout) is stored once, while a resumed run (same request
-    -- id, seq counted from 0 again, later timestamps) is stored again.
+    -- The batch's first and last events (run, microseconds since the epoch, seq) and its
+    -- size: a batch exported twice (a retry after a timeout) is stored once, while a
+    -- resumed run (same request id, seq counted from 0 again, later timestamps) is
+    -- stored again.
     first_request TEXT NOT NULL,
     first_ts      INTEGER NOT NULL,
     first_seq     INTEGER NOT NULL,
+    last_request  TEXT NOT NULL,
+    last_ts       INTEGER NOT NULL,
+    last_seq      INTEGER NOT NULL,
     event_count   INTEGER NOT NULL,
     -- The events, one per line, run after run (see codec.rs).
     data          BLOB NOT NULL,
-    UNIQUE (first_request, first_ts, first_seq)
+    UNIQUE (first_request, first_ts, first_seq, last_request, last_ts, last_seq, event_count)
 );
 ";
 

@@ -44,10 +44,10 @@ pub(super) fn chunk_statement<'a>(tx: &'a Transaction<'_>) -> Result<CachedState
 }
 
 /// Store the events (one batch: each run's consecutive events one segment of it) and fold
-/// them into their runs' summaries, in one transaction. A batch stored before (same first
-/// event) is not stored again. Nothing is written if any event cannot be serialized.
+/// them into their runs' summaries, in one transaction. A batch stored before (same
+/// first and last events, same size) is not stored again. Nothing is written if any event cannot be serialized.
 pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Result<usize, StoreError> {
-    let Some(first) = events.first() else { return Ok(0) };
+    let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(0) };
     let mut data = Vec::with_capacity(events.len() * 64);
     let mut segments = Vec::new();
     for run in events.chunk_by(|a, b| a.request_id() == b.request_id()) {
@@ -58,13 +58,16 @@ pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Resul
     let tx = conn.transaction()?;
     let added = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO batches (first_request, first_ts, first_seq, event_count, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO batches (first_request, first_ts, first_seq, last_request, last_ts, last_seq,
+             event_count, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             first.request_id(),
             first.timestamp_micros(),
             to_i64(first.seq()),
+            last.request_id(),
+            last.timestamp_micros(),
+            to_i64(last.seq()),
             to_i64(events.len() as u64),
             &data[..]
         ])?;
