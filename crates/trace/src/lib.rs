@@ -10,8 +10,8 @@
 //!   [`MemoryExporter`].
 //! - [`view`]: runs and events rendered as a list, a span tree, a timeline or JSON.
 //! - [`RecordedEvent`]: an event as the pipeline holds it — as the scheduler recorded it
-//!   (built into a `TraceEvent` only for exporters that need one) or built; read through
-//!   [`EventView`] either way.
+//!   (built into a `TraceEvent` only for exporters that need one), built, or one of the
+//!   pipeline's own run-level events ([`RunMeta`]); read through [`EventView`] either way.
 //!
 //! This crate depends on `operonx-runtime` for the event model and the `TraceSink`
 //! trait, and on nothing above it.
@@ -43,7 +43,7 @@ pub use memory::MemoryExporter;
 pub use op_cache::SqliteOpCache;
 pub use pipeline::{PipelineConfig, PipelineStats, RetryPolicy, TracePipeline, TracePipelineBuilder, WhenFull};
 pub use recorded::{EventForm, EventView, RecordedEvent};
-pub use run_meta::RunEnd;
+pub use run_meta::{RunEnd, RunMeta};
 pub use store::{DEFAULT_STORE_PATH, SqliteStore};
 pub use summary::{RunStatus, RunSummary};
 pub use view::{render_json, render_list, render_timeline, render_tree};
