@@ -387,13 +387,40 @@ impl<T: fmt::Display> Serialize for Shown<T> {
     }
 }
 
+/// An id made of a run's id, an infix and a number (`{request_id}-{seq}`,
+/// `{request_id}-s{span}`), serialized as a string without formatting machinery.
+struct IdText<'a>(&'a str, &'static str, u64);
+
+impl Serialize for IdText<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (rid, infix, n) = (self.0.as_bytes(), self.1.as_bytes(), self.2);
+        let mut buf = [0u8; 96];
+        let digits = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+        let len = rid.len() + infix.len() + digits;
+        if len > buf.len() {
+            return s.collect_str(&format_args!("{}{}{n}", self.0, self.1));
+        }
+        buf[..rid.len()].copy_from_slice(rid);
+        buf[rid.len()..rid.len() + infix.len()].copy_from_slice(infix);
+        let mut v = n;
+        for k in (len - digits..len).rev() {
+            buf[k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        match std::str::from_utf8(&buf[..len]) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.collect_str(&format_args!("{}{}{n}", self.0, self.1)),
+        }
+    }
+}
+
 /// A span id in the wire form, `{request_id}-s{n}` (or the bare number), or `null`.
 struct SpanId<'a>(&'a str, Option<u64>, SpanIds);
 
 impl Serialize for SpanId<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match (self.1, self.2) {
-            (Some(id), SpanIds::Wire) => s.collect_str(&format_args!("{}-s{id}", self.0)),
+            (Some(id), SpanIds::Wire) => IdText(self.0, "-s", id).serialize(s),
             (Some(id), SpanIds::Numbers) => s.serialize_u64(id),
             (None, _) => s.serialize_none(),
         }
@@ -484,12 +511,12 @@ impl Serialize for RawEvent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let rid: &str = &self.request_id;
         let mut e = s.serialize_struct("TraceEvent", 8)?;
-        e.serialize_field("event_id", &Shown(format_args!("{rid}-{}", self.seq)))?;
+        e.serialize_field("event_id", &IdText(rid, "-", self.seq))?;
         e.serialize_field("request_id", rid)?;
         e.serialize_field("kind", &self.kind)?;
         e.serialize_field("op_name", &self.op.as_deref())?;
         e.serialize_field("ctx", &CtxSer(self.ctx.as_ref()))?;
-        e.serialize_field("timestamp", &Shown(WireTime(self.at_us)))?;
+        e.serialize_field("timestamp", &WireTime(self.at_us))?;
         e.serialize_field("seq", &self.seq)?;
         e.serialize_field("payload", &PayloadSer(self, SpanIds::Wire))?;
         e.end()
@@ -595,6 +622,26 @@ mod tests {
             assert_eq!(direct, built);
             let back: TraceEvent = serde_json::from_str(&direct).unwrap();
             assert_eq!(back, e.materialize());
+        }
+    }
+
+    #[test]
+    fn ids_and_times_of_any_length_serialize_as_their_wire_text() {
+        let long = "r".repeat(120);
+        for (rid, seq, at_us) in [
+            ("rid", 0, 0),
+            ("é\"quoted\"", u64::MAX, -1),
+            (long.as_str(), 1_000_000, 253_402_300_800_000_000), // year 10000
+            ("rid", 9, -62_135_596_800_000_000),                 // year 1
+        ] {
+            for mut e in samples() {
+                e.request_id = Arc::from(rid);
+                e.seq = seq;
+                e.at_us = at_us;
+                let built = e.clone().materialize();
+                let expected = serde_json::to_value(&built).unwrap();
+                assert_eq!(serde_json::to_value(&e).unwrap(), expected, "{rid} {seq} {at_us}");
+            }
         }
     }
 

@@ -9,15 +9,65 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireTime(pub i64);
 
-impl fmt::Display for WireTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// The length of a wire timestamp in years 0 to 9999.
+const WIRE_LEN: usize = 27;
+
+impl WireTime {
+    /// Its fields: year, month, day, hours, minutes, seconds, microseconds.
+    fn fields(self) -> (i64, u32, u32, i64, i64, i64, i64) {
         let secs = self.0.div_euclid(1_000_000);
         let micros = self.0.rem_euclid(1_000_000);
-        let days = secs.div_euclid(86_400);
         let in_day = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        let (hh, mm, ss) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        (y, m, d, in_day / 3600, in_day % 3600 / 60, in_day % 60, micros)
+    }
+
+    /// The wire text written into `buf`, for years 0 to 9999 (`None` beyond: the
+    /// [`fmt::Display`] form covers every year).
+    pub fn write(self, buf: &mut [u8; WIRE_LEN]) -> Option<&str> {
+        let (y, m, d, hh, mm, ss, micros) = self.fields();
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let mut at = 0;
+        let mut put = |value: i64, digits: usize, then: u8| {
+            let mut v = value;
+            for k in (0..digits).rev() {
+                // Every field is non-negative and below 10^digits here.
+                buf[at + k] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            buf[at + digits] = then;
+            at += digits + 1;
+        };
+        put(y, 4, b'-');
+        put(i64::from(m), 2, b'-');
+        put(i64::from(d), 2, b'T');
+        put(hh, 2, b':');
+        put(mm, 2, b':');
+        put(ss, 2, b'.');
+        put(micros, 6, b'Z');
+        std::str::from_utf8(&buf[..]).ok()
+    }
+}
+
+impl fmt::Display for WireTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.write(&mut [0; WIRE_LEN]) {
+            return f.write_str(text);
+        }
+        let (y, m, d, hh, mm, ss, micros) = self.fields();
         write!(f, "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{micros:06}Z")
+    }
+}
+
+impl serde::Serialize for WireTime {
+    /// The wire text, as a string.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.write(&mut [0; WIRE_LEN]) {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_str(self),
+        }
     }
 }
 
