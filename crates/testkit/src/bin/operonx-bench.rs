@@ -285,6 +285,17 @@ fn run() -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&scratch_dir);
+    // Each mode against `off` round by round (both timed within moments of each other),
+    // then the median: steadier than a ratio of medians on a machine that drifts.
+    let off = modes.iter().position(|m| m.name == "off");
+    let ratio_to_off = |times: &[f64]| {
+        let base = &totals[off?];
+        let mut r: Vec<f64> = times.iter().zip(base).map(|(t, b)| t / b).collect();
+        r.sort_by(f64::total_cmp);
+        Some(round3(r[r.len() / 2]))
+    };
+    let ratios: Vec<(Option<f64>, Option<f64>)> =
+        (0..modes.len()).map(|at| (ratio_to_off(&totals[at]), ratio_to_off(&runs_only[at]))).collect();
     for (at, m) in modes.iter().enumerate() {
         let times = &mut totals[at];
         times.sort_by(f64::total_cmp);
@@ -303,6 +314,12 @@ fn run() -> anyhow::Result<()> {
         if modes.len() > 1 {
             line["trace"] = json!(m.name);
             line["cpu_ms"] = json!(null);
+            if let (Some(total), runs) = ratios[at] {
+                line["ratio_to_off"] = json!(total);
+                if m.pipeline.is_some() {
+                    line["runs_ratio_to_off"] = json!(runs);
+                }
+            }
         }
         if m.pipeline.is_some() {
             // The runs alone, before the flush that waits for the exporter: the latency
