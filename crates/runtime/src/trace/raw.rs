@@ -341,15 +341,6 @@ impl RawEvent {
     }
 }
 
-/// How a serialized payload writes span ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SpanIds {
-    /// The wire form, `"{request_id}-s{n}"`.
-    Wire,
-    /// The bare number `n` (packed storage, which knows the request id).
-    Numbers,
-}
-
 impl RawEvent {
     /// The payload packed for storage: a recorded op event as the array of its fields in
     /// a fixed order, span ids as bare numbers — `[inputs, span_id, parent_span_id]` for
@@ -414,15 +405,14 @@ impl Serialize for IdText<'_> {
     }
 }
 
-/// A span id in the wire form, `{request_id}-s{n}` (or the bare number), or `null`.
-struct SpanId<'a>(&'a str, Option<u64>, SpanIds);
+/// A span id in the wire form, `{request_id}-s{n}`, or `null`.
+struct SpanId<'a>(&'a str, Option<u64>);
 
 impl Serialize for SpanId<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match (self.1, self.2) {
-            (Some(id), SpanIds::Wire) => IdText(self.0, "-s", id).serialize(s),
-            (Some(id), SpanIds::Numbers) => s.serialize_u64(id),
-            (None, _) => s.serialize_none(),
+        match self.1 {
+            Some(id) => IdText(self.0, "-s", id).serialize(s),
+            None => s.serialize_none(),
         }
     }
 }
@@ -432,13 +422,12 @@ struct PackedPayload<'a>(&'a RawEvent);
 
 impl Serialize for PackedPayload<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let num = |id: Option<u64>| SpanId("", id, SpanIds::Numbers);
         match &self.0.payload {
             RawPayload::Start { inputs, span, parent } => {
                 let mut a = s.serialize_seq(Some(3))?;
                 a.serialize_element(inputs)?;
-                a.serialize_element(&num(Some(*span)))?;
-                a.serialize_element(&num(*parent))?;
+                a.serialize_element(span)?;
+                a.serialize_element(parent)?;
                 a.end()
             }
             RawPayload::End { outputs, status, duration_ms, yields, error, span, parent } => {
@@ -447,8 +436,8 @@ impl Serialize for PackedPayload<'_> {
                 a.serialize_element(status)?;
                 a.serialize_element(&round_ms(*duration_ms))?;
                 a.serialize_element(yields)?;
-                a.serialize_element(&num(Some(*span)))?;
-                a.serialize_element(&num(*parent))?;
+                a.serialize_element(span)?;
+                a.serialize_element(parent)?;
                 if let Some(e) = error {
                     a.serialize_element(e)?;
                 }
@@ -458,7 +447,7 @@ impl Serialize for PackedPayload<'_> {
                 let mut a = s.serialize_seq(Some(3))?;
                 a.serialize_element(yielded)?;
                 a.serialize_element(idx)?;
-                a.serialize_element(&num(Some(*span)))?;
+                a.serialize_element(span)?;
                 a.end()
             }
             RawPayload::Map(map) => map.serialize(s),
@@ -467,18 +456,17 @@ impl Serialize for PackedPayload<'_> {
 }
 
 /// The payload of a raw event, keys in the order of the wire event's sorted map.
-struct PayloadSer<'a>(&'a RawEvent, SpanIds);
+struct PayloadSer<'a>(&'a RawEvent);
 
 impl Serialize for PayloadSer<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let rid: &str = &self.0.request_id;
-        let form = self.1;
         match &self.0.payload {
             RawPayload::Start { inputs, span, parent } => {
                 let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("inputs", inputs)?;
-                m.serialize_entry("parent_span_id", &SpanId(rid, *parent, form))?;
-                m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
+                m.serialize_entry("parent_span_id", &SpanId(rid, *parent))?;
+                m.serialize_entry("span_id", &SpanId(rid, Some(*span)))?;
                 m.end()
             }
             RawPayload::End { outputs, status, duration_ms, yields, error, span, parent } => {
@@ -488,8 +476,8 @@ impl Serialize for PayloadSer<'_> {
                     m.serialize_entry("error", e)?;
                 }
                 m.serialize_entry("outputs", outputs)?;
-                m.serialize_entry("parent_span_id", &SpanId(rid, *parent, form))?;
-                m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
+                m.serialize_entry("parent_span_id", &SpanId(rid, *parent))?;
+                m.serialize_entry("span_id", &SpanId(rid, Some(*span)))?;
                 m.serialize_entry("status", status)?;
                 m.serialize_entry("yield_count", yields)?;
                 m.end()
@@ -497,7 +485,7 @@ impl Serialize for PayloadSer<'_> {
             RawPayload::Yield { yielded, idx, span } => {
                 let mut m = s.serialize_map(Some(3))?;
                 m.serialize_entry("idx", idx)?;
-                m.serialize_entry("span_id", &SpanId(rid, Some(*span), form))?;
+                m.serialize_entry("span_id", &SpanId(rid, Some(*span)))?;
                 m.serialize_entry("yielded", yielded)?;
                 m.end()
             }
@@ -518,7 +506,7 @@ impl Serialize for RawEvent {
         e.serialize_field("ctx", &CtxSer(self.ctx.as_ref()))?;
         e.serialize_field("timestamp", &WireTime(self.at_us))?;
         e.serialize_field("seq", &self.seq)?;
-        e.serialize_field("payload", &PayloadSer(self, SpanIds::Wire))?;
+        e.serialize_field("payload", &PayloadSer(self))?;
         e.end()
     }
 }

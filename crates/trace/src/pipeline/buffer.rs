@@ -236,9 +236,7 @@ impl RunLog {
             self.gauge.request_flush(false);
         }
     }
-}
 
-impl RunLog {
     /// Nothing is left to write for this run (see [`RunLog::closed_state`]).
     fn closed(&self, close_all: bool) -> bool {
         self.closed_state(&self.state(), close_all)
