@@ -17,6 +17,11 @@ use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
 use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
 
+/// The process's allocator (see the `jemalloc` feature).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Run Operon workflows (graph.json) with the operonx engine.
 #[derive(Parser, Debug)]
 #[command(name = "operonx", version, about)]

@@ -18,6 +18,11 @@ use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink,
 use operonx_testkit::mock_llm::MockLlm;
 use operonx_trace::TracePipeline;
 
+/// The process's allocator (see the `jemalloc` feature).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Run one benchmark workload graph and print its timings as a JSON line.
 #[derive(Parser, Debug)]
 #[command(version, about)]
