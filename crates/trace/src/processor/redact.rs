@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
-use super::{ENTRY_FIELDS, InPlace, Processor, STRUCTURAL_KEYS};
+use super::{ENTRY_FIELDS, InPlace, Processor, is_structural_key};
 use crate::error::ConfigError;
 
 /// Keys whose values are secrets. A key matches when, lower-cased with `-` read as `_`, it
@@ -162,7 +162,7 @@ impl Redact {
         let secret_annotation = kind == EventKind::Annotation
             && payload.get("key").and_then(Value::as_str).is_some_and(|k| self.is_secret_key(k));
         for (k, v) in payload.iter_mut() {
-            if STRUCTURAL_KEYS.contains(&k.as_str()) {
+            if is_structural_key(k) {
                 continue;
             }
             if (secret_annotation && k == "value") || self.is_secret_key(k) {
@@ -306,6 +306,35 @@ mod tests {
         assert!(secret.iter().all(|k| p.is_secret_key(k)), "{secret:?}");
         assert!(!plain.iter().any(|k| p.is_secret_key(k)), "{plain:?}");
         assert!(!Redact::empty().is_secret_key("password"));
+    }
+
+    /// The byte-wise matcher agrees with the rule as written (normalize the whole key, then compare
+    /// it and its `_`-suffixes with the names) on every key built from these fragments.
+    #[test]
+    fn key_matching_agrees_with_the_rule_on_every_combination() {
+        let p = Redact::with_defaults().keys(["x", "Ключ"]);
+        let names: Vec<String> = DEFAULT_KEYS.iter().chain(&["x", "Ключ"]).map(|k| normalize_key(k)).collect();
+        let rule = |key: &str| {
+            let k = normalize_key(key);
+            names.iter().any(|n| k == *n || k.ends_with(&format!("_{n}")))
+        };
+        let parts =
+            ["", "_", "-", "x", "X", "my", "api", "Key", "KEY", "token", "s", "Ключ", "secret", "set-", "cookie"];
+        let mut checked = 0;
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    for d in ["", "_", "s", "token", "-Key"] {
+                        let key = format!("{a}{b}{c}{d}");
+                        assert_eq!(p.is_secret_key(&key), rule(&key), "{key:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 15 * 15 * 15 * 5);
+        assert!(!Redact::empty().is_secret_key(""));
+        assert!(Redact::empty().keys([""]).is_secret_key("a_"), "an empty name matches what ends with `_`");
     }
 
     #[test]

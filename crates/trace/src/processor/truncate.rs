@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use operonx_runtime::{EventKind, TraceEvent};
 use serde_json::Value;
 
-use super::{InPlace, Processor, STRUCTURAL_KEYS};
+use super::{InPlace, Processor, is_structural_key};
 use crate::error::ConfigError;
 
 /// Caps every string longer than `max_string_bytes` (cut back to a UTF-8 character
@@ -90,7 +90,7 @@ impl Processor for Truncate {
 impl InPlace for Truncate {
     fn rewrite_payload(&self, _kind: EventKind, payload: &mut BTreeMap<String, Value>) {
         for (k, v) in payload.iter_mut() {
-            if !STRUCTURAL_KEYS.contains(&k.as_str()) {
+            if !is_structural_key(k) {
                 self.value(v);
             }
         }
