@@ -21,7 +21,7 @@ pub fn repr(v: &Value) -> String {
 
 /// Python `str()` of a value: strings are returned verbatim, everything else
 /// as its [`repr`].
-pub(crate) fn to_py_str(v: &Value) -> String {
+pub fn to_py_str(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => repr(other),
