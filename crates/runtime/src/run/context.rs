@@ -62,9 +62,12 @@ impl Contexts {
         }
     }
 
+    /// Free an item context. It no longer belongs to a stream, so closing it again (a
+    /// stream finishing inside it can close it first) is a no-op.
     pub fn release(&mut self, id: CtxId) {
         let c = &mut self.items[id as usize];
         c.slots.clear();
+        c.stream = NONE;
         self.free.push(id);
     }
 
