@@ -420,13 +420,18 @@ impl<B: Binder> GraphCompiler<'_, B> {
 
         let kind = match cfg.op_type.as_str() {
             "graph" => NodeKind::Graph(Arc::new(self.graph(cfg))),
-            "branch" => NodeKind::Branch(self.branch(cfg, scope)),
-            "invalid" => NodeKind::Branch(BranchPlan { cases: Vec::new(), default: None }),
+            "branch" => {
+                let mut b = self.branch(cfg, scope);
+                b.anchor =
+                    inputs.iter().position(|i| &*i.name == "anchor" && !matches!(i.source, InputSource::Nothing));
+                NodeKind::Branch(b)
+            }
+            "invalid" => NodeKind::Branch(BranchPlan::default()),
             _ => match self.binder.bind(cfg) {
                 Ok(op) => NodeKind::Task(op),
                 Err(msg) => {
                     self.err(&path, msg);
-                    NodeKind::Branch(BranchPlan { cases: Vec::new(), default: None })
+                    NodeKind::Branch(BranchPlan::default())
                 }
             },
         };
@@ -640,19 +645,21 @@ impl<B: Binder> GraphCompiler<'_, B> {
             }
         };
         let mut cases = Vec::new();
+        let mut descriptions = Vec::new();
         for (i, BranchCase { condition, target: t }) in cfg.cases.iter().flatten().enumerate() {
             let p = format!("{path}.cases[{i}]");
             let tgt = target(self, scope, t, format!("{p}.target"));
             let cond = self.reference(condition, &format!("{p}.condition"), scope, false);
             if let (Some(c), Some(t)) = (cond, tgt) {
                 cases.push((c, t));
+                descriptions.push(crate::transform::describe(&condition.var, &condition.transforms).into());
             }
         }
         let default = match &cfg.default {
             Some(t) => target(self, scope, t, format!("{path}.default")),
             None => None,
         };
-        BranchPlan { cases, default }
+        BranchPlan { cases, descriptions, default, anchor: None }
     }
 
     fn loop_plan(&mut self, g: &OpConfig, lc: &crate::wire::LoopConfig, scope: &Scope) -> LoopPlan {
@@ -686,13 +693,11 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 }
             }
         });
+        // The body always runs once: the bound is checked after each iteration, so 0 (or
+        // less) means one iteration, as in the reference engine.
         let max_iterations = match lc.max_iterations {
             None => DEFAULT_MAX_ITERATIONS,
-            Some(n) if n >= 1 => n.min(u32::MAX as i64) as u32,
-            Some(n) => {
-                self.err(format!("{path}.max_iterations"), format!("must be at least 1, got {n}"));
-                1
-            }
+            Some(n) => n.clamp(1, i64::from(u32::MAX)) as u32,
         };
         LoopPlan { until, max_iterations, vars, output_vars }
     }

@@ -219,12 +219,17 @@ pub struct RefPlan {
 }
 
 /// A compiled branch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BranchPlan {
     /// Ordered cases: condition → target node (`None` = a target outside the graph, e.g. END).
     pub cases: Vec<(RefPlan, Option<NodeId>)>,
+    /// Each case's condition as text (`score >= 90`): the `matched` output of its match.
+    pub descriptions: Vec<Arc<str>>,
     /// Target when no case matches.
     pub default: Option<Option<NodeId>>,
+    /// The op's `anchor` input (an index into its inputs), when it has one: a target
+    /// name that, when set, overrides every case.
+    pub anchor: Option<usize>,
 }
 
 /// A compiled loop.

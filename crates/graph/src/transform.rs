@@ -248,3 +248,91 @@ fn get_item(v: Value, key: &Value) -> Result<Value, TransformError> {
         }
     }
 }
+
+/// A condition as text, the way the reference engine describes a matched branch case:
+/// `score >= 90`, `code == 'x'`, `not done`, `items[0]`, `user.name`. Steps without a
+/// symbol are left out.
+pub fn describe(var: &str, transforms: &[Value]) -> String {
+    let mut text = var.to_string();
+    for step in transforms {
+        let (name, args) = match step.as_array().map(Vec::as_slice) {
+            Some([Value::String(name), Value::Array(args), ..]) => (name.as_str(), args.as_slice()),
+            Some([Value::String(name)]) => (name.as_str(), &[][..]),
+            _ => continue,
+        };
+        let arg = args.first();
+        match (symbol(name), arg) {
+            (Some(sym), Some(a)) => text = format!("{text} {sym} {}", describe_arg(a)),
+            (Some(sym), None) => text = format!("{sym} {text}"),
+            (None, Some(a)) if name == "getitem" => text = format!("{text}[{}]", describe_arg(a)),
+            (None, Some(a)) if name == "getattr" => text = format!("{text}.{}", crate::expr::to_py_str(a)),
+            _ => {}
+        }
+    }
+    text
+}
+
+/// The operator a transform stands for in a description.
+fn symbol(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "eq" => "==",
+        "ne" => "!=",
+        "lt" => "<",
+        "le" => "<=",
+        "gt" => ">",
+        "ge" => ">=",
+        "contains" => "in",
+        "add" => "+",
+        "sub" => "-",
+        "mul" => "*",
+        "truediv" => "/",
+        "floordiv" => "//",
+        "mod" => "%",
+        "and_" => "and",
+        "or_" => "or",
+        "not_" => "not",
+        _ => return None,
+    })
+}
+
+/// An argument in a description: Python `repr`, or `Ref('source', 'var')` for a nested ref.
+fn describe_arg(arg: &Value) -> String {
+    match arg.as_object().and_then(|m| m.get("__ref__")) {
+        Some(r) => {
+            let field = |k: &str| crate::expr::repr(r.get(k).unwrap_or(&Value::Null));
+            match r.get("transforms").and_then(Value::as_array).map_or(0, Vec::len) {
+                0 => format!("Ref({}, {})", field("source"), field("var")),
+                n => format!("Ref({}, {}, transforms={n})", field("source"), field("var")),
+            }
+        }
+        None => crate::expr::repr(arg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::describe;
+
+    #[test]
+    fn conditions_are_described_like_the_reference_engine() {
+        let d = |var: &str, t: serde_json::Value| describe(var, t.as_array().unwrap());
+        assert_eq!(d("score", json!([["ge", [90]]])), "score >= 90");
+        assert_eq!(d("code", json!([["eq", ["it's"]]])), "code == \"it's\"");
+        assert_eq!(d("done", json!([["not_", []]])), "not done");
+        assert_eq!(d("user", json!([["getattr", ["name"]], ["getitem", [0]], ["ne", [null]]])), "user.name[0] != None");
+        assert_eq!(
+            d("flag", json!([["truth", []], ["eq", [true]]])),
+            "flag == True",
+            "steps without a symbol are left out"
+        );
+        assert_eq!(
+            d(
+                "a",
+                json!([["gt", [1]], ["and_", [{"__ref__": {"source": "main.b", "var": "y", "transforms": [["lt", [3]]]}}]]])
+            ),
+            "a > 1 and Ref('main.b', 'y', transforms=1)"
+        );
+    }
+}

@@ -191,3 +191,43 @@ async fn untraced_runs_emit_nothing_and_give_the_same_result() {
     let (traced, _) = traced_run().await;
     assert_eq!(plain.outputs, traced.outputs);
 }
+
+/// A branch case whose condition cannot be evaluated does not match (the reference
+/// engine's rule), but it is not silent: the op's span carries an annotation saying which
+/// case was skipped and why, and `matched` names what was taken.
+#[tokio::test]
+async fn a_branch_condition_that_fails_is_skipped_and_annotated() {
+    let g = json!({
+        "schema_version": "1.0", "type": "graph", "name": "main", "full_name": "main",
+        "inputs": {"x": {"required": true}},
+        "entries": ["r"],
+        "initial_ready_count": {"r": 0, "big": 1, "other": 1},
+        "compiled_adj": {"r": [["big", true], ["other", true]], "big": [], "other": []},
+        "ops": {
+            "r": {"type": "branch", "inputs": {"x": {"ref": {"source": "main", "var": "x"}}},
+                  "outputs": {"matched": {"ref": {"source": "main", "var": "matched"}}},
+                  "cases": [{"condition": {"source": "__PARENT__", "var": "x", "transforms": [["gt", [5]]]}, "target": "big"}],
+                  "default": "other"},
+            "big": {"type": "code", "func_name": "inc", "inputs": {"x": {"literal": 1}}, "outputs": {"x": {"ref": {"source": "main", "var": "big"}}}},
+            "other": {"type": "code", "func_name": "inc", "inputs": {"x": {"literal": 1}}, "outputs": {"x": {"ref": {"source": "main", "var": "other"}}}}
+        }
+    });
+    let wf = engine().load_value(g).expect("valid");
+    let sink = MemorySink::new();
+    let out =
+        wf.run_with(json!({"x": "text"}), RunOptions::default().trace(Arc::new(sink.clone()))).await.expect("runs");
+    assert!(out.failures.is_empty(), "{:?}", out.failures);
+    assert_eq!(out.outputs.get("other"), Some(&json!(2)));
+    assert_eq!(out.outputs.get("matched"), Some(&json!("default")));
+    assert!(out.outputs.get("big").is_none());
+    let events = sink.events();
+    let note = events.iter().find(|e| e.kind == EventKind::Annotation).expect("an annotation");
+    assert_eq!(note.op_name.as_deref(), Some("main.r"));
+    assert_eq!(s(note, "key"), json!("condition_failed"));
+    let why = s(note, "value");
+    assert!(why.as_str().is_some_and(|w| w.starts_with("case 0 skipped:") && w.contains("'>' not supported")), "{why}");
+
+    let out = wf.run_with(json!({"x": 9}), RunOptions::default()).await.expect("runs");
+    assert_eq!(out.outputs.get("matched"), Some(&json!("x > 5")));
+    assert_eq!(out.outputs.get("big"), Some(&json!(2)));
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt};
 use operonx_graph::expr::truthy;
-use operonx_graph::plan::{EdgeId, EdgePolicy, InputSource, NodeId, NodeKind, RefPlan};
+use operonx_graph::plan::{BranchPlan, EdgeId, EdgePolicy, InputPlan, InputSource, NodeId, NodeKind, RefPlan};
 use operonx_graph::wire::Bound;
 use serde_json::Value;
 
@@ -33,34 +33,18 @@ impl GraphRun {
         match &node.kind {
             NodeKind::Branch(b) => {
                 let span = self.trace_start(node_id, ctx, None);
-                let mut chosen = None;
-                let mut matched = false;
-                for (cond, target) in &b.cases {
-                    match self.read_ref(cond, ctx) {
-                        Ok(Some(v)) if truthy(&v) => {
-                            chosen = Some(*target);
-                            matched = true;
-                            break;
-                        }
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            let msg = format!("condition {}: no value", cond.label);
-                            return self.fail_traced(node_id, ctx, via, msg, span);
-                        }
-                        Err(e) => {
-                            return self.fail_traced(node_id, ctx, via, format!("condition {}: {e}", cond.label), span);
-                        }
-                    }
-                }
-                let target = chosen.or(b.default);
+                let (target, label, matched) = match self.branch_choice(node_id, b, ctx, span) {
+                    Ok(choice) => choice,
+                    Err(msg) => return self.fail_traced(node_id, ctx, via, msg, span),
+                };
                 let name = |t: Option<Option<NodeId>>| match t {
                     Some(Some(id)) => Value::String(plan.nodes[id as usize].name.to_string()),
                     Some(None) => Value::String("__END__".into()),
                     None => Value::Null,
                 };
-                let outputs = Outputs::one("target", name(target))
-                    .with("matched", matched)
-                    .with("__branch_target__", name(target));
+                let label = label.unwrap_or_else(|| name(target));
+                let outputs =
+                    Outputs::one("target", label.clone()).with("matched", matched).with("__branch_target__", label);
                 self.release_edge(via);
                 self.trace_end(node_id, ctx, span, "ok", Some(&outputs), None, 1);
                 // No match and no default: no successor runs (not an error).
@@ -298,37 +282,107 @@ impl GraphRun {
 
     pub(super) fn resolve_inputs(&self, node_id: NodeId, ctx: CtxId) -> Result<Inputs, String> {
         let node = &self.plan.nodes[node_id as usize];
-        let mut values = Vec::with_capacity(node.inputs.len());
-        for inp in &node.inputs {
-            let v = match &inp.source {
-                InputSource::Ref(r) => match self.read_ref(r, ctx) {
-                    Ok(Some(v)) => v,
-                    Ok(None) => match (&inp.fallback, inp.required) {
-                        (Some(d), _) => d.clone(),
-                        (None, false) => Value::Null,
-                        (None, true) => {
-                            return Err(format!("input '{}': {} has no value", inp.name, r.label));
-                        }
-                    },
-                    Err(e) => return Err(format!("input '{}': {e}", inp.name)),
-                },
-                InputSource::Scratch(key) => match (self.scratch.get(key), &inp.fallback) {
-                    (Some(v), _) => v,
-                    (None, Some(d)) => d.clone(),
-                    (None, None) if inp.required => {
-                        return Err(format!("input '{}': scratch key '{key}' is not set", inp.name));
-                    }
-                    (None, None) => Value::Null,
-                },
-                InputSource::Value(v) => v.clone(),
-                InputSource::Nothing if inp.required => {
-                    return Err(format!("required input '{}' not provided", inp.name));
-                }
-                InputSource::Nothing => Value::Null,
-            };
-            values.push(v);
-        }
+        let values = node.inputs.iter().map(|inp| self.input_value(inp, ctx)).collect::<Result<Vec<_>, _>>()?;
         Ok(Inputs::new(node.input_names.clone(), values))
+    }
+
+    /// The value of one input of an op about to run in `ctx`.
+    fn input_value(&self, inp: &InputPlan, ctx: CtxId) -> Result<Value, String> {
+        Ok(match &inp.source {
+            InputSource::Ref(r) => match self.read_ref(r, ctx) {
+                Ok(Some(v)) => v,
+                Ok(None) => match (&inp.fallback, inp.required) {
+                    (Some(d), _) => d.clone(),
+                    (None, false) => Value::Null,
+                    (None, true) => {
+                        return Err(format!("input '{}': {} has no value", inp.name, r.label));
+                    }
+                },
+                Err(e) => return Err(format!("input '{}': {e}", inp.name)),
+            },
+            // An unset scratch key reads as null, required or not: the scratch space
+            // is a dictionary read with `get` in the reference engine (and the pool's
+            // `scratch_read` agrees).
+            InputSource::Scratch(key) => match (self.scratch.get(key), &inp.fallback) {
+                (Some(v), _) => v,
+                (None, Some(d)) => d.clone(),
+                (None, None) => Value::Null,
+            },
+            InputSource::Value(v) => v.clone(),
+            InputSource::Nothing if inp.required => {
+                return Err(format!("required input '{}' not provided", inp.name));
+            }
+            InputSource::Nothing => Value::Null,
+        })
+    }
+
+    /// Where a branch goes: its target (`None`: nowhere), the target's name when the
+    /// `anchor` input gave it, and the `matched` output (the matching case's condition as
+    /// text, `"default"`, `"anchor"`, or null). A case whose condition cannot be evaluated
+    /// (a comparison of a string with a number, say) does not match, as in the reference
+    /// engine; the failure is recorded on the op's span as an annotation.
+    #[allow(clippy::type_complexity)]
+    fn branch_choice(
+        &self,
+        node_id: NodeId,
+        b: &BranchPlan,
+        ctx: CtxId,
+        span: Option<Span>,
+    ) -> Result<(Option<Option<NodeId>>, Option<Value>, Value), String> {
+        let plan = &self.plan;
+        if let Some(ix) = b.anchor {
+            let anchor = self.input_value(&plan.nodes[node_id as usize].inputs[ix], ctx)?;
+            if truthy(&anchor) {
+                // The anchor names one of the branch's successors (or `__END__`).
+                let target = match anchor.as_str() {
+                    Some("__END__") => Some(None),
+                    Some(a) => plan.nodes[node_id as usize]
+                        .succ
+                        .iter()
+                        .map(|&e| plan.edges[e as usize].dst)
+                        .find(|&d| &*plan.nodes[d as usize].name == a)
+                        .map(Some),
+                    None => None,
+                };
+                return Ok((target, Some(anchor), Value::from("anchor")));
+            }
+        }
+        for (i, (cond, target)) in b.cases.iter().enumerate() {
+            match self.read_condition(cond, ctx) {
+                Ok(v) if truthy(&v) => {
+                    let text = b.descriptions.get(i).map_or(Value::Bool(true), |d| Value::from(&**d));
+                    return Ok((Some(*target), None, text));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(t) = self.op_trace(node_id, ctx, span) {
+                        let mut payload = std::collections::BTreeMap::new();
+                        payload.insert("key".to_string(), Value::from("condition_failed"));
+                        payload.insert("value".to_string(), Value::from(format!("case {i} skipped: {e}")));
+                        t.emit(crate::trace::EventKind::Annotation, payload);
+                    }
+                }
+            }
+        }
+        Ok(match b.default {
+            Some(t) => (Some(t), None, Value::from("default")),
+            None => (None, None, Value::Null),
+        })
+    }
+
+    /// A branch condition's value, as the reference engine reads it: a source that
+    /// produced nothing reads as null, and the transforms then apply to null.
+    fn read_condition(&self, r: &RefPlan, ctx: CtxId) -> Result<Value, String> {
+        if let Some(v) = self.read_ref(r, ctx)? {
+            return Ok(v);
+        }
+        let mut nested = |inner: &RefPlan| -> Result<Value, String> {
+            self.read_ref(inner, ctx)?.ok_or_else(|| format!("{} has no value", inner.label))
+        };
+        r.transforms
+            .iter()
+            .try_fold(Value::Null, |v, t| t.apply(v, &mut nested))
+            .map_err(|e| format!("{}: {e}", r.label))
     }
 
     /// The value of a ref seen from `ctx`, transforms applied; `Ok(None)` when the source

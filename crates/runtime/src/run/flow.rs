@@ -422,7 +422,10 @@ impl GraphRun {
             let plan = self.plan.clone();
             for (eid, mut buf) in inst.buffers {
                 let edge = &plan.edges[eid as usize];
-                if inst.failed.iter().any(|&f| f == edge.src || self.reaches(f, edge.src)) {
+                // A failed source, or a stream that gave no values (an empty generator):
+                // the consumer does not run, and what depends on it neither (as in 0.8.2,
+                // which runs a collect consumer once per item).
+                if buf.is_empty() || inst.failed.iter().any(|&f| f == edge.src || self.reaches(f, edge.src)) {
                     continue;
                 }
                 buf.sort_by(|a, b| a.0.cmp(&b.0));

@@ -72,6 +72,15 @@ impl GraphRun {
     pub(super) fn next_iteration(&mut self) -> bool {
         let plan: Arc<Plan> = self.plan.clone();
         let (Some(ls), Some(lp)) = (self.looping.as_mut(), plan.looping.as_ref()) else { return false };
+        if self.failed && !self.interrupted {
+            // The failure was reported. The failed iteration's outputs are dropped and
+            // the loop stops on the state its completed iterations left (0.8.2 returns
+            // that state too: an iteration that fails changes nothing).
+            ls.iteration.iter_mut().for_each(|slot| *slot = None);
+            ls.count += 1;
+            self.emit_final_state();
+            return false;
+        }
         for (o, slot) in ls.iteration.iter_mut().enumerate() {
             if let Some((v, _)) = slot.take() {
                 ls.vars[lp.output_vars[o] as usize] = Some(v);
@@ -79,8 +88,7 @@ impl GraphRun {
             }
         }
         ls.count += 1;
-        if self.failed || self.interrupted {
-            // The failure was reported; the loop's state depends on it, so emit nothing.
+        if self.interrupted {
             return false;
         }
         let stop = match &lp.until {
@@ -111,20 +119,25 @@ impl GraphRun {
                 true
             }
             Ok(_) => {
-                let values: Vec<_> = plan
-                    .outputs
-                    .iter()
-                    .enumerate()
-                    .filter(|(o, _)| ls.produced[*o])
-                    .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].clone().map(|v| (name.clone(), v)))
-                    .collect();
-                if !values.is_empty() {
-                    self.events
-                        .get_mut()
-                        .push_back(RunEvent::Output(OutputFrame { op: plan.full_name.clone(), values }));
-                }
+                self.emit_final_state();
                 false
             }
+        }
+    }
+
+    /// Emit the loop's final state: each output some completed iteration produced.
+    fn emit_final_state(&mut self) {
+        let plan: Arc<Plan> = self.plan.clone();
+        let (Some(ls), Some(lp)) = (self.looping.as_ref(), plan.looping.as_ref()) else { return };
+        let values: Vec<_> = plan
+            .outputs
+            .iter()
+            .enumerate()
+            .filter(|(o, _)| ls.produced[*o])
+            .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].clone().map(|v| (name.clone(), v)))
+            .collect();
+        if !values.is_empty() {
+            self.events.get_mut().push_back(RunEvent::Output(OutputFrame { op: plan.full_name.clone(), values }));
         }
     }
 }
