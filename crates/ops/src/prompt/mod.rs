@@ -12,10 +12,13 @@
 //! - an array → each element formatted recursively (pre-built message
 //!   lists, multimodal content parts, ...).
 //!
-//! Placeholders: `{name}` (an identifier, surrounding spaces allowed) is
-//! replaced by the variable's value; `{{` and `}}` are literal braces; other
-//! braces (JSON text, `{}`, an unterminated `{`) are kept verbatim.
+//! Strings follow Python's `str.format_map` (see [`template`]): a string
+//! containing `{` is formatted, so `{{`/`}}` become literal braces,
+//! `{name!r:>8}` applies a conversion and a format spec, and braces that do
+//! not form a variable's field (JSON text, `{0}`, a lone `{`) are an error;
+//! a string without `{` is used verbatim. Values render with Python `str()`.
 
+mod spec;
 mod template;
 
 #[cfg(test)]
@@ -25,7 +28,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use template::FormatString;
+use template::{FormatString, RenderError};
 
 /// An error compiling or rendering a prompt template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +37,11 @@ pub enum PromptError {
     /// first appearance).
     #[error("missing template variable(s): {}", .0.join(", "))]
     MissingVariables(Vec<String>),
+    /// A string of the template is not a valid format string for the
+    /// given values (bad braces, a positional field, a format spec that
+    /// does not apply, ...).
+    #[error("template format error: {0}")]
+    Format(String),
     /// The template value has an unsupported shape.
     #[error("invalid prompt template: {0}")]
     InvalidTemplate(String),
@@ -72,19 +80,19 @@ impl Node {
         }
     }
 
-    /// Render; with `values == None` strings are passed through unchanged.
-    fn render(&self, values: Option<&HashMap<String, Value>>) -> Value {
-        match self {
-            Self::Text(text) => Value::String(match values {
-                Some(values) => text.render(values),
-                None => text.source().to_owned(),
-            }),
-            Self::Array(items) => Value::Array(items.iter().map(|n| n.render(values)).collect()),
-            Self::Object(entries) => {
-                Value::Object(entries.iter().map(|(k, n)| (k.clone(), n.render(values))).collect())
-            }
+    /// Render every string with `lookup`.
+    fn render(&self, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Value, PromptError> {
+        Ok(match self {
+            Self::Text(text) => Value::String(text.render(lookup).map_err(|e| match e {
+                RenderError::Missing(name) => PromptError::MissingVariables(vec![name]),
+                RenderError::Format(message) => PromptError::Format(message),
+            })?),
+            Self::Array(items) => Value::Array(items.iter().map(|n| n.render(lookup)).collect::<Result<_, _>>()?),
+            Self::Object(entries) => Value::Object(
+                entries.iter().map(|(k, n)| Ok((k.clone(), n.render(lookup)?))).collect::<Result<_, PromptError>>()?,
+            ),
             Self::Literal(value) => value.clone(),
-        }
+        })
     }
 }
 
@@ -162,8 +170,7 @@ impl PromptTemplate {
     ///
     /// `vars` looks up a variable by name; every referenced variable it
     /// does not supply is reported in one [`PromptError::MissingVariables`].
-    /// A template without placeholders is passed through unchanged (its
-    /// strings are not even unescaped). `history` messages (objects with a
+    /// Strings without a `{` are passed through unchanged. `history` messages (objects with a
     /// `"role"`) are inserted before the last user message, or appended
     /// when there is none; `tool_results` are appended at the end (see
     /// [`tool_message`]).
@@ -190,8 +197,8 @@ impl PromptTemplate {
             return Err(PromptError::InvalidHistory(index));
         }
 
-        let values = (!self.variables.is_empty()).then_some(&values);
-        let mut messages = self.render_messages(values);
+        let lookup = |name: &str| values.get(name).cloned();
+        let mut messages = self.render_messages(&lookup)?;
 
         let insert_at = messages
             .iter()
@@ -202,16 +209,16 @@ impl PromptTemplate {
         Ok(messages)
     }
 
-    fn render_messages(&self, values: Option<&HashMap<String, Value>>) -> Vec<Value> {
+    fn render_messages(&self, lookup: &dyn Fn(&str) -> Option<Value>) -> Result<Vec<Value>, PromptError> {
         match &self.shape {
-            Shape::Empty => Vec::new(),
-            Shape::User(node) => vec![message("user", node.render(values))],
+            Shape::Empty => Ok(Vec::new()),
+            Shape::User(node) => Ok(vec![message("user", node.render(lookup)?)]),
             Shape::Chat { system, user } => [("system", system), ("user", user)]
                 .into_iter()
-                .filter_map(|(role, node)| node.as_ref().map(|n| message(role, n.render(values))))
+                .filter_map(|(role, node)| node.as_ref().map(|n| Ok(message(role, n.render(lookup)?))))
                 .collect(),
-            Shape::Message(node) => vec![node.render(values)],
-            Shape::List(nodes) => nodes.iter().map(|n| n.render(values)).collect(),
+            Shape::Message(node) => Ok(vec![node.render(lookup)?]),
+            Shape::List(nodes) => nodes.iter().map(|n| n.render(lookup)).collect(),
         }
     }
 }

@@ -42,9 +42,12 @@ fn message_list_passes_through() {
 }
 
 #[test]
-fn template_without_placeholders_is_unchanged() {
-    let out = render_with(json!("Keep {{this}} and {\"a\": 1}"), json!({})).unwrap();
-    assert_eq!(out, vec![json!({"role": "user", "content": "Keep {{this}} and {\"a\": 1}"})]);
+fn template_without_variables_still_unescapes() {
+    let out = render_with(json!("Keep {{this}} and {{\"a\": 1}}"), json!({})).unwrap();
+    assert_eq!(out, vec![json!({"role": "user", "content": "Keep {this} and {\"a\": 1}"})]);
+    // Without any `{` the string is verbatim, `}}` included.
+    let out = render_with(json!("Keep }} as is"), json!({})).unwrap();
+    assert_eq!(out, vec![json!({"role": "user", "content": "Keep }} as is"})]);
 }
 
 #[test]
@@ -54,13 +57,23 @@ fn escapes_become_literal_braces() {
 }
 
 #[test]
-fn json_braces_are_kept() {
-    let out = render_with(
-        json!("Reply as { \"answer\": 1 } or {\"a\": {\"b\": []}} about {topic}."),
-        json!({"topic": "cats"}),
-    )
-    .unwrap();
-    assert_eq!(out[0]["content"], json!("Reply as { \"answer\": 1 } or {\"a\": {\"b\": []}} about cats."));
+fn json_braces_are_an_error() {
+    let err = render_with(json!("Return {\"key\": 1} for {x}"), json!({"x": "v"})).unwrap_err();
+    assert_eq!(err, PromptError::MissingVariables(vec!["\"key\"".into()]));
+    assert_eq!(err.to_string(), "missing template variable(s): \"key\"");
+    let err = render_with(json!("lone { brace"), json!({})).unwrap_err();
+    assert_eq!(err, PromptError::Format("expected '}' before end of string".into()));
+    let err = render_with(json!({"user": "{0}"}), json!({})).unwrap_err();
+    assert_eq!(err, PromptError::Format("Format string contains positional fields".into()));
+    let err = render_with(json!("{n:d}"), json!({"n": "seven"})).unwrap_err();
+    assert!(err.to_string().contains("Unknown format code 'd'"), "{err}");
+}
+
+#[test]
+fn escaped_json_braces_are_kept() {
+    let out = render_with(json!("Reply as {{\"answer\": {n:03d}}} about {topic!r}."), json!({"topic": "cats", "n": 7}))
+        .unwrap();
+    assert_eq!(out[0]["content"], json!("Reply as {\"answer\": 007} about 'cats'."));
 }
 
 #[test]
@@ -89,7 +102,7 @@ fn values_render_python_style() {
         json!({"n": null, "t": true, "f": false, "i": 3, "x": 1.5, "l": [1, "a"], "o": {"k": 2}, "s": "str"}),
     )
     .unwrap();
-    assert_eq!(out[0]["content"], json!("None True False 3 1.5 [1,\"a\"] {\"k\":2} str"));
+    assert_eq!(out[0]["content"], json!("None True False 3 1.5 [1, 'a'] {'k': 2} str"));
 }
 
 #[test]
@@ -176,7 +189,7 @@ fn multimodal_lists_are_formatted_recursively() {
         {"role": "user", "content": [
             {"type": "text", "text": "Describe {thing} in {n} words."},
             {"type": "image_url", "image_url": {"url": "{url}", "detail": "low"}},
-            {"type": "text", "text": "No vars {here}}", "cache": true}
+            {"type": "text", "text": "No vars {here}}}", "cache": true}
         ]}
     ]);
     let compiled = PromptTemplate::new(&template).unwrap();
