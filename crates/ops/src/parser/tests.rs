@@ -140,13 +140,13 @@ fn validator_failure_reports_python_reprs() {
 }
 
 #[test]
-fn repeated_xml_tags_become_a_list() {
+fn repeated_xml_leaves_keep_the_last_groups_form_a_list() {
     let out = run(
         "xml",
-        json!(["list.item: list", "list.one: list", "list.item.1: str"]),
-        "<list><item>a</item><item>b</item><one>x</one></list>",
+        json!(["list.item: list", "list.one: list", "list.g"]),
+        "<list><item>a</item><item>b</item><one>x</one><g><x>1</x></g><g><x>2</x></g></list>",
     );
-    assert_eq!(out, json!({"item": ["a", "b"], "one": ["x"], "1": "b", "error": null}));
+    assert_eq!(out, json!({"item": "b", "one": "x", "g": [{"x": "1"}, {"x": "2"}], "error": null}));
 }
 
 #[test]
@@ -164,9 +164,21 @@ fn fenced_block_after_prose() {
 }
 
 #[test]
-fn int_coercion_truncates_floats() {
-    let out = run("json", json!(["a: int", "b: int", "c: integer"]), r#"{"a": 3.7, "b": "3.7", "c": -0.5}"#);
-    assert_eq!(out, json!({"a": 3, "b": 3, "c": 0, "error": null}));
+fn int_coercion_follows_python_int() {
+    // int(3.7) truncates; int("3.7") and int("3.0") raise, so the text is
+    // kept; `integer` is not a hint the reference converts.
+    let out = run(
+        "json",
+        json!(["a: int", "b: int", "c: integer", "d: int"]),
+        r#"{"a": 3.7, "b": "3.7", "c": -0.5, "d": "3.0"}"#,
+    );
+    assert_eq!(out, json!({"a": 3, "b": "3.7", "c": -0.5, "d": "3.0", "error": null}));
+}
+
+#[test]
+fn str_coercion_is_python_str() {
+    let out = run("json", json!(["s: str", "t: str", "u: string"]), r#"{"s": [1, "x"], "t": true, "u": {"a": 1}}"#);
+    assert_eq!(out, json!({"s": "[1, 'x']", "t": "True", "u": "{'a': 1}", "error": null}));
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! XML text → JSON value, via `quick-xml`.
 //!
 //! The document becomes `{root_tag: value}` where an element's value is:
-//! an object of its children when it has child elements (repeated tags
-//! collected into a list), else its trimmed text, else null. Attributes,
+//! an object of its children when it has child elements (see
+//! [`Element::into_value`] for repeated tags), else its raw text, else null. Attributes,
 //! comments, processing instructions and declarations are ignored.
 
 use quick_xml::Reader;
@@ -34,22 +34,25 @@ impl Element {
         self.text.get_or_insert_with(String::new).push_str(text);
     }
 
-    /// The JSON value of this element (never an array: repeated children are
-    /// collected one level up).
+    /// The JSON value of this element, as the reference builds it: a leaf
+    /// is its raw text (null without text); an element with children is an
+    /// object where a leaf child's value replaces any earlier value of its
+    /// tag (the last one wins), while a child with children of its own is
+    /// collected into a list when its tag repeats (an earlier non-list
+    /// value becomes the list's first item).
     fn into_value(self) -> Value {
         if self.children.is_empty() {
-            return match self.text {
-                Some(text) => Value::String(text.trim().to_owned()),
-                None => Value::Null,
-            };
+            return self.text.map_or(Value::Null, Value::String);
         }
         let mut map = Map::new();
         for child in self.children {
             let name = child.name.clone();
+            if child.children.is_empty() {
+                map.insert(name, child.into_value());
+                continue;
+            }
             let value = child.into_value();
             match map.get_mut(&name) {
-                // Element values are never arrays, so an array here is a
-                // list we built for an earlier repetition of this tag.
                 Some(Value::Array(items)) => items.push(value),
                 Some(existing) => {
                     let first = existing.take();
@@ -179,14 +182,22 @@ mod tests {
     #[test]
     fn converts_a_document() {
         let doc = parse("<root><flag>true</flag><name> Alice </name></root>").unwrap();
-        assert_eq!(doc, json!({"root": {"flag": "true", "name": "Alice"}}));
+        assert_eq!(doc, json!({"root": {"flag": "true", "name": " Alice "}}));
     }
 
     #[test]
-    fn collects_repeated_tags() {
+    fn repeated_leaves_keep_the_last_and_repeated_groups_form_a_list() {
+        let doc = parse("<d><i>a</i><i>b</i></d>").unwrap();
+        assert_eq!(doc, json!({"d": {"i": "b"}}));
+        let doc = parse("<d><g><x>1</x></g><g><x>2</x></g><g><x>3</x></g></d>").unwrap();
+        assert_eq!(doc, json!({"d": {"g": [{"x": "1"}, {"x": "2"}, {"x": "3"}]}}));
+        // A leaf then a group: the leaf's text starts the list.
         let doc =
             parse("<r><item>a</item><other/><item>b</item><item><x>1</x></item><group><k>1</k></group></r>").unwrap();
-        assert_eq!(doc, json!({"r": {"item": ["a", "b", {"x": "1"}], "other": null, "group": {"k": "1"}}}));
+        assert_eq!(doc, json!({"r": {"item": ["b", {"x": "1"}], "other": null, "group": {"k": "1"}}}));
+        // A group then a leaf: the leaf replaces the group.
+        let doc = parse("<r><item><x>1</x></item><item>z</item></r>").unwrap();
+        assert_eq!(doc, json!({"r": {"item": "z"}}));
     }
 
     #[test]
@@ -200,7 +211,7 @@ mod tests {
     #[test]
     fn decodes_entities_and_cdata() {
         let doc = parse("<r><a>Tom &amp; Jerry &lt;3 &#65;&#x42; &nbsp;</a><b><![CDATA[<raw> & ]]></b></r>").unwrap();
-        assert_eq!(doc, json!({"r": {"a": "Tom & Jerry <3 AB &nbsp;", "b": "<raw> &"}}));
+        assert_eq!(doc, json!({"r": {"a": "Tom & Jerry <3 AB &nbsp;", "b": "<raw> & "}}));
         let doc = parse("<a>fish & chips</a>").unwrap();
         assert_eq!(doc, json!({"a": "fish & chips"}));
     }
@@ -208,7 +219,7 @@ mod tests {
     #[test]
     fn wraps_multiple_roots_and_surrounding_text() {
         assert_eq!(parse("<a>1</a><b>2</b>").unwrap(), json!({"a": "1", "b": "2"}));
-        assert_eq!(parse("<?xml version=\"1.0\"?>\n<a>1</a>\n<a>2</a>").unwrap(), json!({"a": ["1", "2"]}));
+        assert_eq!(parse("<a>1</a>\n<a>2</a>").unwrap(), json!({"a": "2"}));
         assert_eq!(parse("<root><a>1</a></root> trailing").unwrap(), json!({"root": {"a": "1"}}));
         assert_eq!(parse("Sure, here it is:\n<answer>42</answer>\nBye").unwrap(), json!({"answer": "42"}));
     }
