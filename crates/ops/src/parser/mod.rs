@@ -18,6 +18,7 @@ mod schema;
 mod validate;
 mod xml;
 mod yaml;
+mod yaml11;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,14 @@
-//! YAML text → JSON value, via `yaml-rust2`.
+//! YAML text → JSON value, via `yaml-rust2`'s event parser and PyYAML's
+//! YAML 1.1 scalar typing ([`super::yaml11`]): plain scalars are typed,
+//! quoted and block scalars stay strings.
 
-use serde_json::{Map, Number, Value};
-use yaml_rust2::{Yaml, YamlLoader};
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use super::yaml11::resolve_plain;
 
 /// Nesting (as estimated by [`estimate_depth`]) above which text is
 /// rejected before reaching `yaml-rust2`, whose recursive parser can
@@ -14,8 +21,9 @@ pub(crate) fn parse(text: &str) -> Result<Value, String> {
     if estimate_depth(text) > MAX_DEPTH {
         return Err(format!("document nested too deeply (more than {MAX_DEPTH} levels)"));
     }
-    let documents = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
-    Ok(documents.first().map_or(Value::Null, to_json))
+    let mut builder = Builder::default();
+    Parser::new_from_str(text).load(&mut builder, false).map_err(|e| e.to_string())?;
+    Ok(builder.document.unwrap_or(Value::Null))
 }
 
 /// A cheap over-estimate of the nesting depth of a YAML text: per line,
@@ -61,34 +69,85 @@ fn estimate_depth(text: &str) -> usize {
     deepest
 }
 
-/// Convert one YAML node.
-fn to_json(node: &Yaml) -> Value {
-    match node {
-        Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => Value::from(*i),
-        Yaml::Real(_) => node.as_f64().and_then(Number::from_f64).map_or(Value::Null, Value::Number),
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(items) => Value::Array(items.iter().map(to_json).collect()),
-        Yaml::Hash(hash) => {
-            let mut map = Map::with_capacity(hash.len());
-            for (key, value) in hash {
-                map.insert(key_to_string(key), to_json(value));
+/// A container being built: its anchor, and its items (a mapping keeps
+/// its pending key).
+enum Open {
+    Sequence(usize, Vec<Value>),
+    Mapping(usize, Map<String, Value>, Option<String>),
+}
+
+/// Builds the first document's value from parser events.
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Open>,
+    anchors: HashMap<usize, Value>,
+    document: Option<Value>,
+}
+
+impl Builder {
+    /// Attach a finished node to its parent, or make it the document.
+    fn finish(&mut self, anchor: usize, value: Value) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            Some(Open::Sequence(_, items)) => items.push(value),
+            Some(Open::Mapping(_, map, key)) => match key.take() {
+                Some(key) => {
+                    map.insert(key, value);
+                }
+                None => *key = Some(key_to_string(&value)),
+            },
+            None => {
+                if self.document.is_none() {
+                    self.document = Some(value);
+                }
             }
-            Value::Object(map)
         }
     }
 }
 
-/// Stringify a mapping key: strings as-is, scalars by their YAML spelling,
-/// containers as compact JSON.
-fn key_to_string(key: &Yaml) -> String {
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, event: Event, _mark: Marker) {
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = scalar(text, style, tag.as_ref());
+                self.finish(anchor, value);
+            }
+            Event::Alias(anchor) => {
+                let value = self.anchors.get(&anchor).cloned().unwrap_or(Value::Null);
+                self.finish(0, value);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Open::Sequence(anchor, Vec::new())),
+            Event::MappingStart(anchor, _) => self.stack.push(Open::Mapping(anchor, Map::new(), None)),
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Open::Sequence(anchor, items)) => self.finish(anchor, Value::Array(items)),
+                Some(Open::Mapping(anchor, map, _)) => self.finish(anchor, Value::Object(map)),
+                None => {}
+            },
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+        }
+    }
+}
+
+/// The value of a scalar: plain scalars are typed (YAML 1.1), others are
+/// strings; a `!!str` tag keeps the text, other standard tags type it.
+fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
+    let standard = tag.filter(|t| t.handle == "!!" || t.handle == "tag:yaml.org,2002:");
+    match standard {
+        Some(tag) if tag.suffix == "str" => Value::String(text),
+        Some(_) => resolve_plain(&text),
+        _ if style == TScalarStyle::Plain => resolve_plain(&text),
+        _ => Value::String(text),
+    }
+}
+
+/// Stringify a mapping key as JSON does: strings as-is, `true`/`false`,
+/// `null`, numbers as written by JSON, containers as compact JSON.
+fn key_to_string(key: &Value) -> String {
     match key {
-        Yaml::String(s) | Yaml::Real(s) => s.clone(),
-        Yaml::Integer(i) => i.to_string(),
-        Yaml::Boolean(b) => b.to_string(),
-        Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => "null".to_owned(),
-        Yaml::Array(_) | Yaml::Hash(_) => to_json(key).to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -114,9 +173,27 @@ mod tests {
     }
 
     #[test]
+    fn plain_scalars_use_yaml_1_1_typing_quoted_ones_stay_strings() {
+        let doc =
+            parse("a: yes\nb: no\nc: on\nd: 'yes'\ne: Off\nf: \"010\"\nm: 010\nt: 1_000\nz: ~\nx: 0x1F\n").unwrap();
+        assert_eq!(
+            doc,
+            json!({"a": true, "b": false, "c": true, "d": "yes", "e": false, "f": "010", "m": 8, "t": 1000, "z": null, "x": 31})
+        );
+        let doc = parse("l: |\n  yes\ns: !!str 12\ni: !!int \"12\"\n").unwrap();
+        assert_eq!(doc, json!({"l": "yes\n", "s": "12", "i": 12}));
+    }
+
+    #[test]
+    fn resolves_aliases() {
+        let doc = parse("base: &b {k: 1}\ncopy: *b\nn: &n 5\nm: *n\n").unwrap();
+        assert_eq!(doc, json!({"base": {"k": 1}, "copy": {"k": 1}, "n": 5, "m": 5}));
+    }
+
+    #[test]
     fn stringifies_non_string_keys() {
         let doc = parse("1: one\ntrue: yes\n1.5: x\n").unwrap();
-        assert_eq!(doc, json!({"1": "one", "true": "yes", "1.5": "x"}));
+        assert_eq!(doc, json!({"1": "one", "true": true, "1.5": "x"}));
     }
 
     #[test]
