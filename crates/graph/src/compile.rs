@@ -454,6 +454,11 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 declared_outputs: cfg.outputs.keys().map(|k| Arc::from(k.as_str())).collect(),
                 policy: self.policy(cfg, &path),
                 cache: self.cache(cfg, &path),
+                // As in the reference: only a positive delay waits.
+                delay: cfg
+                    .delay
+                    .filter(|d| *d > 0.0)
+                    .map(|d| std::time::Duration::try_from_secs_f64(d).unwrap_or(std::time::Duration::MAX)),
                 emit_yields: match cfg.extra.get("emit_yields") {
                     None | Some(Value::Null) => 1,
                     Some(v) => match v.as_u64() {

@@ -97,6 +97,8 @@ pub struct Node<O> {
     pub policy: OpPolicy,
     /// Present when the op's results are cached (`cache`).
     pub cache: Option<CachePlan>,
+    /// Python's `delay`: wait this long before running the op (async; other ops go on).
+    pub delay: Option<std::time::Duration>,
 }
 
 /// An op whose results are cached.

@@ -441,3 +441,25 @@ async fn a_missing_ref_value_is_an_error_naming_the_ref() {
     let out = engine().load_value(g).expect("valid").run(json!({})).await.expect("runs");
     assert_eq!(out.to_json(), json!({"$errors": {"main.b": "input 'x': main.a.nope has no value"}}));
 }
+
+/// An op's `delay` (seconds, as Python's) postpones it without holding up the others: a
+/// delayed sync op runs after an io op that started with it, and the run takes the delay,
+/// not the sum. No delay, zero or a negative one runs at once.
+#[tokio::test(start_paused = true)]
+async fn delay_postpones_an_op_without_blocking_others() {
+    let g = graph(
+        json!({
+            "late": {"type": "code", "func_name": "inc", "delay": 0.05, "inputs": {"x": {"literal": 1}}, "outputs": {"x": to_parent("order")}},
+            "io": {"type": "code", "func_name": "sleep", "bound": "io", "inputs": {"ms": {"literal": 20}, "value": {"literal": 10}}, "outputs": {"value": to_parent("order")}},
+            "now": {"type": "code", "func_name": "inc", "delay": 0, "inputs": {"x": {"literal": 99}}, "outputs": {"x": to_parent("order")}},
+            "neg": {"type": "code", "func_name": "inc", "delay": -1.0, "inputs": {"x": {"literal": 0}}, "outputs": {"x": to_parent("first")}}
+        }),
+        &[],
+        json!({}),
+    );
+    let wf = engine().load_value(g).expect("valid");
+    let t0 = Instant::now();
+    let out = wf.run(json!({})).await.expect("runs");
+    assert_eq!(out.to_json(), json!({"order": [100, 10, 2], "first": 1}));
+    assert_eq!(t0.elapsed(), Duration::from_millis(50));
+}

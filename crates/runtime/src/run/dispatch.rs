@@ -56,6 +56,19 @@ impl GraphRun {
                     self.io_waiting.push_back((node_id, ctx, via));
                     return;
                 }
+                if let Some(delay) = node.delay {
+                    // Wait first (without holding up other ops), then run as usual.
+                    match self.delay_done.iter().position(|&d| d == (node_id, ctx)) {
+                        Some(i) => {
+                            self.delay_done.swap_remove(i);
+                        }
+                        None => {
+                            let sleep = tokio::time::sleep(delay);
+                            self.pending.push(sleep.map(move |()| Done::Delayed { node: node_id, ctx, via }).boxed());
+                            return;
+                        }
+                    }
+                }
                 let mut inputs = match self.resolve_inputs(node_id, ctx) {
                     Ok(i) => i,
                     Err(msg) => {

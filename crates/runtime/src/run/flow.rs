@@ -18,6 +18,12 @@ impl GraphRun {
             inst.awaiting = false;
         }
         match done {
+            Done::Delayed { node, ctx, via } => {
+                if !self.ctxs.is_cancelled(ctx) {
+                    self.delay_done.push((node, ctx));
+                }
+                self.queue.push_back(Work::Run(node, ctx, via));
+            }
             Done::Op { node, ctx, via, result, span, post } => {
                 if self.plan.nodes[node as usize].bound != operonx_graph::wire::Bound::Sync {
                     self.io_running -= 1;

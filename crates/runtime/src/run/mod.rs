@@ -97,9 +97,30 @@ struct Post {
 
 /// What a finished future reports back.
 enum Done {
-    Op { node: NodeId, ctx: CtxId, via: Option<EdgeId>, result: OpResult, span: Option<Span>, post: Post },
-    Item { stream: u32, next: Option<OpResult>, rest: BoxStream<'static, OpResult> },
-    Child { stream: u32, next: Option<RunEvent>, child: Box<GraphRun> },
+    Op {
+        node: NodeId,
+        ctx: CtxId,
+        via: Option<EdgeId>,
+        result: OpResult,
+        span: Option<Span>,
+        post: Post,
+    },
+    Item {
+        stream: u32,
+        next: Option<OpResult>,
+        rest: BoxStream<'static, OpResult>,
+    },
+    Child {
+        stream: u32,
+        next: Option<RunEvent>,
+        child: Box<GraphRun>,
+    },
+    /// An op's `delay` is over: run it.
+    Delayed {
+        node: NodeId,
+        ctx: CtxId,
+        via: Option<EdgeId>,
+    },
 }
 
 enum Source {
@@ -155,6 +176,8 @@ pub struct GraphRun {
     pending: FuturesUnordered<BoxFuture<'static, Done>>,
     io_running: usize,
     io_waiting: VecDeque<(NodeId, CtxId, Option<EdgeId>)>,
+    /// Ops whose `delay` is over, about to run (rare: only ops with a delay).
+    delay_done: Vec<(NodeId, CtxId)>,
     edge_active: Vec<u32>,
     edge_waiting: Vec<VecDeque<CtxId>>,
     streams: Vec<Option<StreamInst>>,
@@ -241,6 +264,7 @@ impl GraphRun {
             pending: FuturesUnordered::new(),
             io_running: 0,
             io_waiting: VecDeque::new(),
+            delay_done: Vec::new(),
             edge_active: vec![0; edges],
             edge_waiting: (0..edges).map(|_| VecDeque::new()).collect(),
             streams: Vec::new(),

@@ -75,6 +75,7 @@ impl GraphRun {
         self.close_open_spans(&reason);
         self.queue.clear();
         self.io_waiting.clear();
+        self.delay_done.clear();
         self.parked.clear();
         // Dropping the futures cancels the ops (and nested runs, which close their own spans).
         self.pending = Default::default();
