@@ -61,6 +61,9 @@ struct Scope {
     collect_slots: HashMap<(NodeId, String), SlotId>,
     slot_count: u32,
     outputs: Vec<Arc<str>>,
+    /// Push refs: an op output mapped to another op's input (Python `a["x"] >> b["y"]`),
+    /// by (target op, input name): read as that input's ref to the pushing op's output.
+    pushes: HashMap<(NodeId, String), RefSpec>,
 }
 
 enum Source {
@@ -129,6 +132,7 @@ impl<B: Binder> GraphCompiler<'_, B> {
             collect_slots: HashMap::new(),
             slot_count: 0,
             outputs: g.outputs.keys().map(|k| Arc::from(k.as_str())).collect(),
+            pushes: HashMap::new(),
         };
         for (key, value) in ops_map {
             let path = format!("{gpath}.{key}");
@@ -156,6 +160,9 @@ impl<B: Binder> GraphCompiler<'_, B> {
             configs.push(cfg);
         }
 
+        for cfg in &configs {
+            self.collect_pushes(cfg, &configs, &mut scope);
+        }
         let mut drafts: Vec<Draft<B::Op>> = Vec::with_capacity(configs.len());
         for cfg in &configs {
             drafts.push(self.node(cfg, &mut scope));
@@ -358,9 +365,17 @@ impl<B: Binder> GraphCompiler<'_, B> {
         let path = cfg.full_name.clone();
         let mut policies: HashMap<NodeId, (EdgePolicy, Vec<String>)> = HashMap::new();
         let mut inputs = Vec::new();
+        let this = scope.by_full.get(&cfg.full_name).copied();
         for (name, spec) in &cfg.inputs {
             let ipath = format!("{path}.inputs.{name}");
-            let Some(p) = self.param(spec, &ipath) else { continue };
+            let Some(mut p) = self.param(spec, &ipath) else { continue };
+            if p.reference.is_none()
+                && p.scratch.is_none()
+                && p.literal.is_none()
+                && let Some(pushed) = this.and_then(|id| scope.pushes.get(&(id, name.clone())))
+            {
+                p.reference = Some(pushed.clone());
+            }
             let fallback = p.default.clone().filter(|v| !v.is_null());
             let source = if let Some(r) = &p.reference {
                 let rpath = format!("{ipath}.ref");
@@ -406,13 +421,9 @@ impl<B: Binder> GraphCompiler<'_, B> {
                         let out = scope.output(&r.var);
                         forwards.push((Arc::from(var.as_str()), out));
                     }
-                    Some(Source::Node(_)) => self.err(
-                        format!("{opath}.ref"),
-                        format!(
-                            "an output ref to another op (\"{}\") is not supported; read it with an input ref in that op",
-                            r.source
-                        ),
-                    ),
+                    // A push to another op's input: compiled as that input's ref
+                    // (see `collect_pushes`).
+                    Some(Source::Node(_)) => {}
                     None => self.err(format!("{opath}.ref"), format!("target \"{}\" does not exist", r.source)),
                 }
             }
@@ -633,6 +644,26 @@ impl<B: Binder> GraphCompiler<'_, B> {
             }
         }
         ok.then(|| RefPlan { slot, transforms, label: format!("{}.{}", r.source, r.var).into() })
+    }
+
+    /// Record `cfg`'s outputs that push into another op's input (Python
+    /// `a["x"] >> b["y"]`): the target reads them as if its input referred to them.
+    fn collect_pushes(&mut self, cfg: &OpConfig, configs: &[OpConfig], scope: &mut Scope) {
+        for (var, spec) in &cfg.outputs {
+            let Ok(p) = serde_json::from_value::<ParamSpec>(spec.clone()) else { continue };
+            let Some(r) = p.reference else { continue };
+            let Some(Source::Node(dst)) = scope.source(&r.source) else { continue };
+            let target = &configs[dst as usize];
+            if !target.inputs.contains_key(&r.var) {
+                self.err(
+                    format!("{}.outputs.{var}.ref", cfg.full_name),
+                    format!("pushes to input '{}' of \"{}\", which has no such input", r.var, r.source),
+                );
+                continue;
+            }
+            let pushed = RefSpec { source: cfg.full_name.clone(), var: var.clone(), ..RefSpec::default() };
+            scope.pushes.insert((dst, r.var), pushed);
+        }
     }
 
     fn branch(&mut self, cfg: &OpConfig, scope: &mut Scope) -> BranchPlan {

@@ -169,3 +169,22 @@ fn compact_and_exporter_dialects_compile_to_the_same_plan_shape() {
         assert_eq!(&*plan.input_slots[0].0, "x");
     }
 }
+
+/// An output mapped to another op's input (a Python push, `a["x"] >> b["y"]`) is read as
+/// that input's ref; one mapped to an input the target does not have is refused by name.
+#[test]
+fn push_refs_need_an_input_to_push_into() {
+    let ops = |target_input: &str| {
+        json!({
+            "a": {"type": "code", "func_name": "f", "outputs": {"y": {"ref": {"source": "main.b", "var": target_input}}}},
+            "b": {"type": "code", "func_name": "f", "inputs": {"n": {"required": true}}}
+        })
+    };
+    let adj = json!({"a": [["b", false]], "b": []});
+    let ready = json!({"a": 0, "b": 1});
+    assert_eq!(problems(base(ops("n"), adj.clone(), ready.clone(), json!({}))), Vec::<String>::new());
+    assert_eq!(
+        problems(base(ops("m"), adj, ready, json!({}))),
+        vec!["main.a.outputs.y.ref: pushes to input 'm' of \"main.b\", which has no such input".to_string()]
+    );
+}
