@@ -77,23 +77,10 @@ fn parse_field(text: &str) -> Result<Field, String> {
     Ok(Field { path: path.to_owned(), segments, name, hint })
 }
 
-/// Walk `segments` from `root`: object segments by key, integer segments
-/// index arrays (negative indices count from the end). Any miss → `None`.
+/// Walk `segments` from `root` by object key. Any miss, or a step into anything but an
+/// object (a list included), is `None`: the reference walks dictionaries only.
 pub(crate) fn lookup<'a>(root: &'a Value, segments: &[String]) -> Option<&'a Value> {
-    let mut current = root;
-    for segment in segments {
-        current = match current {
-            Value::Object(map) => map.get(segment)?,
-            Value::Array(items) => {
-                let index: i64 = segment.parse().ok()?;
-                let len = i64::try_from(items.len()).ok()?;
-                let resolved = if index < 0 { len + index } else { index };
-                items.get(usize::try_from(resolved).ok()?)?
-            }
-            _ => return None,
-        };
-    }
-    Some(current)
+    segments.iter().try_fold(root, |current, segment| current.as_object()?.get(segment))
 }
 
 #[cfg(test)]
@@ -130,13 +117,13 @@ mod tests {
     }
 
     #[test]
-    fn looks_up_paths() {
-        let doc = json!({"items": [{"name": "a"}, {"name": "b"}], "m": {"0": "zero"}});
-        assert_eq!(lookup(&doc, &segs("items.0.name")), Some(&json!("a")));
-        assert_eq!(lookup(&doc, &segs("items.-1.name")), Some(&json!("b")));
-        assert_eq!(lookup(&doc, &segs("items.2.name")), None);
-        assert_eq!(lookup(&doc, &segs("items.x")), None);
+    fn looks_up_paths_through_objects_only() {
+        let doc = json!({"items": [{"name": "a"}, {"name": "b"}], "m": {"0": "zero", "k": {"v": 1}}});
+        assert_eq!(lookup(&doc, &segs("m.k.v")), Some(&json!(1)));
         assert_eq!(lookup(&doc, &segs("m.0")), Some(&json!("zero")));
-        assert_eq!(lookup(&doc, &segs("items.0.name.deeper")), None);
+        assert_eq!(lookup(&doc, &segs("items")), Some(&json!([{"name": "a"}, {"name": "b"}])));
+        assert_eq!(lookup(&doc, &segs("items.0.name")), None, "lists are not walked into");
+        assert_eq!(lookup(&doc, &segs("items.x")), None);
+        assert_eq!(lookup(&doc, &segs("m.k.v.deeper")), None);
     }
 }

@@ -182,13 +182,13 @@ fn str_coercion_is_python_str() {
 }
 
 #[test]
-fn array_indices_in_paths() {
+fn paths_do_not_walk_into_lists() {
     let out = run(
         "json",
-        json!(["items.0.name", "items.1.qty: float", "items.5.missing"]),
-        r#"{"items": [{"name": "x"}, {"qty": 2}]}"#,
+        json!(["items.0.name", "items: list", "meta.n: int"]),
+        r#"{"items": [{"name": "x"}, {"qty": 2}], "meta": {"n": "3"}}"#,
     );
-    assert_eq!(out, json!({"name": "x", "qty": 2.0, "missing": null, "error": null}));
+    assert_eq!(out, json!({"name": null, "items": [{"name": "x"}, {"qty": 2}], "n": 3, "error": null}));
 }
 
 #[test]
