@@ -28,6 +28,10 @@ pub struct OutputFrame {
     pub op: Arc<str>,
     /// `(graph output name, value)` pairs.
     pub values: Vec<(Arc<str>, Value)>,
+    /// Written from a generator item's context. A nested graph hands its parent a list
+    /// of what its items wrote, but only the last of what its own context wrote (as the
+    /// reference engine does).
+    pub per_item: bool,
 }
 
 /// A frame an op body sent while running (`OpContext::send_frame`), e.g. LLM token

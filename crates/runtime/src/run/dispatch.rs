@@ -169,7 +169,7 @@ impl GraphRun {
                     (Invocation::Items(it), _) => {
                         self.release_edge(via);
                         let sid = self.open_stream(node_id, ctx, Source::Iter(it), node.streams, span);
-                        self.queue.push_back(Work::Pull(sid));
+                        self.pulls.push(sid);
                     }
                     (Invocation::Stream(s), _) => {
                         self.release_edge(via);
@@ -180,7 +180,7 @@ impl GraphRun {
                         self.release_edge(via);
                         let sid =
                             self.open_stream(node_id, ctx, Source::Iter(Box::new(std::iter::once(result))), true, span);
-                        self.queue.push_back(Work::Pull(sid));
+                        self.pulls.push(sid);
                     }
                     (Invocation::Future(fut), true) => {
                         self.release_edge(via);
@@ -190,7 +190,7 @@ impl GraphRun {
                 }
             }
             NodeKind::Graph(child_plan) => {
-                let inputs = match self.resolve_inputs(node_id, ctx) {
+                let inputs = match self.nested_graph_inputs(node_id, ctx) {
                     Ok(i) => i,
                     Err(msg) => {
                         let span = self.trace_start(node_id, ctx, None);
@@ -198,7 +198,6 @@ impl GraphRun {
                     }
                 };
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
-                self.release_edge(via);
                 // The nested run's context paths continue this one's (trace, journal, frames).
                 let prefix: Arc<[String]> = self.ctx_path(ctx).into();
                 let child = GraphRun::child(
@@ -211,6 +210,9 @@ impl GraphRun {
                 );
                 let child = child.with_env((*self.env).clone());
                 let sid = self.open_stream(node_id, ctx, Source::Child(None), node.streams, span);
+                if let Some(inst) = self.streams[sid as usize].as_mut() {
+                    inst.via = via;
+                }
                 self.await_child(sid, Box::new(child));
             }
         }
@@ -301,15 +303,21 @@ impl GraphRun {
 
     /// The value of one input of an op about to run in `ctx`.
     fn input_value(&self, inp: &InputPlan, ctx: CtxId) -> Result<Value, String> {
-        Ok(match &inp.source {
+        self.input_or_missing(inp, ctx)?.ok_or_else(|| match &inp.source {
+            InputSource::Ref(r) => format!("input '{}': {} has no value", inp.name, r.label),
+            _ => format!("required input '{}' not provided", inp.name),
+        })
+    }
+
+    /// One input's value; `None` when it is required and nothing supplies it.
+    fn input_or_missing(&self, inp: &InputPlan, ctx: CtxId) -> Result<Option<Value>, String> {
+        Ok(Some(match &inp.source {
             InputSource::Ref(r) => match self.read_ref(r, ctx) {
                 Ok(Some(v)) => v,
                 Ok(None) => match (&inp.fallback, inp.required) {
                     (Some(d), _) => d.clone(),
                     (None, false) => Value::Null,
-                    (None, true) => {
-                        return Err(format!("input '{}': {} has no value", inp.name, r.label));
-                    }
+                    (None, true) => return Ok(None),
                 },
                 Err(e) => return Err(format!("input '{}': {e}", inp.name)),
             },
@@ -322,11 +330,27 @@ impl GraphRun {
                 (None, None) => Value::Null,
             },
             InputSource::Value(v) => v.clone(),
-            InputSource::Nothing if inp.required => {
-                return Err(format!("required input '{}' not provided", inp.name));
-            }
+            InputSource::Nothing if inp.required => return Ok(None),
             InputSource::Nothing => Value::Null,
-        })
+        }))
+    }
+
+    /// A nested graph's inputs. A required one that nothing supplies is left out rather
+    /// than failing the graph op: the nested run starts, and only the ops inside that read
+    /// it fail (with their own names), as in the reference engine.
+    fn nested_graph_inputs(&self, node_id: NodeId, ctx: CtxId) -> Result<Inputs, String> {
+        let node = &self.plan.nodes[node_id as usize];
+        let mut names = Vec::with_capacity(node.inputs.len());
+        let mut values = Vec::with_capacity(node.inputs.len());
+        for inp in &node.inputs {
+            if let Some(v) = self.input_or_missing(inp, ctx)? {
+                names.push(inp.name.clone());
+                values.push(v);
+            }
+        }
+        let names: Arc<[Arc<str>]> =
+            if names.len() == node.inputs.len() { node.input_names.clone() } else { names.into() };
+        Ok(Inputs::new(names, values))
     }
 
     /// Where a branch goes: its target (`None`: nowhere), the target's name when the
@@ -462,6 +486,7 @@ impl GraphRun {
             span,
             yields: 0,
             buffers,
+            via: None,
         };
         // The Run work item's active count now belongs to the open stream.
         match self.free_streams.pop() {
@@ -503,7 +528,7 @@ impl GraphRun {
         let Source::Iter(it) = &mut inst.source else { return };
         match it.next() {
             Some(item) => {
-                self.queue.push_back(Work::Pull(sid));
+                self.pulls.push(sid);
                 self.on_item(sid, item);
             }
             None => {

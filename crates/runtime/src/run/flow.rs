@@ -94,6 +94,7 @@ impl GraphRun {
                     self.await_child(stream, child);
                 }
                 Some(RunEvent::Output(frame)) => {
+                    let per_item = frame.per_item;
                     let outputs = frame_outputs(frame);
                     let fan = self.streams[stream as usize].as_ref().is_some_and(|i| i.fan);
                     if fan {
@@ -109,7 +110,11 @@ impl GraphRun {
                         }
                     } else {
                         if let Some(inst) = self.streams[stream as usize].as_mut() {
-                            merge(&mut inst.merged, &mut inst.merged_counts, outputs);
+                            if per_item {
+                                merge(&mut inst.merged, &mut inst.merged_counts, outputs);
+                            } else {
+                                overwrite(&mut inst.merged, &mut inst.merged_counts, outputs);
+                            }
                         }
                         self.await_child(stream, child);
                     }
@@ -251,7 +256,8 @@ impl GraphRun {
                 .filter_map(|(var, out)| outputs.get(var).map(|v| (plan.outputs[*out as usize].clone(), v.clone())))
                 .collect();
             if !values.is_empty() {
-                let frame = OutputFrame { op: node.full_name.clone(), values };
+                let per_item = self.ctxs.get(ctx).stream != NONE;
+                let frame = OutputFrame { op: node.full_name.clone(), values, per_item };
                 match self.looping.as_mut() {
                     Some(ls) => ls.capture(&plan, frame),
                     None => self.events.get_mut().push_back(RunEvent::Output(frame)),
@@ -373,7 +379,7 @@ impl GraphRun {
             match std::mem::replace(&mut inst.source, Source::Stream(None)) {
                 Source::Iter(it) => {
                     inst.source = Source::Iter(it);
-                    self.queue.push_back(Work::Pull(sid));
+                    self.pulls.push(sid);
                 }
                 Source::Stream(Some(s)) => self.await_item(sid, s),
                 Source::Child(Some(c)) => {
@@ -395,6 +401,7 @@ impl GraphRun {
         }
         let Some(inst) = self.streams[sid as usize].take() else { return };
         self.free_streams.push(sid);
+        self.release_edge(inst.via);
         let (node, ctx) = (inst.node, inst.ctx);
         if inst.cancelled {
             self.trace_end(node, ctx, inst.span, "cancelled", None, Some("context cancelled"), inst.yields);
@@ -457,7 +464,7 @@ impl GraphRun {
                 .filter_map(|(var, out)| inst.merged.get(var).map(|v| (plan.outputs[*out as usize].clone(), v.clone())))
                 .collect();
             if !values.is_empty() {
-                let frame = OutputFrame { op: n.full_name.clone(), values };
+                let frame = OutputFrame { op: n.full_name.clone(), values, per_item: false };
                 match self.looping.as_mut() {
                     Some(ls) => ls.capture(&plan, frame),
                     None => self.events.get_mut().push_back(RunEvent::Output(frame)),
@@ -542,6 +549,17 @@ impl GraphRun {
             self.ctxs.get_mut(c).active -= 1;
             self.maybe_close(c);
         }
+    }
+}
+
+/// Write a frame over accumulated outputs: a name seen again keeps the newer value.
+fn overwrite(acc: &mut Outputs, counts: &mut Vec<u32>, frame: Outputs) {
+    for (name, v) in frame.into_map() {
+        match acc.iter().position(|(n, _)| n == name) {
+            Some(i) => counts[i] = 1,
+            None => counts.push(1),
+        }
+        acc.insert(name, v);
     }
 }
 

@@ -73,13 +73,11 @@ impl GraphRun {
         let plan: Arc<Plan> = self.plan.clone();
         let (Some(ls), Some(lp)) = (self.looping.as_mut(), plan.looping.as_ref()) else { return false };
         if self.failed && !self.interrupted {
-            // The failure was reported. The failed iteration's outputs are dropped and
-            // the loop stops on the state its completed iterations left (0.8.2 returns
-            // that state too: an iteration that fails changes nothing).
-            ls.iteration.iter_mut().for_each(|slot| *slot = None);
-            ls.count += 1;
-            self.emit_final_state();
-            return false;
+            // The failure was reported (and nothing downstream of the failed op ran). As
+            // in the reference engine, the outputs the iteration did produce count and the
+            // loop goes on: an op that fails on one iteration's values can succeed on the
+            // next.
+            self.failed = false;
         }
         for (o, slot) in ls.iteration.iter_mut().enumerate() {
             if let Some((v, _)) = slot.take() {
@@ -137,7 +135,11 @@ impl GraphRun {
             .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].clone().map(|v| (name.clone(), v)))
             .collect();
         if !values.is_empty() {
-            self.events.get_mut().push_back(RunEvent::Output(OutputFrame { op: plan.full_name.clone(), values }));
+            self.events.get_mut().push_back(RunEvent::Output(OutputFrame {
+                op: plan.full_name.clone(),
+                values,
+                per_item: false,
+            }));
         }
     }
 }

@@ -44,8 +44,6 @@ pub type Plan = GraphPlan<Arc<dyn Op>>;
 enum Work {
     /// Run `node` in `ctx`; `via` is the edge whose concurrency slot it holds.
     Run(NodeId, CtxId, Option<EdgeId>),
-    /// Pull the next item of a synchronous generator.
-    Pull(u32),
 }
 
 /// A traced op call: its span id and when it started.
@@ -164,6 +162,9 @@ struct StreamInst {
     yields: u64,
     /// Collect buffers, one per collect edge scoped to this stream.
     buffers: Vec<(EdgeId, Vec<Gathered>)>,
+    /// The edge slot a nested graph run holds until it finishes (an item's nested
+    /// graph counts against its edge's per-item limit for its whole run).
+    via: Option<EdgeId>,
 }
 
 /// A running graph. Poll it as a [`Stream`] to drive it; drop it to cancel it.
@@ -173,6 +174,11 @@ pub struct GraphRun {
     ctxs: Contexts,
     root: CtxId,
     queue: VecDeque<Work>,
+    /// Synchronous generators to pull their next item from, newest last. A pull waits
+    /// until no other work is queued, so an item's synchronous ops (its nested
+    /// generators' items included) all run before the next item is made, as in the
+    /// reference engine; ops within an item still run breadth-first.
+    pulls: Vec<u32>,
     pending: FuturesUnordered<BoxFuture<'static, Done>>,
     io_running: usize,
     io_waiting: VecDeque<(NodeId, CtxId, Option<EdgeId>)>,
@@ -261,6 +267,7 @@ impl GraphRun {
             ctxs: Contexts::default(),
             root: NONE,
             queue: VecDeque::new(),
+            pulls: Vec::new(),
             pending: FuturesUnordered::new(),
             io_running: 0,
             io_waiting: VecDeque::new(),
@@ -377,11 +384,12 @@ impl GraphRun {
                 self.events.get_mut().push_back(RunEvent::Custom(frame));
                 continue;
             }
-            if let Some(w) = self.queue.pop_front() {
-                match w {
-                    Work::Run(node, ctx, via) => self.run_node(node, ctx, via),
-                    Work::Pull(sid) => self.pull(sid),
-                }
+            if let Some(Work::Run(node, ctx, via)) = self.queue.pop_front() {
+                self.run_node(node, ctx, via);
+                continue;
+            }
+            if let Some(sid) = self.pulls.pop() {
+                self.pull(sid);
                 continue;
             }
             if self.pending.is_empty() {

@@ -74,6 +74,7 @@ impl GraphRun {
         }
         self.close_open_spans(&reason);
         self.queue.clear();
+        self.pulls.clear();
         self.io_waiting.clear();
         self.delay_done.clear();
         self.parked.clear();
