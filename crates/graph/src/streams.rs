@@ -16,32 +16,70 @@ pub(crate) fn analyse_streams<O>(
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<StreamPlan> {
     let n = nodes.len();
-    let mut streams = Vec::new();
-    for s in 0..n {
-        let streaming = match &nodes[s].kind {
+    // The streaming nodes, and what runs once per item of each (through data edges).
+    let sources: Vec<usize> = (0..n)
+        .filter(|&s| match &nodes[s].kind {
             NodeKind::Graph(p) => p.streaming,
             _ => configs[s].is_generator,
-        };
-        if !streaming {
-            continue;
+        })
+        .collect();
+    let mut members: Vec<Vec<bool>> = sources.iter().map(|&s| reachable(s, nodes, edges)).collect();
+
+    // Scope of each collect edge: the innermost stream that holds its source but not its
+    // destination. A generator running once per item of an outer one is collected per
+    // run of it, as in the reference engine.
+    let holds = |members: &[Vec<bool>], k: usize, x: usize| sources[k] == x || members[k][x];
+    for e in edges.iter_mut().filter(|e| e.policy == EdgePolicy::Collect) {
+        let candidates: Vec<usize> =
+            (0..sources.len()).filter(|&k| holds(&members, k, e.src as usize) && !members[k][e.dst as usize]).collect();
+        e.scope = candidates
+            .iter()
+            .find(|&&k| !candidates.iter().any(|&o| o != k && members[k][sources[o]]))
+            .map(|&k| sources[k] as NodeId);
+    }
+    // Such a consumer (and what follows it) runs once per item of the enclosing streams.
+    loop {
+        let mut grew = false;
+        for e in edges.iter().filter(|e| e.policy == EdgePolicy::Collect) {
+            let Some(scope) = e.scope else { continue };
+            for k in 0..sources.len() {
+                if sources[k] != scope as usize && members[k][scope as usize] && !members[k][e.dst as usize] {
+                    members[k][e.dst as usize] = true;
+                    let after = reachable(e.dst as usize, nodes, edges);
+                    members[k].iter_mut().zip(after).for_each(|(m, a)| *m |= a);
+                    grew = true;
+                }
+            }
         }
-        let members = reachable(s, nodes, edges);
+        if !grew {
+            break;
+        }
+    }
+
+    let mut streams = Vec::with_capacity(sources.len());
+    for (k, (&s, members)) in sources.iter().zip(members).enumerate() {
         let mut item_ready = vec![0u32; n];
         let mut outside_preds = Vec::new();
         let in_stream = |x: usize| x == s || members[x];
         for x in (0..n).filter(|&x| members[x]) {
-            let (mut hard_in, mut soft_in, mut soft_any) = (0u32, 0u32, false);
+            let (mut hard_in, mut soft_in) = (0u32, 0u32);
             let mut outside = Vec::new();
-            for e in edges.iter().filter(|e| e.dst as usize == x && e.policy != EdgePolicy::Collect) {
+            for e in edges.iter().filter(|e| e.dst as usize == x) {
+                if e.policy == EdgePolicy::Collect {
+                    // Completes inside this stream's items when it collects a stream nested in it.
+                    if e.scope.is_some_and(|sc| sc as usize != s && members[sc as usize]) {
+                        hard_in += 1;
+                    }
+                    continue;
+                }
                 let inside = in_stream(e.src as usize);
                 match (e.soft, inside) {
                     (false, true) => hard_in += 1,
                     (false, false) => outside.push(e.src),
                     (true, true) => soft_in += 1,
-                    (true, false) => soft_any = true,
+                    (true, false) => {}
                 }
             }
-            let _ = soft_any;
             item_ready[x] = hard_in + u32::from(soft_in > 0);
             if !outside.is_empty() {
                 outside_preds.push((x as NodeId, outside));
@@ -60,20 +98,8 @@ pub(crate) fn analyse_streams<O>(
             }
         }
         nodes[s].streams = true;
-        nodes[s].stream = Some(streams.len() as u32);
+        nodes[s].stream = Some(k as u32);
         streams.push(StreamPlan { node: s as NodeId, item_ready, members, outside_preds });
-    }
-
-    // Scope of each collect edge: the outermost stream that holds its source but not its destination.
-    for e in edges.iter_mut().filter(|e| e.policy == EdgePolicy::Collect) {
-        let candidates: Vec<&StreamPlan> = streams
-            .iter()
-            .filter(|sp| (sp.node == e.src || sp.members[e.src as usize]) && !sp.members[e.dst as usize])
-            .collect();
-        e.scope = candidates
-            .iter()
-            .find(|c| !candidates.iter().any(|o| o.node != c.node && o.members[c.node as usize]))
-            .map(|c| c.node);
     }
     streams
 }
