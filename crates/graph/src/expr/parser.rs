@@ -376,9 +376,19 @@ impl Parser<'_> {
             }
             Tok::LParen => {
                 self.bump();
+                if self.eat(&Tok::RParen) {
+                    return Ok((Node::List(Vec::new()), 1));
+                }
                 let (inner, d) = self.parse_or()?;
-                self.expect_close(&Tok::RParen, start)?;
-                return Ok((inner, d));
+                if !self.eat(&Tok::Comma) {
+                    self.expect_close(&Tok::RParen, start)?;
+                    return Ok((inner, d));
+                }
+                // A tuple, `(a,)` or `(a, b)`: held as a list (`in`, `==` and indexing
+                // behave the same on both here).
+                let (mut rest, d2) = self.parse_items(&Tok::RParen, start)?;
+                rest.insert(0, inner);
+                return Ok((Node::List(rest), self.deeper(d.max(d2), start)?));
             }
             Tok::LBracket => {
                 self.bump();

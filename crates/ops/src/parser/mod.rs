@@ -171,11 +171,11 @@ impl ParserSpec {
             _ => return Err("Empty input text".to_owned()),
         };
         let body = fence::strip_code_fence(text);
-        let document = self.mode.parse(body).map_err(|e| {
+        let document = self.mode.parse(&body).map_err(|e| {
             // JSON errors read as the reference engine's (Python's `json`) when it
             // rejects the text too; otherwise as serde_json's.
             let e = match self.mode {
-                ParseMode::Json => pyjson::error_message(&pyjson::reference_text(text)).unwrap_or(e),
+                ParseMode::Json => pyjson::error_message(&body).unwrap_or(e),
                 _ => e,
             };
             format!("Parse error ({}): {e}", self.mode)

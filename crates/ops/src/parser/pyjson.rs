@@ -19,19 +19,6 @@ fn fail(message: &'static str, at: usize) -> PyError {
     PyError { message, at }
 }
 
-/// The text the reference engine hands to `json.loads`: trimmed, and without the first
-/// and last lines when it starts with a code fence.
-pub(crate) fn reference_text(text: &str) -> String {
-    let text = text.trim();
-    if text.starts_with("```") {
-        let lines: Vec<&str> = text.split('\n').collect();
-        if lines.len() > 2 {
-            return lines[1..lines.len() - 1].join("\n");
-        }
-    }
-    text.to_owned()
-}
-
 /// Python's `json.loads(text)` error message (`Expecting ',' delimiter: line 2 column 5
 /// (char 12)`), or `None` when Python would accept the text.
 pub(crate) fn error_message(text: &str) -> Option<String> {
@@ -224,7 +211,7 @@ impl Scanner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{error_message, reference_text};
+    use super::error_message;
 
     /// Each text with the message CPython 3.11's `json.loads` gives for it.
     #[test]
@@ -261,12 +248,5 @@ mod tests {
         {
             assert_eq!(error_message(text), None, "{text:?}");
         }
-    }
-
-    #[test]
-    fn the_reference_trims_and_drops_fence_lines() {
-        assert_eq!(reference_text("  ```json\n{\"a\": 1}\n```  "), "{\"a\": 1}");
-        assert_eq!(reference_text("```\n{}"), "```\n{}");
-        assert_eq!(reference_text("\n x \n"), "x");
     }
 }

@@ -156,10 +156,13 @@ fn multi_root_xml_is_wrapped() {
 }
 
 #[test]
-fn fenced_block_after_prose() {
+fn only_a_leading_fence_is_removed() {
+    // As in the reference engine: prose before a fence is part of the text.
     let out = run("json", json!(["answer: int"]), "Here you go:\n```json\n{\"answer\": 42}\n```\nthanks");
+    assert_eq!(out, json!({"error": "Parse error (json): Expecting value: line 1 column 1 (char 0)"}));
+    let out = run("json", json!(["answer: int"]), "\n  ```json\n{\"answer\": 42}\n```\n");
     assert_eq!(out, json!({"answer": 42, "error": null}));
-    let out = run("yaml", json!(["answer: int"]), "Sure!\n```yaml\nanswer: 7\n```");
+    let out = run("yaml", json!(["answer: int"]), "```yaml\nanswer: 7\n```");
     assert_eq!(out, json!({"answer": 7, "error": null}));
 }
 

@@ -49,6 +49,12 @@ fn example_loop_conditions() {
         "x is not None",
         "done is False",
         "done == false",
+        "count in (4, 5)",
+        "x not in (1, 2,)",
+        "(count, 'ok') == (5, status)",
+        "(x,) == (7,)",
+        "len(()) == 0",
+        "(count) == 5",
     ] {
         assert_eq!(t(src), Value::Bool(true), "{src}");
     }
