@@ -26,10 +26,11 @@ pub(crate) fn error_message(text: &str) -> Option<String> {
     let err = if chars.first() == Some(&'\u{feff}') {
         fail("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0)
     } else {
-        let s = Scanner { s: &chars };
+        let s = Scanner { s: &chars, depth: std::cell::Cell::new(0) };
         match s.value(s.ws(0)).map(|end| s.ws(end)) {
             Ok(end) if end == chars.len() => return None,
             Ok(end) => fail("Extra data", end),
+            Err(e) if e.message == TOO_DEEP => return None,
             Err(e) => e,
         }
     };
@@ -41,7 +42,16 @@ pub(crate) fn error_message(text: &str) -> Option<String> {
 
 struct Scanner<'a> {
     s: &'a [char],
+    /// Open arrays and objects: past [`MAX_DEPTH`] the scan gives up (Python raises a
+    /// RecursionError there, not a decode error; this keeps the scan off the stack's end).
+    depth: std::cell::Cell<usize>,
 }
+
+/// Nesting past which no Python-style message is given (serde_json's is used).
+const MAX_DEPTH: usize = 256;
+
+/// What stops the scan before it finds Python's error.
+const TOO_DEEP: &str = "too deep";
 
 impl Scanner<'_> {
     fn at(&self, i: usize) -> Option<char> {
@@ -74,8 +84,15 @@ impl Scanner<'_> {
     fn value(&self, i: usize) -> Scan {
         match self.at(i) {
             Some('"') => self.string(i + 1),
-            Some('{') => self.object(i + 1),
-            Some('[') => self.array(i + 1),
+            Some(open @ ('{' | '[')) => {
+                if self.depth.get() >= MAX_DEPTH {
+                    return Err(fail(TOO_DEEP, i));
+                }
+                self.depth.set(self.depth.get() + 1);
+                let end = if open == '{' { self.object(i + 1) } else { self.array(i + 1) };
+                self.depth.set(self.depth.get() - 1);
+                end
+            }
             _ => {
                 for w in ["null", "true", "false", "NaN", "Infinity", "-Infinity"] {
                     if self.word(i, w) {
@@ -239,6 +256,16 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(error_message(text).as_deref(), Some(want), "{text:?}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_gives_up_instead_of_overflowing() {
+        let deep = "[".repeat(100_000);
+        assert_eq!(error_message(&deep), None);
+        let ok_depth = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(error_message(&ok_depth), None);
+        let bad = format!("{}1 2{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(error_message(&bad).as_deref(), Some("Expecting ',' delimiter: line 1 column 203 (char 202)"));
     }
 
     #[test]

@@ -199,3 +199,10 @@ fn duplicate_output_names_are_rejected() {
     let err = ParserSpec::new(None, Some(&json!(["a.name", "b.name"])), None).unwrap_err();
     assert!(err.message().contains("both produce the output"), "{err}");
 }
+
+#[test]
+fn deeply_nested_json_is_an_error_not_a_crash() {
+    let out = run("json", json!(["a"]), &"[".repeat(100_000));
+    let error = out["error"].as_str().unwrap_or("");
+    assert!(error.starts_with("Parse error (json): recursion limit exceeded"), "{out:?}");
+}
