@@ -129,19 +129,12 @@ fn to_float(value: &Value) -> Option<Value> {
 /// false).
 pub(crate) fn truthy(value: &Value) -> bool {
     match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => {
-            let word = s.trim().to_lowercase();
-            match word.as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" | "" => false,
-                _ => !s.is_empty(),
-            }
-        }
-        Value::Array(items) => !items.is_empty(),
-        Value::Object(map) => !map.is_empty(),
+        Value::String(s) => match s.trim().to_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            _ => !s.is_empty(),
+        },
+        other => operonx_graph::expr::truthy(other),
     }
 }
 

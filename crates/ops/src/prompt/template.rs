@@ -8,7 +8,7 @@
 //! or `}`, a positional field such as `{}` or `{0}`) is an error raised
 //! when the string is rendered, after the text before it.
 
-use operonx_graph::expr::{repr, to_py_str};
+use operonx_graph::expr::{repr, to_py_str, type_name};
 use serde_json::Value;
 
 use super::spec::format_value;
@@ -128,25 +128,12 @@ fn render_field(field: &Field, lookup: &dyn Fn(&str) -> Option<Value>) -> Result
     format_value(&value, &spec).map_err(RenderError::Format)
 }
 
-/// Python's type name of a JSON value, for error messages.
-fn py_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
-}
-
 /// `value.attr` or `value[index]`, as far as JSON values allow: objects are
 /// indexed by key, lists and strings by a non-negative integer; attributes
 /// are never available.
 fn apply_access(value: Value, access: &Access) -> Result<Value, String> {
     match access {
-        Access::Attr(name) => Err(format!("'{}' object has no attribute '{name}'", py_type(&value))),
+        Access::Attr(name) => Err(format!("'{}' object has no attribute '{name}'", type_name(&value))),
         Access::Index(index) => {
             let position = (!index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
                 .then(|| index.parse::<usize>().ok())
@@ -162,9 +149,9 @@ fn apply_access(value: Value, access: &Access) -> Result<Value, String> {
                     .map(|c| Value::String(c.to_string()))
                     .ok_or_else(|| "string index out of range".to_owned()),
                 (other @ (Value::Array(_) | Value::String(_)), None) => {
-                    Err(format!("{} indices must be integers or slices, not str", py_type(&other)))
+                    Err(format!("{} indices must be integers or slices, not str", type_name(&other)))
                 }
-                (other, _) => Err(format!("'{}' object is not subscriptable", py_type(&other))),
+                (other, _) => Err(format!("'{}' object is not subscriptable", type_name(&other))),
             }
         }
     }
