@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
-use operonx::{Engine, Map, RunEvent, RunOptions, Scratch, StopHandle, Value, json};
+use operonx::{Engine, Map, RunOptions, Scratch, StopHandle, Value, json};
 
 /// The process's allocator (see the `jemalloc` feature).
 #[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
@@ -187,20 +187,7 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
 /// The CLI's engine: built-in op types, the standard functions, and the model
 /// providers of `resources` (or of ./resources.yaml and ./.env when present).
 fn engine_with(resources: Option<&Path>) -> anyhow::Result<Engine> {
-    use operonx::providers::ResourceHub;
-    use operonx::providers::resource::{env_with_dotenv, load_dotenv};
-    let hub = match resources {
-        Some(path) => {
-            let dotenv = Path::new(".env");
-            let vars = if dotenv.is_file() {
-                load_dotenv(dotenv).map_err(|e| BadInput(e.to_string()))?
-            } else {
-                Default::default()
-            };
-            ResourceHub::from_yaml_file(path, &env_with_dotenv(vars)).map_err(|e| BadInput(e.to_string()))?
-        }
-        None => ResourceHub::discover(".").map_err(|e| BadInput(e.to_string()))?,
-    };
+    let hub = operonx::providers::ResourceHub::load(resources).map_err(|e| BadInput(e.to_string()))?;
     let mut engine = Engine::new().with_resources(std::sync::Arc::new(hub));
     operonx::ops::register_std(engine.registry_mut());
     Ok(engine)
@@ -300,7 +287,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .run_observed(Value::Object(inputs), options, |ev| {
                         if stream {
                             // A closed pipe ends the program at the result (below).
-                            let _ = outln!("{}", event_line(seq, ev));
+                            let _ = outln!("{}", ev.to_stream_json(seq));
                             seq += 1;
                         }
                     })
@@ -440,26 +427,6 @@ fn exit_status(outcome: &operonx::RunOutcome) -> ExitCode {
 }
 
 const INTERRUPTED: &str = "interrupted (Ctrl-C)";
-
-/// One `--stream` line: `{"seq": n, "type": "output" | "failure" | "stopped", ...}`.
-fn event_line(seq: u64, ev: &RunEvent) -> Value {
-    match ev {
-        RunEvent::Output(f) => {
-            let values: Map<String, Value> = f.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-            json!({"seq": seq, "type": "output", "op": &*f.op, "values": values})
-        }
-        RunEvent::Failure(f) => {
-            json!({"seq": seq, "type": "failure", "op": &*f.op, "context": f.context, "message": f.message})
-        }
-        RunEvent::Custom(f) => {
-            json!({"seq": seq, "type": "frame", "op": &*f.op, "ctx": f.ctx, "kind": f.kind, "data": f.data})
-        }
-        RunEvent::Interrupted(i) => {
-            json!({"seq": seq, "type": "interrupt", "id": i.id, "op": i.op, "payload": i.payload})
-        }
-        RunEvent::Stopped(reason) => json!({"seq": seq, "type": "stopped", "reason": reason}),
-    }
-}
 
 fn read_object(path: &Path, what: &str) -> anyhow::Result<Map<String, Value>> {
     let text = if path == Path::new("-") {

@@ -184,6 +184,7 @@ impl Workflow {
             cache: Some(self.cache.clone()),
             limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
             journal: options.journal.clone(),
+            extension: options.extension.clone(),
             ..RunEnv::default()
         };
         let run = GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
@@ -331,6 +332,9 @@ pub struct RunOptions {
     pub answers: Map<String, Value>,
     /// Deliver frames op bodies send (token deltas, progress) as `RunEvent::Custom`.
     pub frames: bool,
+    /// Data of the caller's own that every op call of the run can read with
+    /// `OpContext::extension` (nested graphs included).
+    pub extension: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Default for RunOptions {
@@ -392,6 +396,7 @@ impl RunOptions {
             journal: None,
             answers: Map::new(),
             frames: false,
+            extension: None,
         }
     }
 
@@ -442,6 +447,12 @@ impl RunOptions {
     /// events to [`Workflow::run_observed`] and [`Workflow::start_with`] streams.
     pub fn frames(mut self, on: bool) -> Self {
         self.frames = on;
+        self
+    }
+
+    /// Hand `data` to every op call of the run (read it with `OpContext::extension`).
+    pub fn extension(mut self, data: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.extension = Some(data);
         self
     }
 

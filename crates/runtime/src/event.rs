@@ -64,3 +64,29 @@ pub enum RunEvent {
     /// reason says why. Always the last event.
     Stopped(String),
 }
+
+impl RunEvent {
+    /// The event as one line of `operonx run --stream` (and of the Python package's
+    /// `Engine.stream`): `{"seq": n, "type": "output" | "failure" | "frame" | "interrupt" |
+    /// "stopped", ...}`.
+    pub fn to_stream_json(&self, seq: u64) -> Value {
+        use serde_json::json;
+        match self {
+            RunEvent::Output(f) => {
+                let values: serde_json::Map<String, Value> =
+                    f.values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                json!({"seq": seq, "type": "output", "op": &*f.op, "values": values})
+            }
+            RunEvent::Failure(f) => {
+                json!({"seq": seq, "type": "failure", "op": &*f.op, "context": f.context, "message": f.message})
+            }
+            RunEvent::Custom(f) => {
+                json!({"seq": seq, "type": "frame", "op": &*f.op, "ctx": f.ctx, "kind": f.kind, "data": f.data})
+            }
+            RunEvent::Interrupted(i) => {
+                json!({"seq": seq, "type": "interrupt", "id": i.id, "op": i.op, "payload": i.payload})
+            }
+            RunEvent::Stopped(reason) => json!({"seq": seq, "type": "stopped", "reason": reason}),
+        }
+    }
+}

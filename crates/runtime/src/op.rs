@@ -72,6 +72,7 @@ pub struct OpContext {
     resume: Option<Arc<ResumeScope>>,
     frames: Option<Arc<FrameScope>>,
     scope: Option<OpScope>,
+    extension: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Where an op call runs, and the run's board for in-band cancellation.
@@ -96,7 +97,7 @@ pub(crate) struct ResumeScope {
 impl OpContext {
     /// A context for op `op` (full name) sharing `scratch`.
     pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
-        Self { op, scratch, trace: None, resume: None, frames: None, scope: None }
+        Self { op, scratch, trace: None, resume: None, frames: None, scope: None, extension: None }
     }
 
     pub(crate) fn traced(mut self, trace: Option<OpTrace>) -> Self {
@@ -107,6 +108,17 @@ impl OpContext {
     pub(crate) fn scoped(mut self, scope: OpScope) -> Self {
         self.scope = Some(scope);
         self
+    }
+
+    pub(crate) fn with_extension(mut self, extension: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
+        self.extension = extension;
+        self
+    }
+
+    /// The data the run's caller attached to the run (`RunOptions::extension`), when it
+    /// is a `T`: e.g. a language binding's per-run state.
+    pub fn extension<T: std::any::Any>(&self) -> Option<&T> {
+        self.extension.as_deref().and_then(|e| e.downcast_ref::<T>())
     }
 
     /// This call's context path (`["main"]`, `["main", "[3]"]` for generator item 3, ...).

@@ -267,6 +267,16 @@ impl ResourceHub {
         Ok(hub)
     }
 
+    /// What the CLI and the Python package load: the file at `path` when given (with
+    /// `${VAR}` from the environment, then from `./.env`), else [`ResourceHub::discover`]
+    /// in the current directory.
+    pub fn load(path: Option<&Path>) -> Result<Self, ResourceError> {
+        let Some(path) = path else { return Self::discover(".") };
+        let dotenv = Path::new(".env");
+        let vars = if dotenv.is_file() { load_dotenv(dotenv)? } else { BTreeMap::new() };
+        Self::from_yaml_file(path, &env_with_dotenv(vars))
+    }
+
     fn parse(
         text: &str,
         origin: String,

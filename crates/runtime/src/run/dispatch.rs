@@ -84,7 +84,8 @@ impl GraphRun {
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span))
-                    .scoped(self.op_scope(ctx));
+                    .scoped(self.op_scope(ctx))
+                    .with_extension(env.extension.clone());
                 let mut post = Post::default();
                 let mut octx = match &env.frames {
                     Some(tx) => {

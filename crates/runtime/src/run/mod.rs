@@ -70,6 +70,9 @@ pub struct RunEnv {
     pub frames: Option<tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>>,
     /// In-band cancellation requests (`OpContext::cancel_context`), shared with nested runs.
     pub scopes: Arc<scope::ScopeBoard>,
+    /// Data of the caller's own, handed to every op call of the run, nested graphs
+    /// included (see `OpContext::extension`): e.g. the host language's event loop.
+    pub extension: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl std::fmt::Debug for RunEnv {
@@ -80,6 +83,7 @@ impl std::fmt::Debug for RunEnv {
             .field("limiter", &self.limiter.as_ref().map(|s| s.available_permits()))
             .field("resumable", &self.journal.is_some())
             .field("streams_frames", &self.frames.is_some())
+            .field("extension", &self.extension.is_some())
             .finish()
     }
 }

@@ -1,0 +1,299 @@
+"""Run Operon workflows on the operonx Rust engine, Python ops included.
+
+::
+
+    from operonx_engine import Engine
+
+    engine = Engine(build_graph())          # an operonx GraphOp, or a graph.json path
+    result = engine.run(inputs={"x": 3})    # the result `operonx run` prints
+    print(result, result.run_id)
+
+Built-in ops (prompt, llm, parser, embedding, rerank, branch, nested graphs) run natively;
+Python functions are called with the GIL held only while they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, Optional
+
+from . import _export, _glue
+from ._native import INTERRUPTED, GraphError, NativeEngine, __version__
+
+__all__ = ["Engine", "RunResult", "GraphError", "INTERRUPTED", "__version__"]
+
+
+class RunResult(dict):
+    """A run's result: the graph outputs, plus ``$errors`` / ``$interrupts`` /
+    ``$stopped`` as ``operonx run`` prints them. Compares equal to a plain dict.
+
+    Attributes: ``run_id`` (as in ``operonx trace list``), ``stopped`` (why the run
+    stopped early, or None) and ``waiting`` (True when ops wait for input: answer them
+    with ``Engine.resume(result.run_id, {...})``).
+    """
+
+    run_id: str
+    stopped: Optional[str]
+    waiting: bool
+
+    def __init__(self, run_id: str, result: dict, stopped: Optional[str], waiting: bool) -> None:
+        super().__init__(result)
+        self.run_id = run_id
+        self.stopped = stopped
+        self.waiting = waiting
+
+    @property
+    def errors(self) -> Dict[str, str]:
+        """``{op path: message}`` of the ops that failed."""
+        return dict(self.get("$errors") or {})
+
+
+def _finish(run_id: str, result: dict, stopped: Optional[str], waiting: bool) -> RunResult:
+    out = RunResult(run_id, result, stopped, waiting)
+    if stopped == INTERRUPTED:
+        err = KeyboardInterrupt()
+        err.result = out  # type: ignore[attr-defined]
+        raise err
+    return out
+
+
+class _LoopThread:
+    """An asyncio loop on a thread of its own: where ``async def`` ops of blocking runs
+    (``run``, ``stream``, ``resume``) are awaited."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="operonx-engine-asyncio", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class Engine:
+    """A workflow loaded once and run as often as you like (from many threads too).
+
+    ``graph`` is an ``operonx`` ``GraphOp`` (each op's Python function is taken from the
+    op itself), a path to a graph.json (``func_name`` resolved by importing the module it
+    names), or a graph.json document as a dict. ``functions={"name": callable}``
+    overrides or supplies functions by name. ``resources`` is a resources.yaml path
+    (default: ./resources.yaml when present, with ./.env). Runs are traced into
+    ``trace_store`` (default .operonx/traces.db, as the CLI) unless ``no_trace_store``.
+    """
+
+    def __init__(
+        self,
+        graph: Any,
+        *,
+        resources: Optional[str] = None,
+        functions: Optional[Dict[str, Callable[..., Any]]] = None,
+        trace_store: Optional[str] = None,
+        no_trace_store: bool = False,
+    ) -> None:
+        text, table = _export.load(graph, functions)
+        self._native = NativeEngine(
+            text,
+            table,
+            _glue,
+            resources=None if resources is None else str(resources),
+            trace_store=None if trace_store is None else str(trace_store),
+            no_trace_store=no_trace_store,
+        )
+        self._needs_loop = any(flavor in ("async", "async_generator") for _, _, flavor in table)
+        self._loop_thread: Optional[_LoopThread] = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The root graph's name."""
+        return self._native.name
+
+    def _background_loop(self) -> Any:
+        if not self._needs_loop:
+            return None
+        with self._lock:
+            if self._loop_thread is None:
+                self._loop_thread = _LoopThread()
+            return self._loop_thread.loop
+
+    def run(
+        self,
+        inputs: Optional[dict] = None,
+        scratch: Optional[dict] = None,
+        *,
+        timeout: Optional[float] = None,
+        fail_fast: bool = False,
+    ) -> RunResult:
+        """Run to the end and return the result. Ctrl-C stops the run (the trace records
+        it as cancelled) and raises KeyboardInterrupt, whose ``result`` is the partial one."""
+        done = self._native.run(inputs, scratch, self._background_loop(), timeout, fail_fast, None)
+        return _finish(*done)
+
+    def resume(
+        self,
+        run_id: str,
+        answers: Optional[dict] = None,
+        *,
+        timeout: Optional[float] = None,
+        fail_fast: bool = False,
+    ) -> RunResult:
+        """Continue run ``run_id``, which waits for input, with ``answers``
+        (``{interrupt id: value}``). Ops that finished are not run again."""
+        done = self._native.run(None, None, self._background_loop(), timeout, fail_fast, (run_id, answers or {}))
+        return _finish(*done)
+
+    async def arun(
+        self,
+        inputs: Optional[dict] = None,
+        scratch: Optional[dict] = None,
+        *,
+        timeout: Optional[float] = None,
+        fail_fast: bool = False,
+    ) -> RunResult:
+        """``run`` for asyncio code: ``async def`` ops are awaited on the caller's loop.
+        Cancelling the awaiting task stops the run."""
+        return await self._arun(inputs, scratch, timeout, fail_fast, None)
+
+    async def aresume(
+        self,
+        run_id: str,
+        answers: Optional[dict] = None,
+        *,
+        timeout: Optional[float] = None,
+        fail_fast: bool = False,
+    ) -> RunResult:
+        """``resume`` for asyncio code."""
+        return await self._arun(None, None, timeout, fail_fast, (run_id, answers or {}))
+
+    async def _arun(self, inputs, scratch, timeout, fail_fast, resume) -> RunResult:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def settle(args: tuple) -> None:
+            if fut.done():
+                return
+            if len(args) == 1 and isinstance(args[0], BaseException):
+                fut.set_exception(args[0])
+            else:
+                fut.set_result(args)
+
+        def on_done(*args: Any) -> None:
+            loop.call_soon_threadsafe(settle, args)
+
+        handle = self._native.start(inputs, scratch, loop, on_done, None, timeout, fail_fast, resume)
+        try:
+            done = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            handle.cancel("cancelled")
+            raise
+        return _finish(*done)
+
+    def stream(
+        self,
+        inputs: Optional[dict] = None,
+        scratch: Optional[dict] = None,
+        *,
+        timeout: Optional[float] = None,
+        fail_fast: bool = False,
+    ) -> Iterator[dict]:
+        """Yield the events of ``operonx run --stream`` as they happen (``output``,
+        ``failure``, ``frame``, ``interrupt``, ``stopped``), then
+        ``{"type": "result", "result": RunResult}``. Closing the iterator early stops the run."""
+        events: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
+        handle = self._native.start(
+            inputs,
+            scratch,
+            self._background_loop(),
+            lambda *a: events.put(("done", a)),
+            lambda ev: events.put(("event", ev)),
+            timeout,
+            fail_fast,
+            None,
+        )
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, item = events.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if kind == "event":
+                    yield item
+                    continue
+                finished = True
+                if len(item) == 1 and isinstance(item[0], BaseException):
+                    raise item[0]
+                yield {"type": "result", "result": _finish(*item)}
+                return
+        except KeyboardInterrupt:
+            handle.cancel(INTERRUPTED)
+            raise
+        finally:
+            if not finished:
+                handle.cancel("cancelled")
+
+    async def astream(
+        self,
+        inputs: Optional[dict] = None,
+        scratch: Optional[dict] = None,
+        *,
+        timeout: Optional[float] = None,
+        fail_fast: bool = False,
+    ) -> AsyncIterator[dict]:
+        """``stream`` for asyncio code (``async for event in engine.astream(...)``)."""
+        loop = asyncio.get_running_loop()
+        events: "asyncio.Queue[tuple]" = asyncio.Queue()
+
+        def put(item: tuple) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, item)
+
+        handle = self._native.start(
+            inputs, scratch, loop, lambda *a: put(("done", a)), lambda ev: put(("event", ev)), timeout, fail_fast, None
+        )
+        finished = False
+        try:
+            while True:
+                kind, item = await events.get()
+                if kind == "event":
+                    yield item
+                    continue
+                finished = True
+                if len(item) == 1 and isinstance(item[0], BaseException):
+                    raise item[0]
+                yield {"type": "result", "result": _finish(*item)}
+                return
+        finally:
+            if not finished:
+                handle.cancel("cancelled")
+
+    def waiting(self) -> list:
+        """Ids of this engine's runs that wait for input."""
+        return self._native.waiting()
+
+    def close(self) -> None:
+        """Write out the trace and stop the engine's threads; the engine cannot run after."""
+        self._native.close()
+        with self._lock:
+            if self._loop_thread is not None:
+                self._loop_thread.stop()
+                self._loop_thread = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Engine({self.name!r})"

@@ -1,0 +1,160 @@
+//! Python values to and from the engine's values (JSON: None, bool, int, float, str,
+//! list, dict), exactly: an int stays an int and a float a float.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::{Map, Number, Value};
+
+/// Deepest nesting converted; deeper values (or a list that contains itself) are refused
+/// instead of exhausting the stack.
+const MAX_DEPTH: usize = 200;
+
+/// A Python value the engine cannot hold, and where it sat.
+#[derive(Debug)]
+pub struct Unrepresentable {
+    /// Where in the value: `['items'][2]`, empty at the top.
+    pub path: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Unrepresentable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() { f.write_str(&self.problem) } else { write!(f, "at {}: {}", self.path, self.problem) }
+    }
+}
+
+/// The Python type of `obj` as users write it (`datetime.datetime`, `int`).
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    let ty = obj.get_type();
+    let name = ty.qualname().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    match ty.module().map(|m| m.to_string()) {
+        Ok(m) if m != "builtins" => format!("{m}.{name}"),
+        _ => name,
+    }
+}
+
+/// Convert a Python value into an engine value.
+pub fn to_value(obj: &Bound<'_, PyAny>) -> Result<Value, Unrepresentable> {
+    let mut path = String::new();
+    convert(obj, 0, &mut path)
+}
+
+fn fail(path: &str, problem: String) -> Unrepresentable {
+    Unrepresentable { path: path.to_string(), problem }
+}
+
+fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut String) -> Result<Value, Unrepresentable> {
+    if depth > MAX_DEPTH {
+        return Err(fail(path, format!("nested deeper than {MAX_DEPTH} levels (a container that holds itself?)")));
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return s
+            .to_str()
+            .map(|s| Value::String(s.to_string()))
+            .map_err(|e| fail(path, format!("a str that is not valid Unicode: {e}")));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.cast::<PyInt>().is_ok() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        let shown = obj.repr().map(|r| r.to_string()).unwrap_or_default();
+        return Err(fail(path, format!("the int {shown} does not fit in 64 bits")));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let x = f.value();
+        return Number::from_f64(x)
+            .map(Value::Number)
+            .ok_or_else(|| fail(path, format!("the float {x} has no JSON form (nan and infinities cannot cross)")));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return s
+            .to_str()
+            .map(|s| Value::String(s.to_string()))
+            .map_err(|e| fail(path, format!("a str that is not valid Unicode: {e}")));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut map = Map::new();
+        for (k, v) in d.iter() {
+            let Ok(key) = k.cast::<PyString>() else {
+                return Err(fail(path, format!("a dict key of type {} (keys must be str)", type_name(&k))));
+            };
+            let key = key.to_str().map_err(|e| fail(path, format!("a dict key that is not valid Unicode: {e}")))?;
+            let mark = path.len();
+            path.push_str(&format!("[{key:?}]"));
+            let value = convert(&v, depth + 1, path)?;
+            path.truncate(mark);
+            map.insert(key.to_string(), value);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return sequence(l.iter(), depth, path);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return sequence(t.iter(), depth, path);
+    }
+    Err(fail(
+        path,
+        format!(
+            "a {} cannot cross the engine: values are None, bool, int, float, str, list, tuple and dict with str keys",
+            type_name(obj)
+        ),
+    ))
+}
+
+fn sequence<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    depth: usize,
+    path: &mut String,
+) -> Result<Value, Unrepresentable> {
+    let mut out = Vec::new();
+    for (i, item) in items.enumerate() {
+        let mark = path.len();
+        path.push_str(&format!("[{i}]"));
+        out.push(convert(&item, depth + 1, path)?);
+        path.truncate(mark);
+    }
+    Ok(Value::Array(out))
+}
+
+/// Convert an engine value into a fresh Python value.
+pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                PyFloat::new(py, n.as_f64().unwrap_or(f64::NAN)).into_any()
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, v) in map {
+                dict.set_item(k, to_py(py, v)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}

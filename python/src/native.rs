@@ -1,0 +1,386 @@
+//! `NativeEngine`: one compiled graph, its Python ops, a tokio runtime and the trace
+//! store; runs it blocking (`run`) or in the background with callbacks (`start`, what
+//! `arun`, `stream` and `astream` are built on in Python).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use operonx::{Engine, Map, RunOptions, RunOutcome, RunState as Paused, Scratch, StopHandle, Value, Workflow};
+use operonx_trace::TracePipeline;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::convert;
+use crate::host::{Helpers, RunHost, RunState};
+use crate::pyop::{Flavor, PyOp};
+
+pyo3::create_exception!(
+    _native,
+    GraphError,
+    PyValueError,
+    "The graph, its functions or its resources are invalid (every problem is listed)."
+);
+
+/// The reason a run stopped when Ctrl-C (KeyboardInterrupt) cancelled it; the CLI's too.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
+/// Longest run timeout accepted (a year): longer ones are refused rather than overflowing.
+const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// How often a blocking run looks for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+type Runs = Arc<Mutex<HashMap<String, Paused>>>;
+
+/// A graph loaded with its Python ops, ready to run many times (from many threads too).
+#[pyclass(module = "operonx_engine._native", frozen)]
+pub struct NativeEngine {
+    workflow: Workflow,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    pipeline: Option<TracePipeline>,
+    helpers: Arc<Helpers>,
+    paused: Runs,
+}
+
+/// A run started with `NativeEngine.start`.
+#[pyclass(module = "operonx_engine._native", frozen)]
+pub struct NativeRun {
+    run_id: String,
+    stop: StopHandle,
+}
+
+#[pymethods]
+impl NativeRun {
+    /// The run's id (as in `operonx trace list`).
+    #[getter]
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Stop the run (what is running is cancelled; the result says `$stopped`).
+    #[pyo3(signature = (reason = "cancelled".to_string()))]
+    fn cancel(&self, reason: String) {
+        self.stop.cancel(reason);
+    }
+}
+
+fn object_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Map<String, Value>> {
+    if value.is_none() {
+        return Ok(Map::new());
+    }
+    if !value.is_instance_of::<PyDict>() {
+        return Err(PyTypeError::new_err(format!("{what} must be a dict, got {}", convert::type_name(value))));
+    }
+    match convert::to_value(value) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(PyTypeError::new_err(format!("{what} must be a dict"))),
+        Err(e) => Err(PyTypeError::new_err(format!("{what}: {e}"))),
+    }
+}
+
+/// What a finished run hands back to Python: `(run_id, result, stopped, waiting)`.
+type Finished<'py> = (String, Bound<'py, PyAny>, Option<String>, bool);
+
+fn finished<'py>(py: Python<'py>, run_id: String, outcome: RunOutcome, paused: &Runs) -> PyResult<Finished<'py>> {
+    let result = convert::to_py(py, &outcome.to_json())?;
+    let waiting = outcome.stopped.is_none() && !outcome.interrupts.is_empty();
+    if let Some(state) = outcome.state {
+        paused.lock().unwrap_or_else(PoisonError::into_inner).insert(run_id.clone(), state);
+    }
+    Ok((run_id, result, outcome.stopped, waiting))
+}
+
+fn run_error(e: operonx::Error) -> PyErr {
+    match e {
+        operonx::Error::Resume(m) => PyValueError::new_err(format!("cannot resume: {m}")),
+        other => PyValueError::new_err(other.to_string()),
+    }
+}
+
+/// Everything a run needs before it is driven.
+struct Prepared {
+    run_id: String,
+    stop: StopHandle,
+    future: BoxFuture<'static, Result<RunOutcome, operonx::Error>>,
+}
+
+#[pymethods]
+impl NativeEngine {
+    /// Load `graph_json` with `functions` (`(name, callable, flavor)`), the resources of
+    /// `resources` (a resources.yaml path; default ./resources.yaml when present) and the
+    /// trace store at `trace_store` (default .operonx/traces.db; none when `no_trace_store`).
+    #[new]
+    #[pyo3(signature = (graph_json, functions, glue, resources=None, trace_store=None, no_trace_store=false))]
+    fn new(
+        graph_json: &str,
+        functions: Vec<(String, Py<PyAny>, String)>,
+        glue: &Bound<'_, PyModule>,
+        resources: Option<PathBuf>,
+        trace_store: Option<PathBuf>,
+        no_trace_store: bool,
+    ) -> PyResult<Self> {
+        let hub = operonx::providers::ResourceHub::load(resources.as_deref())
+            .map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
+        let mut engine = Engine::new().with_resources(Arc::new(hub));
+        operonx::ops::register_std(engine.registry_mut());
+        for (name, func, flavor) in functions {
+            let flavor = Flavor::parse(&flavor)
+                .ok_or_else(|| PyValueError::new_err(format!("function {name}: unknown flavor {flavor:?}")))?;
+            engine.registry_mut().register(name, PyOp::new(func, flavor));
+        }
+        let workflow = engine.load_str(graph_json).map_err(|e| match e {
+            operonx::Error::Graph(g) => {
+                let lines: Vec<String> = g.diagnostics().iter().map(ToString::to_string).collect();
+                GraphError::new_err(if lines.is_empty() { g.to_string() } else { lines.join("\n") })
+            }
+            other => GraphError::new_err(other.to_string()),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("operonx-engine")
+            .enable_all()
+            .build()
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the engine's runtime: {e}")))?;
+        let pipeline = if no_trace_store {
+            None
+        } else {
+            let path = trace_store.unwrap_or_else(operonx_trace::SqliteStore::default_path);
+            let store = operonx_trace::SqliteStore::open(&path)
+                .map_err(|e| PyRuntimeError::new_err(format!("cannot open trace store {}: {e}", path.display())))?;
+            let _entered = runtime.enter();
+            Some(
+                TracePipeline::builder()
+                    .processor(operonx_trace::processor::Redact::with_defaults())
+                    .processor(operonx_trace::processor::Truncate::default())
+                    .exporter(store)
+                    .build()
+                    .map_err(|e| PyRuntimeError::new_err(format!("cannot start tracing: {e}")))?,
+            )
+        };
+        Ok(Self {
+            workflow,
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            pipeline,
+            helpers: Arc::new(Helpers::load(glue)?),
+            paused: Arc::default(),
+        })
+    }
+
+    /// The root graph's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.workflow.name()
+    }
+
+    /// Run to the end on this thread; async ops are awaited on `event_loop`. Returns
+    /// `(run_id, result, stopped, waiting)`. Ctrl-C stops the run (`stopped` then says so).
+    #[pyo3(signature = (inputs, scratch, event_loop, timeout=None, fail_fast=false, resume=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        scratch: &Bound<'py, PyAny>,
+        event_loop: Py<PyAny>,
+        timeout: Option<f64>,
+        fail_fast: bool,
+        resume: Option<(String, Bound<'py, PyAny>)>,
+    ) -> PyResult<Finished<'py>> {
+        let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, None)?;
+        let Prepared { run_id, stop, future } = prepared;
+        let handle = self.handle.clone();
+        let drive = async move {
+            let mut future = future;
+            let mut poll = tokio::time::interval(SIGNAL_POLL);
+            loop {
+                tokio::select! {
+                    out = &mut future => return out,
+                    _ = poll.tick() => {
+                        if Python::attach(|py| py.check_signals()).is_err() {
+                            stop.cancel(INTERRUPTED);
+                        }
+                    }
+                }
+            }
+        };
+        let outcome = py.detach(|| {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                // Called from an op of a run (an engine run inside a Python op): this
+                // thread already drives a runtime, so block on another one.
+                std::thread::scope(|s| s.spawn(|| handle.block_on(drive)).join())
+                    .map_err(|_| PyRuntimeError::new_err("the nested run's thread panicked"))
+            } else {
+                Ok(handle.block_on(drive))
+            }
+        })?;
+        finished(py, run_id, outcome.map_err(run_error)?, &self.paused)
+    }
+
+    /// Start a run in the background and return at once. `on_event(event)` is called
+    /// for each event (as `operonx run --stream` prints them) when given; `on_done`
+    /// with `(run_id, result, stopped, waiting)`, or with an exception, at the end.
+    /// Both are called from an engine thread.
+    #[pyo3(signature = (inputs, scratch, event_loop, on_done, on_event=None, timeout=None, fail_fast=false, resume=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn start<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        scratch: &Bound<'py, PyAny>,
+        event_loop: Py<PyAny>,
+        on_done: Py<PyAny>,
+        on_event: Option<Py<PyAny>>,
+        timeout: Option<f64>,
+        fail_fast: bool,
+        resume: Option<(String, Bound<'py, PyAny>)>,
+    ) -> PyResult<NativeRun> {
+        let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, on_event)?;
+        let Prepared { run_id, stop, future } = prepared;
+        let paused = self.paused.clone();
+        let id = run_id.clone();
+        self.handle.spawn(async move {
+            let outcome = future.await;
+            Python::attach(|py| {
+                let called = match outcome.map_err(run_error).and_then(|o| finished(py, id, o, &paused)) {
+                    Ok(done) => on_done.call1(py, done),
+                    Err(e) => on_done.call1(py, (e.into_value(py),)),
+                };
+                if let Err(e) = called {
+                    e.write_unraisable(py, None);
+                }
+            });
+        });
+        Ok(NativeRun { run_id, stop })
+    }
+
+    /// Run ids of runs that wait for input (answer them with `run(..., resume=...)`).
+    fn waiting(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.paused.lock().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Export what the trace store has not yet written and stop the engine's threads.
+    /// The engine cannot run afterwards.
+    fn close(&self, py: Python<'_>) {
+        let runtime = self.runtime.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(rt) = runtime {
+            py.detach(|| {
+                if let (Some(p), Err(_)) = (&self.pipeline, tokio::runtime::Handle::try_current()) {
+                    rt.block_on(p.shutdown());
+                }
+                rt.shutdown_timeout(Duration::from_secs(5));
+            });
+        }
+    }
+}
+
+impl NativeEngine {
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &self,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyAny>,
+        scratch: &Bound<'_, PyAny>,
+        event_loop: Py<PyAny>,
+        timeout: Option<f64>,
+        fail_fast: bool,
+        resume: Option<(String, Bound<'_, PyAny>)>,
+        on_event: Option<Py<PyAny>>,
+    ) -> PyResult<Prepared> {
+        if self.runtime.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
+            return Err(PyRuntimeError::new_err("this engine is closed"));
+        }
+        let resume = match resume {
+            Some((id, answers)) => {
+                let answers = object_arg(&answers, "answers")?;
+                let state = self.paused.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                let Some(state) = state else {
+                    return Err(PyValueError::new_err(format!("no run {id:?} of this engine waits for input")));
+                };
+                Some((state, answers))
+            }
+            None => None,
+        };
+        let inputs = object_arg(inputs, "inputs")?;
+        let scratch = match &resume {
+            Some((state, _)) => Scratch::new(state.scratch.clone()),
+            None => Scratch::new(object_arg(scratch, "scratch")?),
+        };
+        let stop = StopHandle::new();
+        let host =
+            RunHost { helpers: self.helpers.clone(), event_loop, state: Py::new(py, RunState::new(scratch.clone()))? };
+        let mut options = RunOptions::default()
+            .scratch(scratch)
+            .fail_fast(fail_fast)
+            .resumable()
+            .frames(on_event.is_some())
+            .stop_handle(stop.clone())
+            .extension(Arc::new(host));
+        if let Some(secs) = timeout {
+            let limit = Some(secs)
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_TIMEOUT_SECS)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}, got {secs}"
+                    ))
+                })?;
+            options = options.timeout(limit);
+        }
+        let run_id = options.request_id.clone();
+        let workflow = self.workflow.clone();
+        let pipeline = self.pipeline.clone();
+        let future = Box::pin(async move {
+            if let Some(p) = &pipeline {
+                p.begin_run(&options.request_id, workflow.name());
+                options = options.trace(p.sink());
+            }
+            let out = match resume {
+                Some((state, answers)) => workflow.resume(state, answers, options).await,
+                None => {
+                    let mut seq = 0u64;
+                    workflow
+                        .run_observed(Value::Object(inputs), options, |ev| {
+                            if let Some(cb) = &on_event {
+                                let line = ev.to_stream_json(seq);
+                                seq += 1;
+                                Python::attach(|py| {
+                                    let sent = convert::to_py(py, &line).and_then(|v| cb.call1(py, (v,)));
+                                    if let Err(e) = sent {
+                                        e.write_unraisable(py, None);
+                                    }
+                                });
+                            }
+                        })
+                        .await
+                }
+            };
+            if let Some(p) = &pipeline {
+                p.flush().await;
+            }
+            out
+        });
+        Ok(Prepared { run_id, stop, future })
+    }
+}
+
+impl Drop for NativeEngine {
+    fn drop(&mut self) {
+        let runtime = self.runtime.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(rt) = runtime {
+            if let (Some(p), Err(_)) = (&self.pipeline, tokio::runtime::Handle::try_current()) {
+                rt.block_on(p.shutdown());
+            }
+            // Dropped from an engine thread (a run's op held the last reference): a
+            // blocking shutdown is not allowed there.
+            rt.shutdown_background();
+        }
+    }
+}
