@@ -90,6 +90,10 @@ class Engine:
     overrides or supplies functions by name. ``resources`` is a resources.yaml path
     (default: ./resources.yaml when present, with ./.env). Runs are traced into
     ``trace_store`` (default .operonx/traces.db, as the CLI) unless ``no_trace_store``.
+
+    ``resumable``: keep a journal of finished ops, so a run whose ops ask for input can be
+    resumed (``Engine.resume``). By default it is on when the graph calls a function that
+    asks for input (``ask``): the journal holds every finished op's outputs in memory.
     """
 
     def __init__(
@@ -100,8 +104,11 @@ class Engine:
         functions: Optional[Dict[str, Callable[..., Any]]] = None,
         trace_store: Optional[str] = None,
         no_trace_store: bool = False,
+        resumable: Optional[bool] = None,
     ) -> None:
         text, table = _export.load(graph, functions)
+        if resumable is None:
+            resumable = _export.asks_for_input(text, table)
         self._native = NativeEngine(
             text,
             table,
@@ -109,6 +116,7 @@ class Engine:
             resources=None if resources is None else str(resources),
             trace_store=None if trace_store is None else str(trace_store),
             no_trace_store=no_trace_store,
+            resumable=bool(resumable),
         )
         self._needs_loop = any(flavor in ("async", "async_generator") for _, _, flavor in table)
         self._loop_thread: Optional[_LoopThread] = None

@@ -148,6 +148,19 @@ def from_document(doc: dict, overrides: Dict[str, Callable[..., Any]]) -> List[F
     return table.functions()
 
 
+# Built-in functions that pause a run to ask for input.
+_ASKING = ("ask",)
+
+
+def asks_for_input(text: str, table: List[Function]) -> bool:
+    """Whether a code op of the graph calls a built-in function that asks for input."""
+    python = {name for name, _, _ in table}
+    return any(
+        entry.get("func_name") in _ASKING and entry.get("func_name") not in python
+        for entry in _code_ops(json.loads(text))
+    )
+
+
 def load(graph: Any, functions: Optional[Dict[str, Callable[..., Any]]]) -> Tuple[str, List[Function]]:
     """The graph.json text and function table for what ``Engine`` was given."""
     overrides = dict(functions or {})

@@ -46,11 +46,13 @@ def anext_step(agen):
     return _next_item(agen)
 
 
-def describe_error(exc):
-    """``(type name, message, formatted traceback)`` of an exception."""
+def describe_error(exc, tb=None):
+    """``(type name, message, formatted traceback)`` of an exception (``tb``: its
+    traceback, when the exception does not carry it)."""
     kind = type(exc)
+    tb = tb if tb is not None else exc.__traceback__
     name = kind.__qualname__
     if kind.__module__ not in ("builtins", "__main__"):
         name = f"{kind.__module__}.{name}"
-    text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+    text = "".join(traceback.format_exception(kind, exc, tb))
     return name, str(exc), text

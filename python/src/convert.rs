@@ -90,7 +90,8 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut String) -> Result<Va
             };
             let key = key.to_str().map_err(|e| fail(path, format!("a dict key that is not valid Unicode: {e}")))?;
             let mark = path.len();
-            path.push_str(&format!("[{key:?}]"));
+            // Written as Python would: ['key'].
+            path.push_str(&format!("['{}']", key.replace('\\', "\\\\").replace('\'', "\\'")));
             let value = convert(&v, depth + 1, path)?;
             path.truncate(mark);
             map.insert(key.to_string(), value);

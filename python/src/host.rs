@@ -16,7 +16,7 @@ pub struct Helpers {
     pub submit: Py<PyAny>,
     /// `operonx_engine._glue.anext_step(agen)`: a coroutine for an async generator's next item.
     pub anext_step: Py<PyAny>,
-    /// `operonx_engine._glue.describe_error(exc)`: `(type, message, traceback)`.
+    /// `operonx_engine._glue.describe_error(exc, tb)`: `(type, message, traceback)`.
     pub describe_error: Py<PyAny>,
     /// The context variable behind `operonx.core.SCRATCH` (when `operonx` is installed).
     pub scratch_var: Option<Py<PyAny>>,
@@ -69,7 +69,7 @@ impl RunHost {
             .helpers
             .describe_error
             .bind(py)
-            .call1((err.value(py),))
+            .call1((err.value(py), err.traceback(py)))
             .and_then(|t| t.extract::<(String, String, String)>());
         match described {
             Ok((ty, message, traceback)) => {

@@ -19,7 +19,7 @@ use crate::host::{Helpers, RunHost, RunState};
 use crate::pyop::{Flavor, PyOp};
 
 pyo3::create_exception!(
-    _native,
+    operonx_engine,
     GraphError,
     PyValueError,
     "The graph, its functions or its resources are invalid (every problem is listed)."
@@ -45,6 +45,7 @@ pub struct NativeEngine {
     pipeline: Option<TracePipeline>,
     helpers: Arc<Helpers>,
     paused: Runs,
+    resumable: bool,
 }
 
 /// A run started with `NativeEngine.start`.
@@ -114,8 +115,9 @@ impl NativeEngine {
     /// Load `graph_json` with `functions` (`(name, callable, flavor)`), the resources of
     /// `resources` (a resources.yaml path; default ./resources.yaml when present) and the
     /// trace store at `trace_store` (default .operonx/traces.db; none when `no_trace_store`).
+    /// With `resumable`, runs journal finished ops so that ops may ask for input.
     #[new]
-    #[pyo3(signature = (graph_json, functions, glue, resources=None, trace_store=None, no_trace_store=false))]
+    #[pyo3(signature = (graph_json, functions, glue, resources=None, trace_store=None, no_trace_store=false, resumable=false))]
     fn new(
         graph_json: &str,
         functions: Vec<(String, Py<PyAny>, String)>,
@@ -123,6 +125,7 @@ impl NativeEngine {
         resources: Option<PathBuf>,
         trace_store: Option<PathBuf>,
         no_trace_store: bool,
+        resumable: bool,
     ) -> PyResult<Self> {
         let hub = operonx::providers::ResourceHub::load(resources.as_deref())
             .map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
@@ -169,6 +172,7 @@ impl NativeEngine {
             pipeline,
             helpers: Arc::new(Helpers::load(glue)?),
             paused: Arc::default(),
+            resumable,
         })
     }
 
@@ -319,10 +323,12 @@ impl NativeEngine {
         let mut options = RunOptions::default()
             .scratch(scratch)
             .fail_fast(fail_fast)
-            .resumable()
             .frames(on_event.is_some())
             .stop_handle(stop.clone())
             .extension(Arc::new(host));
+        if self.resumable || resume.is_some() {
+            options = options.resumable();
+        }
         if let Some(secs) = timeout {
             let limit = Some(secs)
                 .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_TIMEOUT_SECS)
