@@ -118,7 +118,7 @@ class Engine:
             no_trace_store=no_trace_store,
             resumable=bool(resumable),
         )
-        self._needs_loop = any(flavor in ("async", "async_generator") for _, _, flavor in table)
+        self._needs_loop = any(entry[2] in ("async", "async_generator") for entry in table)
         self._loop_thread: Optional[_LoopThread] = None
         self._lock = threading.Lock()
 

@@ -15,7 +15,7 @@ import json
 import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-Function = Tuple[str, Callable[..., Any], str]
+Function = Tuple[str, Callable[..., Any], str, List[str]]
 
 _CODE_TYPES = ("code", "lambda")
 
@@ -29,6 +29,22 @@ def flavor(fn: Callable[..., Any]) -> str:
     if inspect.iscoroutinefunction(fn):
         return "async"
     return "plain"
+
+
+def leading_params(fn: Callable[..., Any]) -> List[str]:
+    """Names of ``fn``'s leading parameters that can be passed by position: the engine
+    passes inputs it has for them positionally (Python matches keyword arguments to
+    parameters one by one, which costs a 500-input join op far more than its body)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    names = []
+    for p in params:
+        if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            break
+        names.append(p.name)
+    return names
 
 
 def unwrap(fn: Any) -> Any:
@@ -57,7 +73,7 @@ class _Table:
         return final
 
     def functions(self) -> List[Function]:
-        return [(name, fn, flavor(fn)) for name, fn in self.by_name.items()]
+        return [(name, fn, flavor(fn), leading_params(fn)) for name, fn in self.by_name.items()]
 
 
 def _stream_policy(param: Any) -> Optional[dict]:
@@ -154,7 +170,7 @@ _ASKING = ("ask",)
 
 def asks_for_input(text: str, table: List[Function]) -> bool:
     """Whether a code op of the graph calls a built-in function that asks for input."""
-    python = {name for name, _, _ in table}
+    python = {entry[0] for entry in table}
     return any(
         entry.get("func_name") in _ASKING and entry.get("func_name") not in python
         for entry in _code_ops(json.loads(text))

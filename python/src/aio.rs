@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::host::RunHost;
-use crate::pyop::{host_of, kwargs, outputs_of};
+use crate::pyop::{PyOp, host_of, outputs_of};
 
 /// What one awaited step produced.
 enum Step {
@@ -148,11 +148,10 @@ fn lost() -> OpError {
 }
 
 /// Call an `async def` op: its coroutine is awaited on the run's loop.
-pub fn call_async(func: &Py<PyAny>, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -> Invocation {
+pub fn call_async(op: &PyOp, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -> Invocation {
     let submitted = Python::attach(|py| {
-        let kw = kwargs(py, inputs)?;
         // Calling an `async def` function only makes the coroutine; its body runs on the loop.
-        let coro = func.bind(py).call((), Some(&kw))?;
+        let coro = op.invoke(py, inputs)?;
         submit(py, host, &coro, ctx, Mode::Call).inspect_err(|_| {
             // Never awaited: close it, so Python does not warn about it.
             let _ = coro.call_method0(pyo3::intern!(py, "close"));
@@ -173,11 +172,8 @@ pub fn call_async(func: &Py<PyAny>, inputs: &Inputs, ctx: &OpContext, host: &Run
 
 /// Call an async generator op: each item is one `__anext__` awaited on the run's loop,
 /// asked for only when the engine pulls the next item.
-pub fn call_async_gen(func: &Py<PyAny>, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -> Invocation {
-    let made = Python::attach(|py| {
-        let kw = kwargs(py, inputs)?;
-        func.bind(py).call((), Some(&kw)).map(Bound::unbind)
-    });
+pub fn call_async_gen(op: &PyOp, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -> Invocation {
+    let made = Python::attach(|py| op.invoke(py, inputs).map(Bound::unbind));
     let agen = match made {
         Ok(g) => g,
         Err(e) => return Invocation::Ready(Err(Python::attach(|py| host.op_error(py, &e, ctx)))),

@@ -112,7 +112,8 @@ struct Prepared {
 
 #[pymethods]
 impl NativeEngine {
-    /// Load `graph_json` with `functions` (`(name, callable, flavor)`), the resources of
+    /// Load `graph_json` with `functions` (`(name, callable, flavor, leading parameter
+    /// names)`), the resources of
     /// `resources` (a resources.yaml path; default ./resources.yaml when present) and the
     /// trace store at `trace_store` (default .operonx/traces.db; none when `no_trace_store`).
     /// With `resumable`, runs journal finished ops so that ops may ask for input.
@@ -120,7 +121,7 @@ impl NativeEngine {
     #[pyo3(signature = (graph_json, functions, glue, resources=None, trace_store=None, no_trace_store=false, resumable=false))]
     fn new(
         graph_json: &str,
-        functions: Vec<(String, Py<PyAny>, String)>,
+        functions: Vec<(String, Py<PyAny>, String, Vec<String>)>,
         glue: &Bound<'_, PyModule>,
         resources: Option<PathBuf>,
         trace_store: Option<PathBuf>,
@@ -131,10 +132,10 @@ impl NativeEngine {
             .map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
         let mut engine = Engine::new().with_resources(Arc::new(hub));
         operonx::ops::register_std(engine.registry_mut());
-        for (name, func, flavor) in functions {
+        for (name, func, flavor, params) in functions {
             let flavor = Flavor::parse(&flavor)
                 .ok_or_else(|| PyValueError::new_err(format!("function {name}: unknown flavor {flavor:?}")))?;
-            engine.registry_mut().register(name, PyOp::new(func, flavor));
+            engine.registry_mut().register(name, PyOp::new(func, flavor, params));
         }
         let workflow = engine.load_str(graph_json).map_err(|e| match e {
             operonx::Error::Graph(g) => {

@@ -2,10 +2,12 @@
 //! thread that drives the run (taking the GIL only while they run); `async def`
 //! functions and async generators are awaited on the run's asyncio loop ([`crate::aio`]).
 
+use std::sync::Arc;
+
 use operonx::{Inputs, Invocation, Op, OpContext, OpError, OpKind, OpResult, Outputs};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::convert;
 use crate::host::RunHost;
@@ -40,13 +42,41 @@ impl Flavor {
 pub struct PyOp {
     func: Py<PyAny>,
     flavor: Flavor,
+    params: Arc<[Arc<str>]>,
 }
 
 impl PyOp {
-    /// Wrap `func`, called as `func(**inputs)`.
-    pub fn new(func: Py<PyAny>, flavor: Flavor) -> Self {
-        Self { func, flavor }
+    /// Wrap `func`, called with the op's inputs as arguments; `params` names its leading
+    /// parameters that may be passed by position.
+    pub fn new(func: Py<PyAny>, flavor: Flavor, params: Vec<String>) -> Self {
+        Self { func, flavor, params: params.into_iter().map(Arc::from).collect() }
     }
+
+    /// Call the function with `inputs`: those that come in the order of its leading
+    /// parameters by position, the rest by keyword.
+    pub fn invoke<'py>(&self, py: Python<'py>, inputs: &Inputs) -> PyResult<Bound<'py, PyAny>> {
+        let (args, kwargs) = arguments(py, inputs, &self.params)?;
+        self.func.bind(py).call(args, kwargs.as_ref())
+    }
+}
+
+/// Positional arguments for the inputs that match `params` in order, keywords for the rest.
+pub fn arguments<'py>(
+    py: Python<'py>,
+    inputs: &Inputs,
+    params: &[Arc<str>],
+) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+    let mut positional = Vec::with_capacity(inputs.len());
+    let mut keywords: Option<Bound<'py, PyDict>> = None;
+    for (i, (name, value)) in inputs.iter().enumerate() {
+        let value = convert::to_py(py, value)?;
+        if keywords.is_none() && params.get(i).is_some_and(|p| **p == *name) {
+            positional.push(value);
+        } else {
+            keywords.get_or_insert_with(|| PyDict::new(py)).set_item(PyString::new(py, name), value)?;
+        }
+    }
+    Ok((PyTuple::new(py, positional)?, keywords))
 }
 
 /// The run's host data, or the failure of an op called outside a Python engine run.
@@ -54,15 +84,6 @@ pub fn host_of(ctx: &OpContext) -> Result<&RunHost, OpError> {
     ctx.extension::<RunHost>().ok_or_else(|| {
         OpError::new("a Python op can only run in a run started by operonx_engine.Engine (no Python host)")
     })
-}
-
-/// The op's inputs as keyword arguments.
-pub fn kwargs<'py>(py: Python<'py>, inputs: &Inputs) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for (name, value) in inputs.iter() {
-        d.set_item(PyString::new(py, name), convert::to_py(py, value)?)?;
-    }
-    Ok(d)
 }
 
 /// An op's returned (or yielded) value as outputs: a dict's keys are the outputs, `None`
@@ -99,25 +120,21 @@ impl Op for PyOp {
         };
         match self.flavor {
             Flavor::Plain => Invocation::Ready(Python::attach(|py| {
-                let called =
-                    kwargs(py, &inputs).and_then(|kw| host.bound(py, || self.func.bind(py).call((), Some(&kw))));
+                let called = host.bound(py, || self.invoke(py, &inputs));
                 match called {
                     Ok(v) => outputs_of(&v),
                     Err(e) => Err(host.op_error(py, &e, ctx)),
                 }
             })),
             Flavor::Generator => {
-                let made = Python::attach(|py| {
-                    let kw = kwargs(py, &inputs)?;
-                    host.bound(py, || self.func.bind(py).call((), Some(&kw))).map(Bound::unbind)
-                });
+                let made = Python::attach(|py| host.bound(py, || self.invoke(py, &inputs)).map(Bound::unbind));
                 match made {
                     Ok(generator) => Invocation::Items(Box::new(Items { generator, ctx: ctx.clone(), done: false })),
                     Err(e) => Invocation::Ready(Err(Python::attach(|py| host.op_error(py, &e, ctx)))),
                 }
             }
-            Flavor::Async => crate::aio::call_async(&self.func, &inputs, ctx, host),
-            Flavor::AsyncGenerator => crate::aio::call_async_gen(&self.func, &inputs, ctx, host),
+            Flavor::Async => crate::aio::call_async(self, &inputs, ctx, host),
+            Flavor::AsyncGenerator => crate::aio::call_async_gen(self, &inputs, ctx, host),
         }
     }
 
