@@ -60,7 +60,7 @@ impl Completion {
             Step::Output(Err(OpError::new("the op's asyncio task was cancelled")))
         } else {
             match task.call_method0(pyo3::intern!(py, "result")) {
-                Ok(v) => Step::Output(outputs_of(&v)),
+                Ok(v) => Step::Output(outputs_of(&v, self.ctx.objects().map(|t| &**t))),
                 Err(e) if self.mode == Mode::Next && e.is_instance_of::<PyStopAsyncIteration>(py) => Step::End,
                 Err(e) => Step::Output(Err(match host_of(&self.ctx) {
                     Ok(host) => host.op_error(py, &e, &self.ctx),
@@ -151,7 +151,7 @@ fn lost() -> OpError {
 pub fn call_async(op: &PyOp, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -> Invocation {
     let submitted = Python::attach(|py| {
         // Calling an `async def` function only makes the coroutine; its body runs on the loop.
-        let coro = op.invoke(py, inputs)?;
+        let coro = op.invoke(py, inputs, ctx)?;
         submit(py, host, &coro, ctx, Mode::Call).inspect_err(|_| {
             // Never awaited: close it, so Python does not warn about it.
             let _ = coro.call_method0(pyo3::intern!(py, "close"));
@@ -173,7 +173,7 @@ pub fn call_async(op: &PyOp, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -
 /// Call an async generator op: each item is one `__anext__` awaited on the run's loop,
 /// asked for only when the engine pulls the next item.
 pub fn call_async_gen(op: &PyOp, inputs: &Inputs, ctx: &OpContext, host: &RunHost) -> Invocation {
-    let made = Python::attach(|py| op.invoke(py, inputs).map(Bound::unbind));
+    let made = Python::attach(|py| op.invoke(py, inputs, ctx).map(Bound::unbind));
     let agen = match made {
         Ok(g) => g,
         Err(e) => return Invocation::Ready(Err(Python::attach(|py| host.op_error(py, &e, ctx)))),

@@ -1,6 +1,11 @@
 //! Python values to and from the engine's values (JSON: None, bool, int, float, str,
-//! list, dict), exactly: an int stays an int and a float a float.
+//! list, dict), exactly: an int stays an int and a float a float. Any other object is
+//! held in the run's object table and travels as its stand-in, so the next Python op
+//! gets the very same object.
 
+use std::sync::Arc;
+
+use operonx::{HostObject, ObjectTable};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
@@ -34,17 +39,57 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
     }
 }
 
-/// Convert a Python value into an engine value.
-pub fn to_value(obj: &Bound<'_, PyAny>) -> Result<Value, Unrepresentable> {
+/// Convert a Python value into an engine value; objects that are not JSON go into
+/// `objects` (without a table they are refused).
+pub fn to_value(obj: &Bound<'_, PyAny>, objects: Option<&ObjectTable>) -> Result<Value, Unrepresentable> {
     let mut path = String::new();
-    convert(obj, 0, &mut path)
+    convert(obj, objects, 0, &mut path)
+}
+
+/// A Python object held by a run's object table.
+pub struct PyObjectRef(pub Py<PyAny>);
+
+impl HostObject for PyObjectRef {
+    fn type_name(&self) -> String {
+        Python::attach(|py| type_name(self.0.bind(py)))
+    }
+
+    fn repr(&self) -> String {
+        Python::attach(|py| {
+            self.0.bind(py).repr().map(|r| r.to_string()).unwrap_or_else(|e| format!("<repr failed: {e}>"))
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        &self.0
+    }
+
+    fn getattr(&self, name: &str, table: &ObjectTable) -> Result<Value, String> {
+        Python::attach(|py| {
+            let attr = self.0.bind(py).getattr(name).map_err(|e| e.to_string())?;
+            to_value(&attr, Some(table)).map_err(|e| e.to_string())
+        })
+    }
+
+    fn getitem(&self, key: &Value, table: &ObjectTable) -> Result<Value, String> {
+        Python::attach(|py| {
+            let key = to_py(py, key, Some(table)).map_err(|e| e.to_string())?;
+            let item = self.0.bind(py).get_item(key).map_err(|e| e.to_string())?;
+            to_value(&item, Some(table)).map_err(|e| e.to_string())
+        })
+    }
 }
 
 fn fail(path: &str, problem: String) -> Unrepresentable {
     Unrepresentable { path: path.to_string(), problem }
 }
 
-fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut String) -> Result<Value, Unrepresentable> {
+fn convert(
+    obj: &Bound<'_, PyAny>,
+    objects: Option<&ObjectTable>,
+    depth: usize,
+    path: &mut String,
+) -> Result<Value, Unrepresentable> {
     if depth > MAX_DEPTH {
         return Err(fail(path, format!("nested deeper than {MAX_DEPTH} levels (a container that holds itself?)")));
     }
@@ -92,17 +137,20 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut String) -> Result<Va
             let mark = path.len();
             // Written as Python would: ['key'].
             path.push_str(&format!("['{}']", key.replace('\\', "\\\\").replace('\'', "\\'")));
-            let value = convert(&v, depth + 1, path)?;
+            let value = convert(&v, objects, depth + 1, path)?;
             path.truncate(mark);
             map.insert(key.to_string(), value);
         }
         return Ok(Value::Object(map));
     }
     if let Ok(l) = obj.cast::<PyList>() {
-        return sequence(l.iter(), depth, path);
+        return sequence(l.iter(), objects, depth, path);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
-        return sequence(t.iter(), depth, path);
+        return sequence(t.iter(), objects, depth, path);
+    }
+    if let Some(table) = objects {
+        return Ok(table.put(Arc::new(PyObjectRef(obj.clone().unbind()))));
     }
     Err(fail(
         path,
@@ -115,6 +163,7 @@ fn convert(obj: &Bound<'_, PyAny>, depth: usize, path: &mut String) -> Result<Va
 
 fn sequence<'py>(
     items: impl Iterator<Item = Bound<'py, PyAny>>,
+    objects: Option<&ObjectTable>,
     depth: usize,
     path: &mut String,
 ) -> Result<Value, Unrepresentable> {
@@ -122,14 +171,15 @@ fn sequence<'py>(
     for (i, item) in items.enumerate() {
         let mark = path.len();
         path.push_str(&format!("[{i}]"));
-        out.push(convert(&item, depth + 1, path)?);
+        out.push(convert(&item, objects, depth + 1, path)?);
         path.truncate(mark);
     }
     Ok(Value::Array(out))
 }
 
-/// Convert an engine value into a fresh Python value.
-pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+/// Convert an engine value into a fresh Python value; stand-ins of `objects` become the
+/// objects they stand for.
+pub fn to_py<'py>(py: Python<'py>, value: &Value, objects: Option<&ObjectTable>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         Value::Null => py.None().into_bound(py),
         Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
@@ -146,14 +196,19 @@ pub fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
         Value::Array(items) => {
             let list = PyList::empty(py);
             for item in items {
-                list.append(to_py(py, item)?)?;
+                list.append(to_py(py, item, objects)?)?;
             }
             list.into_any()
         }
         Value::Object(map) => {
+            if let Some(found) = objects.and_then(|t| t.get(value))
+                && let Some(held) = found.as_any().downcast_ref::<Py<PyAny>>()
+            {
+                return Ok(held.bind(py).clone());
+            }
             let dict = PyDict::new(py);
             for (k, v) in map {
-                dict.set_item(k, to_py(py, v)?)?;
+                dict.set_item(k, to_py(py, v, objects)?)?;
             }
             dict.into_any()
         }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use operonx::{OpError, Scratch};
+use operonx::{ObjectTable, OpError, Scratch};
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -91,12 +91,13 @@ impl RunHost {
 #[pyclass(module = "operonx_engine._native", frozen)]
 pub struct RunState {
     scratch: Scratch,
+    objects: Arc<ObjectTable>,
 }
 
 impl RunState {
-    /// A state over `scratch`.
-    pub fn new(scratch: Scratch) -> Self {
-        Self { scratch }
+    /// A state over `scratch`, holding objects that are not JSON in `objects`.
+    pub fn new(scratch: Scratch, objects: Arc<ObjectTable>) -> Self {
+        Self { scratch, objects }
     }
 }
 
@@ -105,13 +106,13 @@ impl RunState {
     /// The scratch space (what `SCRATCH` reads and writes).
     #[getter]
     fn _scratch(&self) -> ScratchMap {
-        ScratchMap { scratch: self.scratch.clone() }
+        ScratchMap { scratch: self.scratch.clone(), objects: self.objects.clone() }
     }
 
     /// The scratch space (public name).
     #[getter]
     fn scratch(&self) -> ScratchMap {
-        ScratchMap { scratch: self.scratch.clone() }
+        ScratchMap { scratch: self.scratch.clone(), objects: self.objects.clone() }
     }
 }
 
@@ -119,6 +120,7 @@ impl RunState {
 #[pyclass(module = "operonx_engine._native", frozen, mapping)]
 pub struct ScratchMap {
     scratch: Scratch,
+    objects: Arc<ObjectTable>,
 }
 
 fn value_error(key: &str, e: convert::Unrepresentable) -> PyErr {
@@ -129,13 +131,13 @@ fn value_error(key: &str, e: convert::Unrepresentable) -> PyErr {
 impl ScratchMap {
     fn __getitem__<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
         match self.scratch.get(key) {
-            Some(v) => convert::to_py(py, &v),
+            Some(v) => convert::to_py(py, &v, Some(&self.objects)),
             None => Err(PyKeyError::new_err(key.to_string())),
         }
     }
 
     fn __setitem__(&self, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = convert::to_value(value).map_err(|e| value_error(key, e))?;
+        let v = convert::to_value(value, Some(&self.objects)).map_err(|e| value_error(key, e))?;
         self.scratch.set(key, v);
         Ok(())
     }
@@ -156,7 +158,7 @@ impl ScratchMap {
     #[pyo3(signature = (key, default=None))]
     fn get<'py>(&self, py: Python<'py>, key: &str, default: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
         match self.scratch.get(key) {
-            Some(v) => convert::to_py(py, &v),
+            Some(v) => convert::to_py(py, &v, Some(&self.objects)),
             None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
         }
     }
@@ -165,7 +167,7 @@ impl ScratchMap {
     #[pyo3(signature = (key, default=None))]
     fn pop<'py>(&self, py: Python<'py>, key: &str, default: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
         match self.scratch.remove(key) {
-            Some(v) => convert::to_py(py, &v),
+            Some(v) => convert::to_py(py, &v, Some(&self.objects)),
             None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
         }
     }
@@ -174,7 +176,7 @@ impl ScratchMap {
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
         for (k, v) in self.scratch.snapshot() {
-            d.set_item(k, convert::to_py(py, &v)?)?;
+            d.set_item(k, convert::to_py(py, &v, Some(&self.objects))?)?;
         }
         Ok(d)
     }

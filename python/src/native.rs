@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use operonx::{Engine, Map, RunOptions, RunOutcome, RunState as Paused, Scratch, StopHandle, Value, Workflow};
+use operonx::{
+    Engine, Map, ObjectTable, RunOptions, RunOutcome, RunState as Paused, Scratch, StopHandle, Value, Workflow,
+};
 use operonx_trace::TracePipeline;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -70,14 +72,14 @@ impl NativeRun {
     }
 }
 
-fn object_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Map<String, Value>> {
+fn object_arg(value: &Bound<'_, PyAny>, what: &str, objects: &ObjectTable) -> PyResult<Map<String, Value>> {
     if value.is_none() {
         return Ok(Map::new());
     }
     if !value.is_instance_of::<PyDict>() {
         return Err(PyTypeError::new_err(format!("{what} must be a dict, got {}", convert::type_name(value))));
     }
-    match convert::to_value(value) {
+    match convert::to_value(value, Some(objects)) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(PyTypeError::new_err(format!("{what} must be a dict"))),
         Err(e) => Err(PyTypeError::new_err(format!("{what}: {e}"))),
@@ -87,8 +89,14 @@ fn object_arg(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Map<String, Valu
 /// What a finished run hands back to Python: `(run_id, result, stopped, waiting)`.
 type Finished<'py> = (String, Bound<'py, PyAny>, Option<String>, bool);
 
-fn finished<'py>(py: Python<'py>, run_id: String, outcome: RunOutcome, paused: &Runs) -> PyResult<Finished<'py>> {
-    let result = convert::to_py(py, &outcome.to_json())?;
+fn finished<'py>(
+    py: Python<'py>,
+    run_id: String,
+    outcome: RunOutcome,
+    paused: &Runs,
+    objects: &ObjectTable,
+) -> PyResult<Finished<'py>> {
+    let result = convert::to_py(py, &outcome.to_json(), Some(objects))?;
     let waiting = outcome.stopped.is_none() && !outcome.interrupts.is_empty();
     if let Some(state) = outcome.state {
         paused.lock().unwrap_or_else(PoisonError::into_inner).insert(run_id.clone(), state);
@@ -106,6 +114,7 @@ fn run_error(e: operonx::Error) -> PyErr {
 /// Everything a run needs before it is driven.
 struct Prepared {
     run_id: String,
+    objects: Arc<ObjectTable>,
     stop: StopHandle,
     future: BoxFuture<'static, Result<RunOutcome, operonx::Error>>,
 }
@@ -198,7 +207,7 @@ impl NativeEngine {
         resume: Option<(String, Bound<'py, PyAny>)>,
     ) -> PyResult<Finished<'py>> {
         let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, None)?;
-        let Prepared { run_id, stop, future } = prepared;
+        let Prepared { run_id, objects, stop, future } = prepared;
         let handle = self.handle.clone();
         let drive = async move {
             let mut future = future;
@@ -224,7 +233,7 @@ impl NativeEngine {
                 Ok(handle.block_on(drive))
             }
         })?;
-        finished(py, run_id, outcome.map_err(run_error)?, &self.paused)
+        finished(py, run_id, outcome.map_err(run_error)?, &self.paused, &objects)
     }
 
     /// Start a run in the background and return at once. `on_event(event)` is called
@@ -246,13 +255,13 @@ impl NativeEngine {
         resume: Option<(String, Bound<'py, PyAny>)>,
     ) -> PyResult<NativeRun> {
         let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, on_event)?;
-        let Prepared { run_id, stop, future } = prepared;
+        let Prepared { run_id, objects, stop, future } = prepared;
         let paused = self.paused.clone();
         let id = run_id.clone();
         self.handle.spawn(async move {
             let outcome = future.await;
             Python::attach(|py| {
-                let called = match outcome.map_err(run_error).and_then(|o| finished(py, id, o, &paused)) {
+                let called = match outcome.map_err(run_error).and_then(|o| finished(py, id, o, &paused, &objects)) {
                     Ok(done) => on_done.call1(py, done),
                     Err(e) => on_done.call1(py, (e.into_value(py),)),
                 };
@@ -302,9 +311,10 @@ impl NativeEngine {
         if self.runtime.lock().unwrap_or_else(PoisonError::into_inner).is_none() {
             return Err(PyRuntimeError::new_err("this engine is closed"));
         }
+        let objects = Arc::new(ObjectTable::new());
         let resume = match resume {
             Some((id, answers)) => {
-                let answers = object_arg(&answers, "answers")?;
+                let answers = object_arg(&answers, "answers", &objects)?;
                 let state = self.paused.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
                 let Some(state) = state else {
                     return Err(PyValueError::new_err(format!("no run {id:?} of this engine waits for input")));
@@ -313,20 +323,21 @@ impl NativeEngine {
             }
             None => None,
         };
-        let inputs = object_arg(inputs, "inputs")?;
+        let inputs = object_arg(inputs, "inputs", &objects)?;
         let scratch = match &resume {
             Some((state, _)) => Scratch::new(state.scratch.clone()),
-            None => Scratch::new(object_arg(scratch, "scratch")?),
+            None => Scratch::new(object_arg(scratch, "scratch", &objects)?),
         };
         let stop = StopHandle::new();
-        let host =
-            RunHost { helpers: self.helpers.clone(), event_loop, state: Py::new(py, RunState::new(scratch.clone()))? };
+        let state = Py::new(py, RunState::new(scratch.clone(), objects.clone()))?;
+        let host = RunHost { helpers: self.helpers.clone(), event_loop, state };
         let mut options = RunOptions::default()
             .scratch(scratch)
             .fail_fast(fail_fast)
             .frames(on_event.is_some())
             .stop_handle(stop.clone())
-            .extension(Arc::new(host));
+            .extension(Arc::new(host))
+            .objects(objects.clone());
         if self.resumable || resume.is_some() {
             options = options.resumable();
         }
@@ -344,6 +355,7 @@ impl NativeEngine {
         let run_id = options.request_id.clone();
         let workflow = self.workflow.clone();
         let pipeline = self.pipeline.clone();
+        let events_objects = objects.clone();
         let future = Box::pin(async move {
             if let Some(p) = &pipeline {
                 p.begin_run(&options.request_id, workflow.name());
@@ -359,7 +371,8 @@ impl NativeEngine {
                                 let line = ev.to_stream_json(seq);
                                 seq += 1;
                                 Python::attach(|py| {
-                                    let sent = convert::to_py(py, &line).and_then(|v| cb.call1(py, (v,)));
+                                    let sent = convert::to_py(py, &line, Some(&events_objects))
+                                        .and_then(|v| cb.call1(py, (v,)));
                                     if let Err(e) = sent {
                                         e.write_unraisable(py, None);
                                     }
@@ -374,7 +387,7 @@ impl NativeEngine {
             }
             out
         });
-        Ok(Prepared { run_id, stop, future })
+        Ok(Prepared { run_id, objects, stop, future })
     }
 }
 

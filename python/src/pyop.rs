@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use operonx::{Inputs, Invocation, Op, OpContext, OpError, OpKind, OpResult, Outputs};
+use operonx::{Inputs, Invocation, ObjectTable, Op, OpContext, OpError, OpKind, OpResult, Outputs};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -54,8 +54,9 @@ impl PyOp {
 
     /// Call the function with `inputs`: those that come in the order of its leading
     /// parameters by position, the rest by keyword.
-    pub fn invoke<'py>(&self, py: Python<'py>, inputs: &Inputs) -> PyResult<Bound<'py, PyAny>> {
-        let (args, kwargs) = arguments(py, inputs, &self.params)?;
+    pub fn invoke<'py>(&self, py: Python<'py>, inputs: &Inputs, ctx: &OpContext) -> PyResult<Bound<'py, PyAny>> {
+        let objects = ctx.objects().map(|t| &**t);
+        let (args, kwargs) = arguments(py, inputs, &self.params, objects)?;
         self.func.bind(py).call(args, kwargs.as_ref())
     }
 }
@@ -65,11 +66,12 @@ pub fn arguments<'py>(
     py: Python<'py>,
     inputs: &Inputs,
     params: &[Arc<str>],
+    objects: Option<&ObjectTable>,
 ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
     let mut positional = Vec::with_capacity(inputs.len());
     let mut keywords: Option<Bound<'py, PyDict>> = None;
     for (i, (name, value)) in inputs.iter().enumerate() {
-        let value = convert::to_py(py, value)?;
+        let value = convert::to_py(py, value, objects)?;
         if keywords.is_none() && params.get(i).is_some_and(|p| **p == *name) {
             positional.push(value);
         } else {
@@ -88,7 +90,7 @@ pub fn host_of(ctx: &OpContext) -> Result<&RunHost, OpError> {
 
 /// An op's returned (or yielded) value as outputs: a dict's keys are the outputs, `None`
 /// is no output, anything else is the single output `result`.
-pub fn outputs_of(value: &Bound<'_, PyAny>) -> Result<Outputs, OpError> {
+pub fn outputs_of(value: &Bound<'_, PyAny>, objects: Option<&ObjectTable>) -> Result<Outputs, OpError> {
     if value.is_none() {
         return Ok(Outputs::new());
     }
@@ -102,12 +104,12 @@ pub fn outputs_of(value: &Bound<'_, PyAny>) -> Result<Outputs, OpError> {
                 )));
             };
             let key = key.to_string();
-            let v = convert::to_value(&v).map_err(|e| OpError::new(format!("output '{key}': {e}")))?;
+            let v = convert::to_value(&v, objects).map_err(|e| OpError::new(format!("output '{key}': {e}")))?;
             out.insert(key, v);
         }
         return Ok(out);
     }
-    convert::to_value(value)
+    convert::to_value(value, objects)
         .map(|v| Outputs::one("result", v))
         .map_err(|e| OpError::new(format!("output 'result': {e}")))
 }
@@ -120,14 +122,14 @@ impl Op for PyOp {
         };
         match self.flavor {
             Flavor::Plain => Invocation::Ready(Python::attach(|py| {
-                let called = host.bound(py, || self.invoke(py, &inputs));
+                let called = host.bound(py, || self.invoke(py, &inputs, ctx));
                 match called {
-                    Ok(v) => outputs_of(&v),
+                    Ok(v) => outputs_of(&v, ctx.objects().map(|t| &**t)),
                     Err(e) => Err(host.op_error(py, &e, ctx)),
                 }
             })),
             Flavor::Generator => {
-                let made = Python::attach(|py| host.bound(py, || self.invoke(py, &inputs)).map(Bound::unbind));
+                let made = Python::attach(|py| host.bound(py, || self.invoke(py, &inputs, ctx)).map(Bound::unbind));
                 match made {
                     Ok(generator) => Invocation::Items(Box::new(Items { generator, ctx: ctx.clone(), done: false })),
                     Err(e) => Invocation::Ready(Err(Python::attach(|py| host.op_error(py, &e, ctx)))),
@@ -171,7 +173,7 @@ impl Iterator for Items {
             let step = host.bound(py, || self.generator.bind(py).call_method0(pyo3::intern!(py, "__next__")));
             match step {
                 Ok(item) => {
-                    let out = outputs_of(&item);
+                    let out = outputs_of(&item, self.ctx.objects().map(|t| &**t));
                     self.done = out.is_err();
                     Some(out)
                 }

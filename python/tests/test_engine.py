@@ -62,14 +62,100 @@ def test_ints_beyond_64_bits_are_refused_clearly():
     assert "output 'big': the int 1180591620717411303424 does not fit in 64 bits" in result["$errors"]["main.o"]
 
 
-def test_an_unsupported_object_fails_the_op_naming_the_output_and_type():
-    @op
-    def when(value):
-        return {"at": datetime.datetime(2026, 1, 1)}
+class Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
 
-    result = Engine(single(when, value=None), no_trace_store=True).run({"value": 1})
-    message = result["$errors"]["main.o"]
-    assert "output 'at'" in message and "datetime.datetime" in message, message
+    def __getitem__(self, i):
+        return (self.x, self.y)[i]
+
+    def __repr__(self):
+        return f"Point({self.x}, {self.y})"
+
+
+def test_objects_pass_between_python_ops_unchanged(tmp_path):
+    seen = []
+
+    @op
+    def make(n: int):
+        return {"when": datetime.datetime(2026, 1, n), "pt": Point(n, -n), "both": [Point(0, 0), {"k": Point(1, 1)}]}
+
+    @op
+    def use(when, pt, both):
+        seen.append((when, pt, both))
+        return {"year": when.year, "same": pt}
+
+    @op
+    def items_of(n: int):
+        for i in range(n):
+            yield {"p": Point(i, i)}
+
+    @op
+    def keep(p):
+        seen.append(p)
+        return {"p": p}
+
+    with GraphOp(name="main") as g:
+        m = make(name="m", n=PARENT["n"])
+        u = use(name="u", when=m["when"], pt=m["pt"], both=m["both"])
+        with GraphOp(name="sub", inputs={"pt": m["pt"]}) as sub:
+            k = keep(name="k", p=PARENT["pt"])
+            k["p"] >> PARENT["inner"]
+            START >> k >> END
+        gen = items_of(name="gen", n=PARENT["n"])
+        each = keep(name="each", p=gen["p"])
+        each["p"] >> PARENT["points"]
+        START >> m >> [u, sub]
+        START >> gen >> each
+        [u, sub, each] >> END
+    engine = Engine(g, trace_store=str(tmp_path / "t.db"))
+    result = engine.run({"n": 2})
+    made_when, made_pt, both = seen[0]
+    assert isinstance(made_when, datetime.datetime) and isinstance(made_pt, Point)
+    assert isinstance(both[0], Point) and isinstance(both[1]["k"], Point)
+    assert result["year"] == 2026
+    assert result["same"] is made_pt  # the very object, also as a graph output
+    assert result["inner"] is made_pt  # through a nested graph
+    assert [repr(p) for p in result["points"]] == ["Point(0, 0)", "Point(1, 1)"]
+    from_items = [p for p in seen if isinstance(p, Point) and p.x == p.y]
+    assert len(from_items) == 2 and all(p is q for p, q in zip(result["points"], from_items))
+    engine.close()
+    text = "\n".join(bytes(r[0]).decode() for r in sqlite3.connect(tmp_path / "t.db").execute("select data from batches"))
+    assert '"repr":"Point(2, -2)"' in text  # traces record objects by repr
+
+
+def test_ref_transforms_read_objects():
+    @op
+    def make(n: int):
+        return {"pt": Point(n, 2 * n)}
+
+    @op
+    def pair(a, b):
+        return {"sum": a + b}
+
+    with GraphOp(name="main") as g:
+        m = make(name="m", n=PARENT["n"])
+        p = pair(name="p", a=m["pt"].x, b=m["pt"][1])
+        START >> m >> p >> END
+    assert Engine(g, no_trace_store=True).run({"n": 5}) == {"sum": 15}
+
+
+def test_a_built_in_op_refuses_an_object_naming_its_type():
+    from operonx.core import ParserOp
+
+    @op
+    def make(n: int):
+        return {"when": datetime.datetime(2026, 1, n)}
+
+    with GraphOp(name="main") as g:
+        m = make(name="m", n=PARENT["n"])
+        p = ParserOp(name="p", format="json", extract=["a: int"], inputs={"text": m["when"]})
+        p["a"] >> PARENT["a"]
+        START >> m >> p >> END
+    result = Engine(g, no_trace_store=True).run({"n": 1})
+    assert "a" not in result
+    message = result["$errors"]["main.p"]
+    assert "input 'text' holds a datetime.datetime object" in message, message
 
 
 def test_nan_and_non_str_keys_are_refused():

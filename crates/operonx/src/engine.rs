@@ -185,6 +185,7 @@ impl Workflow {
             limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
             journal: options.journal.clone(),
             extension: options.extension.clone(),
+            objects: options.objects.clone().unwrap_or_default(),
             ..RunEnv::default()
         };
         let run = GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
@@ -335,6 +336,9 @@ pub struct RunOptions {
     /// Data of the caller's own that every op call of the run can read with
     /// `OpContext::extension` (nested graphs included).
     pub extension: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The run's table of objects that are not JSON (a fresh one per run by default);
+    /// give one to read the objects behind stand-ins in the outcome.
+    pub objects: Option<Arc<operonx_runtime::ObjectTable>>,
 }
 
 impl Default for RunOptions {
@@ -397,6 +401,7 @@ impl RunOptions {
             answers: Map::new(),
             frames: false,
             extension: None,
+            objects: None,
         }
     }
 
@@ -453,6 +458,12 @@ impl RunOptions {
     /// Hand `data` to every op call of the run (read it with `OpContext::extension`).
     pub fn extension(mut self, data: Arc<dyn std::any::Any + Send + Sync>) -> Self {
         self.extension = Some(data);
+        self
+    }
+
+    /// Keep the run's objects that are not JSON in `table` (see `operonx_runtime::object`).
+    pub fn objects(mut self, table: Arc<operonx_runtime::ObjectTable>) -> Self {
+        self.objects = Some(table);
         self
     }
 

@@ -52,6 +52,10 @@ impl ParserOp {
 }
 
 impl Op for ParserOp {
+    fn accepts_objects(&self) -> bool {
+        false
+    }
+
     fn call(&self, inputs: Inputs, _ctx: &OpContext) -> Invocation {
         let text = inputs.get("text").cloned().unwrap_or(Value::Null);
         let out = match &self.fixed {
@@ -84,6 +88,10 @@ impl PromptOp {
 }
 
 impl Op for PromptOp {
+    fn accepts_objects(&self) -> bool {
+        false
+    }
+
     fn call(&self, inputs: Inputs, _ctx: &OpContext) -> Invocation {
         let dynamic;
         let template = match &self.fixed {

@@ -55,6 +55,13 @@ pub trait Op: Send + Sync + 'static {
     fn kind(&self) -> OpKind {
         OpKind::Plain
     }
+
+    /// Whether the op may be given objects that are not JSON (their stand-ins, see
+    /// [`crate::object`]). Ops that need JSON values (the built-in op types) say `false`:
+    /// the run then fails such a call with an error naming the input and the type.
+    fn accepts_objects(&self) -> bool {
+        true
+    }
 }
 
 /// An op that knows the name it is registered under (what `#[op]` generates).
@@ -73,6 +80,7 @@ pub struct OpContext {
     frames: Option<Arc<FrameScope>>,
     scope: Option<OpScope>,
     extension: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    objects: Option<Arc<crate::object::ObjectTable>>,
 }
 
 /// Where an op call runs, and the run's board for in-band cancellation.
@@ -97,7 +105,7 @@ pub(crate) struct ResumeScope {
 impl OpContext {
     /// A context for op `op` (full name) sharing `scratch`.
     pub fn new(op: Arc<str>, scratch: Scratch) -> Self {
-        Self { op, scratch, trace: None, resume: None, frames: None, scope: None, extension: None }
+        Self { op, scratch, trace: None, resume: None, frames: None, scope: None, extension: None, objects: None }
     }
 
     pub(crate) fn traced(mut self, trace: Option<OpTrace>) -> Self {
@@ -113,6 +121,28 @@ impl OpContext {
     pub(crate) fn with_extension(mut self, extension: Option<Arc<dyn std::any::Any + Send + Sync>>) -> Self {
         self.extension = extension;
         self
+    }
+
+    pub(crate) fn with_objects(mut self, objects: Arc<crate::object::ObjectTable>) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The run's table of objects that are not JSON (`None` for a context made outside a run).
+    pub fn objects(&self) -> Option<&Arc<crate::object::ObjectTable>> {
+        self.objects.as_ref()
+    }
+
+    /// Pass `value` (any Rust value) to the ops that read this op's output: returns the
+    /// stand-in to output; [`OpContext::object_value`] gives the value back. `None`
+    /// outside a run.
+    pub fn put_object<T: std::any::Any + Send + Sync + fmt::Debug>(&self, value: T) -> Option<serde_json::Value> {
+        self.objects.as_ref().map(|t| t.put_value(value))
+    }
+
+    /// The Rust value of type `T` that input value `stand_in` stands for.
+    pub fn object_value<T: std::any::Any + Clone>(&self, stand_in: &serde_json::Value) -> Option<T> {
+        self.objects.as_ref()?.get_value(stand_in)
     }
 
     /// The data the run's caller attached to the run (`RunOptions::extension`), when it

@@ -131,6 +131,10 @@ impl LlmOp {
 }
 
 impl Op for LlmOp {
+    fn accepts_objects(&self) -> bool {
+        false
+    }
+
     fn call(&self, inputs: Inputs, ctx: &OpContext) -> Invocation {
         let shared = Arc::clone(&self.shared);
         let ctx = ctx.clone();

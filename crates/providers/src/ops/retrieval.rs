@@ -56,6 +56,10 @@ fn number(x: f32) -> Value {
 }
 
 impl Op for EmbeddingOp {
+    fn accepts_objects(&self) -> bool {
+        false
+    }
+
     fn call(&self, mut inputs: Inputs, _ctx: &OpContext) -> Invocation {
         let client = Arc::clone(&self.client);
         let key = self.key.clone();
@@ -145,6 +149,10 @@ fn rerank_args(inputs: &mut Inputs) -> Result<RerankArgs, OpError> {
 }
 
 impl Op for RerankOp {
+    fn accepts_objects(&self) -> bool {
+        false
+    }
+
     fn call(&self, mut inputs: Inputs, _ctx: &OpContext) -> Invocation {
         let client = Arc::clone(&self.client);
         let key = self.key.clone();

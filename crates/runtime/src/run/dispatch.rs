@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures_util::{FutureExt, StreamExt};
 use operonx_graph::expr::truthy;
 use operonx_graph::plan::{BranchPlan, EdgeId, EdgePolicy, InputPlan, InputSource, NodeId, NodeKind, RefPlan};
+use operonx_graph::transform::{Transform, TransformError};
 use operonx_graph::wire::Bound;
 use serde_json::Value;
 
@@ -85,7 +86,8 @@ impl GraphRun {
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span))
                     .scoped(self.op_scope(ctx))
-                    .with_extension(env.extension.clone());
+                    .with_extension(env.extension.clone())
+                    .with_objects(env.objects.clone());
                 let mut post = Post::default();
                 let mut octx = match &env.frames {
                     Some(tx) => {
@@ -118,6 +120,13 @@ impl GraphRun {
                     }
                     octx.annotate("operonx.cache", "miss");
                     post.cache = Some(key);
+                }
+                if !env.objects.is_empty()
+                    && !op.accepts_objects()
+                    && let Some(msg) = object_input(&inputs)
+                {
+                    self.release_edge(via);
+                    return self.complete(node_id, ctx, Err(crate::op::OpError::new(msg)), span, post);
                 }
                 let inv = if node.policy.is_plain() || node.streams {
                     op.call(inputs, &octx)
@@ -419,7 +428,7 @@ impl GraphRun {
         };
         r.transforms
             .iter()
-            .try_fold(Value::Null, |v, t| t.apply(v, &mut nested))
+            .try_fold(Value::Null, |v, t| self.transform_step(t, v, &mut nested))
             .map_err(|e| format!("{}: {e}", r.label))
     }
 
@@ -430,6 +439,9 @@ impl GraphRun {
         // Navigate by reference first, so selecting a field does not copy the whole value.
         let mut rest = r.transforms.as_slice();
         while let Some((t, tail)) = rest.split_first() {
+            if crate::object::object_id(borrowed).is_some() {
+                break;
+            }
             match t.navigate(borrowed) {
                 Some(Ok(next)) => {
                     borrowed = next;
@@ -444,9 +456,29 @@ impl GraphRun {
             self.read_ref(inner, ctx)?.ok_or_else(|| format!("{} has no value", inner.label))
         };
         for t in rest {
-            v = t.apply(v, &mut nested).map_err(|e| format!("{}: {e}", r.label))?;
+            v = self.transform_step(t, v, &mut nested).map_err(|e| format!("{}: {e}", r.label))?;
         }
         Ok(Some(v))
+    }
+
+    /// One transform step; `getattr` / `getitem` on an object's stand-in ask the object.
+    fn transform_step(
+        &self,
+        t: &Transform,
+        v: Value,
+        nested: &mut dyn FnMut(&RefPlan) -> Result<Value, String>,
+    ) -> Result<Value, TransformError> {
+        let table = &self.env.objects;
+        let object = if table.is_empty() { None } else { table.get(&v) };
+        match (object, t) {
+            (Some(o), Transform::GetAttr(name)) => {
+                o.getattr(name, table).map_err(|e| TransformError::Missing(format!("getattr: {e}")))
+            }
+            (Some(o), Transform::GetItem(key)) => {
+                o.getitem(key, table).map_err(|e| TransformError::Missing(format!("getitem: {e}")))
+            }
+            _ => t.apply(v, nested),
+        }
     }
 
     pub(super) fn open_stream(
@@ -538,4 +570,16 @@ impl GraphRun {
             }
         }
     }
+}
+
+/// The error for an op that needs JSON given an object's stand-in, naming the input.
+fn object_input(inputs: &Inputs) -> Option<String> {
+    inputs.iter().find_map(|(name, value)| {
+        crate::object::find_object(value).map(|o| {
+            format!(
+                "input '{name}' holds a {} object, but this op takes JSON values (None, bool, int, float, str, list, dict)",
+                crate::object::object_type(o)
+            )
+        })
+    })
 }

@@ -73,6 +73,8 @@ pub struct RunEnv {
     /// Data of the caller's own, handed to every op call of the run, nested graphs
     /// included (see `OpContext::extension`): e.g. the host language's event loop.
     pub extension: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The run's objects that are not JSON (see [`crate::object`]), shared with nested runs.
+    pub objects: Arc<crate::object::ObjectTable>,
 }
 
 impl std::fmt::Debug for RunEnv {
@@ -84,6 +86,7 @@ impl std::fmt::Debug for RunEnv {
             .field("resumable", &self.journal.is_some())
             .field("streams_frames", &self.frames.is_some())
             .field("extension", &self.extension.is_some())
+            .field("objects", &self.objects.len())
             .finish()
     }
 }
