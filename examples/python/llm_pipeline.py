@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 from operonx.core import END, PARENT, START, GraphOp, ParserOp, op
-from operonx.core.registry import ResourceHub
 from operonx.providers.ops.llm import LLMOp
 from operonx.providers.ops.prompt import PromptOp
 
@@ -99,18 +98,7 @@ def build_graph() -> GraphOp:
     return g
 
 
-class _NamesOnly(ResourceHub):
-    """operonx 0.8.2's LLMOp looks its resource up in operonx's own registry when the
-    graph is serialized, and that registry does not know the engine's `replay`
-    provider. The engine reads resources.yaml itself and needs only the name, so this
-    registry answers every lookup with "no client here"."""
-
-    def get(self, key):
-        return None
-
-
 def main() -> None:
-    ResourceHub.set_instance(_NamesOnly(storage=None))
     # Load once (validate + compile), run many times. Traces go to ./.operonx/traces.db.
     with Engine(build_graph(), resources=HERE / "resources.yaml") as engine:
         results = []

@@ -120,11 +120,35 @@ def _drop_runtime_only(node: Any) -> None:
             _drop_runtime_only(value)
 
 
+def _all_ops(op: Any) -> Iterator[Any]:
+    yield op
+    for child in (getattr(op, "_ops", None) or {}).values():
+        yield from _all_ops(child)
+
+
+class _NoProviderLookup:
+    """While serializing, provider ops (llm, embedding, rerank) skip looking their
+    resource up in operonx's own registry: the engine resolves resource names from its
+    resources.yaml, and the lookup fails where operonx is not configured."""
+
+    def __init__(self, graph: Any) -> None:
+        self.ops = [o for o in _all_ops(graph) if getattr(o, "_initialized", True) is False]
+
+    def __enter__(self) -> None:
+        for o in self.ops:
+            o._initialized = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for o in self.ops:
+            o._initialized = False
+
+
 def from_graph_op(graph: Any, overrides: Dict[str, Callable[..., Any]]) -> Tuple[dict, List[Function]]:
     """The document and functions of an ``operonx`` ``GraphOp``."""
     if hasattr(graph, "build"):
         graph.build()
-    doc = graph.serialize()
+    with _NoProviderLookup(graph):
+        doc = graph.serialize()
     _drop_runtime_only(doc)
     doc.setdefault("schema_version", "1.0")
     table = _Table()
