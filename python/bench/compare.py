@@ -7,8 +7,9 @@ workload and engine, then a table of per-unit times and ratios.
 
 W5 (1,000 LLM calls, native ``llm`` op, concurrency 1,024) is measured against a mock
 OpenAI-compatible server started in a child process (answers after 50 ms), through
-``Engine`` and through the ``operonx`` CLI binary (``--cli PATH``, default
-target/release/operonx) on the same graph; the reference is not run on W5.
+``Engine`` and through the bench binary on the CLI's runtime (``--bench PATH``, default
+target/release/operonx-bench; the CLI itself cannot call the graph's Python generator);
+the reference is not run on W5.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ asyncio.run(main())
 '''
 
 
-def w5(g, runs: int, cli: pathlib.Path) -> list:
+def w5(g, runs: int, bench: pathlib.Path, graphs_dir: pathlib.Path) -> list:
     from operonx_engine import Engine
 
     mock = subprocess.Popen([sys.executable, "-c", MOCK, "50"], stdout=subprocess.PIPE, text=True)
@@ -135,14 +136,17 @@ def w5(g, runs: int, cli: pathlib.Path) -> list:
         lines = []
         engine_times = timed(lambda: engine.run(inputs), runs)
         lines.append(("W5", "engine", engine_times, 1000, "call"))
-        if cli.exists():
-            cmd = [str(cli), "run", str(graph), "--inputs", "-", "--resources", str(resources), "--no-trace-store", "--compact"]
-
-            def via_cli():
-                out = subprocess.run(cmd, input=json.dumps(inputs), capture_output=True, text=True, cwd=work, check=True)
-                assert check(json.loads(out.stdout))
-
-            lines.append(("W5", "cli", timed(via_cli, runs), 1000, "call"))
+        if bench.exists():
+            # The CLI cannot call the Python generator; the bench binary runs the same graph
+            # (w5.json, exported from this builder) with the bench pool's Rust twin of it, on
+            # the CLI's runtime (--engine-threads 2), against the same mock server.
+            cmd = [str(bench), str(graphs_dir / "w5.json"), "--inputs", json.dumps(inputs), "--resources",
+                   str(resources), "--engine-threads", "2", "--runs", str(runs)]
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+            if out.returncode != 0:
+                raise SystemExit(f"W5 operonx-bench: exit {out.returncode}: {out.stderr[-2000:]}")
+            line = json.loads(out.stdout.strip().splitlines()[-1])
+            lines.append(("W5", "cli", [line["median_ms"] / 1e3] * runs, 1000, "call"))
         return lines
     finally:
         mock.kill()
@@ -163,7 +167,7 @@ def main() -> None:
     ap.add_argument("--only", default="")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--traced", action="store_true", help="also measure Engine tracing into a store")
-    ap.add_argument("--cli", default=str(REPO / "target" / "release" / "operonx"))
+    ap.add_argument("--bench", default=str(REPO / "target" / "release" / "operonx-bench"))
     args = ap.parse_args()
     g = load_graphs(pathlib.Path(args.graphs))
     only = {w for w in args.only.split(",") if w}
@@ -182,7 +186,7 @@ def main() -> None:
                 raise SystemExit(f"{name} {label}: wrong result {str(result)[:200]}")
             rows.append((name, label, timed(run, args.runs), units * repeat, unit))
     if not only or "W5" in only:
-        rows.extend(w5(g, args.runs, pathlib.Path(args.cli)))
+        rows.extend(w5(g, args.runs, pathlib.Path(args.bench), pathlib.Path(args.graphs).parents[1] / "graphs"))
     medians = {}
     for name, label, times, units, unit in rows:
         med = statistics.median(times)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, Optional
 
@@ -57,6 +58,14 @@ def _finish(run_id: str, result: dict, stopped: Optional[str], waiting: bool) ->
         err.result = out  # type: ignore[attr-defined]
         raise err
     return out
+
+
+def _no_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
 
 
 class _LoopThread:
@@ -121,6 +130,7 @@ class Engine:
         self._needs_loop = any(entry[2] in ("async", "async_generator") for entry in table)
         self._loop_thread: Optional[_LoopThread] = None
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     @property
     def name(self) -> str:
@@ -145,8 +155,66 @@ class Engine:
     ) -> RunResult:
         """Run to the end and return the result. Ctrl-C stops the run (the trace records
         it as cancelled) and raises KeyboardInterrupt, whose ``result`` is the partial one."""
-        done = self._native.run(inputs, scratch, self._background_loop(), timeout, fail_fast, None)
+        return self._blocking(inputs, scratch, timeout, fail_fast, None)
+
+    def _blocking(self, inputs, scratch, timeout, fail_fast, resume) -> RunResult:
+        if self._needs_loop and _no_running_loop():
+            # Async ops: this thread runs an asyncio loop that drives the run itself, so
+            # an await costs no thread switch.
+            loop = getattr(self._local, "loop", None)
+            if loop is None or loop.is_closed():
+                loop = self._local.loop = asyncio.new_event_loop()
+            held: list = []
+            task = loop.create_task(self._hosted(inputs, scratch, timeout, fail_fast, resume, None, held))
+            # Ctrl-C reaches the loop however the signal lands (it may wake another
+            # thread): the loop cancels the run, which ends reporting the interruption.
+            catch = threading.current_thread() is threading.main_thread() and (
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            )
+            if catch:
+                loop.add_signal_handler(signal.SIGINT, lambda: held and held[0].cancel(INTERRUPTED))
+            try:
+                done = loop.run_until_complete(task)
+            except KeyboardInterrupt:
+                if not held:
+                    raise
+                held[0].cancel(INTERRUPTED)
+                done = loop.run_until_complete(task)
+            finally:
+                if catch:
+                    loop.remove_signal_handler(signal.SIGINT)
+            return _finish(*done)
+        done = self._native.run(inputs, scratch, self._background_loop(), timeout, fail_fast, resume)
         return _finish(*done)
+
+    async def _hosted(self, inputs, scratch, timeout, fail_fast, resume, on_event, held=None) -> tuple:
+        """Run on the running loop, which polls the run on its own thread."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def on_done(*args: Any) -> None:
+            if fut.done():
+                return
+            if len(args) == 1 and isinstance(args[0], BaseException):
+                fut.set_exception(args[0])
+            else:
+                fut.set_result(args)
+
+        run = self._native.host(inputs, scratch, loop, on_done, on_event, timeout, fail_fast, resume)
+        if held is not None:
+            held.append(run)
+        fd = run.fileno()
+        loop.add_reader(fd, run.poll)
+        try:
+            run.poll()
+            try:
+                return await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                run.cancel("cancelled")
+                await asyncio.wait([fut], timeout=30)
+                raise
+        finally:
+            loop.remove_reader(fd)
 
     def resume(
         self,
@@ -158,8 +226,7 @@ class Engine:
     ) -> RunResult:
         """Continue run ``run_id``, which waits for input, with ``answers``
         (``{interrupt id: value}``). Ops that finished are not run again."""
-        done = self._native.run(None, None, self._background_loop(), timeout, fail_fast, (run_id, answers or {}))
-        return _finish(*done)
+        return self._blocking(None, None, timeout, fail_fast, (run_id, answers or {}))
 
     async def arun(
         self,
@@ -185,27 +252,7 @@ class Engine:
         return await self._arun(None, None, timeout, fail_fast, (run_id, answers or {}))
 
     async def _arun(self, inputs, scratch, timeout, fail_fast, resume) -> RunResult:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-
-        def settle(args: tuple) -> None:
-            if fut.done():
-                return
-            if len(args) == 1 and isinstance(args[0], BaseException):
-                fut.set_exception(args[0])
-            else:
-                fut.set_result(args)
-
-        def on_done(*args: Any) -> None:
-            loop.call_soon_threadsafe(settle, args)
-
-        handle = self._native.start(inputs, scratch, loop, on_done, None, timeout, fail_fast, resume)
-        try:
-            done = await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            handle.cancel("cancelled")
-            raise
-        return _finish(*done)
+        return _finish(*await self._hosted(inputs, scratch, timeout, fail_fast, resume, None))
 
     def stream(
         self,
@@ -260,30 +307,23 @@ class Engine:
         fail_fast: bool = False,
     ) -> AsyncIterator[dict]:
         """``stream`` for asyncio code (``async for event in engine.astream(...)``)."""
-        loop = asyncio.get_running_loop()
-        events: "asyncio.Queue[tuple]" = asyncio.Queue()
-
-        def put(item: tuple) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, item)
-
-        handle = self._native.start(
-            inputs, scratch, loop, lambda *a: put(("done", a)), lambda ev: put(("event", ev)), timeout, fail_fast, None
-        )
-        finished = False
+        events: "asyncio.Queue[dict]" = asyncio.Queue()
+        runner = asyncio.ensure_future(self._hosted(inputs, scratch, timeout, fail_fast, None, events.put_nowait))
         try:
             while True:
-                kind, item = await events.get()
-                if kind == "event":
-                    yield item
+                getter = asyncio.ensure_future(events.get())
+                await asyncio.wait([getter, runner], return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
                     continue
-                finished = True
-                if len(item) == 1 and isinstance(item[0], BaseException):
-                    raise item[0]
-                yield {"type": "result", "result": _finish(*item)}
+                getter.cancel()
+                while not events.empty():
+                    yield events.get_nowait()
+                yield {"type": "result", "result": _finish(*runner.result())}
                 return
         finally:
-            if not finished:
-                handle.cancel("cancelled")
+            if not runner.done():
+                runner.cancel()
 
     def waiting(self) -> list:
         """Ids of this engine's runs that wait for input."""
@@ -296,6 +336,9 @@ class Engine:
             if self._loop_thread is not None:
                 self._loop_thread.stop()
                 self._loop_thread = None
+        loop = getattr(self._local, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.close()
 
     def __enter__(self) -> "Engine":
         return self

@@ -34,7 +34,14 @@ def submit(loop, coro, var, state, done):
             task.cancel()
         task.add_done_callback(done)
 
-    loop.call_soon_threadsafe(start)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        start()  # on the loop's own thread (a run the loop drives): no wake-up needed
+    else:
+        loop.call_soon_threadsafe(start)
 
 
 async def _next_item(agen):

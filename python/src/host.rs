@@ -60,10 +60,11 @@ impl RunHost {
     pub fn op_error(&self, py: Python<'_>, err: &PyErr, ctx: &operonx::OpContext) -> OpError {
         if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
             // Ctrl-C landed while the op's Python code ran: stop the whole run, as the
-            // CLI does, not just this op.
+            // CLI does; the op was cancelled with it, it did not fail.
             if let Some(root) = ctx.context_path().into_iter().next() {
                 ctx.cancel_context(vec![root], crate::native::INTERRUPTED);
             }
+            return OpError::cancelled(crate::native::INTERRUPTED);
         }
         let described = self
             .helpers

@@ -8,6 +8,7 @@
 mod aio;
 mod convert;
 mod host;
+mod hosted;
 mod native;
 mod pyop;
 
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<native::NativeEngine>()?;
     m.add_class::<native::NativeRun>()?;
+    m.add_class::<hosted::HostedRun>()?;
     m.add_class::<host::RunState>()?;
     m.add_class::<host::ScratchMap>()?;
     m.add_class::<aio::Completion>()?;

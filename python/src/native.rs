@@ -18,6 +18,7 @@ use pyo3::types::PyDict;
 
 use crate::convert;
 use crate::host::{Helpers, RunHost, RunState};
+use crate::hosted::HostedRun;
 use crate::pyop::{Flavor, PyOp};
 
 pyo3::create_exception!(
@@ -36,7 +37,8 @@ const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 /// How often a blocking run looks for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
-type Runs = Arc<Mutex<HashMap<String, Paused>>>;
+/// Runs that wait for input, by id.
+pub(crate) type Runs = Arc<Mutex<HashMap<String, Paused>>>;
 
 /// A graph loaded with its Python ops, ready to run many times (from many threads too).
 #[pyclass(module = "operonx_engine._native", frozen)]
@@ -89,7 +91,7 @@ fn object_arg(value: &Bound<'_, PyAny>, what: &str, objects: &ObjectTable) -> Py
 /// What a finished run hands back to Python: `(run_id, result, stopped, waiting)`.
 type Finished<'py> = (String, Bound<'py, PyAny>, Option<String>, bool);
 
-fn finished<'py>(
+pub(crate) fn finished<'py>(
     py: Python<'py>,
     run_id: String,
     outcome: RunOutcome,
@@ -104,7 +106,7 @@ fn finished<'py>(
     Ok((run_id, result, outcome.stopped, waiting))
 }
 
-fn run_error(e: operonx::Error) -> PyErr {
+pub(crate) fn run_error(e: operonx::Error) -> PyErr {
     match e {
         operonx::Error::Resume(m) => PyValueError::new_err(format!("cannot resume: {m}")),
         other => PyValueError::new_err(other.to_string()),
@@ -271,6 +273,27 @@ impl NativeEngine {
             });
         });
         Ok(NativeRun { run_id, stop })
+    }
+
+    /// Prepare a run that `event_loop` drives from its own thread (see
+    /// [`crate::hosted`]); `on_done` and `on_event` are called on that thread.
+    #[pyo3(signature = (inputs, scratch, event_loop, on_done, on_event=None, timeout=None, fail_fast=false, resume=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn host<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        scratch: &Bound<'py, PyAny>,
+        event_loop: Py<PyAny>,
+        on_done: Py<PyAny>,
+        on_event: Option<Py<PyAny>>,
+        timeout: Option<f64>,
+        fail_fast: bool,
+        resume: Option<(String, Bound<'py, PyAny>)>,
+    ) -> PyResult<HostedRun> {
+        let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, on_event)?;
+        let Prepared { run_id, objects, stop, future } = prepared;
+        HostedRun::new(run_id, stop, future, self.handle.clone(), on_done, self.paused.clone(), objects)
     }
 
     /// Run ids of runs that wait for input (answer them with `run(..., resume=...)`).

@@ -515,3 +515,58 @@ def test_a_closed_engine_refuses_to_run():
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
         engine.run({"value": 1})
+
+
+SIGINT_CHILD = r'''
+import asyncio, sys, time
+from operonx.core import END, PARENT, START, GraphOp, op
+from operonx_engine import Engine
+
+@op
+def items(n: int):
+    for i in range(n):
+        yield {"i": i}
+
+@op
+async def slow_async(i: int):
+    await asyncio.sleep(60)
+    return {"v": i}
+
+@op
+def slow_sync(i: int):
+    time.sleep(0.05)
+    return {"v": i}
+
+fn = slow_async if sys.argv[1] == "async" else slow_sync
+with GraphOp(name="main") as g:
+    s = items(name="src", n=PARENT["n"])
+    o = fn(name="each", i=s["i"].parallel())
+    START >> s >> o >> END
+engine = Engine(g, trace_store=sys.argv[2])
+print("started", flush=True)
+try:
+    engine.run({"n": 2000})
+    print("finished", flush=True)
+except KeyboardInterrupt as e:
+    print("interrupted", e.result["$stopped"], flush=True)
+'''
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_real_sigint_stops_the_run_and_the_trace_says_cancelled(kind, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    store = tmp_path / "t.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_CHILD, kind, str(store)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    assert out.strip() == f"interrupted {INTERRUPTED}", (out, err)
+    assert child.returncode == 0
+    assert sqlite3.connect(store).execute("select status from runs").fetchall() == [("cancelled",)]

@@ -270,6 +270,7 @@ impl OpContext {
 pub struct OpError {
     message: String,
     timed_out: bool,
+    cancelled: bool,
     interrupt: Option<Box<crate::interrupt::Interrupt>>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -277,12 +278,18 @@ pub struct OpError {
 impl OpError {
     /// A failure with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), timed_out: false, interrupt: None, source: None }
+        Self { message: message.into(), timed_out: false, cancelled: false, interrupt: None, source: None }
     }
 
     /// A failure caused by another error (kept as the source).
     pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self { message: message.into(), timed_out: false, interrupt: None, source: Some(Box::new(source)) }
+        Self {
+            message: message.into(),
+            timed_out: false,
+            cancelled: false,
+            interrupt: None,
+            source: Some(Box::new(source)),
+        }
     }
 
     /// An attempt that ran out of time (it was cancelled).
@@ -290,6 +297,7 @@ impl OpError {
         Self {
             message: format!("timed out after {:.3}s", after.as_secs_f64()),
             timed_out: true,
+            cancelled: false,
             interrupt: None,
             source: None,
         }
@@ -300,9 +308,22 @@ impl OpError {
         Self {
             message: format!("waiting for input ({})", interrupt.id),
             timed_out: false,
+            cancelled: false,
             interrupt: Some(Box::new(interrupt)),
             source: None,
         }
+    }
+
+    /// The call was cancelled, not failed (e.g. Ctrl-C landed in its body while the run
+    /// is being stopped): its span closes as cancelled, it is not reported under
+    /// `$errors`, and nothing downstream of it runs.
+    pub fn cancelled(reason: impl Into<String>) -> Self {
+        Self { message: reason.into(), timed_out: false, cancelled: true, interrupt: None, source: None }
+    }
+
+    /// Whether the call was cancelled rather than failed.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
     }
 
     /// The interrupt this "error" stands for, if the op paused for input.

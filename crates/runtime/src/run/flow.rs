@@ -197,6 +197,10 @@ impl GraphRun {
                     self.pause(node, ctx, i);
                 }
             }
+            Err(e) if e.is_cancelled() => {
+                self.trace_end(node, ctx, span, "cancelled", None, Some(&e.to_string()), 0);
+                self.taint(node, ctx);
+            }
             Err(e) => {
                 let msg = e.to_string();
                 self.trace_end(node, ctx, span, "error", None, Some(&msg), 0);
