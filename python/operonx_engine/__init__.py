@@ -18,6 +18,7 @@ import asyncio
 import queue
 import signal
 import threading
+import weakref
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, Optional
 
 from . import _export, _glue
@@ -58,6 +59,30 @@ def _finish(run_id: str, result: dict, stopped: Optional[str], waiting: bool) ->
         err.result = out  # type: ignore[attr-defined]
         raise err
     return out
+
+
+class _ctrl_c_cancels:
+    """While a thread's own loop drives a run: Ctrl-C reaches the loop however the signal
+    lands (it may wake another thread), and cancels the run, which then ends reporting
+    the interruption. Only in the main thread, and only over Python's default handler."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, held: list) -> None:
+        self.loop, self.held = loop, held
+        self.active = threading.current_thread() is threading.main_thread() and (
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.loop.add_signal_handler(signal.SIGINT, self._cancel)
+
+    def _cancel(self) -> None:
+        if self.held:
+            self.held[0].cancel(INTERRUPTED)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            self.loop.remove_signal_handler(signal.SIGINT)
 
 
 def _no_running_loop() -> bool:
@@ -131,6 +156,8 @@ class Engine:
         self._loop_thread: Optional[_LoopThread] = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        # The trace is written out when the engine is closed or collected, or at exit.
+        self._finalizer = weakref.finalize(self, self._native.close)
 
     @property
     def name(self) -> str:
@@ -161,31 +188,27 @@ class Engine:
         if self._needs_loop and _no_running_loop():
             # Async ops: this thread runs an asyncio loop that drives the run itself, so
             # an await costs no thread switch.
-            loop = getattr(self._local, "loop", None)
-            if loop is None or loop.is_closed():
-                loop = self._local.loop = asyncio.new_event_loop()
+            loop = self._thread_loop()
             held: list = []
             task = loop.create_task(self._hosted(inputs, scratch, timeout, fail_fast, resume, None, held))
-            # Ctrl-C reaches the loop however the signal lands (it may wake another
-            # thread): the loop cancels the run, which ends reporting the interruption.
-            catch = threading.current_thread() is threading.main_thread() and (
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler
-            )
-            if catch:
-                loop.add_signal_handler(signal.SIGINT, lambda: held and held[0].cancel(INTERRUPTED))
-            try:
-                done = loop.run_until_complete(task)
-            except KeyboardInterrupt:
-                if not held:
-                    raise
-                held[0].cancel(INTERRUPTED)
-                done = loop.run_until_complete(task)
-            finally:
-                if catch:
-                    loop.remove_signal_handler(signal.SIGINT)
+            with _ctrl_c_cancels(loop, held):
+                try:
+                    done = loop.run_until_complete(task)
+                except KeyboardInterrupt:
+                    if not held:
+                        raise
+                    held[0].cancel(INTERRUPTED)
+                    done = loop.run_until_complete(task)
             return _finish(*done)
         done = self._native.run(inputs, scratch, self._background_loop(), timeout, fail_fast, resume)
         return _finish(*done)
+
+    def _thread_loop(self) -> asyncio.AbstractEventLoop:
+        """This thread's loop for runs it drives (made on first use)."""
+        loop = getattr(self._local, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = self._local.loop = asyncio.new_event_loop()
+        return loop
 
     async def _hosted(self, inputs, scratch, timeout, fail_fast, resume, on_event, held=None) -> tuple:
         """Run on the running loop, which polls the run on its own thread."""
@@ -265,6 +288,26 @@ class Engine:
         """Yield the events of ``operonx run --stream`` as they happen (``output``,
         ``failure``, ``frame``, ``interrupt``, ``stopped``), then
         ``{"type": "result", "result": RunResult}``. Closing the iterator early stops the run."""
+        if not _no_running_loop():
+            yield from self._threaded_stream(inputs, scratch, timeout, fail_fast)
+            return
+        # This thread's loop drives the run (as in `run`), one event at a time.
+        loop = self._thread_loop()
+        held: list = []
+        events = self._astream(inputs, scratch, timeout, fail_fast, held)
+        try:
+            while True:
+                with _ctrl_c_cancels(loop, held):
+                    try:
+                        event = loop.run_until_complete(events.__anext__())
+                    except StopAsyncIteration:
+                        return
+                yield event
+        finally:
+            loop.run_until_complete(events.aclose())
+
+    def _threaded_stream(self, inputs, scratch, timeout, fail_fast) -> Iterator[dict]:
+        """``stream`` called inside a running loop: the run goes on the engine's threads."""
         events: "queue.SimpleQueue[tuple]" = queue.SimpleQueue()
         handle = self._native.start(
             inputs,
@@ -307,8 +350,12 @@ class Engine:
         fail_fast: bool = False,
     ) -> AsyncIterator[dict]:
         """``stream`` for asyncio code (``async for event in engine.astream(...)``)."""
+        async for event in self._astream(inputs, scratch, timeout, fail_fast, None):
+            yield event
+
+    async def _astream(self, inputs, scratch, timeout, fail_fast, held) -> AsyncIterator[dict]:
         events: "asyncio.Queue[dict]" = asyncio.Queue()
-        runner = asyncio.ensure_future(self._hosted(inputs, scratch, timeout, fail_fast, None, events.put_nowait))
+        runner = asyncio.ensure_future(self._hosted(inputs, scratch, timeout, fail_fast, None, events.put_nowait, held))
         try:
             while True:
                 getter = asyncio.ensure_future(events.get())
@@ -323,15 +370,21 @@ class Engine:
                 return
         finally:
             if not runner.done():
-                runner.cancel()
+                runner.cancel()  # stops the run; wait for it to wind down (trace closed)
+                await asyncio.wait([runner], timeout=30)
 
     def waiting(self) -> list:
         """Ids of this engine's runs that wait for input."""
         return self._native.waiting()
 
+    def flush(self) -> None:
+        """Write the trace of finished runs to the trace store now (it is written every
+        quarter second in the background, and when the engine is closed)."""
+        self._native.flush()
+
     def close(self) -> None:
         """Write out the trace and stop the engine's threads; the engine cannot run after."""
-        self._native.close()
+        self._finalizer()
         with self._lock:
             if self._loop_thread is not None:
                 self._loop_thread.stop()

@@ -34,6 +34,10 @@ pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
 /// Longest run timeout accepted (a year): longer ones are refused rather than overflowing.
 const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
+/// How often the trace store is written while the engine lives (runs are not slowed by
+/// waiting for it; `Engine.flush` and `Engine.close` write at once).
+const TRACE_FLUSH: Duration = Duration::from_millis(250);
+
 /// How often a blocking run looks for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
@@ -173,6 +177,7 @@ impl NativeEngine {
                     .processor(operonx_trace::processor::Redact::with_defaults())
                     .processor(operonx_trace::processor::Truncate::default())
                     .exporter(store)
+                    .flush_interval(TRACE_FLUSH)
                     .build()
                     .map_err(|e| PyRuntimeError::new_err(format!("cannot start tracing: {e}")))?,
             )
@@ -303,6 +308,21 @@ impl NativeEngine {
         ids
     }
 
+    /// Write what the trace store has not yet written, now.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(p) = self.pipeline.clone() else { return Ok(()) };
+        let handle = self.handle.clone();
+        py.detach(|| {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::scope(|s| s.spawn(|| handle.block_on(p.flush())).join())
+                    .map_err(|_| PyRuntimeError::new_err("the flushing thread panicked"))
+            } else {
+                handle.block_on(p.flush());
+                Ok(())
+            }
+        })
+    }
+
     /// Export what the trace store has not yet written and stop the engine's threads.
     /// The engine cannot run afterwards.
     fn close(&self, py: Python<'_>) {
@@ -384,7 +404,7 @@ impl NativeEngine {
                 p.begin_run(&options.request_id, workflow.name());
                 options = options.trace(p.sink());
             }
-            let out = match resume {
+            match resume {
                 Some((state, answers)) => workflow.resume(state, answers, options).await,
                 None => {
                     let mut seq = 0u64;
@@ -404,11 +424,7 @@ impl NativeEngine {
                         })
                         .await
                 }
-            };
-            if let Some(p) = &pipeline {
-                p.flush().await;
             }
-            out
         });
         Ok(Prepared { run_id, objects, stop, future })
     }

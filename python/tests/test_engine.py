@@ -313,6 +313,7 @@ def test_a_bad_graph_is_refused_with_every_problem_named():
 def test_runs_are_traced_into_the_clis_store_by_default(tmp_path):
     engine = Engine(single(echo, value=None))
     result = engine.run({"value": 1})
+    engine.flush()
     db = sqlite3.connect(tmp_path / ".operonx" / "traces.db")
     assert db.execute("select status from runs where request_id = ?", (result.run_id,)).fetchone() == ("ok",)
 
@@ -570,3 +571,37 @@ def test_a_real_sigint_stops_the_run_and_the_trace_says_cancelled(kind, tmp_path
     assert out.strip() == f"interrupted {INTERRUPTED}", (out, err)
     assert child.returncode == 0
     assert sqlite3.connect(store).execute("select status from runs").fetchall() == [("cancelled",)]
+
+
+def test_closing_a_stream_early_stops_the_run(tmp_path):
+    made = []
+
+    @op
+    def numbers(n: int):
+        for i in range(n):
+            made.append(i)
+            yield {"i": i}
+
+    engine = Engine(fanout(numbers, square), trace_store=str(tmp_path / "t.db"))
+    events = engine.stream({"n": 100_000})
+    outputs = 0
+    for event in events:
+        outputs += event["type"] == "output"
+        if outputs == 3:
+            break
+    events.close()
+    assert len(made) < 1000
+    engine.close()
+    assert sqlite3.connect(tmp_path / "t.db").execute("select status from runs").fetchall() == [("cancelled",)]
+
+
+def test_stream_and_run_inside_a_running_loop_use_the_engines_threads():
+    engine = Engine(fanout(items, anap), no_trace_store=True)
+
+    async def main():
+        # Blocking calls from a coroutine (as in a notebook): they must not need this loop.
+        events = list(engine.stream({"n": 2}))
+        return events[-1]["result"], engine.run({"n": 3})
+
+    streamed, ran = asyncio.run(main())
+    assert streamed == {"v": [0, 1]} and ran == {"v": [0, 1, 2]}

@@ -235,6 +235,12 @@ impl Workflow {
                 Some(ev) => {
                     observe(&ev);
                     grouper.push(ev);
+                    if options.frames {
+                        // A streamed run hands each event over before making the next, so
+                        // a consumer that reads slowly (or stops) holds the run back, even
+                        // when its ops never wait.
+                        tokio::task::yield_now().await;
+                    }
                 }
                 None => break,
             }
