@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod compile;
 pub mod document;
+pub mod duration;
 pub mod error;
 pub mod expr;
 pub mod plan;
