@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use compile::{Binder, compile};
 pub use document::GraphDocument;
-pub use error::{Diagnostic, GraphError};
+pub use error::{Diagnostic, GraphError, printable};
 pub use plan::GraphPlan;
 
 // Authoring graphs in Rust.
