@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use operonx::graph::duration::{Limit, checked_secs};
 use operonx::{
     Engine, Map, ObjectTable, RunOptions, RunOutcome, RunState as Paused, Scratch, StopHandle, Value, Workflow,
 };
@@ -30,9 +31,6 @@ pyo3::create_exception!(
 
 /// The reason a run stopped when Ctrl-C (KeyboardInterrupt) cancelled it; the CLI's too.
 pub const INTERRUPTED: &str = "interrupted (Ctrl-C)";
-
-/// Longest run timeout accepted (a year): longer ones are refused rather than overflowing.
-const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// How often the trace store is written while the engine lives (runs are not slowed by
 /// waiting for it; `Engine.flush` and `Engine.close` write at once).
@@ -385,14 +383,8 @@ impl NativeEngine {
             options = options.resumable();
         }
         if let Some(secs) = timeout {
-            let limit = Some(secs)
-                .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_TIMEOUT_SECS)
-                .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS}, got {secs}"
-                    ))
-                })?;
+            let limit =
+                checked_secs("timeout", secs, Limit::TIMEOUT).map_err(|e| PyValueError::new_err(e.to_string()))?;
             options = options.timeout(limit);
         }
         let run_id = options.request_id.clone();

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
+use operonx::graph::duration::{Limit, checked_secs};
+use operonx::graph::printable;
 use operonx::{Engine, Map, RunOptions, Scratch, StopHandle, Value, json};
 
 /// The process's allocator (see the `jemalloc` feature).
@@ -234,9 +235,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             cache_store,
         } => {
             let mut engine = engine_with(resources.as_deref())?;
-            let cache_path = cache_store.unwrap_or_else(|| PathBuf::from(".operonx").join("cache.db"));
-            let cache = SqliteOpCache::open(&cache_path, 100_000).map_err(|e| BadInput(e.to_string()))?;
-            engine.set_cache(std::sync::Arc::new(cache));
+            // `--no-trace-store` writes nothing under .operonx: results of `cache` ops are
+            // then kept in memory for this run only, unless `--cache-store` names a file.
+            let cache_path = match (cache_store, no_trace_store) {
+                (Some(path), _) => Some(path),
+                (None, false) => Some(PathBuf::from(".operonx").join("cache.db")),
+                (None, true) => None,
+            };
+            if let Some(path) = cache_path {
+                let cache = SqliteOpCache::open(&path, 100_000).map_err(|e| BadInput(e.to_string()))?;
+                engine.set_cache(std::sync::Arc::new(cache));
+            }
             let wf = engine.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
             let inputs = match inputs {
                 Some(p) => read_object(&p, "inputs")?,
@@ -246,12 +255,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => Scratch::new(read_object(&p, "scratch")?),
                 None => Scratch::default(),
             };
+            let missing = wf.missing_inputs(&inputs);
+            if !missing.is_empty() {
+                let list = missing.iter().map(|m| format!("\"{}\" (read by {})", m.input, m.op)).collect::<Vec<_>>();
+                return Err(BadInput(format!("invalid inputs: missing required input {}", list.join(", "))).into());
+            }
             let mut options = RunOptions::default().scratch(scratch).fail_fast(fail_fast).resumable().frames(stream);
             if let Some(secs) = timeout {
-                if !(secs.is_finite() && secs > 0.0) {
-                    return Err(BadInput(format!("--timeout must be a positive number of seconds, got {secs}")).into());
-                }
-                options = options.timeout(Duration::from_secs_f64(secs));
+                let limit = checked_secs("--timeout", secs, Limit::TIMEOUT).map_err(|e| BadInput(e.to_string()))?;
+                options = options.timeout(limit);
             }
             let stop = StopHandle::new();
             options = options.stop_handle(stop.clone());
@@ -312,6 +324,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(exit_status(&outcome))
         }
         Command::Resume { run_id, answers, answers_file, compact, resources } => {
+            if !operonx::is_request_id(&run_id) {
+                return Err(BadInput(format!(
+                    "not a run id: {:?} (a run id is 32 lowercase hex digits, as `operonx run` prints)",
+                    run_id
+                ))
+                .into());
+            }
             let path = state_path(&run_id);
             let saved: Value = read_object(&path, "run state")
                 .map(Value::Object)
@@ -363,6 +382,12 @@ fn trace_command(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TraceCommand::Show { run_id, timeline, json, trace_store } => {
+            if !operonx::is_request_id_prefix(&run_id) {
+                return Err(BadInput(format!(
+                    "not a run id: {run_id:?} (a run id, or a prefix of one, is 1 to 32 lowercase hex digits)"
+                ))
+                .into());
+            }
             let events = open(trace_store)?.run_events(&run_id).map_err(|e| BadInput(e.to_string()))?;
             if json {
                 outln!("{}", operonx_trace::render_json(&events)?)?;
@@ -376,19 +401,34 @@ fn trace_command(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where an interrupted run's state is kept.
+/// All of `reader` as text, refusing more than [`MAX_OBJECT_BYTES`] (`/dev/zero` ends).
+fn read_capped(reader: impl Read, what: &str, path: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    reader.take(MAX_OBJECT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_OBJECT_BYTES {
+        return Err(
+            BadInput(format!("{what} file {} is larger than {} MiB", path.display(), MAX_OBJECT_BYTES >> 20)).into()
+        );
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| BadInput(format!("{what} file {}: not UTF-8 text: {e}", path.display())).into())
+}
+
+/// Where an interrupted run's state is kept (`run_id` is checked by the caller).
 fn state_path(run_id: &str) -> PathBuf {
     PathBuf::from(".operonx").join("runs").join(format!("{run_id}.json"))
 }
 
+/// Save a paused run's state (its raw inputs included): a private file in a private
+/// folder (`0600` in `0700` on unix).
 fn save_state(graph: &Path, state: &operonx::RunState) -> anyhow::Result<()> {
     let path = state_path(&state.request_id);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        operonx_trace::private::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let graph = std::fs::canonicalize(graph).unwrap_or_else(|_| graph.to_path_buf());
     let saved = json!({"graph": graph.to_string_lossy(), "state": state});
-    std::fs::write(&path, serde_json::to_string_pretty(&saved)?)
+    operonx_trace::private::write(&path, serde_json::to_string_pretty(&saved)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -396,15 +436,16 @@ fn save_state(graph: &Path, state: &operonx::RunState) -> anyhow::Result<()> {
 /// Report problems on stderr and pick the exit status.
 fn exit_status(outcome: &operonx::RunOutcome) -> ExitCode {
     for f in &outcome.failures {
-        eprintln!("error: op {} failed: {}", f.op, f.message);
+        eprintln!("error: op {} failed: {}", printable(&f.op), f.message);
     }
     if !outcome.interrupts.is_empty() && outcome.stopped.is_none() {
         let run_id = outcome.request_id.as_deref().unwrap_or("RUN_ID");
         eprintln!("the run waits for input:");
         for i in &outcome.interrupts {
-            eprintln!("  {}: {}", i.id, i.payload);
+            eprintln!("  {}: {}", printable(&i.id), i.payload);
         }
-        let example = outcome.interrupts.iter().map(|i| format!(" --answer '{}=VALUE'", i.id)).collect::<String>();
+        let example =
+            outcome.interrupts.iter().map(|i| format!(" --answer '{}=VALUE'", printable(&i.id))).collect::<String>();
         eprintln!("resume it with: operonx resume {run_id}{example}");
         return ExitCode::from(4);
     }
@@ -428,13 +469,16 @@ fn exit_status(outcome: &operonx::RunOutcome) -> ExitCode {
 
 const INTERRUPTED: &str = "interrupted (Ctrl-C)";
 
+/// The largest inputs, scratch or answers file read: 64 MiB.
+const MAX_OBJECT_BYTES: u64 = 64 << 20;
+
+/// A JSON object file (`-`: stdin) of at most [`MAX_OBJECT_BYTES`].
 fn read_object(path: &Path, what: &str) -> anyhow::Result<Map<String, Value>> {
     let text = if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
-        s
+        read_capped(std::io::stdin().lock(), what, path).context("reading stdin")?
     } else {
-        std::fs::read_to_string(path).with_context(|| format!("reading {what} file {}", path.display()))?
+        let file = std::fs::File::open(path).with_context(|| format!("reading {what} file {}", path.display()))?;
+        read_capped(file, what, path).with_context(|| format!("reading {what} file {}", path.display()))?
     };
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),

@@ -15,6 +15,8 @@ use crate::streams::analyse_streams;
 use crate::transform::Transform;
 use crate::wire::{BranchCase, OpConfig, PARENT, ParamSpec, RefSpec};
 
+mod policy;
+
 /// Turns the ops the graph crate does not interpret itself (code, parser, prompt, ...)
 /// into runnable values. Implemented by the runtime's registry.
 pub trait Binder {
@@ -465,11 +467,7 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 declared_outputs: cfg.outputs.keys().map(|k| Arc::from(k.as_str())).collect(),
                 policy: self.policy(cfg, &path),
                 cache: self.cache(cfg, &path),
-                // As in the reference: only a positive delay waits.
-                delay: cfg
-                    .delay
-                    .filter(|d| *d > 0.0)
-                    .map(|d| std::time::Duration::try_from_secs_f64(d).unwrap_or(std::time::Duration::MAX)),
+                delay: self.delay(cfg, &path),
                 emit_yields: match cfg.extra.get("emit_yields") {
                     None | Some(Value::Null) => 1,
                     Some(v) => match v.as_u64() {
@@ -483,116 +481,6 @@ impl<B: Binder> GraphCompiler<'_, B> {
             },
             policies,
         }
-    }
-
-    fn policy(&mut self, cfg: &OpConfig, path: &str) -> OpPolicy {
-        use std::time::Duration;
-        let mut policy = OpPolicy::default();
-        let secs = |v: &Value| v.as_f64().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64);
-        match cfg.extra.get("timeout") {
-            None | Some(Value::Null) => {}
-            Some(v) => match secs(v).filter(|d| !d.is_zero()) {
-                Some(d) => policy.timeout = Some(d),
-                None => self.err(format!("{path}.timeout"), format!("must be a positive number of seconds, got {v}")),
-            },
-        }
-        match cfg.extra.get("retry") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(m)) => {
-                let rpath = format!("{path}.retry");
-                let mut r = RetryPolicy {
-                    max_attempts: 3,
-                    initial_delay: Duration::from_millis(500),
-                    backoff: 2.0,
-                    max_delay: Duration::from_secs(30),
-                    jitter: true,
-                    on_error: true,
-                    on_timeout: true,
-                };
-                for (k, v) in m {
-                    let bad = |what: &str| format!("{k}: must be {what}, got {v}");
-                    match k.as_str() {
-                        "max_attempts" => match v.as_u64().filter(|n| *n >= 1) {
-                            Some(n) => r.max_attempts = n.min(u32::MAX as u64) as u32,
-                            None => self.err(&rpath, bad("an integer of at least 1")),
-                        },
-                        "initial_delay" | "max_delay" => match secs(v) {
-                            Some(d) if k == "initial_delay" => r.initial_delay = d,
-                            Some(d) => r.max_delay = d,
-                            None => self.err(&rpath, bad("a non-negative number of seconds")),
-                        },
-                        "backoff" => match v.as_f64().filter(|b| b.is_finite() && *b >= 1.0) {
-                            Some(b) => r.backoff = b,
-                            None => self.err(&rpath, bad("a number of at least 1")),
-                        },
-                        "jitter" => match v.as_bool() {
-                            Some(b) => r.jitter = b,
-                            None => self.err(&rpath, bad("a boolean")),
-                        },
-                        "retry_on" => {
-                            let kinds: Option<Vec<&str>> = match v {
-                                Value::String(s) => Some(vec![s.as_str()]),
-                                Value::Array(a) => a.iter().map(Value::as_str).collect(),
-                                _ => None,
-                            };
-                            match kinds.filter(|k| k.iter().all(|x| matches!(*x, "error" | "timeout"))) {
-                                Some(kinds) => {
-                                    r.on_error = kinds.contains(&"error");
-                                    r.on_timeout = kinds.contains(&"timeout");
-                                }
-                                None => self.err(&rpath, bad("\"error\", \"timeout\" or a list of them")),
-                            }
-                        }
-                        other => self.err(
-                            &rpath,
-                            format!(
-                                "unknown key \"{other}\" (known: max_attempts, initial_delay, backoff, max_delay, jitter, retry_on)"
-                            ),
-                        ),
-                    }
-                }
-                policy.retry = Some(r);
-            }
-            Some(v) => self.err(format!("{path}.retry"), format!("must be an object, got {v}")),
-        }
-        if !policy.is_plain() && cfg.is_generator {
-            self.err(path, "timeout and retry apply to single-result ops, not to generators");
-        }
-        policy
-    }
-
-    fn cache(&mut self, cfg: &OpConfig, path: &str) -> Option<CachePlan> {
-        let ttl = match cfg.cache.as_ref()? {
-            Value::Null | Value::Bool(false) => return None,
-            // A Python cache file path: results are cached (in the engine's cache store).
-            Value::Bool(true) | Value::String(_) => None,
-            Value::Object(m) => match m.get("ttl") {
-                None | Some(Value::Null) => None,
-                Some(v) => match v.as_f64().filter(|s| s.is_finite() && *s > 0.0) {
-                    Some(s) => Some(std::time::Duration::from_secs_f64(s)),
-                    None => {
-                        self.err(format!("{path}.cache.ttl"), format!("must be a positive number of seconds, got {v}"));
-                        None
-                    }
-                },
-            },
-            other => {
-                self.err(format!("{path}.cache"), format!("must be true, false or {{\"ttl\": seconds}}, got {other}"));
-                return None;
-            }
-        };
-        if cfg.is_generator {
-            self.err(format!("{path}.cache"), "generator results are not cached");
-            return None;
-        }
-        // FNV-1a over the op's whole configuration as written.
-        let text = serde_json::to_string(cfg).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Some(CachePlan { fingerprint: h, ttl })
     }
 
     fn reference(&mut self, r: &RefSpec, path: &str, scope: &mut Scope, collect: bool) -> Option<RefPlan> {

@@ -19,9 +19,35 @@ impl Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// One line: control characters, line separators and bidirectional overrides in op
+    /// names and messages are escaped (see [`printable`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+        let message = printable(&self.message);
+        if self.path.is_empty() { f.write_str(&message) } else { write!(f, "{}: {message}", printable(&self.path)) }
     }
+}
+
+/// `text` safe to print on one line of a terminal: control characters (`\n`, `\r`,
+/// `\t`, ESC, C1 controls), the line and paragraph separators and the bidirectional
+/// overrides are written as escapes (`\n`, `\u{1b}`); everything else is kept.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Why a graph could not be loaded.
@@ -66,5 +92,18 @@ impl fmt::Display for DiagList<'_> {
             write!(f, "  {d}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics_print_on_one_line_with_control_characters_escaped() {
+        let d = Diagnostic::new("main.a\nmain.b: looks fine\u{1b}[2J", "bad\u{2028}x\u{202e}y\u{85}");
+        assert_eq!(d.to_string(), "main.a\\nmain.b: looks fine\\u{1b}[2J: bad\\u{2028}x\\u{202e}y\\u{85}");
+        assert_eq!(printable("plain \"quotes\" and ünïcode"), "plain \"quotes\" and ünïcode");
+        assert_eq!(printable("a\tb\rc"), "a\\tb\\rc");
     }
 }

@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod compile;
 pub mod document;
+pub mod duration;
 pub mod error;
 pub mod expr;
 pub mod plan;
@@ -16,7 +17,7 @@ pub mod wire;
 
 pub use compile::{Binder, compile};
 pub use document::GraphDocument;
-pub use error::{Diagnostic, GraphError};
+pub use error::{Diagnostic, GraphError, printable};
 pub use plan::GraphPlan;
 
 // Authoring graphs in Rust.

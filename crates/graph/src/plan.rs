@@ -150,7 +150,8 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: u32) -> std::time::Duration {
         let factor = self.backoff.max(1.0).powi(attempt.saturating_sub(1).min(63) as i32);
         let secs = (self.initial_delay.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
-        std::time::Duration::from_secs_f64(secs.max(0.0))
+        // Never panics: a product that does not fit (or is NaN) is the cap.
+        std::time::Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(self.max_delay)
     }
 }
 

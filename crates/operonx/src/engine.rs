@@ -182,7 +182,9 @@ impl Workflow {
         let env = RunEnv {
             middleware: self.middleware.clone(),
             cache: Some(self.cache.clone()),
-            limiter: options.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1)))),
+            limiter: options
+                .max_concurrency
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)))),
             journal: options.journal.clone(),
             extension: options.extension.clone(),
             objects: options.objects.clone().unwrap_or_default(),
@@ -218,7 +220,8 @@ impl Workflow {
             // Forward the caller's cancellation to this run.
             *c.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mine);
         }
-        let deadline = options.timeout.map(|d| (tokio::time::Instant::now() + d, d));
+        // A limit past the end of the clock is no limit (never a panic).
+        let deadline = options.timeout.and_then(|d| Some((tokio::time::Instant::now().checked_add(d)?, d)));
         let mut grouper = Grouper::default();
         loop {
             let next = match deadline {
@@ -480,6 +483,17 @@ impl RunOptions {
     }
 }
 
+/// Whether `id` has the form of a [`new_request_id`]: exactly 32 lowercase hex digits.
+/// Check ids that come from users before they name a file or a query.
+pub fn is_request_id(id: &str) -> bool {
+    id.len() == 32 && is_request_id_prefix(id)
+}
+
+/// Whether `prefix` can start a [`new_request_id`]: 1 to 32 lowercase hex digits.
+pub fn is_request_id_prefix(prefix: &str) -> bool {
+    (1..=32).contains(&prefix.len()) && prefix.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
 /// A fresh run id: 32 hex digits from the clock, the process id and a counter.
 pub fn new_request_id() -> String {
     use std::sync::OnceLock;
@@ -502,7 +516,18 @@ pub fn new_request_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::new_request_id;
+    use super::{is_request_id, is_request_id_prefix, new_request_id};
+
+    #[test]
+    fn request_ids_are_recognised_by_their_exact_form() {
+        assert!(is_request_id(&new_request_id()));
+        assert!(is_request_id_prefix("0a9f"));
+        for bad in ["", "../../elsewhere/victim", "0A9F", "0a9g", &"a".repeat(33), "0a9f/..", "0a9f%", "0a_9"] {
+            assert!(!is_request_id_prefix(bad), "{bad}");
+            assert!(!is_request_id(bad), "{bad}");
+        }
+        assert!(!is_request_id("0a9f"), "a prefix is not an id");
+    }
 
     #[test]
     fn request_ids_are_32_hex_digits_unique_and_start_with_the_time() {

@@ -24,9 +24,13 @@
 
 mod engine;
 mod handle;
+mod inputs;
 
-pub use engine::{Engine, Error, RunOptions, StopHandle, Workflow, new_request_id};
+pub use engine::{
+    Engine, Error, RunOptions, StopHandle, Workflow, is_request_id, is_request_id_prefix, new_request_id,
+};
 pub use handle::RunHandle;
+pub use inputs::MissingInput;
 pub use operonx_graph::{self as graph, Diagnostic, GraphDocument, GraphError};
 pub use operonx_macros::op;
 pub use operonx_ops as ops;

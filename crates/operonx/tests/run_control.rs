@@ -169,7 +169,10 @@ fn policy_fields_are_validated() {
     let bad = one_op(json!({"type": "code", "func_name": "boom", "timeout": -1,
         "retry": {"max_attempts": 0, "retry_on": ["sometimes"], "colour": 1}}));
     let msg = e.load_value(bad).unwrap_err().to_string();
-    assert!(msg.contains("main.a.timeout: must be a positive number of seconds, got -1"), "{msg}");
+    assert!(
+        msg.contains("main.a.timeout: must be a positive number of seconds, at most 604800 (7 days), got -1"),
+        "{msg}"
+    );
     assert!(msg.contains("main.a.retry: max_attempts: must be an integer of at least 1, got 0"), "{msg}");
     assert!(msg.contains("retry_on: must be \"error\", \"timeout\" or a list of them"), "{msg}");
     assert!(msg.contains("unknown key \"colour\""), "{msg}");

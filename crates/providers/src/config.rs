@@ -8,6 +8,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use operonx_graph::duration::{Limit, checked_rate, checked_secs};
+
 use crate::http::{HttpOptions, RetryPolicy};
 use crate::secret::Secret;
 use crate::usage::Pricing;
@@ -149,6 +151,9 @@ struct RawHttp {
     headers: Map<String, Value>,
 }
 
+/// The largest `max_concurrency` a resource may set (requests in flight at once).
+pub const MAX_CONCURRENCY: usize = 1_000_000;
+
 const HTTP_KEYS: &[&str] = &[
     "timeout_s",
     "connect_timeout_s",
@@ -221,8 +226,7 @@ fn split(cfg: &Map<String, Value>) -> Result<(HttpOptions, Map<String, Value>), 
     let secs = |name: &str, v: Option<f64>, default: Duration| -> Result<Duration, String> {
         match v {
             None => Ok(default),
-            Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-            Some(s) => Err(format!("field `{name}` must be a non-negative number of seconds, got {s}")),
+            Some(s) => checked_secs(name, s, Limit::WAIT).map_err(|e| format!("field {e}")),
         }
     };
     let d = HttpOptions::default();
@@ -243,14 +247,14 @@ fn split(cfg: &Map<String, Value>) -> Result<(HttpOptions, Map<String, Value>), 
             max_backoff: secs("retry_max_backoff_s", raw.retry_max_backoff_s, r.max_backoff)?,
         },
         max_concurrency: match raw.max_concurrency {
-            Some(0) => return Err("field `max_concurrency` must be at least 1".into()),
+            Some(n) if !(1..=MAX_CONCURRENCY).contains(&n) => {
+                return Err(format!("field `max_concurrency` must be between 1 and {MAX_CONCURRENCY}, got {n}"));
+            }
             other => other,
         },
         requests_per_second: match raw.requests_per_second {
-            Some(r) if !(r.is_finite() && r > 0.0) => {
-                return Err(format!("field `requests_per_second` must be positive, got {r}"));
-            }
-            other => other,
+            Some(r) => Some(checked_rate("requests_per_second", r).map(|_| r).map_err(|e| format!("field {e}"))?),
+            None => None,
         },
         headers,
     };
@@ -453,6 +457,35 @@ mod tests {
             LlmSettings::parse(&map(json!({"api_type": "openai", "model": "m", "timeout_s": "x"})), None).unwrap_err();
         assert!(e.contains("invalid type"), "{e}");
         assert!(LlmSettings::parse(&map(json!({"api_type": "azure", "model": "m", "base_url": "u"})), None).is_err());
+    }
+
+    #[test]
+    fn durations_rates_and_limits_out_of_range_are_refused_with_their_range() {
+        let parse = |extra: Value| {
+            let mut cfg = map(json!({"api_type": "openai", "model": "m"}));
+            cfg.extend(map(extra));
+            LlmSettings::parse(&cfg, None)
+        };
+        for key in ["timeout_s", "connect_timeout_s", "retry_initial_backoff_s", "retry_max_backoff_s"] {
+            let e = parse(json!({key: 1e300})).unwrap_err();
+            assert_eq!(
+                e,
+                format!("field `{key}` must be a non-negative number of seconds, at most 604800 (7 days), got 1e300")
+            );
+            assert!(parse(json!({key: -1})).is_err(), "{key}");
+            assert!(parse(json!({key: 604_800})).is_ok(), "{key}");
+        }
+        let e = parse(json!({"requests_per_second": 1e-300})).unwrap_err();
+        assert!(
+            e.starts_with("field `requests_per_second` must be a number of requests per second of at least 1/604800"),
+            "{e}"
+        );
+        assert!(parse(json!({"requests_per_second": 0})).is_err());
+        assert_eq!(parse(json!({"requests_per_second": 0.5})).unwrap().http.requests_per_second, Some(0.5));
+        let e = parse(json!({"max_concurrency": 2_305_843_009_213_693_952u64})).unwrap_err();
+        assert_eq!(e, "field `max_concurrency` must be between 1 and 1000000, got 2305843009213693952");
+        assert!(parse(json!({"max_concurrency": 0})).is_err());
+        assert_eq!(parse(json!({"max_concurrency": 1_000_000})).unwrap().http.max_concurrency, Some(1_000_000));
     }
 
     #[test]

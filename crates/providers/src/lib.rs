@@ -34,6 +34,11 @@
 //!   bge: {api_type: tei, base_url: "http://localhost:8080"}
 //! ```
 //!
+//! Durations (`timeout_s`, `connect_timeout_s`, the retry backoffs) are at most 7 days,
+//! `requests_per_second` at least one request per 7 days, and `max_concurrency` between 1
+//! and [`MAX_CONCURRENCY`]; a value outside its range is refused with a message naming the
+//! field and the range (see [`operonx_graph::duration`]).
+//!
 //! # The `base_url` rule
 //!
 //! For every provider, **`base_url` is the API root including any version segment**,
@@ -137,7 +142,9 @@ pub use chat::{
     ChatAccumulator, ChatClient, ChatDelta, ChatParams, ChatRequest, ChatResponse, DeltaStream, ToolCall,
     ToolCallDelta, collect_stream,
 };
-pub use config::{EmbeddingApi, EmbeddingSettings, Exhausted, LlmApi, LlmSettings, RerankApi, RerankSettings};
+pub use config::{
+    EmbeddingApi, EmbeddingSettings, Exhausted, LlmApi, LlmSettings, MAX_CONCURRENCY, RerankApi, RerankSettings,
+};
 pub use embed::EmbeddingClient;
 pub use error::{ErrorKind, ProviderError};
 pub use http::{HttpOptions, RetryPolicy};

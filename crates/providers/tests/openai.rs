@@ -197,6 +197,27 @@ async fn retry_after_beyond_the_backoff_cap_is_returned_not_waited() {
 }
 
 #[tokio::test]
+async fn absurd_retry_after_headers_count_as_absent_and_the_backoff_applies() {
+    let slow = |headers: &'static [(&'static str, &'static str)]| {
+        json_reply(429, &json!({"error": {"message": "slow down"}}), headers)
+    };
+    let server = MockServer::sequence(vec![
+        slow(&[("retry-after", "1e300")]),
+        slow(&[("retry-after-ms", "1e300")]),
+        slow(&[("retry-after-ms", "-5"), ("retry-after", "NaN")]),
+        slow(&[("retry-after", "18446744073709551616")]),
+        ok(completion(json!("done"))),
+    ])
+    .await;
+    let res = resource(&server.url, "    max_retries: 4\n");
+    let t0 = Instant::now();
+    let r = res.client().chat(hello()).await.unwrap();
+    assert_eq!(r.content.as_deref(), Some("done"));
+    assert_eq!(server.requests().len(), 5, "each absurd header is retried after the backoff");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_with_backoff_then_reported_with_status_and_message() {
     let server =
         MockServer::sequence(vec![json_reply(503, &json!({"error": {"message": "upstream busy"}}), &[])]).await;

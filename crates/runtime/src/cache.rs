@@ -128,7 +128,8 @@ impl OpCache for MemoryCache {
 
     fn put(&self, key: CacheKey, outputs: Map<String, Value>, ttl: Option<Duration>) {
         let mut e = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let expiry = ttl.map(|t| Instant::now() + t);
+        // A lifetime past the end of the clock never expires.
+        let expiry = ttl.and_then(|t| Instant::now().checked_add(t));
         if e.map.insert(key, (outputs, expiry)).is_none() {
             e.order.push_back(key);
         }

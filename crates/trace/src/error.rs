@@ -48,6 +48,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The database file could not be created.
+    #[error("cannot create {path}: {source}")]
+    CreateFile {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database could not be opened or set up.
     #[error("cannot open trace store {path}: {source}")]
     Open {

@@ -28,6 +28,7 @@ mod op_cache;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod pipeline;
+pub mod private;
 pub mod processor;
 mod recorded;
 pub mod run_meta;

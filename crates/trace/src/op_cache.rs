@@ -29,12 +29,11 @@ fn key_text(key: CacheKey) -> String {
 }
 
 impl SqliteOpCache {
-    /// Open (creating it and its directory if needed) the cache at `path`.
+    /// Open (creating it and its directory if needed) the cache at `path`. Both are
+    /// private (see [`crate::private`]).
     pub fn open(path: impl AsRef<Path>, max_entries: usize) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
+        crate::store::create_private_db(&path)?;
         let open_err = |source| StoreError::Open { path: path.clone(), source };
         let conn = Connection::open(&path).map_err(open_err)?;
         conn.execute_batch(
@@ -44,6 +43,7 @@ impl SqliteOpCache {
              CREATE INDEX IF NOT EXISTS op_cache_created ON op_cache(created);",
         )
         .map_err(open_err)?;
+        crate::private::restrict_sqlite(&path).unwrap_or_else(|e| crate::store::not_private(&path, &e));
         Ok(Self { conn: Mutex::new(conn), path, max_entries: max_entries.max(1) })
     }
 

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use operonx_graph::duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -24,10 +25,11 @@ impl Limiter {
     /// At most `max_concurrency` requests in flight and `requests_per_second` starts.
     pub(crate) fn new(max_concurrency: Option<usize>, requests_per_second: Option<f64>) -> Self {
         Self {
-            slots: max_concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            slots: max_concurrency.map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)))),
+            // Settings are checked when parsed; values set in code are clamped, never a panic.
             interval: requests_per_second
-                .filter(|r| *r > 0.0 && r.is_finite())
-                .map(|r| Duration::from_secs_f64(1.0 / r)),
+                .filter(|r| *r > 0.0 && !r.is_nan())
+                .map(|r| Duration::try_from_secs_f64(1.0 / r).unwrap_or(duration::MAX_WAIT).min(duration::MAX_WAIT)),
             next_start: Mutex::new(None),
         }
     }
@@ -70,6 +72,14 @@ mod tests {
             let _a = l.admit().await;
         }
         assert_eq!(t0.elapsed(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn absurd_limits_set_in_code_are_clamped_not_a_panic() {
+        let l = Limiter::new(Some(usize::MAX), Some(1e-300));
+        assert_eq!(l.available(), Some(Semaphore::MAX_PERMITS));
+        assert_eq!(l.interval, Some(duration::MAX_WAIT));
+        assert_eq!(Limiter::new(None, Some(f64::INFINITY)).interval, Some(Duration::ZERO));
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use operonx_graph::duration;
 use reqwest::header::HeaderMap;
 
 use crate::error::ProviderError;
@@ -17,7 +18,8 @@ pub struct RetryPolicy {
     /// The first backoff (`retry_initial_backoff_s`, default 0.5 s); doubles per retry.
     pub initial_backoff: Duration,
     /// The backoff cap (`retry_max_backoff_s`, default 30 s). A `Retry-After` longer than
-    /// this is not waited for: the error is returned instead.
+    /// this is not waited for: the error is returned instead. A `Retry-After` that is not
+    /// a wait of at most 7 days (negative, not finite, absurdly long) counts as absent.
     pub max_backoff: Duration,
 }
 
@@ -39,32 +41,37 @@ impl RetryPolicy {
             return (wait <= self.max_backoff).then_some(wait);
         }
         let base = self.initial_backoff.saturating_mul(1u32 << retry.min(20)).min(self.max_backoff);
-        Some(base.mul_f64(0.5 + 0.5 * rng.next_f64()))
+        let jittered = base.as_secs_f64() * (0.5 + 0.5 * rng.next_f64());
+        Some(Duration::try_from_secs_f64(jittered).unwrap_or(base))
     }
 }
 
 /// The wait a response asks for: `retry-after-ms` (milliseconds), else `retry-after` as
-/// seconds or as an HTTP date.
+/// seconds or as an HTTP date. A value that is not a wait of at most
+/// [`duration::MAX_WAIT`] (negative, not finite, absurdly long) counts as no header.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) =
-        headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    let ms = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<f64>().ok());
+    if let Some(wait) = ms.and_then(|ms| sane_wait(ms / 1000.0)) {
+        return Some(wait);
     }
     let raw = headers.get("retry-after")?.to_str().ok()?.trim();
     parse_retry_after(raw, chrono::Utc::now())
 }
 
-/// Parse a `Retry-After` value relative to `now`.
+/// Parse a `Retry-After` value relative to `now` (`None` when absent or absurd).
 pub(crate) fn parse_retry_after(raw: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     if let Ok(secs) = raw.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return sane_wait(secs);
     }
     let date = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
     let wait = date.with_timezone(&chrono::Utc) - now;
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    // A date in the past means now.
+    Some(wait.to_std().unwrap_or(Duration::ZERO)).filter(|w| *w <= duration::MAX_WAIT)
+}
+
+/// `secs` as a wait, when it is one a server can mean (0 to 7 days).
+fn sane_wait(secs: f64) -> Option<Duration> {
+    duration::checked_secs("retry-after", secs, duration::Limit::WAIT).ok()
 }
 
 #[cfg(test)]
@@ -116,5 +123,34 @@ mod tests {
         h.insert("retry-after-ms", "250".parse().unwrap());
         h.insert("retry-after", "9".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn absurd_retry_after_values_count_as_no_header() {
+        let now =
+            chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2015 07:28:00 GMT").unwrap().with_timezone(&chrono::Utc);
+        for raw in
+            ["1e300", "-5", "NaN", "inf", "-inf", "18446744073709551616", "604801", "Fri, 21 Oct 2095 07:28:00 GMT"]
+        {
+            assert_eq!(parse_retry_after(raw, now), None, "{raw}");
+        }
+        assert_eq!(parse_retry_after("604800", now), Some(duration::MAX_WAIT));
+        // An absurd `retry-after-ms` falls back to `retry-after`; both absurd: none.
+        let mut h = HeaderMap::new();
+        h.insert("retry-after-ms", "1e300".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "-1".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn backoff_never_panics_on_caps_set_in_code() {
+        let p = RetryPolicy { max_retries: 64, initial_backoff: Duration::MAX, max_backoff: Duration::MAX };
+        let e = ProviderError::http("openai", 503, "busy");
+        for retry in [0, 1, 30, 63] {
+            assert!(p.delay(retry, &e, &SplitMix::new(u64::from(retry))).is_some());
+        }
     }
 }

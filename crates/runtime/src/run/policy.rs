@@ -56,7 +56,8 @@ pub(super) fn guarded(
             };
             let mut delay = r.delay(attempt);
             if r.jitter {
-                delay = delay.mul_f64(0.5 + 0.5 * jitter_unit(attempt));
+                let secs = delay.as_secs_f64() * (0.5 + 0.5 * jitter_unit(attempt));
+                delay = Duration::try_from_secs_f64(secs).unwrap_or(delay);
             }
             octx.annotate(
                 "operonx.retry",

@@ -86,6 +86,21 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 ";
 
+/// Create the private directory and empty private file of a database at `path`, unless
+/// they exist, before SQLite opens it (SQLite gives its side files the file's mode).
+pub(crate) fn create_private_db(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::private::create_dir_all(dir)
+            .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+    }
+    crate::private::create_file(path).map_err(|source| StoreError::CreateFile { path: path.to_path_buf(), source })
+}
+
+/// A database left readable by others (not ours to change): say so, go on.
+pub(crate) fn not_private(path: &Path, e: &std::io::Error) {
+    tracing::warn!("cannot make {} private (mode 0600): {e}", path.display());
+}
+
 /// A handle to a trace store (cheap to clone; clones share the connection).
 ///
 /// Writes are idempotent per batch: a batch exported twice (a retry after a timeout) is
@@ -115,12 +130,14 @@ impl SqliteStore {
     }
 
     /// Open the store at `path`, creating the file and its parent directory if needed.
+    /// Both are private (see [`crate::private`]): the file and its `-wal` and `-shm`
+    /// files `0600`, a directory created here `0700`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
-        Self::connect(path, OpenFlags::default())
+        create_private_db(&path)?;
+        let store = Self::connect(path, OpenFlags::default())?;
+        crate::private::restrict_sqlite(&store.path).unwrap_or_else(|e| not_private(&store.path, &e));
+        Ok(store)
     }
 
     /// Open an existing store (for reading traces: nothing is created). Fails with
