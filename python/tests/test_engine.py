@@ -605,3 +605,26 @@ def test_stream_and_run_inside_a_running_loop_use_the_engines_threads():
 
     streamed, ran = asyncio.run(main())
     assert streamed == {"v": [0, 1]} and ran == {"v": [0, 1, 2]}
+
+
+def test_graph_json_func_names_are_imported_from_their_module(tmp_path):
+    import json
+
+    src = CONFORMANCE_GRAPH("scheduler/two_op_chain")
+    doc = json.loads(src.read_text())
+    for entry in doc["ops"].values():
+        entry["func_name"] = f"conformance_ops.{entry['func_name']}"
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps(doc))
+    inputs = json.loads((src.parent / "inputs.json").read_text())
+    expected = json.loads((src.parent / "expected.json").read_text())
+    assert Engine(str(path), no_trace_store=True).run(inputs) == expected
+    # `functions=` overrides what the module holds.
+    override = {"conformance_ops.double": lambda x: {"result": x * 100}}
+    assert Engine(str(path), functions=override, no_trace_store=True).run(inputs) != expected
+
+
+def CONFORMANCE_GRAPH(case):
+    from conftest import CONFORMANCE
+
+    return next(CONFORMANCE.glob(f"cases/*/{case}/graph.json"))
