@@ -223,7 +223,7 @@ class Engine:
             else:
                 fut.set_result(args)
 
-        run = self._native.host(inputs, scratch, loop, on_done, on_event, timeout, fail_fast, resume)
+        run = self._native.start(inputs, scratch, loop, on_done, on_event, timeout, fail_fast, resume, True)
         if held is not None:
             held.append(run)
         fd = run.fileno()

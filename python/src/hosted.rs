@@ -15,7 +15,7 @@ use operonx::{ObjectTable, RunOutcome, StopHandle};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::native::{Runs, finished, run_error};
+use crate::native::{Runs, deliver};
 
 /// Wakes the loop: one byte on the socket, unless one is already pending.
 struct SocketWaker {
@@ -125,12 +125,7 @@ impl HostedRun {
         let Some(outcome) = ready else {
             return Ok(self.future.lock().unwrap_or_else(PoisonError::into_inner).is_none());
         };
-        let done =
-            outcome.map_err(run_error).and_then(|o| finished(py, self.run_id.clone(), o, &self.paused, &self.objects));
-        match done {
-            Ok(done) => self.on_done.call1(py, done)?,
-            Err(e) => self.on_done.call1(py, (e.into_value(py),))?,
-        };
+        deliver(py, &self.on_done, self.run_id.clone(), outcome, &self.paused, &self.objects)?;
         Ok(true)
     }
 }

@@ -108,6 +108,23 @@ pub(crate) fn finished<'py>(
     Ok((run_id, result, outcome.stopped, waiting))
 }
 
+/// Hand a finished run's outcome (or its error) to `on_done`.
+pub(crate) fn deliver(
+    py: Python<'_>,
+    on_done: &Py<PyAny>,
+    run_id: String,
+    outcome: Result<RunOutcome, operonx::Error>,
+    paused: &Runs,
+    objects: &ObjectTable,
+) -> PyResult<()> {
+    match outcome.map_err(run_error).and_then(|o| finished(py, run_id, o, paused, objects)) {
+        Ok(done) => on_done.call1(py, done)?,
+        Err(e) => on_done.call1(py, (e.into_value(py),))?,
+    };
+    Ok(())
+}
+
+/// The Python exception for a run that could not start or resume.
 pub(crate) fn run_error(e: operonx::Error) -> PyErr {
     match e {
         operonx::Error::Resume(m) => PyValueError::new_err(format!("cannot resume: {m}")),
@@ -241,11 +258,13 @@ impl NativeEngine {
         finished(py, run_id, outcome.map_err(run_error)?, &self.paused, &objects)
     }
 
-    /// Start a run in the background and return at once. `on_event(event)` is called
-    /// for each event (as `operonx run --stream` prints them) when given; `on_done`
-    /// with `(run_id, result, stopped, waiting)`, or with an exception, at the end.
-    /// Both are called from an engine thread.
-    #[pyo3(signature = (inputs, scratch, event_loop, on_done, on_event=None, timeout=None, fail_fast=false, resume=None))]
+    /// Start a run and return at once. `on_event(event)` is called for each event (as
+    /// `operonx run --stream` prints them) when given; `on_done` with `(run_id, result,
+    /// stopped, waiting)`, or with an exception, at the end. Without `hosted`, the run
+    /// goes on the engine's threads (which call the callbacks) and a `NativeRun` comes
+    /// back; with `hosted`, a `HostedRun` that `event_loop` drives from its own thread
+    /// (see [`crate::hosted`]), calling the callbacks there.
+    #[pyo3(signature = (inputs, scratch, event_loop, on_done, on_event=None, timeout=None, fail_fast=false, resume=None, hosted=false))]
     #[allow(clippy::too_many_arguments)]
     fn start<'py>(
         &self,
@@ -258,45 +277,25 @@ impl NativeEngine {
         timeout: Option<f64>,
         fail_fast: bool,
         resume: Option<(String, Bound<'py, PyAny>)>,
-    ) -> PyResult<NativeRun> {
+        hosted: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, on_event)?;
         let Prepared { run_id, objects, stop, future } = prepared;
         let paused = self.paused.clone();
+        if hosted {
+            let run = HostedRun::new(run_id, stop, future, self.handle.clone(), on_done, paused, objects)?;
+            return Ok(Bound::new(py, run)?.into_any());
+        }
         let id = run_id.clone();
         self.handle.spawn(async move {
             let outcome = future.await;
             Python::attach(|py| {
-                let called = match outcome.map_err(run_error).and_then(|o| finished(py, id, o, &paused, &objects)) {
-                    Ok(done) => on_done.call1(py, done),
-                    Err(e) => on_done.call1(py, (e.into_value(py),)),
-                };
-                if let Err(e) = called {
+                if let Err(e) = deliver(py, &on_done, id, outcome, &paused, &objects) {
                     e.write_unraisable(py, None);
                 }
             });
         });
-        Ok(NativeRun { run_id, stop })
-    }
-
-    /// Prepare a run that `event_loop` drives from its own thread (see
-    /// [`crate::hosted`]); `on_done` and `on_event` are called on that thread.
-    #[pyo3(signature = (inputs, scratch, event_loop, on_done, on_event=None, timeout=None, fail_fast=false, resume=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn host<'py>(
-        &self,
-        py: Python<'py>,
-        inputs: &Bound<'py, PyAny>,
-        scratch: &Bound<'py, PyAny>,
-        event_loop: Py<PyAny>,
-        on_done: Py<PyAny>,
-        on_event: Option<Py<PyAny>>,
-        timeout: Option<f64>,
-        fail_fast: bool,
-        resume: Option<(String, Bound<'py, PyAny>)>,
-    ) -> PyResult<HostedRun> {
-        let prepared = self.prepare(py, inputs, scratch, event_loop, timeout, fail_fast, resume, on_event)?;
-        let Prepared { run_id, objects, stop, future } = prepared;
-        HostedRun::new(run_id, stop, future, self.handle.clone(), on_done, self.paused.clone(), objects)
+        Ok(Bound::new(py, NativeRun { run_id, stop })?.into_any())
     }
 
     /// Run ids of runs that wait for input (answer them with `run(..., resume=...)`).
