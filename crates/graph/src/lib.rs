@@ -6,6 +6,7 @@
 
 pub mod builder;
 pub mod compile;
+pub mod digest;
 pub mod document;
 pub mod duration;
 pub mod error;

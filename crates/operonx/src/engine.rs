@@ -111,17 +111,12 @@ impl Engine {
     /// Compile a parsed document.
     pub fn compile(&self, doc: &GraphDocument) -> Result<Workflow, Error> {
         let plan = compile(&doc.root, &self.registry)?;
-        let text = doc.to_value().to_string();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        let fingerprint = operonx_graph::digest::fingerprint(doc.to_value().to_string().as_bytes());
         Ok(Workflow {
             plan: Arc::new(plan),
             middleware: self.middleware.clone(),
             cache: self.cache.clone(),
-            fingerprint: format!("{h:016x}"),
+            fingerprint,
         })
     }
 

@@ -117,14 +117,9 @@ impl<B: Binder> GraphCompiler<'_, B> {
             self.err(format!("{path}.cache"), "generator results are not cached");
             return None;
         }
-        // FNV-1a over the op's whole configuration as written.
+        // The op's whole configuration as written.
         let text = serde_json::to_string(cfg).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Some(CachePlan { fingerprint: h, ttl })
+        Some(CachePlan { fingerprint: crate::digest::hash64(text.as_bytes()), ttl })
     }
 
     /// `delay`: only a positive delay waits (as in the reference); one is at most

@@ -91,9 +91,9 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// FNV-1a, 64 bit, for ids that cannot be used verbatim.
-fn fnv64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+/// A hash for ids that cannot be used verbatim.
+fn name_hash64(s: &str) -> u64 {
+    operonx_graph::digest::hash64(s.as_bytes())
 }
 
 /// The observation id of a span: the span id itself when it is URL-safe, else a hash.
@@ -101,7 +101,7 @@ pub(crate) fn observation_id(span: &str) -> String {
     let safe = !span.is_empty()
         && span.len() <= 200
         && span.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if safe { span.to_string() } else { format!("h{:016x}", fnv64(span)) }
+    if safe { span.to_string() } else { format!("h{:016x}", name_hash64(span)) }
 }
 
 fn str_field<'a>(e: &'a TraceEvent, key: &str) -> Option<&'a str> {

@@ -22,14 +22,12 @@ pub(crate) struct SpanOptions {
     pub(crate) max_events_per_span: usize,
 }
 
-/// FNV-1a over `s`, 64 and 128 bit.
-fn fnv64(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+fn name_hash64(s: &str) -> u64 {
+    operonx_graph::digest::hash64(s.as_bytes())
 }
 
-fn fnv128(s: &str) -> u128 {
-    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    s.bytes().fold(0x6c62_272e_07bb_0142_62b8_2175_6295_c58d_u128, |h, b| (h ^ u128::from(b)).wrapping_mul(PRIME))
+fn name_hash128(s: &str) -> u128 {
+    operonx_graph::digest::hash128(s.as_bytes())
 }
 
 /// A bijective 64-bit finalizer, so ids of similar keys do not look alike.
@@ -51,7 +49,7 @@ pub(crate) fn trace_id(request_id: &str) -> String {
     if dashes_ok && hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) && hex.chars().any(|c| c != '0') {
         return hex.to_ascii_lowercase();
     }
-    let h = fnv128(request_id);
+    let h = name_hash128(request_id);
     let (hi, lo) = (mix((h >> 64) as u64), mix(h as u64));
     let lo = if hi == 0 && lo == 0 { 1 } else { lo };
     format!("{hi:016x}{lo:016x}")
@@ -59,7 +57,7 @@ pub(crate) fn trace_id(request_id: &str) -> String {
 
 /// The OTLP span id of a span key: 16 lowercase hex digits, never all zero.
 pub(crate) fn span_id(key: &str) -> String {
-    format!("{:016x}", mix(fnv64(key)).max(1))
+    format!("{:016x}", mix(name_hash64(key)).max(1))
 }
 
 /// The span key of an event: its `span_id`, or (older producers) its run, op and context,
