@@ -11,7 +11,6 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use operonx_runtime::TraceEvent;
@@ -150,31 +149,14 @@ impl SqliteStore {
         Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     }
 
+    /// Open and bring up to date, safely while other processes do the same (see
+    /// [`crate::sqlite`]): the version check and migration run in one `BEGIN IMMEDIATE`
+    /// transaction, so one process migrates and the others then see the new version.
     fn connect(path: PathBuf, flags: OpenFlags) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.clone(), source };
-        let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         // Batches touch the newest pages of the tables and their indexes: keep them cached
         // (KiB when negative) and checkpoint the WAL less often, in bigger steps.
-        conn.pragma_update(None, "cache_size", STORE_CACHE_KIB).map_err(open_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(open_err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Version { path, found: version, supported: SCHEMA_VERSION });
-        }
-        let mut conn = conn;
-        if version < SCHEMA_VERSION {
-            let tx = conn.transaction().map_err(open_err)?;
-            tx.execute_batch(SCHEMA).map_err(open_err)?;
-            if version == 1 {
-                migrate::events_to_chunks(&tx)?;
-            }
-            migrate::add_segments(&tx)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
-            tx.commit().map_err(open_err)?;
-        }
+        let pragmas = [("cache_size", STORE_CACHE_KIB), ("wal_autocheckpoint", WAL_CHECKPOINT_PAGES)];
+        let conn = crate::sqlite::open_shared(&path, flags, &pragmas, &|tx| migrate(tx, &path))?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
     }
 
@@ -207,6 +189,25 @@ impl SqliteStore {
             })
         })
     }
+}
+
+/// Check the schema version and bring an older store up to date, inside the caller's
+/// exclusive transaction.
+fn migrate(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Version { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA).map_err(open_err)?;
+        if version == 1 {
+            migrate::events_to_chunks(tx)?;
+        }
+        migrate::add_segments(tx)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+    }
+    Ok(())
 }
 
 /// Whether a failed write is worth retrying.
