@@ -497,7 +497,7 @@ mod tests {
 
         // In place, field by field, as the fast path does.
         let q = Redact::with_defaults();
-        let mut field = |e: &mut TraceEvent| {
+        let field = |e: &mut TraceEvent| {
             for (k, v) in e.payload.iter_mut() {
                 let Value::Object(m) = v else { continue };
                 for (entry, value) in m.iter_mut() {

@@ -8,6 +8,7 @@ mod codec;
 mod migrate;
 mod read;
 mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,8 +33,9 @@ const WAL_CHECKPOINT_PAGES: i64 = 4000;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`). Version 1
 /// stored a row per event (migrated into `chunks` on open); version 2 a `chunks` row per
-/// run and batch (still read; the runs table gains `segments` on open).
-const SCHEMA_VERSION: i64 = 3;
+/// run and batch (still read; the runs table gains `segments` on open); version 3 had no
+/// `writer` column (added on open).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,7 +55,10 @@ CREATE TABLE IF NOT EXISTS runs (
     dropped_events  INTEGER NOT NULL DEFAULT 0,
     -- Where the run's lines are: `batch:offset:length:first_ts` entries, `;`-separated
     -- (a byte range of a batch's data; times count from first_ts, see codec.rs).
-    segments        TEXT NOT NULL DEFAULT ''
+    segments        TEXT NOT NULL DEFAULT '',
+    -- The process that last wrote the run (JSON, see writer.rs): a `running` run whose
+    -- writer is gone reads as `crashed`.
+    writer          TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 -- Version 2's events: one run's lines per row. Read, no longer written.
@@ -109,6 +114,8 @@ pub(crate) fn not_private(path: &Path, e: &std::io::Error) {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// This process, as stored with the runs it writes.
+    writer: Arc<str>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -157,7 +164,7 @@ impl SqliteStore {
         // (KiB when negative) and checkpoint the WAL less often, in bigger steps.
         let pragmas = [("cache_size", STORE_CACHE_KIB), ("wal_autocheckpoint", WAL_CHECKPOINT_PAGES)];
         let conn = crate::sqlite::open_shared(&path, flags, &pragmas, &|tx| migrate(tx, &path))?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path, writer: writer::Writer::current().to_column().into() })
     }
 
     /// The database file.
@@ -173,7 +180,7 @@ impl SqliteStore {
     /// order) and update their runs' summaries, in one transaction. Returns how many
     /// events were new.
     pub fn write<E: EventView>(&self, events: &[E]) -> Result<usize, StoreError> {
-        write::insert(&mut self.conn(), events)
+        write::insert(&mut self.conn(), events, &self.writer)
     }
 
     /// [`SqliteStore::write`] on a blocking thread, as an export.
@@ -205,6 +212,7 @@ fn migrate(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StoreError
             migrate::events_to_chunks(tx)?;
         }
         migrate::add_segments(tx)?;
+        migrate::add_writer(tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
     }
     Ok(())
