@@ -56,10 +56,10 @@ impl Writer {
         if self.host != here.host || self.host.is_empty() {
             return false;
         }
-        if let (Some(then), Some(now)) = (&self.boot, &here.boot) {
-            if then != now {
-                return true;
-            }
+        if let (Some(then), Some(now)) = (&self.boot, &here.boot)
+            && then != now
+        {
+            return true;
         }
         if self.pid == here.pid {
             return self.start.is_some() && here.start.is_some() && self.start != here.start;
@@ -102,10 +102,13 @@ fn start_time(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether process `pid` exists (`None`: cannot tell here).
+/// Whether process `pid` exists and has not ended (a zombie, killed but not yet reaped
+/// by its parent, has ended). `None`: cannot tell here.
 fn alive(pid: u32) -> Option<bool> {
     if std::path::Path::new("/proc/self/stat").exists() {
-        return Some(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Some(false) };
+        let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+        return Some(!matches!(state, Some("Z" | "X" | "x")));
     }
     #[cfg(unix)]
     {
