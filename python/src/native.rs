@@ -160,6 +160,8 @@ impl NativeEngine {
     ) -> PyResult<Self> {
         let hub = operonx::providers::ResourceHub::load(resources.as_deref())
             .map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
+        // The resources' keys and tokens are redacted by value from the traces.
+        let secrets = hub.secrets();
         let mut engine = Engine::new().with_resources(Arc::new(hub));
         operonx::ops::register_std(engine.registry_mut());
         for (name, func, flavor, params) in functions {
@@ -189,7 +191,7 @@ impl NativeEngine {
             let _entered = runtime.enter();
             Some(
                 TracePipeline::builder()
-                    .processor(operonx_trace::processor::Redact::with_defaults())
+                    .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
                     .processor(operonx_trace::processor::Truncate::default())
                     .exporter(store)
                     .flush_interval(TRACE_FLUSH)

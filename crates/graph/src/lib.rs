@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error;
 pub mod expr;
 pub mod plan;
+pub mod secrets;
 mod streams;
 pub mod transform;
 pub mod wire;
@@ -20,6 +21,7 @@ pub use compile::{Binder, compile};
 pub use document::GraphDocument;
 pub use error::{Diagnostic, GraphError, printable};
 pub use plan::GraphPlan;
+pub use secrets::SecretSet;
 
 // Authoring graphs in Rust.
 pub use builder::{BuildError, Graph, OpSpec};

@@ -174,3 +174,20 @@ fn base_url_that_already_has_the_endpoint_is_rejected() {
     let err = hub.get_embedding("e").unwrap_err().to_string();
     assert!(err.contains("embedding:e") && err.contains("API root"), "{err}");
 }
+
+/// What the CLI redacts by value: API keys and header values however written, and every
+/// value `${VAR}` brought in (8 bytes or more).
+#[test]
+fn secrets_are_the_keys_headers_and_substituted_values() {
+    let yaml = "
+llm:a: {api_type: openai, model: m, api_key: sk-literal-key-1234, headers: {x-token: header-secret-99}}
+llm:b: {api_type: vllm, model: m, base_url: 'http://${HOST}/v1', api_key: '${KEY}'}
+llm:c: {api_type: openai, model: m, api_key: short}
+";
+    let hub =
+        ResourceHub::from_yaml_str(yaml, &env(&[("HOST", "10.1.2.3:8000"), ("KEY", "from-env-abcdefgh")])).unwrap();
+    let secrets = hub.secrets();
+    let text = "sk-literal-key-1234 header-secret-99 10.1.2.3:8000 from-env-abcdefgh short model m";
+    assert_eq!(secrets.redact(text), "[REDACTED] [REDACTED] [REDACTED] [REDACTED] short model m");
+    assert_eq!(secrets.len(), 4);
+}

@@ -32,6 +32,7 @@ pub mod private;
 pub mod processor;
 mod recorded;
 pub mod run_meta;
+mod sqlite;
 mod store;
 mod summary;
 pub mod view;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use operonx_runtime::OpCache;
 use operonx_runtime::cache::CacheKey;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
@@ -34,15 +34,15 @@ impl SqliteOpCache {
     pub fn open(path: impl AsRef<Path>, max_entries: usize) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         crate::store::create_private_db(&path)?;
-        let open_err = |source| StoreError::Open { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(open_err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS op_cache (
-                 key TEXT PRIMARY KEY, outputs TEXT NOT NULL, created REAL NOT NULL, expires REAL);
-             CREATE INDEX IF NOT EXISTS op_cache_created ON op_cache(created);",
-        )
-        .map_err(open_err)?;
+        // Created by one process at a time, safely while others open it (see `crate::sqlite`).
+        let conn = crate::sqlite::open_shared(&path, OpenFlags::default(), &[], &|tx| {
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS op_cache (
+                     key TEXT PRIMARY KEY, outputs TEXT NOT NULL, created REAL NOT NULL, expires REAL);
+                 CREATE INDEX IF NOT EXISTS op_cache_created ON op_cache(created);",
+            )
+            .map_err(|source| StoreError::Open { path: path.clone(), source })
+        })?;
         crate::private::restrict_sqlite(&path).unwrap_or_else(|e| crate::store::not_private(&path, &e));
         Ok(Self { conn: Mutex::new(conn), path, max_entries: max_entries.max(1) })
     }

@@ -25,6 +25,9 @@ pub enum RunStatus {
     Interrupted,
     /// The pipeline shut down before the run finished.
     Incomplete,
+    /// Left `running` by a process that no longer exists (killed, crashed): derived when
+    /// the store is read, never stored.
+    Crashed,
 }
 
 impl RunStatus {
@@ -37,6 +40,7 @@ impl RunStatus {
             RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Incomplete => "incomplete",
+            RunStatus::Crashed => "crashed",
         }
     }
 
@@ -48,6 +52,7 @@ impl RunStatus {
             "cancelled" => RunStatus::Cancelled,
             "interrupted" => RunStatus::Interrupted,
             "incomplete" => RunStatus::Incomplete,
+            "crashed" => RunStatus::Crashed,
             _ => RunStatus::Running,
         }
     }
@@ -218,7 +223,7 @@ impl RunAggregate {
 
     /// Fold these figures into `s` (which holds what was counted before).
     pub(crate) fn apply(&self, s: &mut RunSummary) {
-        let settled = !matches!(s.status, RunStatus::Running | RunStatus::Incomplete);
+        let settled = !matches!(s.status, RunStatus::Running | RunStatus::Incomplete | RunStatus::Crashed);
         if settled && self.first.zip(s.ended_at).is_some_and(|(first, ended)| first > ended) {
             // Resumed after it ended: its interruptions were answered; it runs again.
             s.interrupted_count = 0;
@@ -242,7 +247,7 @@ impl RunAggregate {
         let finished = match self.end {
             Some((RunEnd::Truncated, _)) => None,
             Some((RunEnd::Finished, _)) => Some(true),
-            None => Some(!matches!(s.status, RunStatus::Running | RunStatus::Incomplete)),
+            None => Some(!matches!(s.status, RunStatus::Running | RunStatus::Incomplete | RunStatus::Crashed)),
         };
         s.status = match finished {
             None => RunStatus::Incomplete,

@@ -207,7 +207,7 @@ fn a_version_1_store_is_migrated_on_open_without_losing_events() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let old_table: i64 =
         conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'events'", [], |r| r.get(0)).unwrap();
     assert_eq!(old_table, 0, "the old table is gone once its events are moved");
@@ -301,7 +301,7 @@ fn a_version_2_store_is_read_and_extended_after_opening() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]
@@ -317,4 +317,36 @@ fn a_batch_starting_like_an_earlier_one_is_still_stored() {
     assert_eq!(store.write(&[start.clone(), end.clone()]).unwrap(), 2);
     assert_eq!(store.write(&[start, end]).unwrap(), 0, "a retry");
     assert_eq!(store.run_events("r1").unwrap().len(), 3);
+}
+
+/// A run left `running` by a process that no longer exists reads as crashed (its
+/// writer is recorded with it); one whose writer lives still reads as running.
+#[cfg(unix)]
+#[test]
+fn a_running_run_whose_writer_is_gone_reads_as_crashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let [start, _] = op("r1", 0, "main.x", 1);
+    store.write(&[start]).unwrap();
+    assert_eq!(store.run("r1").unwrap().status, RunStatus::Running, "this process writes it");
+
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let writer: String = conn.query_row("SELECT writer FROM runs WHERE request_id = 'r1'", [], |r| r.get(0)).unwrap();
+    let mut writer: serde_json::Value = serde_json::from_str(&writer).unwrap();
+    assert_eq!(writer["pid"], std::process::id());
+    writer["pid"] = dead.into();
+    writer.as_object_mut().unwrap().remove("start");
+    conn.execute("UPDATE runs SET writer = ?1 WHERE request_id = 'r1'", [writer.to_string()]).unwrap();
+
+    assert_eq!(store.run("r1").unwrap().status, RunStatus::Crashed);
+    let listed = store.list_runs(5).unwrap();
+    assert_eq!(listed[0].status, RunStatus::Crashed);
+    assert_eq!(serde_json::to_value(&listed[0]).unwrap()["status"], "crashed");
+    // Read only: what is stored stays `running`.
+    let stored: String = conn.query_row("SELECT status FROM runs WHERE request_id = 'r1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, "running");
 }

@@ -305,6 +305,32 @@ impl ResourceHub {
         &self.origin
     }
 
+    /// Every secret value these resources hold, for redaction by value
+    /// ([`operonx_graph::SecretSet`]): each resource's `api_key` and `headers` values
+    /// (however they were written) and every value a `${VAR}` placeholder brought in from
+    /// the environment or `.env`. Values shorter than
+    /// [`operonx_graph::secrets::MIN_SECRET_LEN`] bytes are left out.
+    pub fn secrets(&self) -> operonx_graph::SecretSet {
+        let mut set = operonx_graph::SecretSet::new();
+        for entry in self.entries.values() {
+            entry.secrets.iter().for_each(|s| {
+                set.insert(s);
+            });
+            let Some(config) = entry.config.as_object() else { continue };
+            if let Some(Value::String(key)) = config.get("api_key") {
+                set.insert(key);
+            }
+            if let Some(Value::Object(headers)) = config.get("headers") {
+                for value in headers.values() {
+                    if let Value::String(v) = value {
+                        set.insert(v);
+                    }
+                }
+            }
+        }
+        set
+    }
+
     /// Every key (`category:name`), sorted, including clients added in code.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.entries.keys().cloned().collect();

@@ -153,7 +153,7 @@ fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
     let RunDrain { request_id, mut events, start, close } = run;
     events.sort_by_key(RecordedEvent::sort_key);
     let processed = if shared.in_place_only {
-        in_place_run(shared, &request_id, events)
+        in_place_run(shared, &request_id, close.is_some(), events)
     } else {
         process_built(shared, &request_id, close.as_ref(), events)
     };
@@ -190,12 +190,18 @@ type Panicked<'a> = (&'a str, u64);
 fn in_place_run<'a>(
     shared: &'a Shared,
     request_id: &str,
+    closes: bool,
     mut events: Vec<RecordedEvent>,
 ) -> Result<Vec<RecordedEvent>, Panicked<'a>> {
     for p in &shared.processors {
         let Some(step) = p.in_place() else { continue };
         let n = events.len() as u64;
-        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| processor::apply_in_place(step, &mut events)));
+        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            processor::apply_in_place(step, request_id, &mut events);
+            if closes {
+                step.forget_run(request_id);
+            }
+        }));
         if applied.is_err() {
             return Err((p.name(), n));
         }

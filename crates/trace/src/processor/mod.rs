@@ -93,18 +93,36 @@ pub trait InPlace: Send + Sync {
     /// is given (an input, output or yielded value by name), else `payload[field]` (the
     /// default: no change).
     fn rewrite_field(&self, _field: &str, _entry: Option<&str>, _value: &mut Value) {}
+
+    /// [`InPlace::rewrite_payload`] for an event of run `request_id` (the default ignores
+    /// the run). For steps that remember something of a run, as `redact` remembers the
+    /// secret values the run was given.
+    fn rewrite_run_payload(&self, _request_id: &str, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+        self.rewrite_payload(kind, payload);
+    }
+
+    /// [`InPlace::rewrite_field`] for an event of run `request_id` (the default ignores
+    /// the run).
+    fn rewrite_run_field(&self, _request_id: &str, field: &str, entry: Option<&str>, value: &mut Value) {
+        self.rewrite_field(field, entry, value);
+    }
+
+    /// The run's trace is complete: forget what was remembered of it (the default:
+    /// nothing was).
+    fn forget_run(&self, _request_id: &str) {}
 }
 
-/// Apply `step` to events in place: drop those it does not keep, rewrite the others.
-pub(crate) fn apply_in_place(step: &dyn InPlace, events: &mut Vec<RecordedEvent>) {
+/// Apply `step` to events of run `request_id` in place: drop those it does not keep,
+/// rewrite the others.
+pub(crate) fn apply_in_place(step: &dyn InPlace, request_id: &str, events: &mut Vec<RecordedEvent>) {
     events.retain(|e| step.keeps(e));
     for event in events {
         match event {
             RecordedEvent::Raw(e) => e.rewrite_values(
-                &mut |kind, payload| step.rewrite_payload(kind, payload),
-                &mut |field, entry, value| step.rewrite_field(field, entry, value),
+                &mut |kind, payload| step.rewrite_run_payload(request_id, kind, payload),
+                &mut |field, entry, value| step.rewrite_run_field(request_id, field, entry, value),
             ),
-            RecordedEvent::Built(e) => step.rewrite_payload(e.kind, &mut e.payload),
+            RecordedEvent::Built(e) => step.rewrite_run_payload(request_id, e.kind, &mut e.payload),
             // Added after the processors ran: never handed to them.
             RecordedEvent::Meta(_) => {}
         }

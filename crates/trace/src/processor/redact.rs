@@ -1,13 +1,17 @@
-//! `redact`: replace secrets anywhere in a payload, by key name and by value pattern.
+//! `redact`: replace secrets anywhere in a payload, by key name, by value pattern and by
+//! known value.
 
+use operonx_graph::SecretSet;
 use operonx_runtime::{EventKind, TraceEvent};
 use regex::{Regex, RegexSet};
 use serde_json::Value;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{ENTRY_FIELDS, InPlace, Processor, is_structural_key};
 use crate::error::ConfigError;
+use crate::run_meta::RunEnd;
 
 /// Keys whose values are secrets. A key matches when, lower-cased with `-` read as `_`, it
 /// equals one of these or ends with `_` + one of these (`openai_api_key`, `X-Api-Key`,
@@ -53,9 +57,17 @@ const DEFAULT_PATTERNS: &[&str] = &[
 ];
 
 /// Replaces secrets in every payload value, at any depth (objects inside lists inside
-/// objects): the value of any key that names a secret, and any part of a string that
-/// looks like a credential. An `annotation` whose `key` names a secret has its `value`
-/// replaced. Structural fields (`span_id`, `status`, ...) are left alone.
+/// objects): the value of any key that names a secret, any part of a string that looks
+/// like a credential, and any occurrence of a known secret value. An `annotation` whose
+/// `key` names a secret has its `value` replaced. Structural fields (`span_id`, `status`,
+/// ...) are left alone.
+///
+/// Known secret values are those given with [`Redact::secrets`] (the API keys of
+/// `resources.yaml`, say) and, for each run, the string values its events hold under a
+/// secret key (a `password` input): a value derived from one (the password formatted
+/// into a prompt, passed on under another name) is redacted in the run's later events.
+/// Values shorter than [`operonx_graph::secrets::MIN_SECRET_LEN`] bytes are not matched
+/// by value (they are still replaced under a secret key).
 #[derive(Debug, Clone)]
 pub struct Redact {
     /// Secret key names, normalized (lower case, `_` for `-`).
@@ -66,6 +78,12 @@ pub struct Redact {
     /// All of `patterns` at once: one pass tells whether a string needs any replacing.
     any_pattern: Option<RegexSet>,
     marker: String,
+    /// Secret values redacted in every run.
+    secrets: SecretSet,
+    /// Whether values under secret keys are remembered per run (see the type's docs).
+    learn: bool,
+    /// What each run still being traced has shown under secret keys.
+    learned: Arc<Mutex<HashMap<String, SecretSet>>>,
 }
 
 impl Redact {
@@ -75,7 +93,7 @@ impl Redact {
     /// The built-in secret keys and credential patterns.
     pub fn with_defaults() -> Self {
         let patterns = DEFAULT_PATTERNS.iter().filter_map(|p| Regex::new(p).ok()).collect();
-        let mut r = Self { patterns, ..Self::empty() }.keys(DEFAULT_KEYS.iter().copied());
+        let mut r = Self { patterns, learn: true, ..Self::empty() }.keys(DEFAULT_KEYS.iter().copied());
         r.any_pattern = pattern_set(&r.patterns);
         r
     }
@@ -88,7 +106,25 @@ impl Redact {
             patterns: Vec::new(),
             any_pattern: None,
             marker: Self::DEFAULT_MARKER.into(),
+            secrets: SecretSet::new(),
+            learn: false,
+            learned: Arc::default(),
         }
+    }
+
+    /// Also redact these secret values wherever they appear (in every run).
+    #[must_use]
+    pub fn secrets(mut self, secrets: &SecretSet) -> Self {
+        self.secrets.merge(secrets);
+        self
+    }
+
+    /// Whether to remember, per run, the values held under secret keys and redact them
+    /// wherever they appear later in the run (on in [`Redact::with_defaults`]).
+    #[must_use]
+    pub fn learn_secret_values(mut self, learn: bool) -> Self {
+        self.learn = learn;
+        self
     }
 
     /// Also redact the values of these keys (matched like the defaults).
@@ -130,16 +166,16 @@ impl Redact {
         })
     }
 
-    fn redact_value(&self, v: &mut Value) {
+    fn redact_value(&self, v: &mut Value, known: &SecretSet) {
         match v {
-            Value::String(s) => self.redact_str(s),
-            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_value(i)),
+            Value::String(s) => self.redact_str(s, known),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.redact_value(i, known)),
             Value::Object(map) => {
                 for (k, item) in map.iter_mut() {
                     if self.is_secret_key(k) && !item.is_null() {
                         *item = Value::String(self.marker.clone());
                     } else {
-                        self.redact_value(item);
+                        self.redact_value(item, known);
                     }
                 }
             }
@@ -147,7 +183,8 @@ impl Redact {
         }
     }
 
-    fn redact_str(&self, s: &mut String) {
+    fn redact_str(&self, s: &mut String, known: &SecretSet) {
+        known.redact_string_with(s, &self.marker);
         if self.any_pattern.as_ref().is_some_and(|set| !set.is_match(s)) {
             return;
         }
@@ -158,9 +195,56 @@ impl Redact {
         }
     }
 
-    fn redact_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+    /// Remember the string values under secret keys in `v` (at any depth; everything
+    /// below a secret key when `secret` is set).
+    fn learn_from(&self, v: &Value, secret: bool, into: &mut SecretSet) {
+        match v {
+            Value::String(s) if secret => {
+                into.insert(s);
+            }
+            Value::Array(items) => items.iter().for_each(|i| self.learn_from(i, secret, into)),
+            Value::Object(map) => {
+                map.iter().for_each(|(k, i)| self.learn_from(i, secret || self.is_secret_key(k), into))
+            }
+            _ => {}
+        }
+    }
+
+    /// The secret values to redact in run `request_id`: the configured ones, those the
+    /// run showed before, and those `learn` adds (`None`: learn nothing). Takes the lock
+    /// only when learning is on.
+    fn known(&self, request_id: Option<&str>, learn: impl FnOnce(&mut SecretSet)) -> std::borrow::Cow<'_, SecretSet> {
+        let Some(run) = request_id.filter(|_| self.learn) else { return std::borrow::Cow::Borrowed(&self.secrets) };
+        let mut fresh = SecretSet::new();
+        learn(&mut fresh);
+        let mut learned = self.learned.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = if fresh.is_empty() {
+            learned.get(run)
+        } else {
+            let mine = learned.entry(run.to_string()).or_default();
+            mine.merge(&fresh);
+            Some(&*mine)
+        };
+        match mine {
+            Some(mine) if !mine.is_empty() => {
+                let mut all = self.secrets.clone();
+                all.merge(mine);
+                std::borrow::Cow::Owned(all)
+            }
+            _ => std::borrow::Cow::Borrowed(&self.secrets),
+        }
+    }
+
+    fn redact_payload(&self, request_id: Option<&str>, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
         let secret_annotation = kind == EventKind::Annotation
             && payload.get("key").and_then(Value::as_str).is_some_and(|k| self.is_secret_key(k));
+        let known = self.known(request_id, |into| {
+            for (k, v) in payload.iter() {
+                if !is_structural_key(k) {
+                    self.learn_from(v, (secret_annotation && k == "value") || self.is_secret_key(k), into);
+                }
+            }
+        });
         for (k, v) in payload.iter_mut() {
             if is_structural_key(k) {
                 continue;
@@ -168,8 +252,27 @@ impl Redact {
             if (secret_annotation && k == "value") || self.is_secret_key(k) {
                 *v = Value::String(self.marker.clone());
             } else {
-                self.redact_value(v);
+                self.redact_value(v, &known);
             }
+        }
+    }
+
+    /// What [`Redact::redact_payload`] does to `payload[field]` (an object, for entries).
+    fn redact_field(&self, request_id: Option<&str>, field: &str, entry: Option<&str>, value: &mut Value) {
+        let key = entry.unwrap_or(field);
+        let secret = self.is_secret_key(key);
+        let known = self.known(request_id, |into| self.learn_from(value, secret, into));
+        if secret && (entry.is_none() || !value.is_null()) {
+            *value = Value::String(self.marker.clone());
+        } else {
+            self.redact_value(value, &known);
+        }
+    }
+
+    /// Forget what run `request_id` showed under secret keys.
+    fn forget(&self, request_id: &str) {
+        if self.learn {
+            self.learned.lock().unwrap_or_else(PoisonError::into_inner).remove(request_id);
         }
     }
 }
@@ -205,7 +308,7 @@ impl Processor for Redact {
     }
 
     fn process(&self, mut events: Vec<TraceEvent>) -> Vec<TraceEvent> {
-        events.iter_mut().for_each(|e| self.redact_payload(e.kind, &mut e.payload));
+        events.iter_mut().for_each(|e| self.redact_payload(Some(&e.request_id), e.kind, &mut e.payload));
         events
     }
 
@@ -214,21 +317,32 @@ impl Processor for Redact {
     fn in_place(&self) -> Option<&dyn InPlace> {
         (!ENTRY_FIELDS.iter().any(|f| self.is_secret_key(f))).then_some(self as &dyn InPlace)
     }
+
+    fn end_run(&self, request_id: &str, _end: RunEnd) -> Vec<TraceEvent> {
+        self.forget(request_id);
+        Vec::new()
+    }
 }
 
 impl InPlace for Redact {
     fn rewrite_payload(&self, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
-        self.redact_payload(kind, payload);
+        self.redact_payload(None, kind, payload);
     }
 
     fn rewrite_field(&self, field: &str, entry: Option<&str>, value: &mut Value) {
-        // What `redact_payload` does to `payload[field]` (an object, for entries).
-        let key = entry.unwrap_or(field);
-        if self.is_secret_key(key) && (entry.is_none() || !value.is_null()) {
-            *value = Value::String(self.marker.clone());
-        } else {
-            self.redact_value(value);
-        }
+        self.redact_field(None, field, entry, value);
+    }
+
+    fn rewrite_run_payload(&self, request_id: &str, kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+        self.redact_payload(Some(request_id), kind, payload);
+    }
+
+    fn rewrite_run_field(&self, request_id: &str, field: &str, entry: Option<&str>, value: &mut Value) {
+        self.redact_field(Some(request_id), field, entry, value);
+    }
+
+    fn forget_run(&self, request_id: &str) {
+        self.forget(request_id);
     }
 }
 
@@ -344,5 +458,60 @@ mod tests {
         assert_eq!(out, json!({"key": "langfuse_secret_key", "value": "<redacted>"}));
         let out = one(&p, Annotation, json!({"key": "note", "value": "fine"}));
         assert_eq!(out["value"], "fine");
+    }
+
+    #[test]
+    fn configured_secret_values_are_redacted_wherever_they_appear() {
+        let mut secrets = SecretSet::new();
+        secrets.insert("k-1234567890");
+        secrets.insert("short");
+        let p = Redact::with_defaults().secrets(&secrets);
+        let out =
+            one(&p, OpEnd, json!({"error": "401: Incorrect API key provided: k-1234567890.", "outputs": {"n": 1}}));
+        assert_eq!(out["error"], "401: Incorrect API key provided: <redacted>.");
+        let out = one(&p, OpEnd, json!({"outputs": {"x": "short"}}));
+        assert_eq!(out["outputs"]["x"], "short", "values under 8 bytes are not held");
+    }
+
+    /// A `password` input is remembered for its run: formatted into a prompt and passed on
+    /// under another name, it is still redacted, in the in-place path and the general one;
+    /// other runs are not affected, and the run is forgotten at its end.
+    #[test]
+    fn values_under_secret_keys_are_redacted_later_in_the_same_run() {
+        let p = Redact::with_defaults();
+        let mut start =
+            event(0, OpStart, Some("main.prompt"), &["main"], json!({"inputs": {"password": "correct horse"}}));
+        let mut end = event(
+            1,
+            OpEnd,
+            Some("main.prompt"),
+            &["main"],
+            json!({"outputs": {"text": "login with correct horse now"}}),
+        );
+        let mut other = end.clone();
+        other.request_id = "r2".into();
+        let out = p.process(vec![start.clone(), end.clone(), other.clone()]);
+        assert_eq!(out[0].payload["inputs"]["password"], "<redacted>");
+        assert_eq!(out[1].payload["outputs"]["text"], "login with <redacted> now");
+        assert_eq!(out[2].payload["outputs"]["text"], "login with correct horse now", "another run");
+
+        // In place, field by field, as the fast path does.
+        let q = Redact::with_defaults();
+        let field = |e: &mut TraceEvent| {
+            for (k, v) in e.payload.iter_mut() {
+                let Value::Object(m) = v else { continue };
+                for (entry, value) in m.iter_mut() {
+                    q.rewrite_run_field("r1", k, Some(entry), value);
+                }
+            }
+        };
+        field(&mut start);
+        field(&mut end);
+        assert_eq!(start.payload["inputs"]["password"], "<redacted>");
+        assert_eq!(end.payload["outputs"]["text"], "login with <redacted> now");
+        q.forget_run("r1");
+        field(&mut other);
+        assert_eq!(other.payload["outputs"]["text"], "login with correct horse now", "forgotten");
+        assert!(q.learned.lock().unwrap().is_empty());
     }
 }

@@ -101,3 +101,14 @@ pub(super) fn add_segments(tx: &Transaction<'_>) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Give a `runs` table of version 3 or earlier its `writer` column (version 4).
+pub(super) fn add_writer(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let has: bool =
+        tx.query_row("SELECT count(*) > 0 FROM pragma_table_info('runs') WHERE name = 'writer'", [], |r| r.get(0))?;
+    if !has {
+        tx.execute_batch("ALTER TABLE runs ADD COLUMN writer TEXT")?;
+        tracing::info!("trace store: runs now record their writer (schema 4)");
+    }
+    Ok(())
+}

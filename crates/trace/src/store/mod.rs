@@ -8,10 +8,10 @@ mod codec;
 mod migrate;
 mod read;
 mod write;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use operonx_runtime::TraceEvent;
@@ -33,8 +33,9 @@ const WAL_CHECKPOINT_PAGES: i64 = 4000;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`). Version 1
 /// stored a row per event (migrated into `chunks` on open); version 2 a `chunks` row per
-/// run and batch (still read; the runs table gains `segments` on open).
-const SCHEMA_VERSION: i64 = 3;
+/// run and batch (still read; the runs table gains `segments` on open); version 3 had no
+/// `writer` column (added on open).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -54,7 +55,10 @@ CREATE TABLE IF NOT EXISTS runs (
     dropped_events  INTEGER NOT NULL DEFAULT 0,
     -- Where the run's lines are: `batch:offset:length:first_ts` entries, `;`-separated
     -- (a byte range of a batch's data; times count from first_ts, see codec.rs).
-    segments        TEXT NOT NULL DEFAULT ''
+    segments        TEXT NOT NULL DEFAULT '',
+    -- The process that last wrote the run (JSON, see writer.rs): a `running` run whose
+    -- writer is gone reads as `crashed`.
+    writer          TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 -- Version 2's events: one run's lines per row. Read, no longer written.
@@ -110,6 +114,8 @@ pub(crate) fn not_private(path: &Path, e: &std::io::Error) {
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// This process, as stored with the runs it writes.
+    writer: Arc<str>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -150,32 +156,15 @@ impl SqliteStore {
         Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     }
 
+    /// Open and bring up to date, safely while other processes do the same (see
+    /// [`crate::sqlite`]): the version check and migration run in one `BEGIN IMMEDIATE`
+    /// transaction, so one process migrates and the others then see the new version.
     fn connect(path: PathBuf, flags: OpenFlags) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.clone(), source };
-        let conn = Connection::open_with_flags(&path, flags).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         // Batches touch the newest pages of the tables and their indexes: keep them cached
         // (KiB when negative) and checkpoint the WAL less often, in bigger steps.
-        conn.pragma_update(None, "cache_size", STORE_CACHE_KIB).map_err(open_err)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(open_err)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Version { path, found: version, supported: SCHEMA_VERSION });
-        }
-        let mut conn = conn;
-        if version < SCHEMA_VERSION {
-            let tx = conn.transaction().map_err(open_err)?;
-            tx.execute_batch(SCHEMA).map_err(open_err)?;
-            if version == 1 {
-                migrate::events_to_chunks(&tx)?;
-            }
-            migrate::add_segments(&tx)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
-            tx.commit().map_err(open_err)?;
-        }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
+        let pragmas = [("cache_size", STORE_CACHE_KIB), ("wal_autocheckpoint", WAL_CHECKPOINT_PAGES)];
+        let conn = crate::sqlite::open_shared(&path, flags, &pragmas, &|tx| migrate(tx, &path))?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)), path, writer: writer::Writer::current().to_column().into() })
     }
 
     /// The database file.
@@ -191,7 +180,7 @@ impl SqliteStore {
     /// order) and update their runs' summaries, in one transaction. Returns how many
     /// events were new.
     pub fn write<E: EventView>(&self, events: &[E]) -> Result<usize, StoreError> {
-        write::insert(&mut self.conn(), events)
+        write::insert(&mut self.conn(), events, &self.writer)
     }
 
     /// [`SqliteStore::write`] on a blocking thread, as an export.
@@ -207,6 +196,26 @@ impl SqliteStore {
             })
         })
     }
+}
+
+/// Check the schema version and bring an older store up to date, inside the caller's
+/// exclusive transaction.
+fn migrate(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Version { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA).map_err(open_err)?;
+        if version == 1 {
+            migrate::events_to_chunks(tx)?;
+        }
+        migrate::add_segments(tx)?;
+        migrate::add_writer(tx)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+    }
+    Ok(())
 }
 
 /// Whether a failed write is worth retrying.

@@ -58,13 +58,28 @@ fn like_prefix(prefix: &str) -> String {
     s
 }
 
+/// A `runs` row as read by `trace list` and `trace show`: a `running` run whose writer
+/// is known to be gone is [`RunStatus::Crashed`] (see `writer.rs`). Never used where a
+/// summary is merged and written back: the derived status is not stored.
+fn read_summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
+    let mut summary = summary_from_row(row)?;
+    if summary.status == RunStatus::Running {
+        let writer: Option<String> = row.get("writer")?;
+        if writer.is_some_and(|w| super::writer::Writer::is_gone(&w)) {
+            summary.status = RunStatus::Crashed;
+        }
+    }
+    Ok(summary)
+}
+
 impl SqliteStore {
-    /// The newest `limit` runs (by start time), newest first.
+    /// The newest `limit` runs (by start time), newest first. A run left `running` by a
+    /// process that no longer exists is [`RunStatus::Crashed`].
     pub fn list_runs(&self, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached("SELECT * FROM runs ORDER BY started_at DESC, request_id DESC LIMIT ?1")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let runs = stmt.query_map([limit], summary_from_row)?.collect::<Result<Vec<_>, _>>()?;
+        let runs = stmt.query_map([limit], read_summary)?.collect::<Result<Vec<_>, _>>()?;
         Ok(runs)
     }
 
@@ -92,10 +107,11 @@ impl SqliteStore {
         }
     }
 
-    /// The summary of one run (by id or unique prefix).
+    /// The summary of one run (by id or unique prefix); `crashed` as in
+    /// [`SqliteStore::list_runs`].
     pub fn run(&self, id_or_prefix: &str) -> Result<RunSummary, StoreError> {
         let id = self.resolve_run(id_or_prefix)?;
-        Ok(self.conn().query_row("SELECT * FROM runs WHERE request_id = ?1", [&id], summary_from_row)?)
+        Ok(self.conn().query_row("SELECT * FROM runs WHERE request_id = ?1", [&id], read_summary)?)
     }
 
     /// Every event of one run (by id or unique prefix), in `(timestamp, seq)` order.

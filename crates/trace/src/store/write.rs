@@ -46,7 +46,7 @@ pub(super) fn chunk_statement<'a>(tx: &'a Transaction<'_>) -> Result<CachedState
 /// Store the events (one batch: each run's consecutive events one segment of it) and fold
 /// them into their runs' summaries, in one transaction. A batch stored before (same
 /// first and last events, same size) is not stored again. Nothing is written if any event cannot be serialized.
-pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Result<usize, StoreError> {
+pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E], writer: &str) -> Result<usize, StoreError> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(0) };
     let mut data = Vec::with_capacity(events.len() * 64);
     let mut segments = Vec::new();
@@ -86,7 +86,7 @@ pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Resul
             agg.apply(&mut summary);
             // A run seen for the first time (the common case) is one insert; one seen
             // before (an earlier batch, a resumed run) has its summary read and merged.
-            if save(&mut add_run, &summary, &segment)? {
+            if save(&mut add_run, &summary, &segment, writer)? {
                 continue;
             }
             let (mut summary, known): (RunSummary, String) = tx
@@ -95,7 +95,7 @@ pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Resul
             agg.apply(&mut summary);
             let segments = if known.is_empty() { segment } else { format!("{known};{segment}") };
             let mut replace = tx.prepare_cached(&format!("INSERT OR REPLACE {SAVE_RUN}"))?;
-            save(&mut replace, &summary, &segments)?;
+            save(&mut replace, &summary, &segments, writer)?;
         }
     }
     tx.commit()?;
@@ -104,12 +104,12 @@ pub(super) fn insert<E: EventView>(conn: &mut Connection, events: &[E]) -> Resul
 
 /// The columns of a `runs` row, after `INSERT [OR ...]`.
 const SAVE_RUN: &str = "INTO runs (request_id, graph, started_at, ended_at, status, duration_ms, op_count,
-     error_count, cancelled_count, interrupted_count, tokens, cost_usd, event_count, dropped_events, segments)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+     error_count, cancelled_count, interrupted_count, tokens, cost_usd, event_count, dropped_events, segments, writer)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
-/// Run a [`SAVE_RUN`] statement for `s` and its `segments`; returns whether a row was
-/// written.
-fn save(stmt: &mut Statement<'_>, s: &RunSummary, segments: &str) -> Result<bool, StoreError> {
+/// Run a [`SAVE_RUN`] statement for `s`, its `segments` and the process writing it;
+/// returns whether a row was written.
+fn save(stmt: &mut Statement<'_>, s: &RunSummary, segments: &str, writer: &str) -> Result<bool, StoreError> {
     let n = stmt.execute(params![
         s.request_id,
         s.graph,
@@ -126,6 +126,7 @@ fn save(stmt: &mut Statement<'_>, s: &RunSummary, segments: &str) -> Result<bool
         to_i64(s.event_count),
         to_i64(s.dropped_events),
         segments,
+        writer,
     ])?;
     Ok(n == 1)
 }

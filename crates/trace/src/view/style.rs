@@ -49,7 +49,7 @@ impl Paint {
     pub(crate) fn status(self, status: &str, text: &str) -> String {
         match status {
             "ok" => self.wrap("32", text),
-            "error" => self.wrap("31", text),
+            "error" | "crashed" => self.wrap("31", text),
             "running" => self.wrap("36", text),
             _ => self.wrap("33", text),
         }
