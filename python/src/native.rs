@@ -13,7 +13,7 @@ use operonx::{
     Engine, Map, ObjectTable, RunOptions, RunOutcome, RunState as Paused, Scratch, StopHandle, Value, Workflow,
 };
 use operonx_trace::TracePipeline;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyRuntimeWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -182,22 +182,37 @@ impl NativeEngine {
             .enable_all()
             .build()
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the engine's runtime: {e}")))?;
-        let pipeline = if no_trace_store {
+        let store = if no_trace_store {
             None
         } else {
             let path = trace_store.unwrap_or_else(operonx_trace::SqliteStore::default_path);
-            let store = operonx_trace::SqliteStore::open(&path)
-                .map_err(|e| PyRuntimeError::new_err(format!("cannot open trace store {}: {e}", path.display())))?;
-            let _entered = runtime.enter();
-            Some(
-                TracePipeline::builder()
-                    .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
-                    .processor(operonx_trace::processor::Truncate::default())
-                    .exporter(store)
-                    .flush_interval(TRACE_FLUSH)
-                    .build()
-                    .map_err(|e| PyRuntimeError::new_err(format!("cannot start tracing: {e}")))?,
-            )
+            match operonx_trace::SqliteStore::open(&path) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    // As the CLI: a store that cannot be opened does not stop runs whose
+                    // user did not ask for durability; they run unrecorded, said once.
+                    let message = format!("cannot open trace store {}: {e}; runs are not recorded", path.display());
+                    let py = glue.py();
+                    let text = std::ffi::CString::new(message).unwrap_or_default();
+                    PyErr::warn(py, &py.get_type::<PyRuntimeWarning>(), &text, 1)?;
+                    None
+                }
+            }
+        };
+        let pipeline = match store {
+            None => None,
+            Some(store) => {
+                let _entered = runtime.enter();
+                Some(
+                    TracePipeline::builder()
+                        .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
+                        .processor(operonx_trace::processor::Truncate::default())
+                        .exporter(store)
+                        .flush_interval(TRACE_FLUSH)
+                        .build()
+                        .map_err(|e| PyRuntimeError::new_err(format!("cannot start tracing: {e}")))?,
+                )
+            }
         };
         Ok(Self {
             workflow,

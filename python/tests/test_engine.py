@@ -628,3 +628,11 @@ def CONFORMANCE_GRAPH(case):
     from conftest import CONFORMANCE
 
     return next(CONFORMANCE.glob(f"cases/*/{case}/graph.json"))
+
+
+def test_an_unavailable_trace_store_warns_and_the_run_goes_on(tmp_path):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the store's folder should be")
+    with pytest.warns(RuntimeWarning, match="cannot open trace store .*runs are not recorded"):
+        engine = Engine(single(echo, value=None), trace_store=str(blocked / "traces.db"))
+    assert engine.run({"value": 5}) == {"value": 5}
