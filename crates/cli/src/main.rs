@@ -39,45 +39,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a graph and print its result as JSON.
-    Run {
-        /// The graph.json file.
-        graph: PathBuf,
-        /// JSON object file with the run's inputs (`-` reads stdin).
-        #[arg(long)]
-        inputs: Option<PathBuf>,
-        /// JSON object file seeding the run's scratch space.
-        #[arg(long)]
-        scratch: Option<PathBuf>,
-        /// Model providers (default: ./resources.yaml when present; `${VAR}` from the
-        /// environment, then ./.env).
-        #[arg(long, value_name = "FILE")]
-        resources: Option<PathBuf>,
-        /// Print the result on one line.
-        #[arg(long)]
-        compact: bool,
-        /// Print events as JSON lines as they happen, then the result.
-        #[arg(long)]
-        stream: bool,
-        /// Stop the run after this many seconds (exit status 3, partial result printed).
-        #[arg(long, value_name = "SECONDS")]
-        timeout: Option<f64>,
-        /// Stop the whole run at the first op failure.
-        #[arg(long)]
-        fail_fast: bool,
-        /// Also write the run's trace events as JSON lines to this file.
-        #[arg(long, value_name = "FILE")]
-        trace_jsonl: Option<PathBuf>,
-        /// Do not record the run in the trace store.
-        #[arg(long)]
-        no_trace_store: bool,
-        /// The trace store (default: .operonx/traces.db under the working directory).
-        #[arg(long, value_name = "PATH")]
-        trace_store: Option<PathBuf>,
-        /// Where results of ops marked `cache` are kept across runs (default:
-        /// .operonx/cache.db under the working directory).
-        #[arg(long, value_name = "PATH")]
-        cache_store: Option<PathBuf>,
-    },
+    Run(run::RunArgs),
     /// Look at recorded runs.
     #[command(subcommand)]
     Trace(TraceCommand),
@@ -200,36 +162,7 @@ fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Trace(cmd) => trace_command(cmd),
-        Command::Run {
-            graph,
-            inputs,
-            scratch,
-            resources,
-            compact,
-            stream,
-            timeout,
-            fail_fast,
-            trace_jsonl,
-            no_trace_store,
-            trace_store,
-            cache_store,
-        } => run::run(
-            run::RunArgs {
-                graph,
-                inputs,
-                scratch,
-                resources,
-                compact,
-                stream,
-                timeout,
-                fail_fast,
-                trace_jsonl,
-                no_trace_store,
-                trace_store,
-                cache_store,
-            },
-            redactor,
-        ),
+        Command::Run(args) => run::run(args, redactor),
         Command::Resume { run_id, answers, answers_file, compact, resources } => {
             run::resume(run_id, answers, answers_file, compact, resources, redactor)
         }

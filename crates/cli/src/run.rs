@@ -17,18 +17,44 @@ use crate::output::{Redactor, errln, outln};
 use crate::signals::{self, INTERRUPTED, TERMINATED};
 
 /// What `operonx run` was asked.
+#[derive(clap::Args, Debug)]
 pub(crate) struct RunArgs {
+    /// The graph.json file.
     pub graph: PathBuf,
+    /// JSON object file with the run's inputs (`-` reads stdin).
+    #[arg(long)]
     pub inputs: Option<PathBuf>,
+    /// JSON object file seeding the run's scratch space.
+    #[arg(long)]
     pub scratch: Option<PathBuf>,
+    /// Model providers (default: ./resources.yaml when present; `${VAR}` from the
+    /// environment, then ./.env).
+    #[arg(long, value_name = "FILE")]
     pub resources: Option<PathBuf>,
+    /// Print the result on one line.
+    #[arg(long)]
     pub compact: bool,
+    /// Print events as JSON lines as they happen, then the result.
+    #[arg(long)]
     pub stream: bool,
+    /// Stop the run after this many seconds (exit status 3, partial result printed).
+    #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Stop the whole run at the first op failure.
+    #[arg(long)]
     pub fail_fast: bool,
+    /// Also write the run's trace events as JSON lines to this file.
+    #[arg(long, value_name = "FILE")]
     pub trace_jsonl: Option<PathBuf>,
+    /// Do not record the run in the trace store.
+    #[arg(long)]
     pub no_trace_store: bool,
+    /// The trace store (default: .operonx/traces.db under the working directory).
+    #[arg(long, value_name = "PATH")]
     pub trace_store: Option<PathBuf>,
+    /// Where results of ops marked `cache` are kept across runs (default:
+    /// .operonx/cache.db under the working directory).
+    #[arg(long, value_name = "PATH")]
     pub cache_store: Option<PathBuf>,
 }
 

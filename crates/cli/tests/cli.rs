@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -146,18 +148,7 @@ fn scratch_file_seeds_the_run() {
 }
 
 fn sleeper_graph() -> PathBuf {
-    temp(
-        "sleeper.json",
-        r#"{"schema_version": "1.0", "type": "graph", "name": "main",
-            "entries": ["quick", "long"], "initial_ready_count": {"quick": 0, "long": 0},
-            "compiled_adj": {"quick": [], "long": []},
-            "ops": {
-              "quick": {"type": "code", "func_name": "upper", "inputs": {"text": {"literal": "done"}},
-                        "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "quick"}}}},
-              "long": {"type": "code", "func_name": "sleep", "bound": "io",
-                       "inputs": {"ms": {"literal": 60000}, "value": {"literal": 1}},
-                       "outputs": {"value": {"ref": {"source": "__PARENT__", "var": "long"}}}}}}"#,
-    )
+    temp("sleeper.json", common::SLOW_GRAPH)
 }
 
 #[test]

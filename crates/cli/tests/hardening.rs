@@ -3,25 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::{operonx_in, stderr};
+
+fn workdir_(name: &str) -> std::path::PathBuf {
+    common::workdir("hardening", name)
+}
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A fresh working directory for one test.
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("operonx-hardening-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    dir
-}
-
-fn operonx_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_operonx")).args(args).current_dir(dir).output().expect("operonx starts")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A graph of one `upper` op with extra op fields `fields` (a JSON object body, without braces).
 fn one_op_graph(fields: &str) -> String {
@@ -36,7 +28,7 @@ fn one_op_graph(fields: &str) -> String {
 
 #[test]
 fn durations_out_of_range_exit_2_naming_the_field_and_its_range() {
-    let dir = workdir("durations");
+    let dir = workdir_("durations");
     std::fs::write(dir.join("in.json"), r#"{"text": "hi"}"#).unwrap();
     let cases = [
         (
@@ -89,7 +81,7 @@ fn durations_out_of_range_exit_2_naming_the_field_and_its_range() {
 
 #[test]
 fn resource_settings_out_of_range_exit_2_naming_the_field_and_its_range() {
-    let dir = workdir("resources");
+    let dir = workdir_("resources");
     std::fs::write(
         dir.join("g.json"),
         r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["chat"],
@@ -138,7 +130,7 @@ fn resource_settings_out_of_range_exit_2_naming_the_field_and_its_range() {
 
 #[test]
 fn run_ids_are_checked_before_they_name_a_file() {
-    let dir = workdir("run-ids");
+    let dir = workdir_("run-ids");
     std::fs::create_dir_all(dir.join("store/.operonx/runs")).unwrap();
     std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
     let victim = dir.join("elsewhere/victim.json");
@@ -163,7 +155,7 @@ fn run_ids_are_checked_before_they_name_a_file() {
 #[test]
 fn files_holding_user_data_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = workdir("private");
+    let dir = workdir_("private");
     std::fs::write(
         dir.join("g.json"),
         r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["q", "c"],
@@ -194,7 +186,7 @@ fn files_holding_user_data_are_private() {
 
 #[test]
 fn a_missing_required_graph_input_is_invalid_input_exit_2() {
-    let dir = workdir("missing-input");
+    let dir = workdir_("missing-input");
     std::fs::write(dir.join("g.json"), one_op_graph("")).unwrap();
     let out = operonx_in(&dir, &["run", "g.json", "--no-trace-store"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -212,7 +204,7 @@ fn a_missing_required_graph_input_is_invalid_input_exit_2() {
 
 #[test]
 fn no_trace_store_writes_nothing_under_operonx() {
-    let dir = workdir("no-store");
+    let dir = workdir_("no-store");
     std::fs::write(dir.join("g.json"), one_op_graph(r#""cache": true,"#)).unwrap();
     std::fs::write(dir.join("in.json"), r#"{"text": "hi"}"#).unwrap();
     let out = operonx_in(&dir, &["run", "g.json", "--inputs", "in.json", "--no-trace-store", "--compact"]);
@@ -225,7 +217,7 @@ fn no_trace_store_writes_nothing_under_operonx() {
 #[cfg(unix)]
 #[test]
 fn an_endless_inputs_file_is_refused_with_exit_2() {
-    let dir = workdir("endless");
+    let dir = workdir_("endless");
     std::fs::write(dir.join("g.json"), one_op_graph("")).unwrap();
     for flag in ["--inputs", "--scratch"] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_operonx"))
@@ -252,7 +244,7 @@ fn an_endless_inputs_file_is_refused_with_exit_2() {
 
 #[test]
 fn op_names_are_printed_with_control_characters_escaped() {
-    let dir = workdir("op-names");
+    let dir = workdir_("op-names");
     std::fs::write(
         dir.join("g.json"),
         r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["x\nmain.y: ok\u001b[2J"],

@@ -3,23 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+fn workdir(name: &str) -> PathBuf {
+    common::workdir("secrets", name)
+}
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-/// A fresh working directory for one test.
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("operonx-secrets-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    dir
-}
+use std::process::Output;
 
 fn operonx_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_operonx"))
+    common::operonx_cmd(dir)
         .args(args)
-        .current_dir(dir)
         .env("RUST_LOG", "debug")
         .env_remove("OPENAI_API_KEY")
         .output()

@@ -3,45 +3,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value;
+use common::{SLOW_GRAPH, stderr};
 
-/// A fresh working directory for one test.
 fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("operonx-store-signals-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    dir
+    common::workdir("signals", name)
 }
 
 fn operonx(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_operonx"));
-    c.current_dir(dir);
-    c
+    common::operonx_cmd(dir)
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 const QUICK_GRAPH: &str = r#"{"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["a"],
     "initial_ready_count": {"a": 0}, "compiled_adj": {"a": []},
     "ops": {"a": {"type": "code", "func_name": "upper", "inputs": {"text": {"literal": "hi"}},
                   "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "out"}}}}}}"#;
-
-/// One op answers at once, the other sleeps for a minute.
-const SLOW_GRAPH: &str = r#"{"schema_version": "1.0", "type": "graph", "name": "main",
-    "entries": ["quick", "long"], "initial_ready_count": {"quick": 0, "long": 0},
-    "compiled_adj": {"quick": [], "long": []},
-    "ops": {
-      "quick": {"type": "code", "func_name": "upper", "inputs": {"text": {"literal": "done"}},
-                "outputs": {"text": {"ref": {"source": "__PARENT__", "var": "quick"}}}},
-      "long": {"type": "code", "func_name": "sleep", "bound": "io",
-               "inputs": {"ms": {"literal": 60000}, "value": {"literal": 1}},
-               "outputs": {"value": {"ref": {"source": "__PARENT__", "var": "long"}}}}}}"#;
 
 /// `trace list --json` in `dir`.
 fn listed(dir: &Path) -> Vec<Value> {
