@@ -39,11 +39,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a graph and print its result as JSON.
+    #[command(after_help = "Examples:\n  operonx run graph.json --inputs inputs.json\n  \
+        echo '{\"x\": 3}' | operonx run graph.json --inputs - --stream\n  \
+        operonx run graph.json --resources resources.yaml --timeout 30 --no-trace-store")]
     Run(run::RunArgs),
     /// Look at recorded runs.
     #[command(subcommand)]
     Trace(TraceCommand),
     /// Continue a run that waits for input, with answers to what it asked.
+    #[command(
+        after_help = "Example:\n  operonx resume 18eeeaf1aa894e3600001d7200000000 --answer 'main.review=\"approve\"'"
+    )]
     Resume {
         /// The run id `operonx run` printed.
         run_id: String,
@@ -61,6 +67,7 @@ enum Command {
         resources: Option<PathBuf>,
     },
     /// Check a graph and print every problem found.
+    #[command(after_help = "Example:\n  operonx validate graph.json --resources resources.yaml")]
     Validate {
         /// The graph.json file.
         graph: PathBuf,
@@ -69,11 +76,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         resources: Option<PathBuf>,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  operonx completions bash > ~/.local/share/bash-completion/completions/operonx")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum TraceCommand {
     /// Recent runs: id, graph, status, duration, ops, errors, tokens, cost.
+    #[command(after_help = "Example:\n  operonx trace list --limit 5 --json")]
     List {
         /// How many runs.
         #[arg(long, default_value_t = 20)]
@@ -86,6 +100,7 @@ enum TraceCommand {
         trace_store: Option<PathBuf>,
     },
     /// One run as a tree of ops (default), a timeline, or JSON.
+    #[command(after_help = "Examples:\n  operonx trace show 18eeea\n  operonx trace show 18eeea --timeline")]
     Show {
         /// The run id (or a unique prefix of it).
         run_id: String,
@@ -138,6 +153,12 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "operonx", &mut script);
+            out(format_args!("{}", String::from_utf8_lossy(&script)))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { graph, resources } => {
             let engine = run::engine_with(resources.as_deref(), redactor)?;
             match engine.load_file(&graph) {

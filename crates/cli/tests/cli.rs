@@ -449,3 +449,16 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_an_unknown_shell_is_refused() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = operonx(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["operonx", "resume", "validate", "trace"] {
+            assert!(script.contains(word), "{shell} script lacks {word}");
+        }
+    }
+    assert_eq!(operonx(&["completions", "cmd.exe"]).status.code(), Some(2));
+}
