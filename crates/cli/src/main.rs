@@ -313,7 +313,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(state) = &outcome.state {
                 save_state(&graph, state)?;
             }
-            let json = outcome.to_json();
+            let json = outcome.json_view();
             let text =
                 if compact || stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
             if stream {
@@ -359,7 +359,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(state) = &outcome.state {
                 save_state(&graph, state)?;
             }
-            let json = outcome.to_json();
+            let json = outcome.json_view();
             outln!("{}", if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? })?;
             Ok(exit_status(&outcome))
         }

@@ -238,8 +238,21 @@ impl GraphRun {
         Self::traced(plan, inputs, scratch, None)
     }
 
-    /// Start a run whose events go to `tracer` (when given).
+    /// Start a run whose events go to `tracer` (when given). The inputs it reads are
+    /// copied; [`GraphRun::traced_shared`] shares them instead.
     pub fn traced(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch, tracer: Option<RunTracer>) -> Self {
+        let lookup = |name: &str| inputs.get(name).map(|v| Arc::new(v.clone()));
+        Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
+    }
+
+    /// Start a run of `plan` on inputs shared with the caller: nothing is copied, however
+    /// large they are.
+    pub fn traced_shared(
+        plan: Arc<Plan>,
+        inputs: &crate::record::RunInputs,
+        scratch: Scratch,
+        tracer: Option<RunTracer>,
+    ) -> Self {
         let lookup = |name: &str| inputs.get(name).cloned();
         Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
     }
@@ -253,13 +266,13 @@ impl GraphRun {
         prefix: Arc<[String]>,
         parent_span: Option<u64>,
     ) -> Self {
-        let lookup = |name: &str| inputs.get(name).cloned();
+        let lookup = |name: &str| inputs.shared_entries().find(|(n, _)| &***n == name).map(|(_, v)| v.clone());
         Self::start(plan, &lookup, scratch, tracer, prefix, parent_span)
     }
 
     fn start(
         plan: Arc<Plan>,
-        lookup: &dyn Fn(&str) -> Option<Value>,
+        lookup: &dyn Fn(&str) -> Option<Arc<Value>>,
         scratch: Scratch,
         tracer: Option<RunTracer>,
         prefix: Arc<[String]>,
@@ -304,15 +317,16 @@ impl GraphRun {
             free_aborts: Vec::new(),
             frames_rx: None,
         };
-        let seed: Vec<(u32, Value)> = {
+        let seed: Vec<(u32, Arc<Value>)> = {
             let plan = &run.plan;
             plan.input_slots
                 .iter()
                 .filter_map(|(var, slot)| {
                     let v = match &run.looping {
                         Some(ls) => ls.initial(plan, var),
-                        None => lookup(var)
-                            .or_else(|| plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| v.clone())),
+                        None => lookup(var).or_else(|| {
+                            plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| Arc::new(v.clone()))
+                        }),
                     };
                     v.map(|v| (*slot, v))
                 })
@@ -342,7 +356,7 @@ impl GraphRun {
     }
 
     /// Reset the context tree and enqueue the entry ops with the graph inputs in `seed`.
-    fn begin(&mut self, seed: Vec<(u32, Value)>) {
+    fn begin(&mut self, seed: Vec<(u32, Arc<Value>)>) {
         self.ctxs.clear();
         self.root = self.ctxs.alloc(NONE, 0, NONE);
         let slot_count = self.plan.slot_count;
