@@ -230,7 +230,15 @@ pub struct GraphRun {
     free_aborts: Vec<u64>,
     /// The root run's end of the custom frame channel.
     frames_rx: Option<std::cell::RefCell<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>>,
+    /// Inline work done since the run last let its task go ([`STEP_BUDGET`]).
+    steps: u32,
 }
+
+/// Most inline work (ops run, items pulled, results taken in) a run does before it lets
+/// its task go once, even when it could go on: a synchronous generator of endless items
+/// or a long synchronous chain would otherwise hold the thread, and the run's timeout, a
+/// cancellation or Ctrl-C would never be seen.
+const STEP_BUDGET: u32 = 2048;
 
 impl GraphRun {
     /// Start a run of `plan` with the caller's `inputs` (undeclared keys are readable too).
@@ -316,6 +324,7 @@ impl GraphRun {
             aborts: Vec::new(),
             free_aborts: Vec::new(),
             frames_rx: None,
+            steps: 0,
         };
         let seed: Vec<(u32, Arc<Value>)> = {
             let plan = &run.plan;
@@ -391,6 +400,14 @@ impl GraphRun {
             if !self.events.get_mut().is_empty() || self.finished {
                 return Poll::Ready(());
             }
+            self.steps += 1;
+            if self.steps > STEP_BUDGET {
+                // Let the task go (and come straight back): whoever drives the run gets
+                // to look at its timers and cancellations.
+                self.steps = 0;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if let Some(reason) = self.cancel.requested().or_else(|| self.stop_reason.take()) {
                 self.stop(reason);
                 continue;
@@ -446,6 +463,7 @@ impl GraphRun {
                     if self.env.scopes.generation() != self.scope_generation {
                         continue;
                     }
+                    self.steps = 0;
                     return Poll::Pending;
                 }
             }
