@@ -189,9 +189,11 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     if let Some(state) = &outcome.state {
         save_state(&a.graph, state, redactor)?;
     }
-    let mut json = outcome.to_json();
-    redactor.value(&mut json);
+    // Serialized straight from the outcome (a large result is not copied to be printed),
+    // then redacted as text.
+    let json = outcome.json_view();
     let text = if a.compact || stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
+    let text = redactor.text(&text);
     if stream {
         outln!("{{\"type\":\"result\",\"result\":{text}}}")?;
     } else {
@@ -245,9 +247,9 @@ pub(crate) fn resume(
     if let Some(state) = &outcome.state {
         save_state(&graph, state, redactor)?;
     }
-    let mut json = outcome.to_json();
-    redactor.value(&mut json);
-    outln!("{}", if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? })?;
+    let json = outcome.json_view();
+    let text = if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
+    outln!("{}", redactor.text(&text))?;
     Ok(exit_status(&outcome, redactor))
 }
 

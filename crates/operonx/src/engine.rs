@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use operonx_graph::{GraphDocument, GraphError, compile};
 use operonx_runtime::{
-    GraphRun, Journal, MemoryCache, Middleware, OpCache, Plan, Registry, RunEnv, RunEvent, RunOutcome, RunState,
-    RunTracer, Scratch, TraceSink,
+    GraphRun, Journal, MemoryCache, Middleware, OpCache, Plan, Registry, RunEnv, RunEvent, RunInputs, RunOutcome,
+    RunState, RunTracer, Scratch, TraceSink,
 };
 use serde_json::{Map, Value};
 
@@ -173,7 +173,23 @@ impl Workflow {
     /// Start a run with options (scratch seed, trace sink, request id, fail-fast). The
     /// run-level timeout is applied by [`Workflow::run_with`].
     pub fn start_with(&self, inputs: &Map<String, Value>, options: &RunOptions) -> GraphRun {
-        let tracer = options.trace.as_ref().map(|sink| RunTracer::new(sink.clone(), options.request_id.as_str()));
+        let run = GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), self.tracer(options));
+        self.configure(run, options)
+    }
+
+    /// [`Workflow::start_with`] on inputs shared with the caller: the run copies none of
+    /// them, however large.
+    pub fn start_shared(&self, inputs: &RunInputs, options: &RunOptions) -> GraphRun {
+        let run = GraphRun::traced_shared(self.plan.clone(), inputs, options.scratch.clone(), self.tracer(options));
+        self.configure(run, options)
+    }
+
+    fn tracer(&self, options: &RunOptions) -> Option<RunTracer> {
+        options.trace.as_ref().map(|sink| RunTracer::new(sink.clone(), options.request_id.as_str()))
+    }
+
+    /// The run's environment and options.
+    fn configure(&self, run: GraphRun, options: &RunOptions) -> GraphRun {
         let env = RunEnv {
             middleware: self.middleware.clone(),
             cache: Some(self.cache.clone()),
@@ -185,9 +201,7 @@ impl Workflow {
             objects: options.objects.clone().unwrap_or_default(),
             ..RunEnv::default()
         };
-        let run = GraphRun::traced(self.plan.clone(), inputs, options.scratch.clone(), tracer)
-            .fail_fast(options.fail_fast)
-            .with_env(env);
+        let run = run.fail_fast(options.fail_fast).with_env(env);
         if options.frames { run.stream_frames() } else { run }
     }
 
@@ -205,8 +219,9 @@ impl Workflow {
         options: RunOptions,
         mut observe: impl FnMut(&RunEvent),
     ) -> Result<RunOutcome, Error> {
-        let map = object(inputs)?;
-        let mut run = self.start_with(&map, &options);
+        // The inputs are moved into shared values: the run reads them without copying.
+        let inputs = RunInputs::from_map(object(inputs)?);
+        let mut run = self.start_shared(&inputs, &options);
         if let Some(c) = &options.canceller {
             let mine = run.canceller();
             if let Some(reason) = c.early.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
@@ -248,7 +263,7 @@ impl Workflow {
             outcome.state = Some(RunState {
                 request_id: options.request_id.clone(),
                 graph_fingerprint: self.fingerprint.clone(),
-                inputs: map.clone(),
+                inputs: inputs.to_map(),
                 scratch: options.scratch.snapshot(),
                 journal: journal.entries(),
                 answers: options.answers.clone(),

@@ -40,7 +40,7 @@ pub use operonx_runtime::trace::{self, EventKind, MemorySink, RunTracer, TraceEv
 pub use operonx_runtime::{
     Canceller, CustomFrame, GraphRun, HostObject, Inputs, Interrupt, Invocation, Journal, MemoryCache, Middleware,
     NamedOp, ObjectTable, Op, OpCache, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame, Outputs, Registry,
-    RunEnv, RunEvent, RunOutcome, RunState, Scratch,
+    RunEnv, RunEvent, RunInputs, RunOutcome, RunState, Scratch,
 };
 pub use serde_json::{Map, Value, json};
 

@@ -177,3 +177,31 @@ fn policy_fields_are_validated() {
     assert!(msg.contains("retry_on: must be \"error\", \"timeout\" or a list of them"), "{msg}");
     assert!(msg.contains("unknown key \"colour\""), "{msg}");
 }
+
+/// A synchronous generator of endless items never waits, so the run never gave its task
+/// up: the run timeout (and a stop handle, and Ctrl-C in the CLI) went unseen and the run
+/// went on forever (found by the fuzz corpus: `range` with n = 10^15). The run now lets
+/// its task go every few thousand steps. A watchdog turns a regression into a failure
+/// instead of a hang.
+#[test]
+fn the_run_timeout_stops_an_endless_synchronous_generator() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut e = Engine::new();
+        e.registry_mut().register_generator("endless", |_, _| Ok((0u64..).map(|k| Ok(Outputs::one("i", k)))));
+        e.registry_mut().register_fn("ignore", |_, _| Ok(Outputs::new()));
+        let g = json!({"schema_version": "1.0", "type": "graph", "name": "main", "entries": ["gen"],
+            "initial_ready_count": {"gen": 0, "each": 1}, "compiled_adj": {"gen": [["each", false]], "each": []},
+            "ops": {
+                "gen": {"type": "code", "func_name": "endless", "is_generator": true},
+                "each": {"type": "code", "func_name": "ignore",
+                         "inputs": {"i": {"ref": {"source": "main.gen", "var": "i"}}}}}});
+        let wf = e.load_value(g).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let opts = RunOptions::default().timeout(Duration::from_millis(200));
+        let out = rt.block_on(wf.run_with(json!({}), opts)).unwrap();
+        let _ = tx.send(out.stopped);
+    });
+    let stopped = rx.recv_timeout(Duration::from_secs(60)).expect("the run timeout was not seen: the run went on");
+    assert_eq!(stopped.as_deref(), Some("timed out after 0.2s"));
+}

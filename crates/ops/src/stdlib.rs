@@ -26,6 +26,20 @@ fn list(i: &mut Inputs, name: &str) -> Result<Vec<Value>, OpError> {
     }
 }
 
+/// Input `name` read in place (these functions only look at their inputs: a large value
+/// the run holds is not copied for them).
+fn get<'a>(i: &'a Inputs, name: &str) -> &'a Value {
+    i.get(name).unwrap_or(&Value::Null)
+}
+
+/// Input `name` as a list, read in place.
+fn list_ref<'a>(i: &'a Inputs, name: &str) -> Result<&'a [Value], OpError> {
+    match get(i, name) {
+        Value::Array(a) => Ok(a),
+        other => Err(OpError::input(name, format!("expected a list, got {}", expr::type_name(other)))),
+    }
+}
+
 fn eval_err(e: expr::EvalError) -> OpError {
     OpError::new(e.to_string())
 }
@@ -49,7 +63,10 @@ fn eval_err(e: expr::EvalError) -> OpError {
 /// | `sleep` | `ms`, `value` → `value` (async) |
 /// | `ask` | `question` → `answer` (asks for input: the run pauses until it is resumed with an answer) |
 pub fn register_std(r: &mut Registry) {
-    r.register_fn("identity", |mut i, _| Ok(Outputs::one("value", take(&mut i, "value"))));
+    // The value is passed on shared, not copied.
+    r.register_fn("identity", |mut i, _| {
+        Ok(Outputs::one_shared("value", i.take_shared("value").unwrap_or_else(|| Value::Null.into())))
+    });
     r.register_fn("upper", |mut i, _| Ok(Outputs::one("text", text(&mut i, "text")?.to_uppercase())));
     r.register_fn("lower", |mut i, _| Ok(Outputs::one("text", text(&mut i, "text")?.to_lowercase())));
     r.register_fn("strip", |mut i, _| Ok(Outputs::one("text", text(&mut i, "text")?.trim().to_string())));
@@ -78,12 +95,12 @@ pub fn register_std(r: &mut Registry) {
             .collect();
         Ok(Outputs::one("text", strs?.join(&sep)))
     });
-    r.register_fn("length", |mut i, _| {
-        let n = match take(&mut i, "value") {
+    r.register_fn("length", |i, _| {
+        let n = match get(&i, "value") {
             Value::String(s) => s.chars().count(),
             Value::Array(a) => a.len(),
             Value::Object(o) => o.len(),
-            other => return Err(OpError::input("value", format!("{} has no length", expr::type_name(&other)))),
+            other => return Err(OpError::input("value", format!("{} has no length", expr::type_name(other)))),
         };
         Ok(Outputs::one("length", n))
     });
@@ -91,25 +108,26 @@ pub fn register_std(r: &mut Registry) {
         let (a, b) = (take(&mut i, "a"), take(&mut i, "b"));
         Ok(Outputs::one("sum", expr::binary(BinOp::Add, &a, &b).map_err(eval_err)?))
     });
-    r.register_fn("sum", |mut i, _| {
-        let values = list(&mut i, "values")?;
+    r.register_fn("sum", |i, _| {
+        let values = list_ref(&i, "values")?;
         let total = values.iter().try_fold(json!(0), |acc, v| expr::binary(BinOp::Add, &acc, v)).map_err(eval_err)?;
         Ok(Outputs::one("total", total))
     });
     r.register_fn("get", |mut i, _| {
         let key = take(&mut i, "key");
         let default = i.take("default").filter(|d| !d.is_null());
-        let found = match (take(&mut i, "object"), &key) {
-            (Value::Object(mut m), Value::String(k)) => m.shift_remove(k),
-            (Value::Array(mut a), Value::Number(n)) => {
+        // Only the item found is copied, not the object it is found in.
+        let found = match (get(&i, "object"), &key) {
+            (Value::Object(m), Value::String(k)) => m.get(k).cloned(),
+            (Value::Array(a), Value::Number(n)) => {
                 let len = a.len() as i64;
                 n.as_i64()
                     .map(|x| if x < 0 { len + x } else { x })
                     .filter(|x| (0..len).contains(x))
-                    .map(|x| a.swap_remove(x as usize))
+                    .and_then(|x| a.get(x as usize).cloned())
             }
             (other, _) => {
-                return Err(OpError::input("object", format!("cannot index {} with {key}", expr::type_name(&other))));
+                return Err(OpError::input("object", format!("cannot index {} with {key}", expr::type_name(other))));
             }
         };
         match found.or(default) {
@@ -122,9 +140,18 @@ pub fn register_std(r: &mut Registry) {
         let v: Value = serde_json::from_str(&t).map_err(|e| OpError::with_source("json_parse: invalid JSON", e))?;
         Ok(Outputs::one("value", v))
     });
-    r.register_fn("json_dump", |mut i, _| Ok(Outputs::one("text", take(&mut i, "value").to_string())));
+    r.register_fn("json_dump", |i, _| Ok(Outputs::one("text", get(&i, "value").to_string())));
     r.register_generator("items", |mut i, _| {
-        Ok(list(&mut i, "items")?.into_iter().map(|x| Ok(Outputs::one("item", x))))
+        // The list is shared with the run: each item is copied as it is made, never the list.
+        let items = i.take_shared("items").unwrap_or_default();
+        let Value::Array(a) = &*items else {
+            return Err(OpError::input("items", format!("expected a list, got {}", expr::type_name(&items))));
+        };
+        let n = a.len();
+        Ok((0..n).map(move |k| match &*items {
+            Value::Array(a) => Ok(Outputs::one("item", a.get(k).cloned().unwrap_or(Value::Null))),
+            _ => Ok(Outputs::one("item", Value::Null)),
+        }))
     });
     r.register_generator("range", |mut i, _| {
         let n = take(&mut i, "n").as_i64().ok_or_else(|| OpError::input("n", "expected an integer"))?;

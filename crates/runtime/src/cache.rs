@@ -23,15 +23,6 @@ pub trait OpCache: Send + Sync + 'static {
     fn put(&self, key: CacheKey, outputs: Map<String, Value>, ttl: Option<Duration>);
 }
 
-fn fnv(bytes: &[u8], seed: u64) -> u64 {
-    let mut h = seed;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
 /// Serialize with object keys sorted at every depth, so equal values hash equally.
 fn canonical(v: &Value, out: &mut String) {
     match v {
@@ -74,7 +65,9 @@ pub fn cache_key(fingerprint: u64, op: &str, inputs: &Inputs) -> CacheKey {
         canonical(v, &mut text);
         text.push('\u{0}');
     }
-    CacheKey(fnv(text.as_bytes(), 0xcbf2_9ce4_8422_2325), fnv(text.as_bytes(), 0x8422_2325_cbf2_9ce4))
+    let h = operonx_graph::digest::hash128(text.as_bytes());
+    // The two halves of one 128-bit hash (truncation is the point).
+    CacheKey((h >> 64) as u64, h as u64)
 }
 
 /// An in-memory cache with a bound on entries (the oldest entry goes first).

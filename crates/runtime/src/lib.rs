@@ -21,7 +21,7 @@ pub use middleware::Middleware;
 pub use object::{HostObject, ObjectTable};
 pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};
 pub use outcome::RunOutcome;
-pub use record::{Inputs, Outputs};
+pub use record::{Inputs, Outputs, RunInputs};
 pub use registry::{OpFactory, Registry};
 pub use run::{Canceller, GraphRun, Plan, RunEnv};
 pub use scratch::Scratch;

@@ -57,6 +57,84 @@ impl RunOutcome {
     }
 }
 
+impl RunOutcome {
+    /// The result as [`RunOutcome::to_json`] makes it, serialized straight from the
+    /// outcome (no copy of the outputs is made to print them).
+    pub fn json_view(&self) -> JsonView<'_> {
+        JsonView(self)
+    }
+}
+
+/// See [`RunOutcome::json_view`].
+#[derive(Debug, Clone, Copy)]
+pub struct JsonView<'a>(&'a RunOutcome);
+
+impl serde::Serialize for JsonView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let o = self.0;
+        // The same keys, in the same order, as `to_json` (which inserts into the outputs).
+        let extra = |k: &str| {
+            matches!(k, "$errors") && !o.failures.is_empty()
+                || matches!(k, "$interrupts") && !o.interrupts.is_empty()
+                || matches!(k, "$stopped") && o.stopped.is_some()
+        };
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in &o.outputs {
+            match k.as_str() {
+                "$errors" if extra(k) => m.serialize_entry(k, &Errors(o))?,
+                "$interrupts" if extra(k) => m.serialize_entry(k, &Awaited(o))?,
+                "$stopped" if extra(k) => m.serialize_entry(k, &o.stopped)?,
+                _ => m.serialize_entry(k, v)?,
+            }
+        }
+        if !o.failures.is_empty() && !o.outputs.contains_key("$errors") {
+            m.serialize_entry("$errors", &Errors(o))?;
+        }
+        if !o.interrupts.is_empty() && !o.outputs.contains_key("$interrupts") {
+            m.serialize_entry("$interrupts", &Awaited(o))?;
+        }
+        if let Some(reason) = &o.stopped
+            && !o.outputs.contains_key("$stopped")
+        {
+            m.serialize_entry("$stopped", reason)?;
+        }
+        m.end()
+    }
+}
+
+/// `"$errors"`: op → message, the last failure of an op winning (as in a JSON object).
+struct Errors<'a>(&'a RunOutcome);
+
+impl serde::Serialize for Errors<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let errs: Map<String, Value> =
+            self.0.failures.iter().map(|f| (f.op.to_string(), Value::String(f.message.clone()))).collect();
+        serde::Serialize::serialize(&errs, s)
+    }
+}
+
+/// `"$interrupts"`: interrupt id → what it asked.
+struct Awaited<'a>(&'a RunOutcome);
+
+impl serde::Serialize for Awaited<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut keys: Map<String, Value> = Map::new();
+        for i in &self.0.interrupts {
+            keys.insert(i.id.clone(), Value::Null);
+        }
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(keys.len()))?;
+        for k in keys.keys() {
+            // The last interrupt of an id wins, as when inserted into an object.
+            if let Some(i) = self.0.interrupts.iter().rev().find(|i| &i.id == k) {
+                m.serialize_entry(k, &i.payload)?;
+            }
+        }
+        m.end()
+    }
+}
+
 /// Incremental grouping of output events.
 #[derive(Debug, Default)]
 pub struct Grouper {
@@ -108,6 +186,49 @@ impl Grouper {
             stopped: self.stopped,
             interrupts: self.interrupts,
             state: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::event::OpFailure;
+    use crate::interrupt::Interrupt;
+
+    fn failure(op: &str, message: &str) -> OpFailure {
+        OpFailure { op: op.into(), context: "main".into(), message: message.into() }
+    }
+
+    #[test]
+    fn the_json_view_prints_exactly_what_to_json_makes() {
+        let ask = |id: &str, q: &str| Interrupt { id: id.into(), op: "main.a".into(), payload: json!(q) };
+        let mut cases = vec![RunOutcome::default()];
+        let mut full = RunOutcome {
+            failures: vec![failure("main.x", "one"), failure("main.y", "two"), failure("main.x", "three")],
+            stopped: Some("timed out".into()),
+            interrupts: vec![ask("main.a", "first?"), ask("main.b", "second?"), ask("main.a", "again?")],
+            ..RunOutcome::default()
+        };
+        full.outputs.insert("z".into(), json!([1, {"k": "v"}]));
+        full.outputs.insert("a".into(), json!(null));
+        cases.push(full.clone());
+        // Outputs named like the extra keys: `to_json` overwrites them in place.
+        full.outputs.insert("$errors".into(), json!("mine"));
+        full.outputs.insert("$stopped".into(), json!(1));
+        cases.push(full.clone());
+        full.failures.clear();
+        full.stopped = None;
+        cases.push(full);
+        for o in cases {
+            let direct = serde_json::to_string(&o.json_view()).unwrap();
+            assert_eq!(direct, serde_json::to_string(&o.to_json()).unwrap());
+            let pretty = serde_json::to_string_pretty(&o.json_view()).unwrap();
+            assert_eq!(pretty, serde_json::to_string_pretty(&o.to_json()).unwrap());
         }
     }
 }

@@ -272,3 +272,48 @@ async fn recorded_events_read_back_from_the_store_exactly_as_their_wire_form() {
         assert_eq!(s, w);
     }
 }
+
+/// A large list input goes into the trace cut as it is recorded (the pipeline's sink
+/// asks for lists of at most the `truncate` limit), and comes out of the pipeline as if
+/// it had been cut afterwards: the first items, then a marker counting the rest.
+#[tokio::test]
+async fn a_large_list_is_recorded_cut_and_exported_as_truncated() {
+    use operonx_trace::processor::{Redact, Truncate};
+    let mem = operonx_trace::MemoryExporter::new();
+    let pipeline = TracePipeline::builder()
+        .processor(Redact::with_defaults())
+        .processor(Truncate::new(4096, 50).unwrap())
+        .processor(Truncate::default())
+        .exporter(mem.clone())
+        .build()
+        .unwrap();
+    assert_eq!(pipeline.sink().max_list_items(), Some(50), "the smallest list limit of the processors");
+    let mut e = engine();
+    e.registry_mut().register_fn("count", |i, _| {
+        Ok(Outputs::one("n", i.get("values").and_then(Value::as_array).map_or(0, Vec::len)))
+    });
+    let wf = e
+        .load_value(json!({
+            "schema_version": "1.0", "type": "graph", "name": "main", "full_name": "main",
+            "inputs": {"values": {"required": true}}, "outputs": {"n": {}},
+            "ops": {"c": {"type": "code", "name": "c", "full_name": "main.c", "func_name": "count", "bound": "sync",
+                          "inputs": {"values": {"required": true, "ref": {"source": "__PARENT__", "var": "values"}}},
+                          "outputs": {"n": {"ref": {"source": "__PARENT__", "var": "n", "is_output": true}}}}}
+        }))
+        .unwrap();
+    let values: Vec<Value> = (0..200_000).map(|i| json!(i % 7)).collect();
+    let options = RunOptions::default().trace(pipeline.sink());
+    let rid = options.request_id.clone();
+    let outcome = wf.run_with(json!({"password": "hunter2", "values": values}), options).await.unwrap();
+    assert_eq!(outcome.to_json(), json!({"n": 200_000}));
+    pipeline.shutdown().await;
+    let events = mem.events();
+    let start = events
+        .iter()
+        .find(|e| e.request_id == rid && e.kind == EventKind::OpStart && e.op_name.as_deref() == Some("main.c"))
+        .unwrap();
+    let list = start.payload["inputs"]["values"].as_array().unwrap();
+    assert_eq!(list.len(), 51);
+    assert_eq!(list[..3], [json!(0), json!(1), json!(2)]);
+    assert_eq!(list[50], json!("...[truncated 199950 items]"));
+}

@@ -1,6 +1,8 @@
 //! Execution contexts: the root of a run, and one child context per stream item.
 //! Values and ready counts live per context; reads walk up to the root.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 /// Index of a context in the arena.
@@ -17,8 +19,9 @@ pub(crate) struct Ctx {
     pub index: u32,
     /// The stream instance that created this context (`NONE` for the root).
     pub stream: u32,
-    /// Value slots, allocated on first write.
-    pub slots: Vec<Option<Value>>,
+    /// Value slots, allocated on first write. Values are shared: reading one for an op's
+    /// inputs copies nothing.
+    pub slots: Vec<Option<Arc<Value>>>,
     /// Ready counts, allocated on first decrement.
     pub ready: Vec<u32>,
     /// Completed nodes (only tracked when some node waits on ops outside its stream).
@@ -85,7 +88,7 @@ impl Contexts {
     }
 
     /// The value of `slot` visible from `id` (own value first, then ancestors').
-    pub fn read(&self, mut id: CtxId, slot: u32) -> Option<&Value> {
+    pub fn read(&self, mut id: CtxId, slot: u32) -> Option<&Arc<Value>> {
         while id != NONE {
             let c = &self.items[id as usize];
             if let Some(Some(v)) = c.slots.get(slot as usize) {
@@ -96,7 +99,7 @@ impl Contexts {
         None
     }
 
-    pub fn write(&mut self, id: CtxId, slot: u32, slot_count: u32, value: Value) {
+    pub fn write(&mut self, id: CtxId, slot: u32, slot_count: u32, value: Arc<Value>) {
         let c = &mut self.items[id as usize];
         if c.slots.is_empty() {
             c.slots.resize(slot_count as usize, None);

@@ -308,25 +308,26 @@ impl GraphRun {
     pub(super) fn resolve_inputs(&self, node_id: NodeId, ctx: CtxId) -> Result<Inputs, String> {
         let node = &self.plan.nodes[node_id as usize];
         let values = node.inputs.iter().map(|inp| self.input_value(inp, ctx)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Inputs::new(node.input_names.clone(), values))
+        Ok(Inputs::shared(node.input_names.clone(), values))
     }
 
     /// The value of one input of an op about to run in `ctx`.
-    fn input_value(&self, inp: &InputPlan, ctx: CtxId) -> Result<Value, String> {
+    fn input_value(&self, inp: &InputPlan, ctx: CtxId) -> Result<Arc<Value>, String> {
         self.input_or_missing(inp, ctx)?.ok_or_else(|| match &inp.source {
             InputSource::Ref(r) => format!("input '{}': {} has no value", inp.name, r.label),
             _ => format!("required input '{}' not provided", inp.name),
         })
     }
 
-    /// One input's value; `None` when it is required and nothing supplies it.
-    fn input_or_missing(&self, inp: &InputPlan, ctx: CtxId) -> Result<Option<Value>, String> {
+    /// One input's value (shared with the run where it comes from a slot); `None` when it
+    /// is required and nothing supplies it.
+    fn input_or_missing(&self, inp: &InputPlan, ctx: CtxId) -> Result<Option<Arc<Value>>, String> {
         Ok(Some(match &inp.source {
-            InputSource::Ref(r) => match self.read_ref(r, ctx) {
+            InputSource::Ref(r) => match self.read_ref_shared(r, ctx) {
                 Ok(Some(v)) => v,
                 Ok(None) => match (&inp.fallback, inp.required) {
-                    (Some(d), _) => d.clone(),
-                    (None, false) => Value::Null,
+                    (Some(d), _) => Arc::new(d.clone()),
+                    (None, false) => Arc::new(Value::Null),
                     (None, true) => return Ok(None),
                 },
                 Err(e) => return Err(format!("input '{}': {e}", inp.name)),
@@ -334,14 +335,14 @@ impl GraphRun {
             // An unset scratch key reads as null, required or not: the scratch space
             // is a dictionary read with `get` in the reference engine (and the pool's
             // `scratch_read` agrees).
-            InputSource::Scratch(key) => match (self.scratch.get(key), &inp.fallback) {
+            InputSource::Scratch(key) => Arc::new(match (self.scratch.get(key), &inp.fallback) {
                 (Some(v), _) => v,
                 (None, Some(d)) => d.clone(),
                 (None, None) => Value::Null,
-            },
-            InputSource::Value(v) => v.clone(),
+            }),
+            InputSource::Value(v) => Arc::new(v.clone()),
             InputSource::Nothing if inp.required => return Ok(None),
-            InputSource::Nothing => Value::Null,
+            InputSource::Nothing => Arc::new(Value::Null),
         }))
     }
 
@@ -360,7 +361,7 @@ impl GraphRun {
         }
         let names: Arc<[Arc<str>]> =
             if names.len() == node.inputs.len() { node.input_names.clone() } else { names.into() };
-        Ok(Inputs::new(names, values))
+        Ok(Inputs::shared(names, values))
     }
 
     /// Where a branch goes: its target (`None`: nowhere), the target's name when the
@@ -378,7 +379,7 @@ impl GraphRun {
     ) -> Result<(Option<Option<NodeId>>, Option<Value>, Value), String> {
         let plan = &self.plan;
         if let Some(ix) = b.anchor {
-            let anchor = self.input_value(&plan.nodes[node_id as usize].inputs[ix], ctx)?;
+            let anchor = Arc::unwrap_or_clone(self.input_value(&plan.nodes[node_id as usize].inputs[ix], ctx)?);
             if truthy(&anchor) {
                 // The anchor names one of the branch's successors (or `__END__`).
                 let target = match anchor.as_str() {
@@ -435,7 +436,17 @@ impl GraphRun {
     /// The value of a ref seen from `ctx`, transforms applied; `Ok(None)` when the source
     /// has not produced it.
     pub(super) fn read_ref(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Value>, String> {
-        let Some(mut borrowed) = self.ctxs.read(ctx, r.slot) else { return Ok(None) };
+        Ok(self.read_ref_shared(r, ctx)?.map(Arc::unwrap_or_clone))
+    }
+
+    /// [`GraphRun::read_ref`], sharing the stored value when the ref reads it whole (no
+    /// copy), else copying only the part it selects.
+    pub(super) fn read_ref_shared(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Arc<Value>>, String> {
+        let Some(stored) = self.ctxs.read(ctx, r.slot) else { return Ok(None) };
+        if r.transforms.is_empty() {
+            return Ok(Some(stored.clone()));
+        }
+        let mut borrowed: &Value = stored;
         // Navigate by reference first, so selecting a field does not copy the whole value.
         let mut rest = r.transforms.as_slice();
         while let Some((t, tail)) = rest.split_first() {
@@ -458,7 +469,7 @@ impl GraphRun {
         for t in rest {
             v = self.transform_step(t, v, &mut nested).map_err(|e| format!("{}: {e}", r.label))?;
         }
-        Ok(Some(v))
+        Ok(Some(Arc::new(v)))
     }
 
     /// One transform step; `getattr` / `getitem` on an object's stand-in ask the object.

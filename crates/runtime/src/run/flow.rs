@@ -1,6 +1,8 @@
 //! Completions: storing results, emitting outputs, waking successors, closing item
 //! contexts and finishing streams (with their collect edges).
 
+use std::sync::Arc;
+
 use operonx_graph::plan::{EdgeId, NodeId};
 use serde_json::Value;
 
@@ -186,7 +188,7 @@ impl GraphRun {
                     store.put(key, crate::cache::to_map(&outputs), plan.ttl);
                 }
                 if let (Some(key), Some(journal)) = (post.journal, env.journal.as_ref()) {
-                    journal.record(key, crate::cache::to_map(&outputs));
+                    journal.record_shared(key, &outputs);
                 }
                 self.trace_end(node, ctx, span, "ok", Some(&outputs), None, 1);
                 self.finish_node(node, ctx, outputs, None);
@@ -245,19 +247,30 @@ impl GraphRun {
 
     /// Store a node's outputs in `ctx`, emit graph outputs, feed collect edges and wake
     /// successors (only `only` when the node is a branch).
-    pub(super) fn finish_node(&mut self, node_id: NodeId, ctx: CtxId, outputs: Outputs, only: Option<Option<NodeId>>) {
+    pub(super) fn finish_node(
+        &mut self,
+        node_id: NodeId,
+        ctx: CtxId,
+        mut outputs: Outputs,
+        only: Option<Option<NodeId>>,
+    ) {
         let plan = self.plan.clone();
         let node = &plan.nodes[node_id as usize];
-        for (var, slot) in &node.stores {
-            if let Some(v) = outputs.get(var) {
-                self.ctxs.write(ctx, *slot, plan.slot_count, v.clone());
-            }
-        }
+        // Slots share the values; graph outputs take theirs (copied only when shared: a
+        // value other ops read too, or one the journal keeps).
+        let collected = !node.collects.is_empty();
         if !node.forwards.is_empty() {
             let values: Vec<_> = node
                 .forwards
                 .iter()
-                .filter_map(|(var, out)| outputs.get(var).map(|v| (plan.outputs[*out as usize].clone(), v.clone())))
+                .enumerate()
+                .filter_map(|(i, (var, out))| {
+                    let again = collected
+                        || node.stores.iter().any(|(v, _)| v == var)
+                        || node.forwards[i + 1..].iter().any(|(v, _)| v == var);
+                    let v = if again { outputs.get(var).cloned() } else { outputs.take(var) };
+                    v.map(|v| (plan.outputs[*out as usize].clone(), v))
+                })
                 .collect();
             if !values.is_empty() {
                 let per_item = self.ctxs.get(ctx).stream != NONE;
@@ -266,6 +279,11 @@ impl GraphRun {
                     Some(ls) => ls.capture(&plan, frame),
                     None => self.events.get_mut().push_back(RunEvent::Output(frame)),
                 }
+            }
+        }
+        for (var, slot) in &node.stores {
+            if let Some(v) = outputs.get_shared(var) {
+                self.ctxs.write(ctx, *slot, plan.slot_count, v.clone());
             }
         }
         if self.track_done {
@@ -448,7 +466,7 @@ impl GraphRun {
                 buf.sort_by(|a, b| a.0.cmp(&b.0));
                 for (i, (_, slot)) in edge.collect_slots.iter().enumerate() {
                     let list: Vec<Value> = buf.iter_mut().filter_map(|(_, vals)| vals[i].take()).collect();
-                    self.ctxs.write(ctx, *slot, plan.slot_count, Value::Array(list));
+                    self.ctxs.write(ctx, *slot, plan.slot_count, Arc::new(Value::Array(list)));
                 }
                 self.decrement(eid, ctx);
             }
@@ -507,7 +525,7 @@ impl GraphRun {
         let Some(scope) = edge.scope else {
             // Not inside a stream: the consumer gets a one-element list.
             for ((_, slot), v) in edge.collect_slots.iter().zip(values) {
-                self.ctxs.write(ctx, *slot, plan.slot_count, Value::Array(v.into_iter().collect()));
+                self.ctxs.write(ctx, *slot, plan.slot_count, Arc::new(Value::Array(v.into_iter().collect())));
             }
             self.decrement(eid, ctx);
             return;

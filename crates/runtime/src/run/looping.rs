@@ -11,17 +11,17 @@ use serde_json::Value;
 use super::{GraphRun, Plan};
 use crate::event::{OpFailure, OutputFrame, RunEvent};
 
-struct Vars<'a>(&'a [Option<Value>]);
+struct Vars<'a>(&'a [Option<Arc<Value>>]);
 
 impl Scope for Vars<'_> {
     fn get(&self, slot: u32) -> Option<&Value> {
-        self.0.get(slot as usize).and_then(Option::as_ref)
+        self.0.get(slot as usize).and_then(Option::as_deref)
     }
 }
 
 pub(super) struct LoopState {
-    /// Current value of each loop variable.
-    vars: Vec<Option<Value>>,
+    /// Current value of each loop variable (shared with the iteration's slots).
+    vars: Vec<Option<Arc<Value>>>,
     /// Outputs emitted in the current iteration, grouped (several → list).
     iteration: Vec<Option<(Value, u32)>>,
     /// Outputs produced in any iteration.
@@ -30,11 +30,13 @@ pub(super) struct LoopState {
 }
 
 impl LoopState {
-    pub fn new(plan: &Plan, lp: &LoopPlan, lookup: &dyn Fn(&str) -> Option<Value>) -> Self {
+    pub fn new(plan: &Plan, lp: &LoopPlan, lookup: &dyn Fn(&str) -> Option<Arc<Value>>) -> Self {
         let vars = lp
             .vars
             .iter()
-            .map(|v| lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| x.clone())))
+            .map(|v| {
+                lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| Arc::new(x.clone())))
+            })
             .collect();
         Self { vars, iteration: vec![None; plan.outputs.len()], produced: vec![false; plan.outputs.len()], count: 0 }
     }
@@ -45,7 +47,7 @@ impl LoopState {
     }
 
     /// The value a graph-input slot named `var` starts an iteration with.
-    pub fn initial(&self, plan: &Plan, var: &str) -> Option<Value> {
+    pub fn initial(&self, plan: &Plan, var: &str) -> Option<Arc<Value>> {
         let lp = plan.looping.as_ref()?;
         let i = lp.vars.iter().position(|v| &**v == var)?;
         self.vars[i].clone()
@@ -81,7 +83,7 @@ impl GraphRun {
         }
         for (o, slot) in ls.iteration.iter_mut().enumerate() {
             if let Some((v, _)) = slot.take() {
-                ls.vars[lp.output_vars[o] as usize] = Some(v);
+                ls.vars[lp.output_vars[o] as usize] = Some(Arc::new(v));
                 ls.produced[o] = true;
             }
         }
@@ -105,7 +107,7 @@ impl GraphRun {
                 false
             }
             Ok(false) if ls.count < lp.max_iterations => {
-                let seed: Vec<(u32, Value)> = plan
+                let seed: Vec<(u32, Arc<Value>)> = plan
                     .input_slots
                     .iter()
                     .filter_map(|(var, slot)| {
@@ -132,7 +134,7 @@ impl GraphRun {
             .iter()
             .enumerate()
             .filter(|(o, _)| ls.produced[*o])
-            .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].clone().map(|v| (name.clone(), v)))
+            .filter_map(|(o, name)| ls.vars[lp.output_vars[o] as usize].as_deref().map(|v| (name.clone(), v.clone())))
             .collect();
         if !values.is_empty() {
             self.events.get_mut().push_back(RunEvent::Output(OutputFrame {

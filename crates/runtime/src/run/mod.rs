@@ -230,7 +230,15 @@ pub struct GraphRun {
     free_aborts: Vec<u64>,
     /// The root run's end of the custom frame channel.
     frames_rx: Option<std::cell::RefCell<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>>,
+    /// Inline work done since the run last let its task go ([`STEP_BUDGET`]).
+    steps: u32,
 }
+
+/// Most inline work (ops run, items pulled, results taken in) a run does before it lets
+/// its task go once, even when it could go on: a synchronous generator of endless items
+/// or a long synchronous chain would otherwise hold the thread, and the run's timeout, a
+/// cancellation or Ctrl-C would never be seen.
+const STEP_BUDGET: u32 = 2048;
 
 impl GraphRun {
     /// Start a run of `plan` with the caller's `inputs` (undeclared keys are readable too).
@@ -238,8 +246,21 @@ impl GraphRun {
         Self::traced(plan, inputs, scratch, None)
     }
 
-    /// Start a run whose events go to `tracer` (when given).
+    /// Start a run whose events go to `tracer` (when given). The inputs it reads are
+    /// copied; [`GraphRun::traced_shared`] shares them instead.
     pub fn traced(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch, tracer: Option<RunTracer>) -> Self {
+        let lookup = |name: &str| inputs.get(name).map(|v| Arc::new(v.clone()));
+        Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
+    }
+
+    /// Start a run of `plan` on inputs shared with the caller: nothing is copied, however
+    /// large they are.
+    pub fn traced_shared(
+        plan: Arc<Plan>,
+        inputs: &crate::record::RunInputs,
+        scratch: Scratch,
+        tracer: Option<RunTracer>,
+    ) -> Self {
         let lookup = |name: &str| inputs.get(name).cloned();
         Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
     }
@@ -253,13 +274,13 @@ impl GraphRun {
         prefix: Arc<[String]>,
         parent_span: Option<u64>,
     ) -> Self {
-        let lookup = |name: &str| inputs.get(name).cloned();
+        let lookup = |name: &str| inputs.shared_entries().find(|(n, _)| &***n == name).map(|(_, v)| v.clone());
         Self::start(plan, &lookup, scratch, tracer, prefix, parent_span)
     }
 
     fn start(
         plan: Arc<Plan>,
-        lookup: &dyn Fn(&str) -> Option<Value>,
+        lookup: &dyn Fn(&str) -> Option<Arc<Value>>,
         scratch: Scratch,
         tracer: Option<RunTracer>,
         prefix: Arc<[String]>,
@@ -303,16 +324,18 @@ impl GraphRun {
             aborts: Vec::new(),
             free_aborts: Vec::new(),
             frames_rx: None,
+            steps: 0,
         };
-        let seed: Vec<(u32, Value)> = {
+        let seed: Vec<(u32, Arc<Value>)> = {
             let plan = &run.plan;
             plan.input_slots
                 .iter()
                 .filter_map(|(var, slot)| {
                     let v = match &run.looping {
                         Some(ls) => ls.initial(plan, var),
-                        None => lookup(var)
-                            .or_else(|| plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| v.clone())),
+                        None => lookup(var).or_else(|| {
+                            plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| Arc::new(v.clone()))
+                        }),
                     };
                     v.map(|v| (*slot, v))
                 })
@@ -342,7 +365,7 @@ impl GraphRun {
     }
 
     /// Reset the context tree and enqueue the entry ops with the graph inputs in `seed`.
-    fn begin(&mut self, seed: Vec<(u32, Value)>) {
+    fn begin(&mut self, seed: Vec<(u32, Arc<Value>)>) {
         self.ctxs.clear();
         self.root = self.ctxs.alloc(NONE, 0, NONE);
         let slot_count = self.plan.slot_count;
@@ -376,6 +399,14 @@ impl GraphRun {
         loop {
             if !self.events.get_mut().is_empty() || self.finished {
                 return Poll::Ready(());
+            }
+            self.steps += 1;
+            if self.steps > STEP_BUDGET {
+                // Let the task go (and come straight back): whoever drives the run gets
+                // to look at its timers and cancellations.
+                self.steps = 0;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
             if let Some(reason) = self.cancel.requested().or_else(|| self.stop_reason.take()) {
                 self.stop(reason);
@@ -432,6 +463,7 @@ impl GraphRun {
                     if self.env.scopes.generation() != self.scope_generation {
                         continue;
                     }
+                    self.steps = 0;
                     return Poll::Pending;
                 }
             }

@@ -48,8 +48,11 @@ impl GraphRun {
         self.lifecycle(node, ctx, "op_start", Value::Null);
         let t = self.tracer.as_ref()?;
         let span = Span { id: t.next_span(), started: Instant::now() };
-        let payload =
-            RawPayload::Start { inputs: Named::inputs(inputs), span: span.id, parent: self.parent_span_of(ctx) };
+        let payload = RawPayload::Start {
+            inputs: Named::inputs(inputs, t.max_list_items()),
+            span: span.id,
+            parent: self.parent_span_of(ctx),
+        };
         let op = self.plan.nodes[node as usize].full_name.clone();
         t.record_at(span.started, EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
         self.open_spans.borrow_mut().push((span.id, node, ctx, span));
@@ -80,7 +83,7 @@ impl GraphRun {
         }
         let now = Instant::now();
         let payload = RawPayload::End {
-            outputs: Named::outputs(outputs),
+            outputs: Named::outputs(outputs, t.max_list_items()),
             status,
             duration_ms: now.saturating_duration_since(s.started).as_secs_f64() * 1000.0,
             yields,
@@ -100,7 +103,7 @@ impl GraphRun {
         if every == 0 || !idx.is_multiple_of(every) {
             return;
         }
-        let payload = RawPayload::Yield { yielded: Named::outputs(Some(outputs)), idx, span: s.id };
+        let payload = RawPayload::Yield { yielded: Named::outputs(Some(outputs), t.max_list_items()), idx, span: s.id };
         t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.event_ctx(item_ctx)), payload);
     }
 

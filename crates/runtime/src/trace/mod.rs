@@ -15,8 +15,8 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 
 pub use event::{EventKind, TraceEvent};
-pub use raw::RawEvent;
 pub(crate) use raw::{EventCtx, Named, RawPayload};
+pub use raw::{RawEvent, cut_items_marker, cut_lists};
 pub use wire_time::WireTime;
 
 /// Where a run's events go (a pipeline, a file, a test collector). Called on the
@@ -29,6 +29,14 @@ pub trait TraceSink: Send + Sync + 'static {
     /// that buffer should keep it raw and materialize when they flush.
     fn record_raw(&self, event: RawEvent) {
         self.record(event.materialize());
+    }
+
+    /// The longest list this sink keeps in an event, if it cuts lists (as the `truncate`
+    /// processor does): runs then record every list already cut to its first `n` items
+    /// followed by a `"...[truncated N items]"` marker ([`cut_lists`]), so a trace never
+    /// copies a large value whole. `None` (the default): values are recorded as they are.
+    fn max_list_items(&self) -> Option<usize> {
+        None
     }
 
     /// The run with this id finished (flush its buffer).
@@ -61,6 +69,8 @@ struct TracerState {
     sink: Arc<dyn TraceSink>,
     recorder: Option<Arc<dyn RunRecorder>>,
     request_id: Arc<str>,
+    /// Lists in recorded values are cut to this many items ([`TraceSink::max_list_items`]).
+    max_list_items: Option<usize>,
     /// Next event sequence number, next span id.
     seq: AtomicU64,
     span: AtomicU64,
@@ -81,6 +91,7 @@ impl RunTracer {
     pub fn new(sink: Arc<dyn TraceSink>, request_id: impl Into<Arc<str>>) -> Self {
         let request_id: Arc<str> = request_id.into();
         let recorder = sink.open_run(&request_id);
+        let max_list_items = sink.max_list_items();
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
@@ -88,6 +99,7 @@ impl RunTracer {
             sink,
             recorder,
             request_id,
+            max_list_items,
             seq: AtomicU64::new(0),
             span: AtomicU64::new(0),
             anchor: (wall, Instant::now()),
@@ -97,6 +109,11 @@ impl RunTracer {
     /// The run's id.
     pub fn request_id(&self) -> &str {
         &self.0.request_id
+    }
+
+    /// The longest list recorded in an event, if lists are cut ([`TraceSink::max_list_items`]).
+    pub(crate) fn max_list_items(&self) -> Option<usize> {
+        self.0.max_list_items
     }
 
     /// A new span id, unique within the run.

@@ -63,12 +63,14 @@ impl Serialize for EventCtx {
     }
 }
 
-/// Named values copied into an event (an op's inputs, outputs or one yielded item). One
-/// value, the common case, is held inline: recording it allocates nothing.
+/// Named values recorded in an event (an op's inputs, outputs or one yielded item). One
+/// value, the common case, is held inline. Values are shared with the run where they can
+/// be (an op's inputs), or cut to the tracer's list limit as they are copied (see
+/// [`crate::TraceSink::max_list_items`]): recording a large value never copies it whole.
 #[derive(Debug, Clone)]
 pub(crate) enum Named {
     Empty,
-    One(Name, Value),
+    One(Name, Arc<Value>),
     Inputs(Inputs),
     Outputs(Outputs),
 }
@@ -89,25 +91,79 @@ impl Name {
     }
 }
 
-impl Named {
-    /// A copy of an op's inputs.
-    pub(crate) fn inputs(inputs: Option<&Inputs>) -> Self {
-        match inputs {
-            None => Named::Empty,
-            Some(i) => match i.single() {
-                Some((name, value)) => Named::One(Name::Shared(name.clone()), value.clone()),
-                None => Named::Inputs(i.clone()),
-            },
+/// The text that stands for the items cut from a list (as the `truncate` processor
+/// writes it).
+pub fn cut_items_marker(cut: usize) -> String {
+    format!("...[truncated {cut} items]")
+}
+
+/// A copy of `v` with every list longer than `max_items` cut to its first `max_items`
+/// items followed by [`cut_items_marker`], at any depth. Only what is kept is copied.
+pub fn cut_lists(v: &Value, max_items: usize) -> Value {
+    match v {
+        Value::Array(items) => {
+            let mut out: Vec<Value> = items.iter().take(max_items).map(|i| cut_lists(i, max_items)).collect();
+            if items.len() > max_items {
+                out.push(Value::String(cut_items_marker(items.len() - max_items)));
+            }
+            Value::Array(out)
         }
+        Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), cut_lists(i, max_items))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Whether `v` holds a list longer than `max_items`, at any depth.
+fn has_long_list(v: &Value, max_items: usize) -> bool {
+    match v {
+        Value::Array(items) => items.len() > max_items || items.iter().any(|i| has_long_list(i, max_items)),
+        Value::Object(map) => map.values().any(|i| has_long_list(i, max_items)),
+        _ => false,
+    }
+}
+
+/// A copy of `v` for a trace: cut to `max_items` per list when a limit is given.
+fn copy_for_trace(v: &Value, max_items: Option<usize>) -> Value {
+    match max_items {
+        Some(n) => cut_lists(v, n),
+        None => v.clone(),
+    }
+}
+
+impl Named {
+    /// An op's inputs: shared with the run, or cut where a list is longer than `max_items`.
+    pub(crate) fn inputs(inputs: Option<&Inputs>, max_items: Option<usize>) -> Self {
+        let Some(i) = inputs else { return Named::Empty };
+        let long = |v: &Value| max_items.is_some_and(|n| has_long_list(v, n));
+        if i.len() == 1
+            && let Some((name, value)) = i.shared_entries().next()
+        {
+            let value = if long(value) { Arc::new(copy_for_trace(value, max_items)) } else { value.clone() };
+            return Named::One(Name::Shared(name.clone()), value);
+        }
+        if i.iter().any(|(_, v)| long(v)) {
+            let (names, values): (Vec<Arc<str>>, Vec<Arc<Value>>) = i
+                .shared_entries()
+                .map(|(n, v)| (n.clone(), if long(v) { Arc::new(copy_for_trace(v, max_items)) } else { v.clone() }))
+                .unzip();
+            return Named::Inputs(Inputs::shared(names.into(), values));
+        }
+        Named::Inputs(i.clone())
     }
 
-    /// A copy of an op's outputs.
-    pub(crate) fn outputs(outputs: Option<&Outputs>) -> Self {
+    /// A copy of an op's outputs, lists cut to `max_items` when given.
+    pub(crate) fn outputs(outputs: Option<&Outputs>, max_items: Option<usize>) -> Self {
         match outputs {
             None => Named::Empty,
             Some(o) => match o.single() {
-                Some((name, value)) => Named::One(Name::Own(name.clone()), value.clone()),
-                None => Named::Outputs(o.clone()),
+                Some((name, value)) => Named::One(Name::Own(name.clone()), Arc::new(copy_for_trace(value, max_items))),
+                None => {
+                    let mut copy = Outputs::new();
+                    for (n, v) in o.iter() {
+                        copy.insert(n.to_string(), copy_for_trace(v, max_items));
+                    }
+                    Named::Outputs(copy)
+                }
             },
         }
     }
@@ -115,7 +171,7 @@ impl Named {
     fn for_each_mut(&mut self, f: &mut dyn FnMut(&str, &mut Value)) {
         match self {
             Named::Empty => {}
-            Named::One(n, v) => f(n.as_str(), v),
+            Named::One(n, v) => f(n.as_str(), Arc::make_mut(v)),
             Named::Inputs(i) => i.iter_mut().for_each(|(n, v)| f(n, v)),
             Named::Outputs(o) => o.iter_mut().for_each(|(n, v)| f(n, v)),
         }
@@ -124,7 +180,7 @@ impl Named {
     fn into_map(self) -> Map<String, Value> {
         match self {
             Named::Empty => Map::new(),
-            Named::One(n, v) => std::iter::once((n.as_str().to_string(), v)).collect(),
+            Named::One(n, v) => std::iter::once((n.as_str().to_string(), Arc::unwrap_or_clone(v))).collect(),
             Named::Inputs(i) => i.into_map(),
             Named::Outputs(o) => o.into_map(),
         }
@@ -137,7 +193,7 @@ impl Serialize for Named {
             Named::Empty => s.serialize_map(Some(0))?.end(),
             Named::One(n, v) => {
                 let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry(n.as_str(), v)?;
+                m.serialize_entry(n.as_str(), &**v)?;
                 m.end()
             }
             Named::Inputs(i) => s.collect_map(i.iter()),
@@ -546,19 +602,23 @@ mod tests {
             raw(
                 EventKind::OpStart,
                 Some(ctx.clone()),
-                RawPayload::Start { inputs: Named::inputs(Some(&inputs)), span: 4, parent: None },
+                RawPayload::Start { inputs: Named::inputs(Some(&inputs), None), span: 4, parent: None },
             ),
             raw(
                 EventKind::OpStart,
                 None,
-                RawPayload::Start { inputs: Named::inputs(Some(&one)), span: 5, parent: Some(4) },
+                RawPayload::Start { inputs: Named::inputs(Some(&one), None), span: 5, parent: Some(4) },
             ),
-            raw(EventKind::OpStart, None, RawPayload::Start { inputs: Named::inputs(None), span: 6, parent: None }),
+            raw(
+                EventKind::OpStart,
+                None,
+                RawPayload::Start { inputs: Named::inputs(None, None), span: 6, parent: None },
+            ),
             raw(
                 EventKind::OpEnd,
                 Some(ctx.clone()),
                 RawPayload::End {
-                    outputs: Named::outputs(Some(&outputs)),
+                    outputs: Named::outputs(Some(&outputs), None),
                     status: "error",
                     duration_ms: 1.234_567_8,
                     yields: 2,
@@ -571,7 +631,7 @@ mod tests {
                 EventKind::OpEnd,
                 None,
                 RawPayload::End {
-                    outputs: Named::outputs(Some(&Outputs::one("only", json!([1])))),
+                    outputs: Named::outputs(Some(&Outputs::one("only", json!([1]))), None),
                     status: "ok",
                     duration_ms: 0.0,
                     yields: 0,
@@ -583,13 +643,13 @@ mod tests {
             raw(
                 EventKind::OpYield,
                 Some(ctx),
-                RawPayload::Yield { yielded: Named::outputs(Some(&outputs)), idx: 9, span: 4 },
+                RawPayload::Yield { yielded: Named::outputs(Some(&outputs), None), idx: 9, span: 4 },
             ),
             raw(
                 EventKind::OpEnd,
                 None,
                 RawPayload::End {
-                    outputs: Named::outputs(None),
+                    outputs: Named::outputs(None, None),
                     status: "ok",
                     duration_ms: 1.0,
                     yields: 0,

@@ -89,6 +89,8 @@ struct Shared {
     processors: Vec<Box<dyn Processor>>,
     /// Every processor works in place: recorded events are never built for them.
     in_place_only: bool,
+    /// Lists are recorded cut to this many items (the processors' smallest list limit).
+    max_list_items: Option<usize>,
     exporters: Vec<Arc<dyn Exporter>>,
     buffers: Mutex<Buffers>,
     gauge: Arc<Gauge>,
@@ -231,6 +233,12 @@ impl TraceSink for TracePipeline {
         self.log(event.request_id()).push(RecordedEvent::Raw(event));
     }
 
+    /// The smallest list limit of the processors (a `truncate` step): runs record lists
+    /// cut to it instead of copying them whole.
+    fn max_list_items(&self) -> Option<usize> {
+        self.shared.max_list_items
+    }
+
     fn run_finished(&self, request_id: &str) {
         let log = self.shared.buffers().get(request_id);
         if let Some(log) = log {
@@ -365,9 +373,11 @@ impl TracePipelineBuilder {
             exporters.push(Arc::new(SqliteStore::open_default()?));
         }
         let in_place_only = self.processors.iter().all(|p| p.in_place().is_some());
+        let max_list_items = self.processors.iter().filter_map(|p| p.max_list_items()).min();
         let shared = Arc::new(Shared {
             processors: self.processors,
             in_place_only,
+            max_list_items,
             exporters,
             buffers: Mutex::new(Buffers::default()),
             gauge: Arc::new(Gauge::new(self.config, Arc::new(Signals::default()))),

@@ -69,6 +69,15 @@ pub trait Processor: Send + Sync + 'static {
         None
     }
 
+    /// The longest list this processor lets through, if it cuts lists to a fixed length
+    /// (as [`Truncate`] does). A pipeline with such a processor has its runs record
+    /// lists already cut to the smallest of these lengths (the first items, then a
+    /// `"...[truncated N items]"` marker), so a large list is never copied into a trace
+    /// whole; every processor, the earlier ones included, then sees the cut lists.
+    fn max_list_items(&self) -> Option<usize> {
+        None
+    }
+
     /// The run's trace is complete: return any events still owed (for example the end of
     /// an open group) and forget the run. Those events go through the later processors.
     fn end_run(&self, _request_id: &str, _end: RunEnd) -> Vec<TraceEvent> {

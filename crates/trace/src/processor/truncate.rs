@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use operonx_runtime::trace::cut_items_marker;
 use operonx_runtime::{EventKind, TraceEvent};
 use serde_json::Value;
 
@@ -11,7 +12,9 @@ use crate::error::ConfigError;
 /// Caps every string longer than `max_string_bytes` (cut back to a UTF-8 character
 /// boundary, then `...[truncated N bytes]` appended, N = bytes removed) and every list
 /// longer than `max_list_items` (the first items kept, then a
-/// `"...[truncated N items]"` string), at any depth of the payload.
+/// `"...[truncated N items]"` string), at any depth of the payload. In a pipeline, runs
+/// record lists already cut this way ([`Processor::max_list_items`]); a list cut before
+/// (its first `max_list_items` items and that marker) is left as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Truncate {
     max_string_bytes: usize,
@@ -38,12 +41,16 @@ impl Truncate {
     fn value(&self, v: &mut Value) {
         match v {
             Value::String(s) => truncate_str(s, self.max_string_bytes),
+            // Cut as recorded (see `Processor::max_list_items`): the marker stays as is.
+            Value::Array(items) if items.len() == self.max_list_items + 1 && is_cut_marker(items.last()) => {
+                items.iter_mut().take(self.max_list_items).for_each(|i| self.value(i));
+            }
             Value::Array(items) => {
                 let cut = items.len().saturating_sub(self.max_list_items);
                 items.truncate(self.max_list_items);
                 items.iter_mut().for_each(|i| self.value(i));
                 if cut > 0 {
-                    items.push(Value::String(format!("...[truncated {cut} items]")));
+                    items.push(Value::String(cut_items_marker(cut)));
                 }
             }
             Value::Object(map) => map.values_mut().for_each(|i| self.value(i)),
@@ -56,6 +63,14 @@ impl Default for Truncate {
     fn default() -> Self {
         Self { max_string_bytes: Self::DEFAULT_MAX_STRING_BYTES, max_list_items: Self::DEFAULT_MAX_LIST_ITEMS }
     }
+}
+
+/// Whether `v` is the marker that ends a cut list (`...[truncated N items]`).
+fn is_cut_marker(v: Option<&Value>) -> bool {
+    let Some(Value::String(s)) = v else { return false };
+    s.strip_prefix("...[truncated ")
+        .and_then(|rest| rest.strip_suffix(" items]"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Cut `s` to at most `max` bytes on a character boundary and say how much went.
@@ -84,6 +99,10 @@ impl Processor for Truncate {
 
     fn in_place(&self) -> Option<&dyn InPlace> {
         Some(self)
+    }
+
+    fn max_list_items(&self) -> Option<usize> {
+        Some(self.max_list_items)
     }
 }
 
@@ -125,6 +144,23 @@ mod tests {
         // Exactly at the limit: untouched.
         let p = Truncate::new(4, 10).unwrap();
         assert_eq!(run(&p, json!({"error": "🦀"}))["error"], "🦀");
+    }
+
+    #[test]
+    fn a_list_cut_as_recorded_is_left_as_it_is() {
+        // What a run records for a pipeline with this processor (`max_list_items`).
+        let p = Truncate::new(100, 3).unwrap();
+        let long = json!([1, 2, 3, 4, 5, 6, [7, 8, 9, 10]]);
+        let recorded = operonx_runtime::trace::cut_lists(&long, 3);
+        assert_eq!(recorded, json!([1, 2, 3, "...[truncated 4 items]"]));
+        let once = run(&p, json!({"outputs": {"v": long}}));
+        let cut_first = run(&p, json!({"outputs": {"v": recorded}}));
+        assert_eq!(once, cut_first);
+        assert_eq!(once["outputs"]["v"], json!([1, 2, 3, "...[truncated 4 items]"]));
+        // A list of one more item whose last is not such a marker is cut as usual.
+        let plain = run(&p, json!({"outputs": {"v": [1, 2, 3, "...[truncated x items]"]}}));
+        assert_eq!(plain["outputs"]["v"], json!([1, 2, 3, "...[truncated 1 items]"]));
+        assert_eq!(Processor::max_list_items(&p), Some(3));
     }
 
     #[test]
