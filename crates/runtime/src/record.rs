@@ -8,6 +8,71 @@ use serde_json::{Map, Value};
 
 use crate::op::OpError;
 
+/// A value as a run holds it: small scalars inline (copying one costs nothing more than
+/// sharing it would), anything else behind an `Arc` (copying it is sharing it).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Held {
+    Inline(Value),
+    Shared(Arc<Value>),
+}
+
+/// Longest string kept inline in a [`Held`].
+const INLINE_STRING_BYTES: usize = 64;
+
+impl Held {
+    /// Hold `v`: inline when it is small, shared otherwise.
+    pub(crate) fn new(v: Value) -> Self {
+        let small = match &v {
+            Value::Null | Value::Bool(_) | Value::Number(_) => true,
+            Value::String(s) => s.len() <= INLINE_STRING_BYTES,
+            Value::Array(a) => a.is_empty(),
+            Value::Object(m) => m.is_empty(),
+        };
+        if small { Held::Inline(v) } else { Held::Shared(Arc::new(v)) }
+    }
+
+    /// The value, moved out when this is its only holder, else copied.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Held::Inline(v) => v,
+            Held::Shared(a) => Arc::unwrap_or_clone(a),
+        }
+    }
+
+    /// The value as an `Arc` (shared ones are not copied).
+    pub(crate) fn into_arc(self) -> Arc<Value> {
+        match self {
+            Held::Inline(v) => Arc::new(v),
+            Held::Shared(a) => a,
+        }
+    }
+
+    /// The value, mutable (a shared one is copied first).
+    pub(crate) fn make_mut(&mut self) -> &mut Value {
+        match self {
+            Held::Inline(v) => v,
+            Held::Shared(a) => Arc::make_mut(a),
+        }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        match self {
+            Held::Inline(v) => v,
+            Held::Shared(a) => a,
+        }
+    }
+}
+
+impl From<Arc<Value>> for Held {
+    fn from(a: Arc<Value>) -> Self {
+        Held::Shared(a)
+    }
+}
+
 /// An op's resolved inputs, by name. Names are shared with the compiled plan, so building
 /// one costs a single allocation for the values. Values are shared with the run that
 /// resolved them (a large graph input is not copied per op): read them with
@@ -16,29 +81,32 @@ use crate::op::OpError;
 #[derive(Debug, Clone)]
 pub struct Inputs {
     names: Arc<[Arc<str>]>,
-    values: Vec<Arc<Value>>,
+    values: Vec<Held>,
 }
-
-/// The `null` left behind by [`Inputs::take`] (shared: taking allocates nothing).
-static NULL: std::sync::LazyLock<Arc<Value>> = std::sync::LazyLock::new(|| Arc::new(Value::Null));
 
 impl Inputs {
     /// Inputs from parallel lists of names and values.
     pub fn new(names: Arc<[Arc<str>]>, values: Vec<Value>) -> Self {
         debug_assert_eq!(names.len(), values.len());
-        Self { names, values: values.into_iter().map(Arc::new).collect() }
+        Self { names, values: values.into_iter().map(Held::new).collect() }
     }
 
     /// Inputs from parallel lists of names and shared values (nothing is copied).
     pub fn shared(names: Arc<[Arc<str>]>, values: Vec<Arc<Value>>) -> Self {
+        debug_assert_eq!(names.len(), values.len());
+        Self { names, values: values.into_iter().map(Held::Shared).collect() }
+    }
+
+    /// Inputs from parallel lists of names and held values.
+    pub(crate) fn held(names: Arc<[Arc<str>]>, values: Vec<Held>) -> Self {
         debug_assert_eq!(names.len(), values.len());
         Self { names, values }
     }
 
     /// Inputs from a JSON object (handy in tests and when calling an op directly).
     pub fn from_map(map: Map<String, Value>) -> Self {
-        let (names, values): (Vec<Arc<str>>, Vec<Arc<Value>>) =
-            map.into_iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::new(v))).unzip();
+        let (names, values): (Vec<Arc<str>>, Vec<Held>) =
+            map.into_iter().map(|(k, v)| (Arc::from(k.as_str()), Held::new(v))).unzip();
         Self { names: names.into(), values }
     }
 
@@ -55,13 +123,17 @@ impl Inputs {
     /// run still holds it (a graph input, an output other ops read too); an op that only
     /// reads a value should use [`Inputs::get`] or [`Inputs::parse`] instead.
     pub fn take(&mut self, name: &str) -> Option<Value> {
-        self.take_shared(name).map(Arc::unwrap_or_clone)
+        self.take_held(name).map(Held::into_value)
     }
 
     /// Take the shared value of input `name`, leaving `null` behind (nothing is copied).
     pub fn take_shared(&mut self, name: &str) -> Option<Arc<Value>> {
+        self.take_held(name).map(Held::into_arc)
+    }
+
+    fn take_held(&mut self, name: &str) -> Option<Held> {
         let i = self.index(name)?;
-        Some(std::mem::replace(&mut self.values[i], NULL.clone()))
+        Some(std::mem::replace(&mut self.values[i], Held::Inline(Value::Null)))
     }
 
     /// Deserialize input `name` (read in place: the value is not copied first); a missing
@@ -87,11 +159,11 @@ impl Inputs {
     /// Iterate `(name, value)` pairs with the values mutable (a shared value is copied
     /// first).
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
-        self.names.iter().map(|n| &**n).zip(self.values.iter_mut().map(Arc::make_mut))
+        self.names.iter().map(|n| &**n).zip(self.values.iter_mut().map(Held::make_mut))
     }
 
     /// Iterate `(name, shared value)` pairs in declaration order.
-    pub(crate) fn shared_entries(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Value>)> {
+    pub(crate) fn shared_entries(&self) -> impl Iterator<Item = (&Arc<str>, &Held)> {
         self.names.iter().zip(&self.values)
     }
 
@@ -107,7 +179,7 @@ impl Inputs {
 
     /// Convert into a JSON object (shared values are copied).
     pub fn into_map(self) -> Map<String, Value> {
-        self.names.iter().map(|n| n.to_string()).zip(self.values.into_iter().map(Arc::unwrap_or_clone)).collect()
+        self.names.iter().map(|n| n.to_string()).zip(self.values.into_iter().map(Held::into_value)).collect()
     }
 }
 
@@ -144,7 +216,7 @@ impl RunInputs {
 /// to record them, store them for downstream ops or journal them copies no value).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outputs {
-    entries: Vec<(Cow<'static, str>, Arc<Value>)>,
+    entries: Vec<(Cow<'static, str>, Held)>,
 }
 
 impl Outputs {
@@ -155,12 +227,12 @@ impl Outputs {
 
     /// A single output.
     pub fn one(name: impl Into<Cow<'static, str>>, value: impl Into<Value>) -> Self {
-        Self { entries: vec![(name.into(), Arc::new(value.into()))] }
+        Self { entries: vec![(name.into(), Held::new(value.into()))] }
     }
 
     /// A single output holding a shared value (an input passed on, say): nothing is copied.
     pub fn one_shared(name: impl Into<Cow<'static, str>>, value: Arc<Value>) -> Self {
-        Self { entries: vec![(name.into(), value)] }
+        Self { entries: vec![(name.into(), Held::Shared(value))] }
     }
 
     /// Add an output (builder style).
@@ -171,12 +243,15 @@ impl Outputs {
 
     /// Set an output, replacing a previous value of the same name.
     pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        self.insert_shared(name, Arc::new(value.into()));
+        self.insert_held(name.into(), Held::new(value.into()));
     }
 
     /// Set an output to a shared value, replacing a previous value of the same name.
     pub fn insert_shared(&mut self, name: impl Into<Cow<'static, str>>, value: Arc<Value>) {
-        let name = name.into();
+        self.insert_held(name.into(), Held::Shared(value));
+    }
+
+    fn insert_held(&mut self, name: Cow<'static, str>, value: Held) {
         match self.entries.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.entries.push((name, value)),
@@ -194,7 +269,7 @@ impl Outputs {
 
     /// Outputs from a JSON object.
     pub fn from_map(map: Map<String, Value>) -> Self {
-        Self { entries: map.into_iter().map(|(k, v)| (Cow::Owned(k), Arc::new(v))).collect() }
+        Self { entries: map.into_iter().map(|(k, v)| (Cow::Owned(k), Held::new(v))).collect() }
     }
 
     /// Serialize any value into outputs (see [`Outputs::from_value`]).
@@ -217,11 +292,11 @@ impl Outputs {
 
     /// The value of output `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.get_shared(name).map(|v| &**v)
+        self.get_held(name).map(|v| &**v)
     }
 
-    /// The shared value of output `name`.
-    pub fn get_shared(&self, name: &str) -> Option<&Arc<Value>> {
+    /// The held value of output `name`.
+    pub(crate) fn get_held(&self, name: &str) -> Option<&Held> {
         self.entries.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
@@ -235,19 +310,19 @@ impl Outputs {
         self.entries
             .iter_mut()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| Arc::unwrap_or_clone(std::mem::replace(v, NULL.clone())))
+            .map(|(_, v)| std::mem::replace(v, Held::Inline(Value::Null)).into_value())
     }
 
     /// Iterate `(name, value)` pairs with the values mutable (a shared value is copied
     /// first).
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
-        self.entries.iter_mut().map(|(n, v)| (&**n, Arc::make_mut(v)))
+        self.entries.iter_mut().map(|(n, v)| (&**n, v.make_mut()))
     }
 
     /// The only output, when there is exactly one.
     pub(crate) fn single(&self) -> Option<(&Cow<'static, str>, &Value)> {
         match self.entries.as_slice() {
-            [(name, value)] => Some((name, value)),
+            [(name, value)] => Some((name, &**value)),
             _ => None,
         }
     }
@@ -264,7 +339,7 @@ impl Outputs {
 
     /// Convert into a JSON object (shared values are copied).
     pub fn into_map(self) -> Map<String, Value> {
-        self.entries.into_iter().map(|(k, v)| (k.into_owned(), Arc::unwrap_or_clone(v))).collect()
+        self.entries.into_iter().map(|(k, v)| (k.into_owned(), v.into_value())).collect()
     }
 }
 

@@ -1,9 +1,7 @@
 //! Execution contexts: the root of a run, and one child context per stream item.
 //! Values and ready counts live per context; reads walk up to the root.
 
-use std::sync::Arc;
-
-use serde_json::Value;
+use crate::record::Held;
 
 /// Index of a context in the arena.
 pub(crate) type CtxId = u32;
@@ -21,7 +19,7 @@ pub(crate) struct Ctx {
     pub stream: u32,
     /// Value slots, allocated on first write. Values are shared: reading one for an op's
     /// inputs copies nothing.
-    pub slots: Vec<Option<Arc<Value>>>,
+    pub slots: Vec<Option<Held>>,
     /// Ready counts, allocated on first decrement.
     pub ready: Vec<u32>,
     /// Completed nodes (only tracked when some node waits on ops outside its stream).
@@ -88,7 +86,7 @@ impl Contexts {
     }
 
     /// The value of `slot` visible from `id` (own value first, then ancestors').
-    pub fn read(&self, mut id: CtxId, slot: u32) -> Option<&Arc<Value>> {
+    pub fn read(&self, mut id: CtxId, slot: u32) -> Option<&Held> {
         while id != NONE {
             let c = &self.items[id as usize];
             if let Some(Some(v)) = c.slots.get(slot as usize) {
@@ -99,7 +97,7 @@ impl Contexts {
         None
     }
 
-    pub fn write(&mut self, id: CtxId, slot: u32, slot_count: u32, value: Arc<Value>) {
+    pub fn write(&mut self, id: CtxId, slot: u32, slot_count: u32, value: Held) {
         let c = &mut self.items[id as usize];
         if c.slots.is_empty() {
             c.slots.resize(slot_count as usize, None);

@@ -13,7 +13,7 @@ use super::context::CtxId;
 use super::{Done, GraphRun, Post, Source, Span, StreamInst, Work};
 use crate::cache::cache_key;
 use crate::op::{FrameScope, Invocation, OpContext, ResumeScope};
-use crate::record::{Inputs, Outputs};
+use crate::record::{Held, Inputs, Outputs};
 
 impl GraphRun {
     pub(super) fn run_node(&mut self, node_id: NodeId, ctx: CtxId, via: Option<EdgeId>) {
@@ -308,11 +308,11 @@ impl GraphRun {
     pub(super) fn resolve_inputs(&self, node_id: NodeId, ctx: CtxId) -> Result<Inputs, String> {
         let node = &self.plan.nodes[node_id as usize];
         let values = node.inputs.iter().map(|inp| self.input_value(inp, ctx)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Inputs::shared(node.input_names.clone(), values))
+        Ok(Inputs::held(node.input_names.clone(), values))
     }
 
     /// The value of one input of an op about to run in `ctx`.
-    fn input_value(&self, inp: &InputPlan, ctx: CtxId) -> Result<Arc<Value>, String> {
+    fn input_value(&self, inp: &InputPlan, ctx: CtxId) -> Result<Held, String> {
         self.input_or_missing(inp, ctx)?.ok_or_else(|| match &inp.source {
             InputSource::Ref(r) => format!("input '{}': {} has no value", inp.name, r.label),
             _ => format!("required input '{}' not provided", inp.name),
@@ -321,13 +321,13 @@ impl GraphRun {
 
     /// One input's value (shared with the run where it comes from a slot); `None` when it
     /// is required and nothing supplies it.
-    fn input_or_missing(&self, inp: &InputPlan, ctx: CtxId) -> Result<Option<Arc<Value>>, String> {
+    fn input_or_missing(&self, inp: &InputPlan, ctx: CtxId) -> Result<Option<Held>, String> {
         Ok(Some(match &inp.source {
             InputSource::Ref(r) => match self.read_ref_shared(r, ctx) {
                 Ok(Some(v)) => v,
                 Ok(None) => match (&inp.fallback, inp.required) {
-                    (Some(d), _) => Arc::new(d.clone()),
-                    (None, false) => Arc::new(Value::Null),
+                    (Some(d), _) => Held::new(d.clone()),
+                    (None, false) => Held::Inline(Value::Null),
                     (None, true) => return Ok(None),
                 },
                 Err(e) => return Err(format!("input '{}': {e}", inp.name)),
@@ -335,14 +335,14 @@ impl GraphRun {
             // An unset scratch key reads as null, required or not: the scratch space
             // is a dictionary read with `get` in the reference engine (and the pool's
             // `scratch_read` agrees).
-            InputSource::Scratch(key) => Arc::new(match (self.scratch.get(key), &inp.fallback) {
+            InputSource::Scratch(key) => Held::new(match (self.scratch.get(key), &inp.fallback) {
                 (Some(v), _) => v,
                 (None, Some(d)) => d.clone(),
                 (None, None) => Value::Null,
             }),
-            InputSource::Value(v) => Arc::new(v.clone()),
+            InputSource::Value(v) => Held::new(v.clone()),
             InputSource::Nothing if inp.required => return Ok(None),
-            InputSource::Nothing => Arc::new(Value::Null),
+            InputSource::Nothing => Held::Inline(Value::Null),
         }))
     }
 
@@ -361,7 +361,7 @@ impl GraphRun {
         }
         let names: Arc<[Arc<str>]> =
             if names.len() == node.inputs.len() { node.input_names.clone() } else { names.into() };
-        Ok(Inputs::shared(names, values))
+        Ok(Inputs::held(names, values))
     }
 
     /// Where a branch goes: its target (`None`: nowhere), the target's name when the
@@ -379,7 +379,7 @@ impl GraphRun {
     ) -> Result<(Option<Option<NodeId>>, Option<Value>, Value), String> {
         let plan = &self.plan;
         if let Some(ix) = b.anchor {
-            let anchor = Arc::unwrap_or_clone(self.input_value(&plan.nodes[node_id as usize].inputs[ix], ctx)?);
+            let anchor = Held::into_value(self.input_value(&plan.nodes[node_id as usize].inputs[ix], ctx)?);
             if truthy(&anchor) {
                 // The anchor names one of the branch's successors (or `__END__`).
                 let target = match anchor.as_str() {
@@ -436,12 +436,12 @@ impl GraphRun {
     /// The value of a ref seen from `ctx`, transforms applied; `Ok(None)` when the source
     /// has not produced it.
     pub(super) fn read_ref(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Value>, String> {
-        Ok(self.read_ref_shared(r, ctx)?.map(Arc::unwrap_or_clone))
+        Ok(self.read_ref_shared(r, ctx)?.map(Held::into_value))
     }
 
     /// [`GraphRun::read_ref`], sharing the stored value when the ref reads it whole (no
     /// copy), else copying only the part it selects.
-    pub(super) fn read_ref_shared(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Arc<Value>>, String> {
+    pub(super) fn read_ref_shared(&self, r: &RefPlan, ctx: CtxId) -> Result<Option<Held>, String> {
         let Some(stored) = self.ctxs.read(ctx, r.slot) else { return Ok(None) };
         if r.transforms.is_empty() {
             return Ok(Some(stored.clone()));
@@ -469,7 +469,7 @@ impl GraphRun {
         for t in rest {
             v = self.transform_step(t, v, &mut nested).map_err(|e| format!("{}: {e}", r.label))?;
         }
-        Ok(Some(Arc::new(v)))
+        Ok(Some(Held::new(v)))
     }
 
     /// One transform step; `getattr` / `getitem` on an object's stand-in ask the object.

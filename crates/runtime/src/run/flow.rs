@@ -1,8 +1,6 @@
 //! Completions: storing results, emitting outputs, waking successors, closing item
 //! contexts and finishing streams (with their collect edges).
 
-use std::sync::Arc;
-
 use operonx_graph::plan::{EdgeId, NodeId};
 use serde_json::Value;
 
@@ -10,7 +8,7 @@ use super::context::{CtxId, NONE, SOFT_DONE};
 use super::{Done, GraphRun, Source, Span, Work};
 use crate::event::{OpFailure, OutputFrame, RunEvent};
 use crate::op::OpResult;
-use crate::record::Outputs;
+use crate::record::{Held, Outputs};
 
 impl GraphRun {
     pub(super) fn on_done(&mut self, done: Done) {
@@ -282,7 +280,7 @@ impl GraphRun {
             }
         }
         for (var, slot) in &node.stores {
-            if let Some(v) = outputs.get_shared(var) {
+            if let Some(v) = outputs.get_held(var) {
                 self.ctxs.write(ctx, *slot, plan.slot_count, v.clone());
             }
         }
@@ -466,7 +464,7 @@ impl GraphRun {
                 buf.sort_by(|a, b| a.0.cmp(&b.0));
                 for (i, (_, slot)) in edge.collect_slots.iter().enumerate() {
                     let list: Vec<Value> = buf.iter_mut().filter_map(|(_, vals)| vals[i].take()).collect();
-                    self.ctxs.write(ctx, *slot, plan.slot_count, Arc::new(Value::Array(list)));
+                    self.ctxs.write(ctx, *slot, plan.slot_count, Held::new(Value::Array(list)));
                 }
                 self.decrement(eid, ctx);
             }
@@ -525,7 +523,7 @@ impl GraphRun {
         let Some(scope) = edge.scope else {
             // Not inside a stream: the consumer gets a one-element list.
             for ((_, slot), v) in edge.collect_slots.iter().zip(values) {
-                self.ctxs.write(ctx, *slot, plan.slot_count, Arc::new(Value::Array(v.into_iter().collect())));
+                self.ctxs.write(ctx, *slot, plan.slot_count, Held::new(Value::Array(v.into_iter().collect())));
             }
             self.decrement(eid, ctx);
             return;

@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use super::{GraphRun, Plan};
 use crate::event::{OpFailure, OutputFrame, RunEvent};
+use crate::record::Held;
 
-struct Vars<'a>(&'a [Option<Arc<Value>>]);
+struct Vars<'a>(&'a [Option<Held>]);
 
 impl Scope for Vars<'_> {
     fn get(&self, slot: u32) -> Option<&Value> {
@@ -21,7 +22,7 @@ impl Scope for Vars<'_> {
 
 pub(super) struct LoopState {
     /// Current value of each loop variable (shared with the iteration's slots).
-    vars: Vec<Option<Arc<Value>>>,
+    vars: Vec<Option<Held>>,
     /// Outputs emitted in the current iteration, grouped (several → list).
     iteration: Vec<Option<(Value, u32)>>,
     /// Outputs produced in any iteration.
@@ -30,12 +31,12 @@ pub(super) struct LoopState {
 }
 
 impl LoopState {
-    pub fn new(plan: &Plan, lp: &LoopPlan, lookup: &dyn Fn(&str) -> Option<Arc<Value>>) -> Self {
+    pub fn new(plan: &Plan, lp: &LoopPlan, lookup: &dyn Fn(&str) -> Option<Held>) -> Self {
         let vars = lp
             .vars
             .iter()
             .map(|v| {
-                lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| Arc::new(x.clone())))
+                lookup(v).or_else(|| plan.input_seeds.iter().find(|(n, _)| n == v).map(|(_, x)| Held::new(x.clone())))
             })
             .collect();
         Self { vars, iteration: vec![None; plan.outputs.len()], produced: vec![false; plan.outputs.len()], count: 0 }
@@ -47,7 +48,7 @@ impl LoopState {
     }
 
     /// The value a graph-input slot named `var` starts an iteration with.
-    pub fn initial(&self, plan: &Plan, var: &str) -> Option<Arc<Value>> {
+    pub fn initial(&self, plan: &Plan, var: &str) -> Option<Held> {
         let lp = plan.looping.as_ref()?;
         let i = lp.vars.iter().position(|v| &**v == var)?;
         self.vars[i].clone()
@@ -83,7 +84,7 @@ impl GraphRun {
         }
         for (o, slot) in ls.iteration.iter_mut().enumerate() {
             if let Some((v, _)) = slot.take() {
-                ls.vars[lp.output_vars[o] as usize] = Some(Arc::new(v));
+                ls.vars[lp.output_vars[o] as usize] = Some(Held::new(v));
                 ls.produced[o] = true;
             }
         }
@@ -107,7 +108,7 @@ impl GraphRun {
                 false
             }
             Ok(false) if ls.count < lp.max_iterations => {
-                let seed: Vec<(u32, Arc<Value>)> = plan
+                let seed: Vec<(u32, Held)> = plan
                     .input_slots
                     .iter()
                     .filter_map(|(var, slot)| {

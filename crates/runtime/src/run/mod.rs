@@ -28,7 +28,7 @@ use crate::cache::{CacheKey, OpCache};
 use crate::event::RunEvent;
 use crate::middleware::Middleware;
 use crate::op::{Op, OpResult};
-use crate::record::{Inputs, Outputs};
+use crate::record::{Held, Inputs, Outputs};
 use crate::scratch::Scratch;
 use crate::trace::RunTracer;
 use context::{Contexts, CtxId, NONE};
@@ -249,7 +249,7 @@ impl GraphRun {
     /// Start a run whose events go to `tracer` (when given). The inputs it reads are
     /// copied; [`GraphRun::traced_shared`] shares them instead.
     pub fn traced(plan: Arc<Plan>, inputs: &Map<String, Value>, scratch: Scratch, tracer: Option<RunTracer>) -> Self {
-        let lookup = |name: &str| inputs.get(name).map(|v| Arc::new(v.clone()));
+        let lookup = |name: &str| inputs.get(name).map(|v| Held::new(v.clone()));
         Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
     }
 
@@ -261,7 +261,7 @@ impl GraphRun {
         scratch: Scratch,
         tracer: Option<RunTracer>,
     ) -> Self {
-        let lookup = |name: &str| inputs.get(name).cloned();
+        let lookup = |name: &str| inputs.get(name).map(|v| Held::Shared(v.clone()));
         Self::start(plan, &lookup, scratch, tracer, Arc::from(vec!["main".to_string()]), None)
     }
 
@@ -280,7 +280,7 @@ impl GraphRun {
 
     fn start(
         plan: Arc<Plan>,
-        lookup: &dyn Fn(&str) -> Option<Arc<Value>>,
+        lookup: &dyn Fn(&str) -> Option<Held>,
         scratch: Scratch,
         tracer: Option<RunTracer>,
         prefix: Arc<[String]>,
@@ -326,7 +326,7 @@ impl GraphRun {
             frames_rx: None,
             steps: 0,
         };
-        let seed: Vec<(u32, Arc<Value>)> = {
+        let seed: Vec<(u32, Held)> = {
             let plan = &run.plan;
             plan.input_slots
                 .iter()
@@ -334,7 +334,7 @@ impl GraphRun {
                     let v = match &run.looping {
                         Some(ls) => ls.initial(plan, var),
                         None => lookup(var).or_else(|| {
-                            plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| Arc::new(v.clone()))
+                            plan.input_seeds.iter().find(|(n, _)| n == var).map(|(_, v)| Held::new(v.clone()))
                         }),
                     };
                     v.map(|v| (*slot, v))
@@ -365,7 +365,7 @@ impl GraphRun {
     }
 
     /// Reset the context tree and enqueue the entry ops with the graph inputs in `seed`.
-    fn begin(&mut self, seed: Vec<(u32, Arc<Value>)>) {
+    fn begin(&mut self, seed: Vec<(u32, Held)>) {
         self.ctxs.clear();
         self.root = self.ctxs.alloc(NONE, 0, NONE);
         let slot_count = self.plan.slot_count;

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::wire_time::WireTime;
 use super::{EventKind, TraceEvent};
-use crate::record::{Inputs, Outputs};
+use crate::record::{Held, Inputs, Outputs};
 
 /// A context path in parts: the run's prefix, the loop iteration, the item indexes.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl Serialize for EventCtx {
 #[derive(Debug, Clone)]
 pub(crate) enum Named {
     Empty,
-    One(Name, Arc<Value>),
+    One(Name, Held),
     Inputs(Inputs),
     Outputs(Outputs),
 }
@@ -138,15 +138,15 @@ impl Named {
         if i.len() == 1
             && let Some((name, value)) = i.shared_entries().next()
         {
-            let value = if long(value) { Arc::new(copy_for_trace(value, max_items)) } else { value.clone() };
+            let value = if long(value) { Held::new(copy_for_trace(value, max_items)) } else { value.clone() };
             return Named::One(Name::Shared(name.clone()), value);
         }
         if i.iter().any(|(_, v)| long(v)) {
-            let (names, values): (Vec<Arc<str>>, Vec<Arc<Value>>) = i
+            let (names, values): (Vec<Arc<str>>, Vec<Held>) = i
                 .shared_entries()
-                .map(|(n, v)| (n.clone(), if long(v) { Arc::new(copy_for_trace(v, max_items)) } else { v.clone() }))
+                .map(|(n, v)| (n.clone(), if long(v) { Held::new(copy_for_trace(v, max_items)) } else { v.clone() }))
                 .unzip();
-            return Named::Inputs(Inputs::shared(names.into(), values));
+            return Named::Inputs(Inputs::held(names.into(), values));
         }
         Named::Inputs(i.clone())
     }
@@ -156,7 +156,7 @@ impl Named {
         match outputs {
             None => Named::Empty,
             Some(o) => match o.single() {
-                Some((name, value)) => Named::One(Name::Own(name.clone()), Arc::new(copy_for_trace(value, max_items))),
+                Some((name, value)) => Named::One(Name::Own(name.clone()), Held::new(copy_for_trace(value, max_items))),
                 None => {
                     let mut copy = Outputs::new();
                     for (n, v) in o.iter() {
@@ -171,7 +171,7 @@ impl Named {
     fn for_each_mut(&mut self, f: &mut dyn FnMut(&str, &mut Value)) {
         match self {
             Named::Empty => {}
-            Named::One(n, v) => f(n.as_str(), Arc::make_mut(v)),
+            Named::One(n, v) => f(n.as_str(), v.make_mut()),
             Named::Inputs(i) => i.iter_mut().for_each(|(n, v)| f(n, v)),
             Named::Outputs(o) => o.iter_mut().for_each(|(n, v)| f(n, v)),
         }
@@ -180,7 +180,7 @@ impl Named {
     fn into_map(self) -> Map<String, Value> {
         match self {
             Named::Empty => Map::new(),
-            Named::One(n, v) => std::iter::once((n.as_str().to_string(), Arc::unwrap_or_clone(v))).collect(),
+            Named::One(n, v) => std::iter::once((n.as_str().to_string(), v.into_value())).collect(),
             Named::Inputs(i) => i.into_map(),
             Named::Outputs(o) => o.into_map(),
         }
