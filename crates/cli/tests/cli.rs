@@ -168,7 +168,7 @@ fn sigint_stops_the_run_with_exit_130() {
     let g = sleeper_graph();
     let mut child = Command::new(env!("CARGO_BIN_EXE_operonx"))
         .args(["run", g.to_str().unwrap_or_default(), "--compact"])
-        .current_dir(std::env::temp_dir())
+        .current_dir(common::workdir("cli", "sigint"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
