@@ -1,14 +1,12 @@
-//! Files `run` and `resume` read (inputs, scratch, answers: JSON objects of bounded size)
-//! and the paused-run state they write.
+//! Files `run` and `resume` read: inputs, scratch, answers (JSON objects of bounded size).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
-use operonx::{Map, Value, json};
+use operonx::{Map, Value};
 
 use crate::BadInput;
-use crate::output::Redactor;
 
 /// The largest inputs, scratch or answers file read: 64 MiB.
 pub(crate) const MAX_OBJECT_BYTES: u64 = 64 << 20;
@@ -43,25 +41,4 @@ pub(crate) fn read_object(path: &Path, what: &str) -> anyhow::Result<Map<String,
         ),
         Err(e) => bail!("{what} file {}: invalid JSON: {e}", path.display()),
     }
-}
-
-/// Where an interrupted run's state is kept (`run_id` is checked by the caller).
-pub(crate) fn state_path(run_id: &str) -> PathBuf {
-    PathBuf::from(".operonx").join("runs").join(format!("{run_id}.json"))
-}
-
-/// Save a paused run's state (its raw inputs included): a private file in a private
-/// folder (`0600` in `0700` on unix), with the configured secret values redacted (a
-/// value that held one is resumed with the marker in its place).
-pub(crate) fn save_state(graph: &Path, state: &operonx::RunState, redactor: &Redactor) -> anyhow::Result<()> {
-    let path = state_path(&state.request_id);
-    if let Some(dir) = path.parent() {
-        operonx_trace::private::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let graph = std::fs::canonicalize(graph).unwrap_or_else(|_| graph.to_path_buf());
-    let mut saved = json!({"graph": graph.to_string_lossy(), "state": state});
-    redactor.value(&mut saved);
-    operonx_trace::private::write(&path, serde_json::to_string_pretty(&saved)?.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }

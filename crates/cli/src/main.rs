@@ -1,16 +1,19 @@
 //! The `operonx` command: run and validate Operon workflows.
 //!
 //! Exit status: 0 success, 1 an op failed (the result still prints, with `"$errors"`),
-//! 2 invalid graph, inputs or usage, 3 the run timed out (`--timeout`), 4 the run waits
-//! for input (resume it with `operonx resume`), 130 interrupted (Ctrl-C), 143 stopped by
-//! SIGTERM.
+//! 2 invalid graph, inputs or usage (or a run store that cannot be used), 3 the run
+//! timed out (`--timeout`), 4 the run waits for input (resume it with `operonx resume`),
+//! 130 interrupted (Ctrl-C), 143 stopped by SIGTERM. A stopped run is kept in the run
+//! store (`operonx runs list`) and can be resumed.
 //!
 //! Secret values of the resources (API keys, tokens) are redacted from everything it
 //! prints, logs and saves (see `output.rs`).
 
+mod durable;
 mod files;
 mod output;
 mod run;
+mod runs;
 mod signals;
 
 use std::path::PathBuf;
@@ -46,26 +49,16 @@ enum Command {
     /// Look at recorded runs.
     #[command(subcommand)]
     Trace(TraceCommand),
-    /// Continue a run that waits for input, with answers to what it asked.
+    /// Continue a stored run (crashed, cancelled, timed out, failed, or waiting for input,
+    /// with answers to what it asked) from where it stopped: journaled ops are not run again.
     #[command(
-        after_help = "Example:\n  operonx resume 18eeeaf1aa894e3600001d7200000000 --answer 'main.review=\"approve\"'"
+        after_help = "Examples:\n  operonx resume 18eeeaf1aa894e3600001d7200000000 --answer 'main.review=\"approve\"'\n  \
+        operonx resume 18eeeaf1aa894e3600001d7200000000 --store postgres://localhost/operonx --stream"
     )]
-    Resume {
-        /// The run id `operonx run` printed.
-        run_id: String,
-        /// Answer one interrupt: `ID=VALUE` (VALUE is read as JSON, else as a string).
-        #[arg(long = "answer", value_name = "ID=VALUE")]
-        answers: Vec<String>,
-        /// Answers as a JSON object file (`{id: value}`).
-        #[arg(long, value_name = "FILE")]
-        answers_file: Option<PathBuf>,
-        /// Print the result on one line.
-        #[arg(long)]
-        compact: bool,
-        /// Model providers (default: ./resources.yaml when present).
-        #[arg(long, value_name = "FILE")]
-        resources: Option<PathBuf>,
-    },
+    Resume(run::ResumeArgs),
+    /// List the runs of the run store, or prune old ones.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
     /// Check a graph and print every problem found.
     #[command(after_help = "Example:\n  operonx validate graph.json --resources resources.yaml")]
     Validate {
@@ -184,9 +177,8 @@ fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode> {
         }
         Command::Trace(cmd) => trace_command(cmd),
         Command::Run(args) => run::run(args, redactor),
-        Command::Resume { run_id, answers, answers_file, compact, resources } => {
-            run::resume(run_id, answers, answers_file, compact, resources, redactor)
-        }
+        Command::Resume(args) => run::resume(args, redactor),
+        Command::Runs(cmd) => runs::runs_command(cmd),
     }
 }
 

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use operonx::graph::SecretSet;
 use operonx::graph::duration::{Limit, checked_secs};
 use operonx::graph::printable;
-use operonx::{Engine, Map, RunOptions, Scratch, StopHandle, Value};
+use operonx::{Engine, Map, RunOptions, Scratch, Value};
 use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
 
 use crate::BadInput;
-use crate::files::{read_object, save_state, state_path};
+use crate::durable;
+use crate::files::read_object;
 use crate::output::{Redactor, errln, outln};
 use crate::signals::{self, INTERRUPTED, TERMINATED};
 
@@ -27,6 +28,36 @@ pub(crate) struct RunArgs {
     /// JSON object file seeding the run's scratch space.
     #[arg(long)]
     pub scratch: Option<PathBuf>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// What `operonx resume` was asked.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ResumeArgs {
+    /// The run id `operonx run` printed (see `operonx runs list`).
+    pub run_id: String,
+    /// Answer one interrupt: `ID=VALUE` (VALUE is read as JSON, else as a string).
+    #[arg(long = "answer", value_name = "ID=VALUE")]
+    pub answers: Vec<String>,
+    /// Answers as a JSON object file (`{id: value}`).
+    #[arg(long, value_name = "FILE")]
+    pub answers_file: Option<PathBuf>,
+    /// Resume on this graph file (default: the file the run started from when it is
+    /// still there, else the copy kept in the run store).
+    #[arg(long, value_name = "FILE")]
+    pub graph: Option<PathBuf>,
+    /// Resume even though the graph changed since the run started (journaled results of
+    /// changed ops are reused as they are).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// How `run` and `resume` execute a run.
+#[derive(clap::Args, Debug)]
+pub(crate) struct ExecArgs {
     /// Model providers (default: ./resources.yaml when present; `${VAR}` from the
     /// environment, then ./.env).
     #[arg(long, value_name = "FILE")]
@@ -46,7 +77,8 @@ pub(crate) struct RunArgs {
     /// Also write the run's trace events as JSON lines to this file.
     #[arg(long, value_name = "FILE")]
     pub trace_jsonl: Option<PathBuf>,
-    /// Do not record the run in the trace store.
+    /// Record nothing under .operonx: no trace, and no run store unless --store names
+    /// one (the run cannot be resumed then).
     #[arg(long)]
     pub no_trace_store: bool,
     /// The trace store (default: .operonx/traces.db under the working directory).
@@ -56,6 +88,15 @@ pub(crate) struct RunArgs {
     /// .operonx/cache.db under the working directory).
     #[arg(long, value_name = "PATH")]
     pub cache_store: Option<PathBuf>,
+    /// The run store: a SQLite file, or a `postgres://` URL (default: $OPERONX_STORE,
+    /// else .operonx/runs.db under the working directory).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// How the run's journal is written: `batched` (committed in groups as the run goes;
+    /// a crash loses at most the last group, which runs again on resume), `sync` (each
+    /// op's result committed before it is used), `off` (written only when the run stops).
+    #[arg(long, value_name = "MODE", default_value = "batched")]
+    pub durability: operonx_store::Durability,
 }
 
 /// The CLI's engine: built-in op types, the standard functions, and the model
@@ -102,43 +143,54 @@ fn pipeline(
     Ok(if traced { Some(builder.build()?) } else { None })
 }
 
-/// Run `options` on `wf` (a new run or a resumed one, as `start` does), traced by
-/// `pipeline`, stopped by Ctrl-C or SIGTERM; `seen` gets each event.
-fn drive<F>(
+/// Run `options` on `wf` with `inputs`, traced by `pipeline`, stopped by Ctrl-C or
+/// SIGTERM (or by `options.canceller`), printing events when `stream`.
+fn drive(
+    wf: &operonx::Workflow,
+    inputs: Value,
     pipeline: Option<TracePipeline>,
-    request_id: &str,
-    graph_name: &str,
     mut options: RunOptions,
-    start: impl FnOnce(RunOptions) -> F,
-) -> anyhow::Result<Result<operonx::RunOutcome, operonx::Error>>
-where
-    F: std::future::Future<Output = Result<operonx::RunOutcome, operonx::Error>>,
-{
-    let stop = StopHandle::new();
+    stream: bool,
+    redactor: &Redactor,
+) -> anyhow::Result<operonx::RunOutcome> {
+    let stop = options.canceller.clone().unwrap_or_default();
     options = options.stop_handle(stop.clone());
+    let request_id = options.request_id.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    Ok(rt.block_on(async {
+    let mut seq = 0u64;
+    let outcome = rt.block_on(async {
         if let Some(p) = &pipeline {
-            p.begin_run(request_id, graph_name);
+            p.begin_run(&request_id, wf.name());
             options = options.trace(p.sink());
         }
         let watcher = signals::watch(stop);
-        let out = start(options).await;
+        let out = wf
+            .run_observed(inputs, options, move |ev| {
+                if stream {
+                    let mut line = ev.to_stream_json(seq);
+                    redactor.value(&mut line);
+                    // A closed pipe ends the program at the result (below).
+                    let _ = outln!("{line}");
+                    seq += 1;
+                }
+            })
+            .await;
         watcher.abort();
         if let Some(p) = &pipeline {
             p.shutdown().await;
         }
         out
-    }))
+    });
+    outcome.map_err(|e| BadInput(e.to_string()).into())
 }
 
-/// `operonx run`.
-pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
-    let mut engine = engine_with(a.resources.as_deref(), redactor)?;
+/// The CLI's engine with the op cache `exec` names (or the default one).
+fn engine_for(exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<Engine> {
+    let mut engine = engine_with(exec.resources.as_deref(), redactor)?;
     // `--no-trace-store` writes nothing under .operonx: results of `cache` ops are
     // then kept in memory for this run only, unless `--cache-store` names a file.
-    let cache_path = match (a.cache_store, a.no_trace_store) {
-        (Some(path), _) => Some(path),
+    let cache_path = match (&exec.cache_store, exec.no_trace_store) {
+        (Some(path), _) => Some(path.clone()),
         (None, false) => Some(PathBuf::from(".operonx").join("cache.db")),
         (None, true) => None,
     };
@@ -150,107 +202,134 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
             Err(e) => unavailable("op cache", &path, "cached results are kept for this run only", &e, redactor),
         }
     }
+    Ok(engine)
+}
+
+/// Run options from `exec` (timeout, fail-fast, frames).
+fn options_for(exec: &ExecArgs) -> anyhow::Result<RunOptions> {
+    let mut options = RunOptions::default().fail_fast(exec.fail_fast).resumable().frames(exec.stream);
+    if let Some(secs) = exec.timeout {
+        let limit = checked_secs("--timeout", secs, Limit::TIMEOUT).map_err(|e| BadInput(e.to_string()))?;
+        options = options.timeout(limit);
+    }
+    Ok(options)
+}
+
+/// The trace store `exec` names, `None` with `--no-trace-store`.
+fn trace_store_for(exec: &ExecArgs) -> Option<PathBuf> {
+    (!exec.no_trace_store).then(|| exec.trace_store.clone().unwrap_or_else(SqliteStore::default_path))
+}
+
+/// Print the result (after the streamed events, if any) and pick the exit status.
+fn report(outcome: &operonx::RunOutcome, exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
+    // Serialized straight from the outcome (a large result is not copied to be printed),
+    // then redacted as text.
+    let json = outcome.json_view();
+    let text =
+        if exec.compact || exec.stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
+    let text = redactor.text(&text);
+    if exec.stream {
+        outln!("{{\"type\":\"result\",\"result\":{text}}}")?;
+    } else {
+        outln!("{text}")?;
+    }
+    Ok(exit_status(outcome, redactor))
+}
+
+/// `operonx run`.
+pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
+    let exec = &a.exec;
+    let engine = engine_for(exec, redactor)?;
     let wf = engine.load_file(&a.graph).map_err(|e| BadInput(e.to_string()))?;
-    let inputs = match a.inputs {
-        Some(p) => read_object(&p, "inputs")?,
+    let inputs = match &a.inputs {
+        Some(p) => read_object(p, "inputs")?,
         None => Map::new(),
     };
-    let scratch = match a.scratch {
-        Some(p) => Scratch::new(read_object(&p, "scratch")?),
-        None => Scratch::default(),
+    let scratch = match &a.scratch {
+        Some(p) => read_object(p, "scratch")?,
+        None => Map::new(),
     };
     let missing = wf.missing_inputs(&inputs);
     if !missing.is_empty() {
         let list = missing.iter().map(|m| format!("\"{}\" (read by {})", m.input, m.op)).collect::<Vec<_>>();
         return Err(BadInput(format!("invalid inputs: missing required input {}", list.join(", "))).into());
     }
-    let mut options = RunOptions::default().scratch(scratch).fail_fast(a.fail_fast).resumable().frames(a.stream);
-    if let Some(secs) = a.timeout {
-        let limit = checked_secs("--timeout", secs, Limit::TIMEOUT).map_err(|e| BadInput(e.to_string()))?;
-        options = options.timeout(limit);
-    }
-    let store = (!a.no_trace_store).then(|| a.trace_store.clone().unwrap_or_else(SqliteStore::default_path));
-    let pipeline = pipeline(store, a.trace_jsonl.as_deref(), redactor)?;
+    let mut options = options_for(exec)?.scratch(Scratch::new(scratch.clone()));
     let request_id = options.request_id.clone();
+    let durable = match durable::store_for(exec)? {
+        Some(store) => {
+            let graph_path = std::fs::canonicalize(&a.graph).unwrap_or_else(|_| a.graph.clone());
+            let new = operonx_store::NewRun {
+                run_id: request_id.clone(),
+                graph_name: wf.name().to_string(),
+                graph_path: Some(graph_path.to_string_lossy().into_owned()),
+                graph: wf.document().clone(),
+                fingerprint: wf.fingerprint().to_string(),
+                inputs: inputs.clone(),
+                scratch,
+                options: Map::new(),
+            };
+            let (run, journal) = durable::create(store, &new, exec, &mut options, redactor)?;
+            options = options.journal(journal);
+            Some(run)
+        }
+        None => None,
+    };
+    let pipeline = pipeline(trace_store_for(exec), exec.trace_jsonl.as_deref(), redactor)?;
     eprintln!("run id: {request_id}");
-    let stream = a.stream;
-    let mut seq = 0u64;
-    let outcome = drive(pipeline, &request_id, wf.name(), options, |options| {
-        wf.run_observed(Value::Object(inputs), options, move |ev| {
-            if stream {
-                let mut line = ev.to_stream_json(seq);
-                redactor.value(&mut line);
-                // A closed pipe ends the program at the result (below).
-                let _ = outln!("{line}");
-                seq += 1;
-            }
-        })
-    })??;
-    if let Some(state) = &outcome.state {
-        save_state(&a.graph, state, redactor)?;
-    }
-    // Serialized straight from the outcome (a large result is not copied to be printed),
-    // then redacted as text.
-    let json = outcome.json_view();
-    let text = if a.compact || stream { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
-    let text = redactor.text(&text);
-    if stream {
-        outln!("{{\"type\":\"result\",\"result\":{text}}}")?;
-    } else {
-        outln!("{text}")?;
-    }
-    Ok(exit_status(&outcome, redactor))
+    let scratch = options.scratch.clone();
+    let outcome = drive(&wf, Value::Object(inputs), pipeline, options, exec.stream, redactor)?;
+    let stored = durable::finish(durable, &outcome, &scratch, redactor);
+    let code = report(&outcome, exec, redactor)?;
+    Ok(durable::exit_with(code, stored, redactor))
 }
 
 /// `operonx resume`.
-pub(crate) fn resume(
-    run_id: String,
-    answers: Vec<String>,
-    answers_file: Option<PathBuf>,
-    compact: bool,
-    resources: Option<PathBuf>,
-    redactor: &Redactor,
-) -> anyhow::Result<ExitCode> {
-    if !operonx::is_request_id(&run_id) {
+pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
+    let exec = &a.exec;
+    let run_id = &a.run_id;
+    if !operonx::is_request_id(run_id) {
         return Err(BadInput(format!(
             "not a run id: {run_id:?} (a run id is 32 lowercase hex digits, as `operonx run` prints)"
         ))
         .into());
     }
-    let path = state_path(&run_id);
-    let saved: Value = read_object(&path, "run state")
-        .map(Value::Object)
-        .map_err(|_| BadInput(format!("no interrupted run \"{run_id}\" (looked for {})", path.display())))?;
-    let graph = PathBuf::from(saved["graph"].as_str().unwrap_or_default());
-    let state: operonx::RunState = serde_json::from_value(saved["state"].clone())
-        .map_err(|e| BadInput(format!("{}: not a run state: {e}", path.display())))?;
-    let mut given = match answers_file {
-        Some(p) => read_object(&p, "answers")?,
+    let mut given = match &a.answers_file {
+        Some(p) => read_object(p, "answers")?,
         None => Map::new(),
     };
-    for a in answers {
-        let Some((id, value)) = a.split_once('=') else {
-            return Err(BadInput(format!("--answer {a}: expected ID=VALUE")).into());
+    for answer in &a.answers {
+        let Some((id, value)) = answer.split_once('=') else {
+            return Err(BadInput(format!("--answer {answer}: expected ID=VALUE")).into());
         };
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
         given.insert(id.to_string(), value);
     }
-    let wf = engine_with(resources.as_deref(), redactor)?.load_file(&graph).map_err(|e| BadInput(e.to_string()))?;
-    let options = RunOptions::default();
-    let request_id = options.request_id.clone();
-    eprintln!("run id: {request_id} (resumes {run_id})");
-    let pipeline = pipeline(Some(SqliteStore::default_path()), None, redactor)?;
-    let outcome = drive(pipeline, &request_id, wf.name(), options, |options| wf.resume(state, given, options))?
-        .map_err(|e| BadInput(e.to_string()))?;
-    // The resumed run has its own id; what it still awaits is saved under that id.
-    let _ = std::fs::remove_file(&path);
-    if let Some(state) = &outcome.state {
-        save_state(&graph, state, redactor)?;
-    }
-    let json = outcome.json_view();
-    let text = if compact { serde_json::to_string(&json)? } else { serde_json::to_string_pretty(&json)? };
-    outln!("{}", redactor.text(&text))?;
-    Ok(exit_status(&outcome, redactor))
+    let Some(store) = durable::store_for(exec)? else {
+        return Err(BadInput("resume needs a run store: --no-trace-store without --store names none".into()).into());
+    };
+    let engine = engine_for(exec, redactor)?;
+    let saved = store.load(run_id).map_err(|e| BadInput(e.to_string()))?;
+    let wf = durable::graph_for_resume(&engine, &saved, a.graph.as_deref(), a.force)?;
+    durable::check_answers(&saved, &given)?;
+    let mut options = options_for(exec)?.request_id(run_id.clone());
+    let (run, journal, stored) = durable::claim(store, &saved, &given, exec, &mut options, redactor)?;
+    options = options.journal(journal);
+    let trace_store = trace_store_for(exec);
+    let from = trace_store.as_deref().map_or(0, |p| durable::recorded_events(p, run_id));
+    let note = operonx::json!({
+        "resume": stored.summary.resumes,
+        "journal_entries": stored.entries.len(),
+        "answers": given.keys().collect::<Vec<_>>(),
+    });
+    options = options.continue_trace(from, note);
+    let pipeline = pipeline(trace_store, exec.trace_jsonl.as_deref(), redactor)?;
+    eprintln!("run id: {run_id} (resumed)");
+    let scratch = options.scratch.clone();
+    let outcome = drive(&wf, Value::Object(stored.inputs), pipeline, options, exec.stream, redactor)?;
+    let stored = durable::finish(Some(run), &outcome, &scratch, redactor);
+    let code = report(&outcome, exec, redactor)?;
+    Ok(durable::exit_with(code, stored, redactor))
 }
 
 /// Report problems on stderr (secrets redacted) and pick the exit status.

@@ -131,7 +131,7 @@ fn resource_settings_out_of_range_exit_2_naming_the_field_and_its_range() {
 #[test]
 fn run_ids_are_checked_before_they_name_a_file() {
     let dir = workdir_("run-ids");
-    std::fs::create_dir_all(dir.join("store/.operonx/runs")).unwrap();
+    std::fs::create_dir_all(dir.join("store")).unwrap();
     std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
     let victim = dir.join("elsewhere/victim.json");
     std::fs::write(&victim, r#"{"graph": "g.json", "state": {}}"#).unwrap();
@@ -170,12 +170,24 @@ fn files_holding_user_data_are_private() {
     let out = operonx_in(&dir, &["run", "g.json", "--inputs", "in.json"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    let state = std::fs::read_dir(dir.join(".operonx/runs")).unwrap().next().unwrap().unwrap().path();
-    assert!(std::fs::read_to_string(&state).unwrap().contains("hunter2"));
-    assert_eq!(mode(&state), 0o600, "{}", state.display());
+    // The run store keeps the waiting run's inputs (user data, in clear: it is private).
+    let held: Vec<u8> = ["runs.db", "runs.db-wal"]
+        .iter()
+        .flat_map(|n| std::fs::read(dir.join(".operonx").join(n)).unwrap_or_default())
+        .collect();
+    assert!(held.windows(7).any(|w| w == b"hunter2"), "the run store holds the inputs");
     assert_eq!(mode(&dir.join(".operonx")), 0o700);
-    assert_eq!(mode(&dir.join(".operonx/runs")), 0o700);
-    for name in ["traces.db", "traces.db-wal", "traces.db-shm", "cache.db", "cache.db-wal", "cache.db-shm"] {
+    for name in [
+        "runs.db",
+        "runs.db-wal",
+        "runs.db-shm",
+        "traces.db",
+        "traces.db-wal",
+        "traces.db-shm",
+        "cache.db",
+        "cache.db-wal",
+        "cache.db-shm",
+    ] {
         let p = dir.join(".operonx").join(name);
         if p.exists() || !name.contains('-') {
             assert_eq!(mode(&p), 0o600, "{name}");

@@ -5,6 +5,7 @@
 //! This crate is pure: no async runtime, no I/O beyond parsing text.
 
 pub mod builder;
+pub mod changes;
 pub mod compile;
 pub mod digest;
 pub mod document;

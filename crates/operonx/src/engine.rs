@@ -111,12 +111,14 @@ impl Engine {
     /// Compile a parsed document.
     pub fn compile(&self, doc: &GraphDocument) -> Result<Workflow, Error> {
         let plan = compile(&doc.root, &self.registry)?;
-        let fingerprint = operonx_graph::digest::fingerprint(doc.to_value().to_string().as_bytes());
+        let document = doc.to_value();
+        let fingerprint = operonx_graph::digest::fingerprint(document.to_string().as_bytes());
         Ok(Workflow {
             plan: Arc::new(plan),
             middleware: self.middleware.clone(),
             cache: self.cache.clone(),
             fingerprint,
+            document: Arc::new(document),
         })
     }
 
@@ -145,6 +147,7 @@ pub struct Workflow {
     middleware: Vec<Arc<dyn Middleware>>,
     cache: Arc<dyn OpCache>,
     fingerprint: String,
+    document: Arc<Value>,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -162,6 +165,17 @@ impl Workflow {
     /// The root graph's name.
     pub fn name(&self) -> &str {
         &self.plan.name
+    }
+
+    /// A strong digest (128 bits) of the graph document: a run is resumed only on the
+    /// graph it started on.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The graph document (graph.json) the workflow was compiled from.
+    pub fn document(&self) -> &Value {
+        &self.document
     }
 
     /// Start a run. Poll the returned stream to drive it; dropping it cancels the run.
@@ -185,7 +199,15 @@ impl Workflow {
     }
 
     fn tracer(&self, options: &RunOptions) -> Option<RunTracer> {
-        options.trace.as_ref().map(|sink| RunTracer::new(sink.clone(), options.request_id.as_str()))
+        let sink = options.trace.as_ref()?;
+        Some(match &options.continues {
+            None => RunTracer::new(sink.clone(), options.request_id.as_str()),
+            Some((from, note)) => {
+                let t = RunTracer::continuing(sink.clone(), options.request_id.as_str(), *from);
+                t.annotate_run("operonx.resume", note.clone());
+                t
+            }
+        })
     }
 
     /// The run's environment and options.
@@ -197,6 +219,7 @@ impl Workflow {
                 .max_concurrency
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)))),
             journal: options.journal.clone(),
+            run_id: (!options.request_id.is_empty()).then(|| Arc::from(options.request_id.as_str())),
             extension: options.extension.clone(),
             objects: options.objects.clone().unwrap_or_default(),
             ..RunEnv::default()
@@ -358,6 +381,9 @@ pub struct RunOptions {
     /// The run's table of objects that are not JSON (a fresh one per run by default);
     /// give one to read the objects behind stand-ins in the outcome.
     pub objects: Option<Arc<operonx_runtime::ObjectTable>>,
+    /// The run continues an earlier one with the same id (resumed from a run store): its
+    /// trace goes on from event number `.0`, with an `operonx.resume` annotation `.1`.
+    pub continues: Option<(u64, Value)>,
 }
 
 impl Default for RunOptions {
@@ -421,6 +447,7 @@ impl RunOptions {
             frames: false,
             extension: None,
             objects: None,
+            continues: None,
         }
     }
 
@@ -483,6 +510,20 @@ impl RunOptions {
     /// Keep the run's objects that are not JSON in `table` (see `operonx_runtime::object`).
     pub fn objects(mut self, table: Arc<operonx_runtime::ObjectTable>) -> Self {
         self.objects = Some(table);
+        self
+    }
+
+    /// Run with `journal` (a durable run store's, say: see `operonx-store`), and the
+    /// answers it holds: journaled op calls are replayed, not run again.
+    pub fn journal(mut self, journal: Arc<Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Continue the trace of an earlier run with the same id from event number `from`,
+    /// marking the point with an `operonx.resume` annotation holding `note`.
+    pub fn continue_trace(mut self, from: u64, note: Value) -> Self {
+        self.continues = Some((from, note));
         self
     }
 

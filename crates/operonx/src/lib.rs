@@ -38,9 +38,9 @@ pub use operonx_ops as ops;
 pub use operonx_providers as providers;
 pub use operonx_runtime::trace::{self, EventKind, MemorySink, RunTracer, TraceEvent, TraceSink};
 pub use operonx_runtime::{
-    Canceller, CustomFrame, GraphRun, HostObject, Inputs, Interrupt, Invocation, Journal, MemoryCache, Middleware,
-    NamedOp, ObjectTable, Op, OpCache, OpContext, OpError, OpFailure, OpKind, OpResult, OutputFrame, Outputs, Registry,
-    RunEnv, RunEvent, RunInputs, RunOutcome, RunState, Scratch,
+    Canceller, CustomFrame, GraphRun, HostObject, Inputs, Interrupt, Invocation, Journal, JournalEntry, JournalError,
+    JournalSink, MemoryCache, Middleware, NamedOp, ObjectTable, Op, OpCache, OpContext, OpError, OpFailure, OpKind,
+    OpResult, OutputFrame, Outputs, Registry, RunEnv, RunEvent, RunInputs, RunOutcome, RunState, Scratch,
 };
 pub use serde_json::{Map, Value, json};
 

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod event;
 pub mod interrupt;
+pub mod journal;
 pub mod middleware;
 pub mod object;
 pub mod op;
@@ -16,7 +17,8 @@ pub mod trace;
 
 pub use cache::{MemoryCache, OpCache};
 pub use event::{CustomFrame, OpFailure, OutputFrame, RunEvent};
-pub use interrupt::{Interrupt, Journal, RunState};
+pub use interrupt::{Interrupt, RunState};
+pub use journal::{Journal, JournalEntry, JournalError, JournalSink, StreamRecord};
 pub use middleware::Middleware;
 pub use object::{HostObject, ObjectTable};
 pub use op::{Invocation, NamedOp, Op, OpContext, OpError, OpKind, OpResult};

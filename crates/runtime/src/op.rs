@@ -96,10 +96,14 @@ pub(crate) struct FrameScope {
 /// Where an op call sits, for interrupt ids, and the run's journal.
 #[derive(Debug)]
 pub(crate) struct ResumeScope {
-    pub journal: Arc<crate::interrupt::Journal>,
+    pub journal: Arc<crate::journal::Journal>,
     /// Item indexes from the run's root down to this call's context.
     pub location: String,
     pub count: std::sync::atomic::AtomicU32,
+    /// The call's journal key (`op@context`).
+    pub key: Arc<str>,
+    /// The run's id, when it has one.
+    pub run_id: Option<Arc<str>>,
 }
 
 impl OpContext {
@@ -229,6 +233,18 @@ impl OpContext {
                 payload: payload.into(),
             })),
         }
+    }
+
+    /// A key naming this op call, the same every time the run is resumed: pass it to an
+    /// outside API that de-duplicates requests (an `Idempotency-Key` header, say), so a
+    /// call that runs again after a crash (ops in flight when a run stops run again on
+    /// resume) is not done twice there. It is the run id, `-`, and 32 hex digits of a
+    /// 128-bit hash of the op's full name and context path (loop iteration and item
+    /// indexes included). `None` when the run keeps no journal or has no id.
+    pub fn idempotency_key(&self) -> Option<String> {
+        let scope = self.resume.as_ref()?;
+        let run = scope.run_id.as_deref().filter(|r| !r.is_empty())?;
+        Some(format!("{run}-{:032x}", operonx_graph::digest::hash128(scope.key.as_bytes())))
     }
 
     /// Whether this run is traced (so building trace payloads is worth it).

@@ -343,6 +343,13 @@ impl Outputs {
     }
 }
 
+impl serde::Serialize for Outputs {
+    /// As a JSON object of the outputs (nothing is copied).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.entries.iter().map(|(k, v)| (&**k, &**v)))
+    }
+}
+
 impl From<Map<String, Value>> for Outputs {
     fn from(m: Map<String, Value>) -> Self {
         Self::from_map(m)

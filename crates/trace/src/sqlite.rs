@@ -1,6 +1,7 @@
 //! Opening a SQLite database that other processes may be opening at the same moment
-//! (twenty `operonx run` started together on a fresh directory): the trace store and the
-//! op cache both go through [`open_shared`].
+//! (twenty `operonx run` started together on a fresh directory): the trace store, the
+//! op cache and the run store (`operonx-store`) all go through [`open_shared`], each with
+//! its own error type (see [`OpenError`]).
 //!
 //! A busy timeout makes most waits for another connection's lock silent, but not all:
 //! SQLite answers `SQLITE_BUSY` at once, without calling the busy handler, when waiting
@@ -20,21 +21,48 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use crate::error::StoreError;
 
 /// How long an open keeps retrying while the database is busy.
-pub(crate) const OPEN_PATIENCE: Duration = Duration::from_secs(20);
+pub const OPEN_PATIENCE: Duration = Duration::from_secs(20);
 
 /// How long one statement waits for another connection's lock.
-pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The error type of a store opened through [`open_shared`]: how a SQLite error met while
+/// opening becomes one, and the SQLite error inside one (to tell busy errors, which are
+/// retried, from the others).
+pub trait OpenError: Sized {
+    /// `source`, met while opening or setting up the database at `path`.
+    fn open_failed(path: &Path, source: rusqlite::Error) -> Self;
+
+    /// The SQLite error this one holds, if any.
+    fn sqlite_error(&self) -> Option<&rusqlite::Error>;
+}
+
+impl OpenError for StoreError {
+    fn open_failed(path: &Path, source: rusqlite::Error) -> Self {
+        StoreError::Open { path: path.to_path_buf(), source }
+    }
+
+    fn sqlite_error(&self) -> Option<&rusqlite::Error> {
+        match self {
+            StoreError::Open { source, .. } | StoreError::Sqlite(source) => Some(source),
+            _ => None,
+        }
+    }
+}
 
 /// Open `path` with `flags`, set it up, and run `init` inside a `BEGIN IMMEDIATE`
 /// transaction (so a schema is created or migrated by one process at a time, each seeing
 /// what the previous one committed). Busy and locked errors anywhere in this are retried
 /// until [`OPEN_PATIENCE`] has passed.
-pub(crate) fn open_shared(
+///
+/// The connection gets a [`BUSY_TIMEOUT`], WAL mode (when the file system allows it) and
+/// `synchronous = NORMAL`, then `pragmas` in order (a later `synchronous` wins).
+pub fn open_shared<E: OpenError>(
     path: &Path,
     flags: OpenFlags,
     pragmas: &[(&str, i64)],
-    init: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
-) -> Result<Connection, StoreError> {
+    init: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<(), E>,
+) -> Result<Connection, E> {
     let deadline = Instant::now() + OPEN_PATIENCE;
     let mut attempt = 0u32;
     loop {
@@ -49,13 +77,13 @@ pub(crate) fn open_shared(
     }
 }
 
-fn open_once(
+fn open_once<E: OpenError>(
     path: &Path,
     flags: OpenFlags,
     pragmas: &[(&str, i64)],
-    init: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
-) -> Result<Connection, StoreError> {
-    let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    init: &dyn Fn(&rusqlite::Transaction<'_>) -> Result<(), E>,
+) -> Result<Connection, E> {
+    let open_err = |source| E::open_failed(path, source);
     let mut conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     // Already WAL (every store after its first open): a read of the mode, no lock taken.
@@ -74,20 +102,22 @@ fn open_once(
 }
 
 /// Whether `e` is SQLite saying another connection holds a lock.
-pub(crate) fn is_busy(e: &StoreError) -> bool {
-    let sqlite = match e {
-        StoreError::Open { source, .. } | StoreError::Sqlite(source) => source,
-        _ => return false,
-    };
+pub fn is_busy<E: OpenError>(e: &E) -> bool {
+    e.sqlite_error().is_some_and(is_busy_sqlite)
+}
+
+/// Whether `e` is SQLite saying another connection holds a lock (busy or locked).
+pub fn is_busy_sqlite(e: &rusqlite::Error) -> bool {
     matches!(
-        sqlite,
+        e,
         rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
 }
 
-/// 5 ms doubling to 200 ms, plus up to as much again at random (from the clock's
+/// How long to wait before retry `attempt` (counted from 1) of something SQLite found
+/// busy: 5 ms doubling to 200 ms, plus up to as much again at random (from the clock's
 /// nanoseconds and the process id: processes started together spread out).
-fn backoff(attempt: u32) -> Duration {
+pub fn backoff(attempt: u32) -> Duration {
     let base = 5u64.saturating_mul(1 << attempt.min(6)).min(200);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let jitter = u64::from(nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % (base + 1);
@@ -135,7 +165,7 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let path = path.clone();
-                std::thread::spawn(move || open_shared(&path, OpenFlags::default(), &[], &init).map(drop))
+                std::thread::spawn(move || open_shared::<StoreError>(&path, OpenFlags::default(), &[], &init).map(drop))
             })
             .collect();
         for h in handles {

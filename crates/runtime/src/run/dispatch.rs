@@ -95,20 +95,35 @@ impl GraphRun {
                     }
                     None => octx,
                 };
+                let mut stream_journal = None;
                 if let Some(journal) = &env.journal {
                     let path = self.ctx_path(ctx);
-                    let jkey = format!("{}@{}", node.full_name, path.join("/"));
-                    if let Some(done) = journal.get(&jkey) {
+                    let jkey: Arc<str> = Arc::from(format!("{}@{}", node.full_name, path.join("/")));
+                    if let Some(done) = journal.outputs(&jkey) {
                         octx.annotate("operonx.replay", "journal");
                         self.release_edge(via);
-                        return self.complete(node_id, ctx, Ok(Outputs::from_map(done)), span, Post::default());
+                        return self.complete(node_id, ctx, Ok(done), span, Post::default());
+                    }
+                    let record = journal.stream(&jkey).unwrap_or_default();
+                    if record.finished {
+                        // Every item is journaled: replay them, the generator is not called.
+                        octx.annotate("operonx.replay", "journal");
+                        self.release_edge(via);
+                        let items = record.items.into_iter().map(Ok);
+                        let sid = self.open_stream(node_id, ctx, Source::Iter(Box::new(items)), node.streams, span);
+                        self.pulls.push(sid);
+                        return;
                     }
                     let location = if path.len() > 1 { format!("@{}", path[1..].join("/")) } else { String::new() };
                     octx = octx.resumable(Some(Arc::new(ResumeScope {
                         journal: journal.clone(),
                         location,
                         count: Default::default(),
+                        key: jkey.clone(),
+                        run_id: env.run_id.clone(),
                     })));
+                    stream_journal =
+                        Some(super::StreamJournal { key: jkey.clone(), expected: record.items, produced: 0 });
                     post.journal = Some(jkey);
                 }
                 if let (Some(plan), Some(store)) = (&node.cache, &env.cache) {
@@ -179,22 +194,26 @@ impl GraphRun {
                     (Invocation::Items(it), _) => {
                         self.release_edge(via);
                         let sid = self.open_stream(node_id, ctx, Source::Iter(it), node.streams, span);
+                        self.attach_journal(sid, stream_journal.take());
                         self.pulls.push(sid);
                     }
                     (Invocation::Stream(s), _) => {
                         self.release_edge(via);
                         let sid = self.open_stream(node_id, ctx, Source::Stream(None), node.streams, span);
+                        self.attach_journal(sid, stream_journal.take());
                         self.await_item(sid, s);
                     }
                     (Invocation::Ready(result), true) => {
                         self.release_edge(via);
                         let sid =
                             self.open_stream(node_id, ctx, Source::Iter(Box::new(std::iter::once(result))), true, span);
+                        self.attach_journal(sid, stream_journal.take());
                         self.pulls.push(sid);
                     }
                     (Invocation::Future(fut), true) => {
                         self.release_edge(via);
                         let sid = self.open_stream(node_id, ctx, Source::Stream(None), true, span);
+                        self.attach_journal(sid, stream_journal.take());
                         self.await_item(sid, fut.into_stream().boxed());
                     }
                 }
@@ -531,6 +550,7 @@ impl GraphRun {
             yields: 0,
             buffers,
             via: None,
+            journal: None,
         };
         // The Run work item's active count now belongs to the open stream.
         match self.free_streams.pop() {
@@ -542,6 +562,13 @@ impl GraphRun {
                 self.streams.push(Some(inst));
                 (self.streams.len() - 1) as u32
             }
+        }
+    }
+
+    /// Give the stream `sid` its journal (a generator call in a resumable run).
+    fn attach_journal(&mut self, sid: u32, journal: Option<super::StreamJournal>) {
+        if let Some(inst) = self.streams[sid as usize].as_mut() {
+            inst.journal = journal;
         }
     }
 
@@ -576,7 +603,7 @@ impl GraphRun {
                 self.on_item(sid, item);
             }
             None => {
-                inst.exhausted = true;
+                self.source_ended(sid);
                 self.maybe_finish_stream(sid);
             }
         }

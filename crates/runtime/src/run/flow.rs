@@ -52,9 +52,7 @@ impl GraphRun {
                     }
                 }
                 None => {
-                    if let Some(inst) = self.streams[stream as usize].as_mut() {
-                        inst.exhausted = true;
-                    }
+                    self.source_ended(stream);
                     self.maybe_finish_stream(stream);
                 }
             },
@@ -120,9 +118,7 @@ impl GraphRun {
                     }
                 }
                 None => {
-                    if let Some(inst) = self.streams[stream as usize].as_mut() {
-                        inst.exhausted = true;
-                    }
+                    self.source_ended(stream);
                     self.maybe_finish_stream(stream);
                 }
             },
@@ -185,8 +181,10 @@ impl GraphRun {
                 {
                     store.put(key, crate::cache::to_map(&outputs), plan.ttl);
                 }
-                if let (Some(key), Some(journal)) = (post.journal, env.journal.as_ref()) {
-                    journal.record_shared(key, &outputs);
+                if let (Some(key), Some(journal)) = (post.journal, env.journal.as_ref())
+                    && let Err(e) = journal.record_shared(key, &outputs)
+                {
+                    self.journal_failed(e);
                 }
                 self.trace_end(node, ctx, span, "ok", Some(&outputs), None, 1);
                 self.finish_node(node, ctx, outputs, None);
@@ -213,6 +211,11 @@ impl GraphRun {
     /// An op waits for input: report it; like a failure, nothing downstream runs.
     fn pause(&mut self, node: NodeId, ctx: CtxId, interrupt: crate::interrupt::Interrupt) {
         self.interrupted = true;
+        if let Some(journal) = self.env.journal.clone()
+            && let Err(e) = journal.record_interrupt(&interrupt)
+        {
+            self.journal_failed(e);
+        }
         self.taint(node, ctx);
         self.events.get_mut().push_back(RunEvent::Interrupted(interrupt));
     }
@@ -346,12 +349,75 @@ impl GraphRun {
         }
     }
 
+    /// The journal could not keep an entry: the run stops (it never goes on unjournaled).
+    pub(super) fn journal_failed(&mut self, e: crate::journal::JournalError) {
+        if self.stop_reason.is_none() {
+            self.stop_reason = Some(e.to_string());
+        }
+    }
+
+    /// A generator in a resumable run yielded `item`: check it against the item journaled
+    /// before the run was resumed, or journal it. A different item is the generator's
+    /// failure (what ran on the journaled one cannot be matched to it).
+    fn journal_item(&mut self, sid: u32, item: OpResult) -> OpResult {
+        let Some(inst) = self.streams[sid as usize].as_mut() else { return item };
+        let (Some(sj), Ok(outputs)) = (inst.journal.as_mut(), &item) else { return item };
+        let index = sj.produced;
+        sj.produced += 1;
+        match sj.expected.get(index as usize) {
+            Some(expected) if crate::journal::same_item(expected, outputs) => item,
+            Some(expected) => Err(crate::op::OpError::new(format!(
+                "resumed generator yielded item {index} different from the one journaled before \
+                 (journaled {}, now {}): a generator must yield the same items in the same order when a run is resumed",
+                brief(expected),
+                brief(outputs)
+            ))),
+            None => {
+                let key = sj.key.clone();
+                if let Some(journal) = self.env.journal.clone()
+                    && let Err(e) = journal.record_item(&key, index, outputs)
+                {
+                    self.journal_failed(e);
+                }
+                item
+            }
+        }
+    }
+
+    /// The generator of stream `sid` has no more items: journal its end (or, resumed,
+    /// fail it when it yielded fewer items than were journaled).
+    pub(super) fn source_ended(&mut self, sid: u32) {
+        let Some(inst) = self.streams[sid as usize].as_mut() else { return };
+        inst.exhausted = true;
+        let Some(sj) = inst.journal.take() else { return };
+        if (sj.produced as usize) < sj.expected.len() {
+            let (node, parent) = (inst.node, inst.ctx);
+            inst.failed.push(node);
+            let msg = format!(
+                "resumed generator ended after {} items, but {} were journaled before: a generator must yield the same \
+                 items in the same order when a run is resumed",
+                sj.produced,
+                sj.expected.len()
+            );
+            inst.own_error = Some(msg.clone());
+            self.fail(node, parent, msg);
+            return;
+        }
+        if let Some(journal) = self.env.journal.clone()
+            && let Err(e) = journal.record_end(&sj.key, sj.produced)
+        {
+            self.journal_failed(e);
+        }
+    }
+
     /// A streaming node produced an item (or failed to).
     pub(super) fn on_item(&mut self, sid: u32, item: OpResult) {
-        let Some(inst) = self.streams[sid as usize].as_mut() else { return };
+        let Some(inst) = self.streams[sid as usize].as_ref() else { return };
         if inst.cancelled {
             return;
         }
+        let item = if inst.journal.is_some() { self.journal_item(sid, item) } else { item };
+        let Some(inst) = self.streams[sid as usize].as_mut() else { return };
         let (node, parent) = (inst.node, inst.ctx);
         match item {
             Err(e) => {
@@ -616,4 +682,13 @@ fn frame_outputs(frame: OutputFrame) -> Outputs {
         o.insert(k.to_string(), v);
     }
     o
+}
+
+/// A short form of an item for messages.
+fn brief(o: &Outputs) -> String {
+    let text = serde_json::to_string(&o.clone().into_map()).unwrap_or_default();
+    match text.char_indices().nth(120) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
+    }
 }

@@ -65,7 +65,9 @@ pub struct RunEnv {
     pub limiter: Option<Arc<tokio::sync::Semaphore>>,
     /// Makes the run resumable: completed op results are recorded (and replayed), and
     /// ops may ask for input with `OpContext::interrupt`.
-    pub journal: Option<Arc<crate::interrupt::Journal>>,
+    pub journal: Option<Arc<crate::journal::Journal>>,
+    /// The run's id (for op calls' idempotency keys).
+    pub run_id: Option<Arc<str>>,
     /// Where op bodies' custom frames go (set by [`GraphRun::stream_frames`]).
     pub frames: Option<tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>>,
     /// In-band cancellation requests (`OpContext::cancel_context`), shared with nested runs.
@@ -95,7 +97,7 @@ impl std::fmt::Debug for RunEnv {
 #[derive(Debug, Default)]
 struct Post {
     cache: Option<CacheKey>,
-    journal: Option<String>,
+    journal: Option<Arc<str>>,
     /// Token of the op's abort handle (ops in item contexts can be cancelled in-band).
     abort: Option<u64>,
 }
@@ -172,6 +174,17 @@ struct StreamInst {
     /// The edge slot a nested graph run holds until it finishes (an item's nested
     /// graph counts against its edge's per-item limit for its whole run).
     via: Option<EdgeId>,
+    /// The generator call's journal, in a resumable run.
+    journal: Option<StreamJournal>,
+}
+
+/// A generator call in a resumable run: its journal key, the items journaled before the
+/// run was resumed (what it yields again is checked against them), and how many items it
+/// has yielded.
+struct StreamJournal {
+    key: Arc<str>,
+    expected: Vec<Outputs>,
+    produced: u32,
 }
 
 /// A running graph. Poll it as a [`Stream`] to drive it; drop it to cancel it.

@@ -106,6 +106,25 @@ impl RunTracer {
         }))
     }
 
+    /// Tracing for run `request_id` continued after a resume: sequence numbers and span
+    /// ids start at `from` (the number of events the run recorded before), so the resumed
+    /// part adds to the run's one trace without reusing any.
+    pub fn continuing(sink: Arc<dyn TraceSink>, request_id: impl Into<Arc<str>>, from: u64) -> Self {
+        let t = Self::new(sink, request_id);
+        t.0.seq.store(from, Ordering::Relaxed);
+        t.0.span.store(from, Ordering::Relaxed);
+        t
+    }
+
+    /// Record an annotation of the run itself (no op): `key = value`, in context `main`.
+    pub fn annotate_run(&self, key: &str, value: Value) {
+        let mut p = std::collections::BTreeMap::new();
+        p.insert("key".to_string(), Value::String(key.to_string()));
+        p.insert("value".to_string(), value);
+        let ctx = EventCtx { prefix: Arc::from(vec!["main".to_string()]), iteration: 0, items: Vec::new() };
+        self.record(EventKind::Annotation, None, Some(ctx), RawPayload::Map(p));
+    }
+
     /// The run's id.
     pub fn request_id(&self) -> &str {
         &self.0.request_id

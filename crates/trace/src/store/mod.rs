@@ -8,7 +8,7 @@ mod codec;
 mod migrate;
 mod read;
 mod write;
-mod writer;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// A process that writes runs to the store, as kept in the `runs.writer` column (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Writer {
+pub struct Writer {
     /// The host name.
     host: String,
     /// The kernel's boot id (Linux), changed by a reboot.
@@ -34,20 +34,20 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// This process.
-    pub(crate) fn current() -> Self {
+    pub fn current() -> Self {
         let pid = std::process::id();
         Self { host: host_name(), boot: boot_id(), pid, start: start_time(pid) }
     }
 
     /// The stored form.
-    pub(crate) fn to_column(&self) -> String {
+    pub fn to_column(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Whether the run's writer, as stored, is known to be gone: it ran on this host and
     /// either the machine rebooted since or the process no longer exists (or its pid now
     /// belongs to a process started later). `false` when that cannot be told.
-    pub(crate) fn is_gone(column: &str) -> bool {
+    pub fn is_gone(column: &str) -> bool {
         let Ok(writer) = serde_json::from_str::<Writer>(column) else { return false };
         writer.gone_from(&Self::current())
     }

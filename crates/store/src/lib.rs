@@ -1,0 +1,275 @@
+//! The durable run store: every run's graph, inputs, status and journal, so a run killed
+//! at any moment (or waiting for input, cancelled, timed out) can be resumed by any
+//! process that reaches the store, without redoing the work it journaled.
+//!
+//! Two backends behind one trait, [`RunStore`], with the same semantics and the same
+//! tests: embedded SQLite (the default, `.operonx/runs.db`) and Postgres (a
+//! `postgres://` URL; the `postgres` feature). [`open`] picks one from what the user
+//! gave. [`DurableRun`] is what a run writes through: it owns the run's lease and a
+//! writer thread that commits the journal in the chosen [`Durability`].
+//!
+//! # Ownership
+//! A run being executed is owned by one process: its row names the owner (a process
+//! identity, see [`operonx_trace::ProcessIdentity`]), an `epoch` bumped at every claim,
+//! and a heartbeat renewed by the writer. Every journal write checks the epoch in the
+//! same transaction, so a process that lost its run (it was declared crashed and another
+//! process resumed it) cannot write to it any more. A `running` run whose heartbeat is
+//! older than its lease, or whose owner is known to be gone (same host, process ended),
+//! reads as [`RunStatus::Crashed`].
+
+mod durable;
+mod error;
+mod open;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod row;
+mod sqlite;
+mod status;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use operonx_runtime::Interrupt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use durable::{Durability, DurableRun, OnFailure, WriterOptions};
+pub use error::StoreError;
+pub use open::{DEFAULT_RUN_STORE, open, redact_url};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteRunStore;
+pub use status::RunStatus;
+
+/// How long a run's lease lasts without a heartbeat before the run reads as crashed.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// What a new run's row holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRun {
+    /// The run id (32 lowercase hex digits).
+    pub run_id: String,
+    /// The root graph's name.
+    pub graph_name: String,
+    /// The graph file the run was started from, when there was one.
+    pub graph_path: Option<String>,
+    /// The graph document (graph.json) itself: a run resumes from any directory.
+    pub graph: Value,
+    /// Strong digest of the compiled graph (see `operonx_graph::digest`).
+    pub fingerprint: String,
+    /// The run's inputs.
+    pub inputs: Map<String, Value>,
+    /// The scratch space the run started with.
+    pub scratch: Map<String, Value>,
+    /// Options to apply again on resume (timeout, fail-fast, ...), as the caller keeps them.
+    pub options: Map<String, Value>,
+}
+
+/// A process's hold on a run: only the holder of the current epoch may write the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The run.
+    pub run_id: String,
+    /// The owner's identity, as stored.
+    pub owner: String,
+    /// Bumped by every claim; writes with an older epoch are refused.
+    pub epoch: i64,
+    /// The sequence number the next journal entry takes.
+    pub next_seq: i64,
+    /// How long the lease lasts without a heartbeat.
+    pub ttl: Duration,
+}
+
+/// What a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An op call completed: `key` is `op@context`, the body its outputs (an object).
+    Op,
+    /// A generator produced item `index`: `key` is the generator call's `op@context`,
+    /// the body the item's outputs.
+    Item,
+    /// A generator produced all its items: `index` is how many.
+    StreamEnd,
+    /// An op asked for input: `key` is the interrupt id, the body the interrupt.
+    Interrupt,
+}
+
+impl EntryKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Op => "op",
+            EntryKind::Item => "item",
+            EntryKind::StreamEnd => "stream_end",
+            EntryKind::Interrupt => "interrupt",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "op" => EntryKind::Op,
+            "item" => EntryKind::Item,
+            "stream_end" => EntryKind::StreamEnd,
+            "interrupt" => EntryKind::Interrupt,
+            _ => return None,
+        })
+    }
+}
+
+/// One journal entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the run's journal (unique per run, increasing).
+    pub seq: i64,
+    /// What it records.
+    pub kind: EntryKind,
+    /// The op call (`op@context`) or interrupt id.
+    pub key: String,
+    /// The item index ([`EntryKind::Item`]) or item count ([`EntryKind::StreamEnd`]).
+    pub index: Option<u32>,
+    /// The recorded value as JSON text (kept as text: stored byte for byte).
+    pub body: String,
+}
+
+/// Entries committed together, with the scratch space when it changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// The entries, in order.
+    pub entries: Vec<Entry>,
+    /// The scratch space now, when it changed since the last batch.
+    pub scratch: Option<Map<String, Value>>,
+    /// Interrupts the run now waits for, when one was raised in this batch.
+    pub pending: Option<Vec<Interrupt>>,
+}
+
+/// How a run ended (or stopped), as [`RunStore::finish`] records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    /// The status: anything but [`RunStatus::Running`] and [`RunStatus::Crashed`].
+    pub status: RunStatus,
+    /// The result as the CLI prints it (`$errors`, `$interrupts`, `$stopped` included).
+    pub result: Option<Value>,
+    /// What the run waits for (status [`RunStatus::Waiting`]).
+    pub pending: Vec<Interrupt>,
+    /// The scratch space at the end.
+    pub scratch: Map<String, Value>,
+    /// Why the run stopped (timed out, cancelled, a failure), when it did.
+    pub reason: Option<String>,
+}
+
+/// A run as stored, with its journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRun {
+    /// The run's row.
+    pub summary: RunSummary,
+    /// The graph file the run was started from, when there was one.
+    pub graph_path: Option<String>,
+    /// The graph document.
+    pub graph: Value,
+    /// Digest of the compiled graph.
+    pub fingerprint: String,
+    /// The run's inputs.
+    pub inputs: Map<String, Value>,
+    /// The scratch space as last journaled (the seed when nothing was).
+    pub scratch: Map<String, Value>,
+    /// Options kept by the caller.
+    pub options: Map<String, Value>,
+    /// Answers given to the run's interrupts so far.
+    pub answers: Map<String, Value>,
+    /// What the run waits for.
+    pub pending: Vec<Interrupt>,
+    /// The result recorded when the run last stopped.
+    pub result: Option<Value>,
+    /// The journal, in `seq` order.
+    pub entries: Vec<Entry>,
+}
+
+/// One run in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// The root graph's name.
+    pub graph: String,
+    /// The status (a `running` run whose owner is gone reads as `crashed`).
+    pub status: RunStatus,
+    /// When the run was created.
+    pub created_at: DateTime<Utc>,
+    /// When its row last changed (a journal write, a heartbeat, its end).
+    pub updated_at: DateTime<Utc>,
+    /// How many journal entries it has.
+    pub entries: u64,
+    /// How many times it was resumed.
+    pub resumes: u32,
+    /// Why it stopped, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Which runs [`RunStore::list`] returns, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this graph.
+    pub graph: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        Self { status: None, graph: None, limit: 50 }
+    }
+}
+
+/// A durable run store. Every method is one transaction; every backend has the same
+/// semantics (the tests in `tests/` run against each).
+pub trait RunStore: Send + Sync + std::fmt::Debug {
+    /// Where the store is, for messages (a path, or a URL without its password).
+    fn location(&self) -> &str;
+
+    /// Record a new run, `running` and owned by `owner` (epoch 1).
+    fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError>;
+
+    /// Append `batch` to the run's journal and renew its heartbeat, in one transaction.
+    /// [`StoreError::LeaseLost`] when the run was claimed by another process since.
+    fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Renew the run's heartbeat ([`StoreError::LeaseLost`] as for `append`).
+    fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Record how the run ended and release it.
+    fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError>;
+
+    /// Take a run over to resume it: allowed when it is not running (waiting, failed,
+    /// cancelled, timed out) or crashed; refused ([`StoreError::Busy`]) while its owner
+    /// holds it and ([`StoreError::Finished`]) once it is done. `answers` are added to
+    /// the answers given so far. The run becomes `running`, owned by `owner`, with a new
+    /// epoch; what it held is returned with the lease.
+    fn claim(
+        &self,
+        run_id: &str,
+        owner: &str,
+        ttl: Duration,
+        answers: &Map<String, Value>,
+    ) -> Result<(Lease, StoredRun), StoreError>;
+
+    /// A run with its journal ([`StoreError::NotFound`] when there is none).
+    fn load(&self, run_id: &str) -> Result<StoredRun, StoreError>;
+
+    /// Runs, newest first.
+    fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// Delete runs (journal included) last changed before `older_than`, only those with
+    /// `status` when given. Runs that are running (not crashed) are never deleted.
+    /// Returns how many were deleted.
+    fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError>;
+
+    /// Check the store's consistency (the database's own check, journal entries that
+    /// belong to no run, duplicate sequence numbers); the problems found, if any, as an
+    /// error.
+    fn check(&self) -> Result<(), StoreError>;
+}
