@@ -170,15 +170,17 @@ fn files_holding_user_data_are_private() {
     let out = operonx_in(&dir, &["run", "g.json", "--inputs", "in.json"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    // The run store keeps the waiting run's inputs (user data, in clear: it is private).
+    // The run store keeps the waiting run's inputs, sealed with the key beside it.
     let held: Vec<u8> = ["runs.db", "runs.db-wal"]
         .iter()
         .flat_map(|n| std::fs::read(dir.join(".operonx").join(n)).unwrap_or_default())
         .collect();
-    assert!(held.windows(7).any(|w| w == b"hunter2"), "the run store holds the inputs");
+    assert!(held.len() > 1000, "the run store is there");
+    assert!(!held.windows(7).any(|w| w == b"hunter2"), "the run store holds no input in clear");
     assert_eq!(mode(&dir.join(".operonx")), 0o700);
     for name in [
         "runs.db",
+        "runs.db.key",
         "runs.db-wal",
         "runs.db-shm",
         "traces.db",

@@ -42,6 +42,28 @@ pub enum StoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// The store key could not be had (or random bytes for sealing a value).
+    #[error("run store {store}: {source}")]
+    Key {
+        /// Where the store is.
+        store: String,
+        /// Why.
+        #[source]
+        source: crate::KeyError,
+    },
+    /// The store was written with another key than this process has.
+    #[error(
+        "run store {store} was written with key {stored}, this process has key {current}: set OPERONX_STORE_KEY to \
+         the key the store's other processes use"
+    )]
+    WrongKey {
+        /// Where the store is.
+        store: String,
+        /// The id of the key the store was written with.
+        stored: String,
+        /// The id of this process's key.
+        current: String,
+    },
     /// No run with this id.
     #[error("run store {store}: no run {run_id}")]
     NotFound {

@@ -16,13 +16,58 @@
 //! process resumed it) cannot write to it any more. A `running` run whose heartbeat is
 //! older than its lease, or whose owner is known to be gone (same host, process ended),
 //! reads as [`RunStatus::Crashed`].
+//!
+//! # Secrets
+//! The store is lossless: a resumed run gets exactly the values it had, so it cannot
+//! redact secrets the way traces do (a password given as an input, formatted into a
+//! prompt and output by an op is in the journal as it was). Instead every column that
+//! holds user data is encrypted at rest: a run's `graph`, `inputs`, `scratch`, `options`,
+//! `answers`, `pending`, `result` and `reason`, and every journal entry's `body`. Each
+//! value is sealed with XChaCha20-Poly1305 under the store key, with a fresh random
+//! nonce, and stored as text (`x1:` and the base64 of nonce, ciphertext and tag); its
+//! associated data names the run and the column (and for a journal body the entry's
+//! seq, kind, key and index), so a value altered, or moved to another row, fails to
+//! open ([`StoreError::Corrupt`], naming the run and the column). What a listing and
+//! lookups need stays clear: run ids, graph names and paths, fingerprints, statuses,
+//! owners, times, counters, and the journal's kinds, keys (op paths) and indexes.
+//! [`RunStore`] callers see plain values.
+//!
+//! The key ([`StoreKey`], 32 bytes) is, in this order:
+//! - `OPERONX_STORE_KEY` ([`STORE_KEY_ENV`]) in the environment: 64 hex digits
+//!   (anything else is an error that names the variable, never its value);
+//! - else a key file, created with a fresh random key the first time (mode 0600, its
+//!   folder 0700): beside a SQLite store, its name with `.key` added
+//!   (`.operonx/runs.db.key`); for Postgres `$XDG_CONFIG_HOME/operonx/store.key`, else
+//!   `$HOME/.config/operonx/store.key`.
+//!
+//! [`SqliteRunStore::open`], [`PostgresStore::connect`] and [`open`] find the key so;
+//! `open_with_key` and `connect_with_key` take one. The store records the key's id (16
+//! hex digits of a hash of the key, never the key) the first time it is opened (the
+//! `meta` table in SQLite, `operonx_store_meta` in Postgres), and a process with another
+//! key is refused at once ([`StoreError::WrongKey`]): "run store X was written with key
+//! ID1, this process has key ID2: set OPERONX_STORE_KEY to the key the store's other
+//! processes use". A store written in clear by an earlier build (SQLite schema version
+//! 1, or Postgres tables without `operonx_store_meta`) is sealed in place the first time
+//! this build opens it (SQLite zeroes the space the clear values took; Postgres keeps
+//! the old row versions in its files until `VACUUM FULL operonx_runs, operonx_journal`).
+//!
+//! Several hosts sharing a store (Postgres, or a SQLite file on a shared disk) must share
+//! its key: set the same `OPERONX_STORE_KEY` on each (the content of the key file that
+//! the first process created, e.g. `OPERONX_STORE_KEY=$(cat ~/.config/operonx/store.key)`).
+//! Back the key up apart from the store: a copy of the store is unreadable without its
+//! key, and one kept with its key is not protected by it. Losing the key loses what the
+//! store holds: no process can open it any more (another key is refused) and there is
+//! no recovery; start a new store (another SQLite file; for Postgres, drop the
+//! `operonx_*` tables or use another schema) with a new key.
 
 mod durable;
 mod error;
+mod key;
 mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod row;
+mod seal;
 mod sqlite;
 mod status;
 
@@ -35,6 +80,7 @@ use serde_json::{Map, Value};
 
 pub use durable::{Durability, DurableRun, OnFailure, WriterOptions};
 pub use error::StoreError;
+pub use key::{KeyError, STORE_KEY_ENV, StoreKey, sqlite_key_file, user_key_file};
 pub use open::{DEFAULT_RUN_STORE, open, redact_url};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

@@ -13,6 +13,8 @@ const HIDDEN: &str = "***";
 /// Open the store `spec` names: `None` is the SQLite file [`DEFAULT_RUN_STORE`] under
 /// the working directory, a `postgres://` or `postgresql://` URL a Postgres database (the
 /// `postgres` feature), anything else the path of a SQLite file (created when missing).
+/// The store key is `OPERONX_STORE_KEY`, else the store's key file (see the crate docs,
+/// "Secrets").
 pub fn open(spec: Option<&str>) -> Result<Arc<dyn RunStore>, StoreError> {
     let Some(spec) = spec else {
         let path = std::env::current_dir().unwrap_or_default().join(DEFAULT_RUN_STORE);

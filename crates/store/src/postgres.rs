@@ -5,6 +5,10 @@
 //! reorders object keys). A write checks the run's epoch in the same statement that
 //! renews its heartbeat (the row lock orders it against a claim); a claim and a prune
 //! lock the rows they read (`SELECT ... FOR UPDATE`).
+//!
+//! The columns holding user data are sealed with the store key (see [`crate::seal`]);
+//! the key's id is recorded in `operonx_store_meta`, and a process with another key is
+//! refused when it connects.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -14,7 +18,9 @@ use chrono::{DateTime, Utc};
 use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 use serde_json::{Map, Value};
 
-use crate::row::{self, EntryRow, RunRow, SummaryRow};
+use crate::key::{StoreKey, default_user_key_file};
+use crate::row::{self, EntryRow, RunRow, SEALED_COLUMNS, SummaryRow};
+use crate::seal::Sealer;
 use crate::{
     Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun, redact_url,
 };
@@ -57,6 +63,10 @@ CREATE TABLE IF NOT EXISTS operonx_journal (
     body   text NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS operonx_store_meta (
+    name  text PRIMARY KEY,
+    value text NOT NULL
+);
 ";
 
 /// The columns [`summary_row`] reads, in order.
@@ -69,7 +79,7 @@ macro_rules! summary_cols {
 const INSERT_RUN: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path, graph, fingerprint, inputs,
     scratch, options, answers, pending, result, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms,
     updated_ms, resumes, entries)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '{}', '[]', NULL, NULL, 'running', $9, 1, $10, $11, $10, $10, 0, 0)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $13, NULL, NULL, 'running', $9, 1, $10, $11, $10, $10, 0, 0)
     ON CONFLICT (run_id) DO NOTHING";
 
 const TOUCH: &str = "UPDATE operonx_runs SET heartbeat_ms = $1, updated_ms = $1, entries = entries + $2,
@@ -131,6 +141,7 @@ pub struct PostgresStore {
     url: String,
     /// The URL without its password.
     location: String,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -142,21 +153,37 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connect to the database at `url` (`postgres://user:password@host:port/db`, with
     /// any parameter the client accepts, such as `connect_timeout` or `options`) and
-    /// create the tables when missing (safely while other processes do the same).
+    /// create the tables when missing (safely while other processes do the same), with
+    /// the key `OPERONX_STORE_KEY` holds, else the key in
+    /// `$XDG_CONFIG_HOME/operonx/store.key` or `$HOME/.config/operonx/store.key`
+    /// (created 0600 with a fresh key when missing; see [`StoreKey::resolve`]). Fails
+    /// ([`StoreError::WrongKey`]) when the database was written with another key.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
-        let client = Self::connect_client(url, &location)?;
-        Ok(Self { conn: Mutex::new(Conn { client, statements: HashMap::new() }), url: url.to_string(), location })
+        // Connected first: nothing is read or written for a server that does not answer.
+        let client = Self::open_client(url, &location)?;
+        let key = StoreKey::from_environment(default_user_key_file().as_deref())
+            .map_err(|source| StoreError::Key { store: location.clone(), source })?;
+        Self::with_client(client, url, location, &key)
     }
 
-    fn connect_client(url: &str, location: &str) -> Result<Client, StoreError> {
-        let err = |source| StoreError::Postgres { store: location.to_string(), source };
-        let mut client = Client::connect(url, NoTls).map_err(err)?;
-        let mut tx = client.transaction().map_err(err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).map_err(err)?;
-        tx.batch_execute(SCHEMA).map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(client)
+    /// Connect as [`PostgresStore::connect`] does, with `key` (no key file is read or
+    /// written).
+    pub fn connect_with_key(url: &str, key: StoreKey) -> Result<Self, StoreError> {
+        let location = redact_url(url);
+        let client = Self::open_client(url, &location)?;
+        Self::with_client(client, url, location, &key)
+    }
+
+    fn with_client(mut client: Client, url: &str, location: String, key: &StoreKey) -> Result<Self, StoreError> {
+        let sealer = Sealer::new(key, &location);
+        prepare_schema(&mut client, &sealer)?;
+        let conn = Mutex::new(Conn { client, statements: HashMap::new() });
+        Ok(Self { conn, url: url.to_string(), location, sealer })
+    }
+
+    fn open_client(url: &str, location: &str) -> Result<Client, StoreError> {
+        Client::connect(url, NoTls).map_err(|source| StoreError::Postgres { store: location.to_string(), source })
     }
 
     fn err(&self) -> impl Fn(postgres::Error) -> StoreError + '_ {
@@ -168,7 +195,9 @@ impl PostgresStore {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         if conn.client.is_closed() {
             tracing::warn!("run store {}: connection closed; connecting again", self.location);
-            conn.client = Self::connect_client(&self.url, &self.location)?;
+            let mut client = Self::open_client(&self.url, &self.location)?;
+            prepare_schema(&mut client, &self.sealer)?;
+            conn.client = client;
             conn.statements.clear();
         }
         Ok(conn)
@@ -281,6 +310,86 @@ impl PostgresStore {
     }
 }
 
+/// Create the tables when missing and check the store's key (recording it, and sealing
+/// what an older build stored in clear, the first time), one connection at a time.
+fn prepare_schema(client: &mut Client, sealer: &Sealer) -> Result<(), StoreError> {
+    let location = sealer.store();
+    let err = |source| StoreError::Postgres { store: location.to_string(), source };
+    let mut tx = client.transaction().map_err(err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).map_err(err)?;
+    tx.batch_execute(SCHEMA).map_err(err)?;
+    let stored: Option<String> = tx
+        .query_opt("SELECT value FROM operonx_store_meta WHERE name = 'key_id'", &[])
+        .map_err(err)?
+        .map(|r| r.try_get(0))
+        .transpose()
+        .map_err(err)?;
+    match stored {
+        Some(id) if id == sealer.key_id() => {}
+        Some(id) => {
+            return Err(StoreError::WrongKey {
+                store: location.to_string(),
+                stored: id,
+                current: sealer.key_id().to_string(),
+            });
+        }
+        None => {
+            seal_legacy(&mut tx, sealer)?;
+            tx.execute("INSERT INTO operonx_store_meta (name, value) VALUES ('key_id', $1)", &[&sealer.key_id()])
+                .map_err(err)?;
+        }
+    }
+    tx.commit().map_err(err)
+}
+
+/// Seal every value stored in clear (by a build before sealing).
+fn seal_legacy(tx: &mut Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+    let err = |source| StoreError::Postgres { store: sealer.store().to_string(), source };
+    let columns = SEALED_COLUMNS.join(", ");
+    let set: Vec<String> = SEALED_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 2)).collect();
+    let update = format!("UPDATE operonx_runs SET {} WHERE run_id = $1", set.join(", "));
+    let rows = tx.query(format!("SELECT run_id, {columns} FROM operonx_runs FOR UPDATE").as_str(), &[]).map_err(err)?;
+    let mut sealed_runs = 0;
+    for r in &rows {
+        let run_id: String = r.try_get(0).map_err(err)?;
+        let values =
+            (1..=SEALED_COLUMNS.len()).map(|i| r.try_get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>();
+        if let Some(sealed) = row::seal_legacy_run(sealer, &run_id, &values.map_err(err)?)? {
+            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&run_id];
+            params.extend(sealed.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
+            tx.execute(update.as_str(), &params).map_err(err)?;
+            sealed_runs += 1;
+        }
+    }
+    let journal = tx
+        .query(
+            "SELECT run_id, seq, kind, key, idx, body FROM operonx_journal WHERE body NOT LIKE 'x1:%' FOR UPDATE",
+            &[],
+        )
+        .map_err(err)?;
+    for r in &journal {
+        let run_id: String = r.try_get(0).map_err(err)?;
+        let entry = EntryRow {
+            seq: r.try_get(1).map_err(err)?,
+            kind: r.try_get(2).map_err(err)?,
+            key: r.try_get(3).map_err(err)?,
+            idx: r.try_get(4).map_err(err)?,
+            body: r.try_get(5).map_err(err)?,
+        };
+        if let Some(body) = row::seal_legacy_body(sealer, &run_id, &entry)? {
+            tx.execute(
+                "UPDATE operonx_journal SET body = $1 WHERE run_id = $2 AND seq = $3",
+                &[&body, &run_id, &entry.seq],
+            )
+            .map_err(err)?;
+        }
+    }
+    if sealed_runs > 0 {
+        tracing::info!("run store {}: sealed the values of {sealed_runs} runs stored in clear", sealer.store());
+    }
+    Ok(())
+}
+
 /// The columns of `summary_cols!` from the start of a row.
 fn summary_row(r: &Row) -> Result<SummaryRow, postgres::Error> {
     Ok(SummaryRow {
@@ -320,11 +429,13 @@ impl RunStore for PostgresStore {
     }
 
     fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        let (store, id) = (self.location.as_str(), run.run_id.as_str());
-        let graph = row::to_json(store, id, "graph", &run.graph)?;
-        let inputs = row::to_json(store, id, "inputs", &run.inputs)?;
-        let scratch = row::to_json(store, id, "scratch", &run.scratch)?;
-        let options = row::to_json(store, id, "options", &run.options)?;
+        let (store, sealer, id) = (self.location.as_str(), &self.sealer, run.run_id.as_str());
+        let graph = row::seal_json(sealer, id, "graph", &run.graph)?;
+        let inputs = row::seal_json(sealer, id, "inputs", &run.inputs)?;
+        let scratch = row::seal_json(sealer, id, "scratch", &run.scratch)?;
+        let options = row::seal_json(sealer, id, "options", &run.options)?;
+        let answers = row::seal_json(sealer, id, "answers", &Map::new())?;
+        let pending = row::seal_json(sealer, id, "pending", &[] as &[Value])?;
         let lease_ms = row::duration_ms(ttl);
         let now = row::now_ms();
         let inserted = self.with_tx(false, |tx| {
@@ -342,6 +453,8 @@ impl RunStore for PostgresStore {
                     &owner,
                     &now,
                     &lease_ms,
+                    &answers,
+                    &pending,
                 ],
             )
         })?;
@@ -352,9 +465,11 @@ impl RunStore for PostgresStore {
     }
 
     fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        let (store, id) = (self.location.as_str(), lease.run_id.as_str());
-        let scratch = batch.scratch.as_ref().map(|s| row::to_json(store, id, "scratch", s)).transpose()?;
-        let pending = batch.pending.as_ref().map(|p| row::to_json(store, id, "pending", p)).transpose()?;
+        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
+        let scratch = row::seal_json_opt(sealer, id, "scratch", batch.scratch.as_ref())?;
+        let pending = row::seal_json_opt(sealer, id, "pending", batch.pending.as_ref())?;
+        let bodies =
+            batch.entries.iter().map(|e| row::seal_body(sealer, id, e)).collect::<Result<Vec<_>, StoreError>>()?;
         let count = i64::try_from(batch.entries.len()).unwrap_or(i64::MAX);
         let now = row::now_ms();
         self.with_tx(false, |tx| {
@@ -369,7 +484,6 @@ impl RunStore for PostgresStore {
             let kinds: Vec<&str> = batch.entries.iter().map(|e| e.kind.as_str()).collect();
             let keys: Vec<&str> = batch.entries.iter().map(|e| e.key.as_str()).collect();
             let indexes: Vec<Option<i64>> = batch.entries.iter().map(|e| e.index.map(i64::from)).collect();
-            let bodies: Vec<&str> = batch.entries.iter().map(|e| e.body.as_str()).collect();
             tx.execute(INSERT_ENTRIES, &[&id, &seqs, &kinds, &keys, &indexes, &bodies])?;
             Ok(())
         })
@@ -380,15 +494,16 @@ impl RunStore for PostgresStore {
     }
 
     fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
-        let (store, id) = (self.location.as_str(), lease.run_id.as_str());
-        let result = end.result.as_ref().map(|r| row::to_json(store, id, "result", r)).transpose()?;
-        let pending = row::to_json(store, id, "pending", &end.pending)?;
-        let scratch = row::to_json(store, id, "scratch", &end.scratch)?;
+        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
+        let result = row::seal_json_opt(sealer, id, "result", end.result.as_ref())?;
+        let pending = row::seal_json(sealer, id, "pending", &end.pending)?;
+        let scratch = row::seal_json(sealer, id, "scratch", &end.scratch)?;
+        let reason = row::seal_reason(sealer, id, end.reason.as_deref())?;
         let now = row::now_ms();
         self.with_tx(false, |tx| {
             let status = end.status.as_str();
             let updated =
-                tx.execute(FINISH, &[&status, &result, &pending, &scratch, &end.reason, &now, &id, &lease.epoch])?;
+                tx.execute(FINISH, &[&status, &result, &pending, &scratch, &reason, &now, &id, &lease.epoch])?;
             if updated == 0 {
                 return Err(tx.lost(id));
             }
@@ -420,14 +535,14 @@ impl RunStore for PostgresStore {
                 }
                 _ => {}
             }
-            let merged = row::merge_answers(store, run_id, &stored_answers, answers)?;
+            let merged = row::merge_answers(&self.sealer, run_id, &stored_answers, answers)?;
             let epoch: i64 = tx
                 .query_opt(CLAIM, &[&owner, &now, &lease_ms, &merged, &run_id])?
                 .ok_or_else(|| self.not_found(run_id))?
                 .try_get(0)
                 .map_err(self.err())?;
             let (run, journal) = tx.read_run(run_id)?.ok_or_else(|| self.not_found(run_id))?;
-            let mut stored = row::stored_run(store, run, journal, now)?;
+            let mut stored = row::stored_run(&self.sealer, run, journal, now)?;
             stored.summary.status = RunStatus::Running;
             let next_seq = stored.entries.last().map_or(1, |e| e.seq + 1);
             let lease = Lease { run_id: run_id.to_string(), owner: owner.to_string(), epoch, next_seq, ttl };
@@ -437,7 +552,7 @@ impl RunStore for PostgresStore {
 
     fn load(&self, run_id: &str) -> Result<StoredRun, StoreError> {
         let (run, journal) = self.with_tx(true, |tx| tx.read_run(run_id))?.ok_or_else(|| self.not_found(run_id))?;
-        row::stored_run(&self.location, run, journal, row::now_ms())
+        row::stored_run(&self.sealer, run, journal, row::now_ms())
     }
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, StoreError> {
@@ -445,7 +560,7 @@ impl RunStore for PostgresStore {
         let limit = row::sql_limit(filter);
         let rows = self.with_tx(true, |tx| tx.query(LIST, &[&status, &filter.graph, &limit]))?;
         let rows = rows.iter().map(summary_row).collect::<Result<Vec<_>, _>>().map_err(self.err())?;
-        row::filter_summaries(&self.location, rows, filter, row::now_ms())
+        row::filter_summaries(&self.sealer, rows, filter, row::now_ms())
     }
 
     fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError> {

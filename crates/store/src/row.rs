@@ -1,6 +1,8 @@
 //! What both backends share: a run's row as read from either database, how its status
 //! is derived (a `running` row whose lease expired or whose owner is gone reads as
-//! crashed), and the conversions between stored text and the crate's types.
+//! crashed), and the conversions between stored text and the crate's types, which seal
+//! the columns holding user data on the way in and open them on the way out (see
+//! [`crate::seal`]).
 
 use std::time::Duration;
 
@@ -8,9 +10,15 @@ use chrono::{DateTime, Utc};
 use operonx_runtime::Interrupt;
 use serde_json::{Map, Value};
 
+use crate::seal::{Place, Sealer, is_sealed};
 use crate::{Entry, EntryKind, ListFilter, RunStatus, RunSummary, StoreError, StoredRun};
 
-/// The columns of a run's row that a listing needs.
+/// The columns of a run's row that hold user data, sealed (the rest are clear: ids,
+/// names, status, owner, times, counters). The journal's `body` is sealed too.
+pub(crate) const SEALED_COLUMNS: [&str; 8] =
+    ["graph", "inputs", "scratch", "options", "answers", "pending", "result", "reason"];
+
+/// The columns of a run's row that a listing needs (`reason` as stored: sealed).
 #[derive(Debug, Clone)]
 pub(crate) struct SummaryRow {
     pub run_id: String,
@@ -26,7 +34,7 @@ pub(crate) struct SummaryRow {
     pub reason: Option<String>,
 }
 
-/// A run's whole row (the JSON columns as stored text).
+/// A run's whole row (the JSON columns as stored text: sealed).
 #[derive(Debug, Clone)]
 pub(crate) struct RunRow {
     pub summary: SummaryRow,
@@ -41,7 +49,7 @@ pub(crate) struct RunRow {
     pub result: Option<String>,
 }
 
-/// A journal row as stored.
+/// A journal row as stored (`body` sealed).
 #[derive(Debug, Clone)]
 pub(crate) struct EntryRow {
     pub seq: i64,
@@ -83,9 +91,10 @@ pub(crate) fn derive_status(store: &str, row: &SummaryRow, now: i64) -> Result<R
     Ok(if expired || gone { RunStatus::Crashed } else { RunStatus::Running })
 }
 
-/// The summary of a row with its status as derived at `now`.
-pub(crate) fn summary(store: &str, row: SummaryRow, now: i64) -> Result<RunSummary, StoreError> {
-    let status = derive_status(store, &row, now)?;
+/// The summary of a row with its status as derived at `now` (its reason opened).
+pub(crate) fn summary(sealer: &Sealer, row: SummaryRow, now: i64) -> Result<RunSummary, StoreError> {
+    let status = derive_status(sealer.store(), &row, now)?;
+    let reason = sealer.open_opt(&Place::Run { run_id: &row.run_id, column: "reason" }, row.reason.as_deref())?;
     Ok(RunSummary {
         run_id: row.run_id,
         graph: row.graph_name,
@@ -94,7 +103,7 @@ pub(crate) fn summary(store: &str, row: SummaryRow, now: i64) -> Result<RunSumma
         updated_at: time_of(row.updated_ms),
         entries: u64::try_from(row.entries).unwrap_or(0),
         resumes: u32::try_from(row.resumes).unwrap_or(0),
-        reason: row.reason,
+        reason,
     })
 }
 
@@ -118,7 +127,7 @@ pub(crate) fn sql_limit(filter: &ListFilter) -> Option<i64> {
 
 /// Summaries of `rows` (newest first) that pass `filter`, at most `filter.limit`.
 pub(crate) fn filter_summaries(
-    store: &str,
+    sealer: &Sealer,
     rows: impl IntoIterator<Item = SummaryRow>,
     filter: &ListFilter,
     now: i64,
@@ -128,7 +137,7 @@ pub(crate) fn filter_summaries(
         if out.len() >= filter.limit {
             break;
         }
-        let s = summary(store, row, now)?;
+        let s = summary(sealer, row, now)?;
         if filter.status.is_none_or(|want| want == s.status) {
             out.push(s);
         }
@@ -171,9 +180,58 @@ fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|e| corrupt(store, run_id, what, &e))
 }
 
-/// The stored answers (`stored`, JSON text) with `new` merged in (new keys win), as text.
+/// `value` as JSON text, sealed for the run's `column`.
+pub(crate) fn seal_json<T: serde::Serialize + ?Sized>(
+    sealer: &Sealer,
+    run_id: &str,
+    column: &str,
+    value: &T,
+) -> Result<String, StoreError> {
+    let text = to_json(sealer.store(), run_id, column, value)?;
+    sealer.seal(&Place::Run { run_id, column }, &text)
+}
+
+/// [`seal_json`] of a value that may be missing.
+pub(crate) fn seal_json_opt<T: serde::Serialize>(
+    sealer: &Sealer,
+    run_id: &str,
+    column: &str,
+    value: Option<&T>,
+) -> Result<Option<String>, StoreError> {
+    value.map(|v| seal_json(sealer, run_id, column, v)).transpose()
+}
+
+/// The JSON value the run's `column` holds, sealed as `stored`.
+fn open_json<T: serde::de::DeserializeOwned>(
+    sealer: &Sealer,
+    run_id: &str,
+    column: &str,
+    stored: &str,
+) -> Result<T, StoreError> {
+    let text = sealer.open(&Place::Run { run_id, column }, stored)?;
+    from_json(sealer.store(), run_id, column, &text)
+}
+
+/// The run's `reason`, sealed (`None` kept).
+pub(crate) fn seal_reason(sealer: &Sealer, run_id: &str, reason: Option<&str>) -> Result<Option<String>, StoreError> {
+    sealer.seal_opt(&Place::Run { run_id, column: "reason" }, reason)
+}
+
+/// Where a journal entry's body is stored (what its sealing binds it to).
+fn entry_place<'a>(run_id: &'a str, seq: i64, kind: &'a str, key: &'a str, idx: Option<i64>) -> Place<'a> {
+    Place::Entry { run_id, seq, kind, key, idx }
+}
+
+/// The body of `entry` of the run, sealed.
+pub(crate) fn seal_body(sealer: &Sealer, run_id: &str, entry: &Entry) -> Result<String, StoreError> {
+    let place = entry_place(run_id, entry.seq, entry.kind.as_str(), &entry.key, entry.index.map(i64::from));
+    sealer.seal(&place, &entry.body)
+}
+
+/// The stored answers (`stored`, sealed JSON text) with `new` merged in (new keys win),
+/// sealed again (`stored` itself when there is nothing new).
 pub(crate) fn merge_answers(
-    store: &str,
+    sealer: &Sealer,
     run_id: &str,
     stored: &str,
     new: &Map<String, Value>,
@@ -181,15 +239,16 @@ pub(crate) fn merge_answers(
     if new.is_empty() {
         return Ok(stored.to_string());
     }
-    let mut answers: Map<String, Value> = from_json(store, run_id, "answers", stored)?;
+    let mut answers: Map<String, Value> = open_json(sealer, run_id, "answers", stored)?;
     for (k, v) in new {
         answers.insert(k.clone(), v.clone());
     }
-    to_json(store, run_id, "answers", &answers)
+    seal_json(sealer, run_id, "answers", &answers)
 }
 
-/// A journal entry from its row.
-pub(crate) fn entry(store: &str, run_id: &str, row: EntryRow) -> Result<Entry, StoreError> {
+/// A journal entry from its row (its body opened).
+pub(crate) fn entry(sealer: &Sealer, run_id: &str, row: EntryRow) -> Result<Entry, StoreError> {
+    let store = sealer.store();
     let what = || format!("journal entry {}", row.seq);
     let kind = EntryKind::parse(&row.kind)
         .ok_or_else(|| corrupt(store, run_id, &what(), &format!("unknown kind {:?}", row.kind)))?;
@@ -198,29 +257,65 @@ pub(crate) fn entry(store: &str, run_id: &str, row: EntryRow) -> Result<Entry, S
         .map(u32::try_from)
         .transpose()
         .map_err(|e| corrupt(store, run_id, &what(), &format!("index out of range: {e}")))?;
-    Ok(Entry { seq: row.seq, kind, key: row.key, index, body: row.body })
+    let body = sealer.open(&entry_place(run_id, row.seq, &row.kind, &row.key, row.idx), &row.body)?;
+    Ok(Entry { seq: row.seq, kind, key: row.key, index, body })
 }
 
-/// A stored run from its row and journal rows, its status as derived at `now`.
-pub(crate) fn stored_run(store: &str, row: RunRow, journal: Vec<EntryRow>, now: i64) -> Result<StoredRun, StoreError> {
+/// A stored run from its row and journal rows (opened), its status as derived at `now`.
+pub(crate) fn stored_run(
+    sealer: &Sealer,
+    row: RunRow,
+    journal: Vec<EntryRow>,
+    now: i64,
+) -> Result<StoredRun, StoreError> {
     let run_id = row.summary.run_id.clone();
     let id = run_id.as_str();
-    let entries = journal.into_iter().map(|e| entry(store, id, e)).collect::<Result<Vec<_>, _>>()?;
-    let mut summary = summary(store, row.summary, now)?;
+    let entries = journal.into_iter().map(|e| entry(sealer, id, e)).collect::<Result<Vec<_>, _>>()?;
+    let mut summary = summary(sealer, row.summary, now)?;
     summary.entries = entries.len() as u64;
     Ok(StoredRun {
         summary,
         graph_path: row.graph_path,
-        graph: from_json(store, id, "graph", &row.graph)?,
+        graph: open_json(sealer, id, "graph", &row.graph)?,
         fingerprint: row.fingerprint,
-        inputs: from_json(store, id, "inputs", &row.inputs)?,
-        scratch: from_json(store, id, "scratch", &row.scratch)?,
-        options: from_json(store, id, "options", &row.options)?,
-        answers: from_json(store, id, "answers", &row.answers)?,
-        pending: from_json::<Vec<Interrupt>>(store, id, "pending", &row.pending)?,
-        result: row.result.as_deref().map(|r| from_json(store, id, "result", r)).transpose()?,
+        inputs: open_json(sealer, id, "inputs", &row.inputs)?,
+        scratch: open_json(sealer, id, "scratch", &row.scratch)?,
+        options: open_json(sealer, id, "options", &row.options)?,
+        answers: open_json(sealer, id, "answers", &row.answers)?,
+        pending: open_json::<Vec<Interrupt>>(sealer, id, "pending", &row.pending)?,
+        result: row.result.as_deref().map(|r| open_json(sealer, id, "result", r)).transpose()?,
         entries,
     })
+}
+
+/// A run row's [`SEALED_COLUMNS`] values as a store written before sealing holds them,
+/// sealed (values already sealed, and missing ones, kept). `None` when none changed.
+pub(crate) fn seal_legacy_run(
+    sealer: &Sealer,
+    run_id: &str,
+    values: &[Option<String>],
+) -> Result<Option<Vec<Option<String>>>, StoreError> {
+    let mut changed = false;
+    let mut out = Vec::with_capacity(values.len());
+    for (column, value) in SEALED_COLUMNS.iter().zip(values) {
+        match value {
+            Some(v) if !is_sealed(v) => {
+                changed = true;
+                out.push(Some(sealer.seal(&Place::Run { run_id, column }, v)?));
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    Ok(changed.then_some(out))
+}
+
+/// A journal row's body as a store written before sealing holds it, sealed (`None` when
+/// it already is).
+pub(crate) fn seal_legacy_body(sealer: &Sealer, run_id: &str, row: &EntryRow) -> Result<Option<String>, StoreError> {
+    if is_sealed(&row.body) {
+        return Ok(None);
+    }
+    sealer.seal(&entry_place(run_id, row.seq, &row.kind, &row.key, row.idx), &row.body).map(Some)
 }
 
 /// Problems found by a consistency check, as one message (`None` when there are none).
@@ -279,10 +374,30 @@ mod tests {
 
     #[test]
     fn answers_merge_with_new_keys_winning_and_order_kept() {
+        let sealer = Sealer::new(&crate::StoreKey::from_bytes([1; 32]), "s");
+        let answers = Place::Run { run_id: "r", column: "answers" };
         let new: Map<String, Value> = serde_json::from_str(r#"{"b": 3, "c": 4}"#).unwrap();
-        let merged = merge_answers("s", "r", r#"{"a":1,"b":2}"#, &new).unwrap();
-        assert_eq!(merged, r#"{"a":1,"b":3,"c":4}"#);
-        assert_eq!(merge_answers("s", "r", r#"{"z":1}"#, &Map::new()).unwrap(), r#"{"z":1}"#);
+        let stored = sealer.seal(&answers, r#"{"a":1,"b":2}"#).unwrap();
+        let merged = merge_answers(&sealer, "r", &stored, &new).unwrap();
+        assert_eq!(sealer.open(&answers, &merged).unwrap(), r#"{"a":1,"b":3,"c":4}"#);
+        assert_eq!(merge_answers(&sealer, "r", &stored, &Map::new()).unwrap(), stored);
+        assert!(matches!(merge_answers(&sealer, "q", &stored, &new), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn legacy_values_are_sealed_once() {
+        let sealer = Sealer::new(&crate::StoreKey::from_bytes([1; 32]), "s");
+        let sealed = sealer.seal(&Place::Run { run_id: "r", column: "inputs" }, "{}").unwrap();
+        let mut values: Vec<Option<String>> = vec![Some("{}".into()); SEALED_COLUMNS.len()];
+        values[1] = Some(sealed.clone());
+        values[7] = None;
+        let out = seal_legacy_run(&sealer, "r", &values).unwrap().unwrap();
+        assert_eq!((out[1].as_deref(), out[7].as_deref()), (Some(sealed.as_str()), None));
+        assert_eq!(
+            sealer.open(&Place::Run { run_id: "r", column: "graph" }, out[0].as_deref().unwrap()).unwrap(),
+            "{}"
+        );
+        assert_eq!(seal_legacy_run(&sealer, "r", &out).unwrap(), None);
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! [`operonx_trace::sqlite::open_shared`], which makes twenty processes opening a fresh
 //! file together safe. What is still reported busy (after the busy timeout) is retried
 //! with a randomized backoff for a while.
+//!
+//! The columns holding user data are sealed with the store key (see [`crate::seal`]);
+//! the key's id is recorded in the `meta` table, and a process with another key is
+//! refused when it opens the file.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -19,11 +23,22 @@ use operonx_trace::sqlite::{OPEN_PATIENCE, OpenError, backoff, is_busy, open_sha
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
-use crate::row::{self, EntryRow, RunRow, SummaryRow};
+use crate::key::{StoreKey, sqlite_key_file};
+use crate::row::{self, EntryRow, RunRow, SEALED_COLUMNS, SummaryRow};
+use crate::seal::Sealer;
 use crate::{Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun};
 
-/// The schema version this build reads and writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this build reads and writes (`PRAGMA user_version`): 1 had the
+/// user data in clear; 2 has it sealed, and the `meta` table.
+const SCHEMA_VERSION: i64 = 2;
+
+/// What version 2 adds (the `meta` table: `key_id`, the id of the store's key).
+const SCHEMA_META: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,7 +84,7 @@ const SUMMARY_COLS: &str =
 const INSERT_RUN: &str = "INSERT INTO runs (run_id, graph_name, graph_path, graph, fingerprint, inputs, scratch,
     options, answers, pending, result, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms,
     resumes, entries)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '{}', '[]', NULL, NULL, 'running', ?9, 1, ?10, ?11, ?10, ?10, 0, 0)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?13, NULL, NULL, 'running', ?9, 1, ?10, ?11, ?10, ?10, 0, 0)
     ON CONFLICT (run_id) DO NOTHING";
 
 const TOUCH: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, entries = entries + ?2,
@@ -112,6 +127,7 @@ pub struct SqliteRunStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     location: String,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for SqliteRunStore {
@@ -122,27 +138,35 @@ impl std::fmt::Debug for SqliteRunStore {
 
 impl SqliteRunStore {
     /// Open the store at `path`, creating the file and its folder when missing, both
-    /// private (see [`operonx_trace::private`]). Safe while other processes open and
-    /// write the same file. Fails, naming the file, when it is not a run store this build
-    /// can read (not a database, or written by a newer build).
+    /// private (see [`operonx_trace::private`]), with the key `OPERONX_STORE_KEY` holds,
+    /// else the key in the key file beside it (`runs.db.key` for `runs.db`, created
+    /// 0600 with a fresh key when missing; see [`StoreKey::resolve`]). Safe while other
+    /// processes open and write the same file. Fails, naming the file, when it is not a
+    /// run store this build can read (not a database, or written by a newer build), and
+    /// ([`StoreError::WrongKey`]) when it was written with another key.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let location = path.display().to_string();
+        prepare_file(path, &location)?;
+        let key = StoreKey::from_environment(Some(&sqlite_key_file(path)))
+            .map_err(|source| StoreError::Key { store: location.clone(), source })?;
+        Self::open_with_key(path, key)
+    }
+
+    /// Open the store at `path` as [`SqliteRunStore::open`] does, with `key` (no key
+    /// file is read or written).
+    pub fn open_with_key(path: impl AsRef<Path>, key: StoreKey) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         let location = path.display().to_string();
-        let open_err = |what: &str, p: &Path, e: std::io::Error| StoreError::Open {
-            store: location.clone(),
-            message: format!("cannot create {what} {}: {e}", p.display()),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            operonx_trace::private::create_dir_all(dir).map_err(|e| open_err("folder", dir, e))?;
-        }
-        operonx_trace::private::create_file(&path).map_err(|e| open_err("file", &path, e))?;
+        prepare_file(&path, &location)?;
+        let sealer = Sealer::new(&key, &location);
         let pragmas = [("synchronous", SYNCHRONOUS_FULL)];
-        let conn = open_shared(&path, OpenFlags::default(), &pragmas, &|tx| migrate(tx, &location))?;
+        let conn = open_shared(&path, OpenFlags::default(), &pragmas, &|tx| migrate(tx, &sealer))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         if let Err(e) = operonx_trace::private::restrict_sqlite(&path) {
             tracing::warn!("cannot make {location} private (mode 0600): {e}");
         }
-        Ok(Self { conn: Mutex::new(conn), path, location })
+        Ok(Self { conn: Mutex::new(conn), path, location, sealer })
     }
 
     /// The database file.
@@ -228,8 +252,23 @@ impl SqliteRunStore {
     }
 }
 
-/// Check the schema version and create the schema, inside the opening transaction.
-fn migrate(tx: &Transaction<'_>, location: &str) -> Result<(), StoreError> {
+/// Create the database file and its folder when missing, private.
+fn prepare_file(path: &Path, location: &str) -> Result<(), StoreError> {
+    let open_err = |what: &str, p: &Path, e: std::io::Error| StoreError::Open {
+        store: location.to_string(),
+        message: format!("cannot create {what} {}: {e}", p.display()),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        operonx_trace::private::create_dir_all(dir).map_err(|e| open_err("folder", dir, e))?;
+    }
+    operonx_trace::private::create_file(path).map_err(|e| open_err("file", path, e))
+}
+
+/// Check the schema version, create or upgrade the schema, and check the store's key
+/// (recording it, and sealing what an older build stored in clear, the first time),
+/// inside the opening transaction.
+fn migrate(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+    let location = sealer.store();
     let sqlite_err = |source| StoreError::Sqlite { store: location.to_string(), source };
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite_err)?;
     if version > SCHEMA_VERSION {
@@ -243,7 +282,94 @@ fn migrate(tx: &Transaction<'_>, location: &str) -> Result<(), StoreError> {
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA).map_err(sqlite_err)?;
+        tx.execute_batch(SCHEMA_META).map_err(sqlite_err)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sqlite_err)?;
+    }
+    check_key(tx, sealer)
+}
+
+/// Refuse a store written with another key; record this key in a store that has none
+/// yet, sealing the values it holds in clear (a store of schema version 1).
+fn check_key(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+    let location = sealer.store();
+    let sqlite_err = |source| StoreError::Sqlite { store: location.to_string(), source };
+    let stored: Option<String> = tx
+        .query_row("SELECT value FROM meta WHERE name = 'key_id'", [], |r| r.get(0))
+        .optional()
+        .map_err(sqlite_err)?;
+    match stored {
+        Some(id) if id == sealer.key_id() => Ok(()),
+        Some(id) => {
+            Err(StoreError::WrongKey { store: location.to_string(), stored: id, current: sealer.key_id().to_string() })
+        }
+        None => {
+            seal_legacy(tx, sealer)?;
+            tx.execute("INSERT INTO meta (name, value) VALUES ('key_id', ?1)", [sealer.key_id()])
+                .map_err(sqlite_err)?;
+            Ok(())
+        }
+    }
+}
+
+/// Seal every value stored in clear (by a build before sealing). The space the clear
+/// values took is zeroed (`secure_delete` while they are replaced), so no copy of them
+/// stays in the file once the WAL is checkpointed.
+fn seal_legacy(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+    let sqlite_err = |source| StoreError::Sqlite { store: sealer.store().to_string(), source };
+    let legacy: i64 = tx
+        .query_row("SELECT (SELECT count(*) FROM runs) + (SELECT count(*) FROM journal)", [], |r| r.get(0))
+        .map_err(sqlite_err)?;
+    if legacy == 0 {
+        return Ok(());
+    }
+    tx.pragma_update(None, "secure_delete", 1).map_err(sqlite_err)?;
+    let sealed = seal_legacy_rows(tx, sealer);
+    tx.pragma_update(None, "secure_delete", 0).map_err(sqlite_err)?;
+    sealed
+}
+
+fn seal_legacy_rows(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
+    let sqlite_err = |source| StoreError::Sqlite { store: sealer.store().to_string(), source };
+    let columns = SEALED_COLUMNS.join(", ");
+    let rows: Vec<(String, Vec<Option<String>>)> = tx
+        .prepare(&format!("SELECT run_id, {columns} FROM runs"))
+        .and_then(|mut st| {
+            st.query_map([], |r| {
+                let values = (1..=SEALED_COLUMNS.len()).map(|i| r.get(i)).collect::<Result<Vec<_>, _>>()?;
+                Ok((r.get(0)?, values))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sqlite_err)?;
+    let set: Vec<String> = SEALED_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
+    let update = format!("UPDATE runs SET {} WHERE run_id = ?1", set.join(", "));
+    let mut sealed_runs = 0;
+    for (run_id, values) in rows {
+        if let Some(sealed) = row::seal_legacy_run(sealer, &run_id, &values)? {
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&run_id];
+            params.extend(sealed.iter().map(|v| v as &dyn rusqlite::ToSql));
+            tx.execute(&update, params.as_slice()).map_err(sqlite_err)?;
+            sealed_runs += 1;
+        }
+    }
+    let journal: Vec<(String, EntryRow)> = tx
+        .prepare("SELECT run_id, seq, kind, key, idx, body FROM journal")
+        .and_then(|mut st| {
+            st.query_map([], |r| {
+                let row = EntryRow { seq: r.get(1)?, kind: r.get(2)?, key: r.get(3)?, idx: r.get(4)?, body: r.get(5)? };
+                Ok((r.get(0)?, row))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sqlite_err)?;
+    for (run_id, entry) in &journal {
+        if let Some(body) = row::seal_legacy_body(sealer, run_id, entry)? {
+            tx.execute("UPDATE journal SET body = ?1 WHERE run_id = ?2 AND seq = ?3", params![body, run_id, entry.seq])
+                .map_err(sqlite_err)?;
+        }
+    }
+    if sealed_runs > 0 {
+        tracing::info!("run store {}: sealed the values of {sealed_runs} runs stored in clear", sealer.store());
     }
     Ok(())
 }
@@ -287,11 +413,13 @@ impl RunStore for SqliteRunStore {
     }
 
     fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        let (store, id) = (self.location.as_str(), run.run_id.as_str());
-        let graph = row::to_json(store, id, "graph", &run.graph)?;
-        let inputs = row::to_json(store, id, "inputs", &run.inputs)?;
-        let scratch = row::to_json(store, id, "scratch", &run.scratch)?;
-        let options = row::to_json(store, id, "options", &run.options)?;
+        let (sealer, id) = (&self.sealer, run.run_id.as_str());
+        let graph = row::seal_json(sealer, id, "graph", &run.graph)?;
+        let inputs = row::seal_json(sealer, id, "inputs", &run.inputs)?;
+        let scratch = row::seal_json(sealer, id, "scratch", &run.scratch)?;
+        let options = row::seal_json(sealer, id, "options", &run.options)?;
+        let answers = row::seal_json(sealer, id, "answers", &Map::new())?;
+        let pending = row::seal_json(sealer, id, "pending", &[] as &[Value])?;
         let lease_ms = row::duration_ms(ttl);
         self.write(|tx| {
             let now = row::now_ms();
@@ -309,7 +437,9 @@ impl RunStore for SqliteRunStore {
                         options,
                         owner,
                         now,
-                        lease_ms
+                        lease_ms,
+                        answers,
+                        pending
                     ])
                 })
                 .map_err(self.err())?;
@@ -322,9 +452,11 @@ impl RunStore for SqliteRunStore {
     }
 
     fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        let (store, id) = (self.location.as_str(), lease.run_id.as_str());
-        let scratch = batch.scratch.as_ref().map(|s| row::to_json(store, id, "scratch", s)).transpose()?;
-        let pending = batch.pending.as_ref().map(|p| row::to_json(store, id, "pending", p)).transpose()?;
+        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
+        let scratch = row::seal_json_opt(sealer, id, "scratch", batch.scratch.as_ref())?;
+        let pending = row::seal_json_opt(sealer, id, "pending", batch.pending.as_ref())?;
+        let bodies =
+            batch.entries.iter().map(|e| row::seal_body(sealer, id, e)).collect::<Result<Vec<_>, StoreError>>()?;
         let count = i64::try_from(batch.entries.len()).unwrap_or(i64::MAX);
         self.write(|tx| {
             let now = row::now_ms();
@@ -336,8 +468,8 @@ impl RunStore for SqliteRunStore {
                 return Err(self.lost(tx, id));
             }
             let mut insert = tx.prepare_cached(INSERT_ENTRY).map_err(self.err())?;
-            for e in &batch.entries {
-                insert.execute(params![id, e.seq, e.kind.as_str(), e.key, e.index, e.body]).map_err(self.err())?;
+            for (e, body) in batch.entries.iter().zip(&bodies) {
+                insert.execute(params![id, e.seq, e.kind.as_str(), e.key, e.index, body]).map_err(self.err())?;
             }
             Ok(())
         })
@@ -348,16 +480,17 @@ impl RunStore for SqliteRunStore {
     }
 
     fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
-        let (store, id) = (self.location.as_str(), lease.run_id.as_str());
-        let result = end.result.as_ref().map(|r| row::to_json(store, id, "result", r)).transpose()?;
-        let pending = row::to_json(store, id, "pending", &end.pending)?;
-        let scratch = row::to_json(store, id, "scratch", &end.scratch)?;
+        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
+        let result = row::seal_json_opt(sealer, id, "result", end.result.as_ref())?;
+        let pending = row::seal_json(sealer, id, "pending", &end.pending)?;
+        let scratch = row::seal_json(sealer, id, "scratch", &end.scratch)?;
+        let reason = row::seal_reason(sealer, id, end.reason.as_deref())?;
         self.write(|tx| {
             let now = row::now_ms();
             let updated = tx
                 .prepare_cached(FINISH)
                 .and_then(|mut st| {
-                    st.execute(params![end.status.as_str(), result, pending, scratch, end.reason, now, id, lease.epoch])
+                    st.execute(params![end.status.as_str(), result, pending, scratch, reason, now, id, lease.epoch])
                 })
                 .map_err(self.err())?;
             if updated == 0 {
@@ -396,13 +529,13 @@ impl RunStore for SqliteRunStore {
                 }
                 _ => {}
             }
-            let merged = row::merge_answers(store, run_id, &stored_answers, answers)?;
+            let merged = row::merge_answers(&self.sealer, run_id, &stored_answers, answers)?;
             let epoch: i64 = tx
                 .prepare_cached(CLAIM)
                 .and_then(|mut st| st.query_row(params![owner, now, lease_ms, merged, run_id], |r| r.get(0)))
                 .map_err(self.err())?;
             let (run, journal) = self.read_run(tx, run_id)?.ok_or_else(|| self.not_found(run_id))?;
-            let mut stored = row::stored_run(store, run, journal, now)?;
+            let mut stored = row::stored_run(&self.sealer, run, journal, now)?;
             stored.summary.status = RunStatus::Running;
             let next_seq = stored.entries.last().map_or(1, |e| e.seq + 1);
             let lease = Lease { run_id: run_id.to_string(), owner: owner.to_string(), epoch, next_seq, ttl };
@@ -412,7 +545,7 @@ impl RunStore for SqliteRunStore {
 
     fn load(&self, run_id: &str) -> Result<StoredRun, StoreError> {
         let (run, journal) = self.read(|tx| self.read_run(tx, run_id))?.ok_or_else(|| self.not_found(run_id))?;
-        row::stored_run(&self.location, run, journal, row::now_ms())
+        row::stored_run(&self.sealer, run, journal, row::now_ms())
     }
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, StoreError> {
@@ -428,7 +561,7 @@ impl RunStore for SqliteRunStore {
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(self.err())
         })?;
-        row::filter_summaries(&self.location, rows, filter, row::now_ms())
+        row::filter_summaries(&self.sealer, rows, filter, row::now_ms())
     }
 
     fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError> {

@@ -9,21 +9,22 @@ mod common;
 use std::time::Duration;
 
 use common::{PgSchema, new_run, op_entries, with_param};
-use operonx_store::{Batch, ListFilter, PostgresStore, RunStore, StoreError};
+use operonx_store::{Batch, ListFilter, PostgresStore, RunStore, StoreError, StoreKey};
 
 /// Twelve connections to a schema without the tables, at once: each creates them if
 /// missing (one at a time, under an advisory lock), all succeed, and all can write.
 #[test]
 fn concurrent_first_connects_all_succeed() {
     let Some(schema) = PgSchema::new() else { return };
+    let key = StoreKey::generate().unwrap();
     let barrier = std::sync::Barrier::new(12);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..12)
             .map(|_| {
-                let (barrier, url) = (&barrier, &schema.url);
+                let (barrier, url, key) = (&barrier, &schema.url, &key);
                 scope.spawn(move || {
                     barrier.wait();
-                    let store = PostgresStore::connect(url)?;
+                    let store = PostgresStore::connect_with_key(url, key.clone())?;
                     let lease = store.create(&new_run("first"), "owner", Duration::from_secs(60))?;
                     store.append(&lease, &Batch { entries: op_entries(1, 5), ..Batch::default() })
                 })
@@ -33,7 +34,7 @@ fn concurrent_first_connects_all_succeed() {
             h.join().unwrap().unwrap();
         }
     });
-    let store = PostgresStore::connect(&schema.url).unwrap();
+    let store = PostgresStore::connect_with_key(&schema.url, key).unwrap();
     assert_eq!(store.list(&ListFilter::default()).unwrap().len(), 12);
     store.check().unwrap();
 }
@@ -48,7 +49,8 @@ fn errors_name_the_server_without_its_password() {
     let (user, host_and_db) = rest.split_once('@').expect("a test URL with a user (user@host)");
     assert!(!user.contains(':'), "a test URL without a password");
     let with_password = format!("{scheme}://{user}:s3cret@{host_and_db}");
-    let store = PostgresStore::connect(&with_password).unwrap();
+    let key = StoreKey::generate().unwrap();
+    let store = PostgresStore::connect_with_key(&with_password, key.clone()).unwrap();
     let hidden = format!("{scheme}://{user}:***@");
     assert!(store.location().starts_with(&hidden) && !store.location().contains("s3cret"), "{}", store.location());
     assert!(!format!("{store:?}").contains("s3cret"));
@@ -56,7 +58,7 @@ fn errors_name_the_server_without_its_password() {
     let (path, query) = with_password.split_once('?').unwrap();
     let (server, _db) = path.rsplit_once('/').unwrap();
     let missing_db = with_param(&format!("{server}/operonx_no_such_db?{query}"), "connect_timeout=5");
-    let err = PostgresStore::connect(&missing_db).unwrap_err();
+    let err = PostgresStore::connect_with_key(&missing_db, key).unwrap_err();
     let text = format!("{err} / {}", common::chain(&err));
     assert!(matches!(err, StoreError::Postgres { .. }), "{text}");
     assert!(text.contains(&hidden) && text.contains("operonx_no_such_db") && !text.contains("s3cret"), "{text}");

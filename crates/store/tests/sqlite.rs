@@ -9,10 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{new_run, op_entries};
-use operonx_store::{Batch, ListFilter, RunEnd, RunStatus, RunStore, SqliteRunStore, StoreError};
+use operonx_store::{
+    Batch, ListFilter, RunEnd, RunStatus, RunStore, STORE_KEY_ENV, SqliteRunStore, StoreError, StoreKey,
+};
 
-/// Twenty threads, each with a connection of its own, open one fresh file together and
-/// create and write a run each (50 batches): no error at all, nothing lost.
+/// Twenty threads, each with a connection of its own, open one fresh file together (and,
+/// unless `OPERONX_STORE_KEY` is set, create its key file together) and create and write
+/// a run each (50 batches): no error at all, nothing lost.
 #[test]
 fn twenty_connections_write_one_fresh_file_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -138,14 +141,15 @@ fn read_only_file_is_reported() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runs.db");
+    let key = StoreKey::generate().unwrap();
     {
-        let store = SqliteRunStore::open(&path).unwrap();
+        let store = SqliteRunStore::open_with_key(&path, key.clone()).unwrap();
         store.create(&new_run("g"), "owner", Duration::from_secs(60)).unwrap();
     }
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
     let privileged = std::fs::OpenOptions::new().write(true).open(&path).is_ok();
     if !privileged {
-        expect_read_only_errors(&path);
+        expect_read_only_errors(&path, key);
         return;
     }
     // Root: the folder must be usable by the child (SQLite creates -wal and -shm there).
@@ -154,6 +158,7 @@ fn read_only_file_is_reported() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "read_only_child", "--nocapture", "--test-threads=1"])
         .env(READ_ONLY_ENV, &path)
+        .env(STORE_KEY_ENV, key.to_hex())
         .uid(65534)
         .gid(65534)
         .output();
@@ -176,17 +181,18 @@ fn read_only_file_is_reported() {
 #[test]
 fn read_only_child() {
     if let Some(path) = std::env::var_os(READ_ONLY_ENV) {
-        expect_read_only_errors(Path::new(&path));
+        let key = StoreKey::from_env_value(&std::env::var_os(STORE_KEY_ENV).unwrap()).unwrap();
+        expect_read_only_errors(Path::new(&path), key);
     }
 }
 
-fn expect_read_only_errors(path: &Path) {
+fn expect_read_only_errors(path: &Path, key: StoreKey) {
     let named = |e: &StoreError| {
         let text = e.to_string();
         assert!(text.contains(&path.display().to_string()), "{text}");
         eprintln!("read-only store reported as: {text}");
     };
-    match SqliteRunStore::open(path) {
+    match SqliteRunStore::open_with_key(path, key) {
         Err(e) => named(&e),
         Ok(store) => {
             let err = store.create(&new_run("g"), "owner", Duration::from_secs(60)).unwrap_err();

@@ -1,5 +1,6 @@
 //! What the store tests share: a store of each backend with a raw way into its database,
-//! and runs, entries and owners to put in it.
+//! and runs, entries and owners to put in it. Stores are opened with a key given to
+//! them (never `OPERONX_STORE_KEY`, never a key file in the home folder).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::hash::{BuildHasher, Hasher};
@@ -8,18 +9,21 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use operonx_store::{Entry, EntryKind, NewRun, RunStore, SqliteRunStore};
+use operonx_store::{Entry, EntryKind, NewRun, RunStore, SqliteRunStore, StoreKey};
 use serde_json::{Map, Value, json};
 
 /// A store under test, and how to reach its tables directly.
 pub struct Harness {
     /// The store.
     pub store: Box<dyn RunStore>,
+    /// The key it was opened with.
+    pub key: StoreKey,
     raw: Raw,
     _dir: Option<tempfile::TempDir>,
 }
 
-enum Raw {
+/// Where a harness's database is.
+pub enum Raw {
     Sqlite(PathBuf),
     #[cfg(feature = "postgres")]
     Postgres(PgSchema),
@@ -80,26 +84,38 @@ impl Harness {
     pub fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.db");
-        let store = SqliteRunStore::open(&path).unwrap();
-        Harness { store: Box::new(store), raw: Raw::Sqlite(path), _dir: Some(dir) }
+        let key = StoreKey::generate().unwrap();
+        let store = SqliteRunStore::open_with_key(&path, key.clone()).unwrap();
+        Harness { store: Box::new(store), key, raw: Raw::Sqlite(path), _dir: Some(dir) }
     }
 
     /// A fresh Postgres store in a schema of its own, or `None` (see [`PgSchema::new`]).
     #[cfg(feature = "postgres")]
     pub fn postgres() -> Option<Harness> {
         let schema = PgSchema::new()?;
-        let store = operonx_store::PostgresStore::connect(&schema.url).unwrap();
-        Some(Harness { store: Box::new(store), raw: Raw::Postgres(schema), _dir: None })
+        let key = StoreKey::generate().unwrap();
+        let store = operonx_store::PostgresStore::connect_with_key(&schema.url, key.clone()).unwrap();
+        Some(Harness { store: Box::new(store), key, raw: Raw::Postgres(schema), _dir: None })
     }
 
     /// Another store on the same database, with a connection of its own (as another
     /// process would have).
     pub fn reopen(&self) -> Box<dyn RunStore> {
-        match &self.raw {
-            Raw::Sqlite(path) => Box::new(SqliteRunStore::open(path).unwrap()),
+        self.reopen_with(self.key.clone()).unwrap()
+    }
+
+    /// Another store on the same database, opened with `key`.
+    pub fn reopen_with(&self, key: StoreKey) -> Result<Box<dyn RunStore>, operonx_store::StoreError> {
+        Ok(match &self.raw {
+            Raw::Sqlite(path) => Box::new(SqliteRunStore::open_with_key(path, key)?),
             #[cfg(feature = "postgres")]
-            Raw::Postgres(schema) => Box::new(operonx_store::PostgresStore::connect(&schema.url).unwrap()),
-        }
+            Raw::Postgres(schema) => Box::new(operonx_store::PostgresStore::connect_with_key(&schema.url, key)?),
+        })
+    }
+
+    /// Where the database is.
+    pub fn database(&self) -> &Raw {
+        &self.raw
     }
 
     /// Run `sql` on the database directly; `{runs}` and `{journal}` stand for the tables.

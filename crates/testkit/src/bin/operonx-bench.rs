@@ -15,6 +15,7 @@ use std::sync::Arc;
 use operonx::providers::ResourceHub;
 use operonx::trace::RawEvent;
 use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink, Value, Workflow, json};
+use operonx_store::{Durability, DurableRun, NewRun, RunEnd, RunStatus, RunStore, WriterOptions};
 use operonx_testkit::mock_llm::MockLlm;
 use operonx_trace::TracePipeline;
 
@@ -52,6 +53,10 @@ struct Args {
     /// directory). Pipelines are flushed at the end of every timed run. Several modes,
     /// comma-separated (`off,raw,store`), are measured in one process, taking turns run
     /// by run, so their ratios are not skewed by the machine's drift; one line each.
+    /// `journal-batched`, `journal-sync`, `journal-off` (untraced, every run journaled to
+    /// a SQLite run store in a temporary directory with that durability) and
+    /// `journal-pg-batched` (etc.: Postgres at $OPERONX_BENCH_POSTGRES, default the local
+    /// test database).
     #[arg(long, default_value = "off")]
     trace: String,
     /// Graph runs per timed run for W2 (the README's W2 uses 10,000; W7 uses 1,000).
@@ -195,14 +200,63 @@ async fn run_once(wf: &Workflow, inputs: Value, mode: &TraceMode) -> anyhow::Res
     })
 }
 
-async fn one(wf: &Workflow, w: &Workload, inputs: &Value, mode: &TraceMode) -> anyhow::Result<()> {
+/// One graph run journaled to a run store: the run recorded, run, its end recorded (the
+/// store is written from this thread, outside the runtime, as the CLI does).
+fn run_journaled(
+    rt: &tokio::runtime::Runtime,
+    wf: &Workflow,
+    inputs: Value,
+    store: &Arc<dyn RunStore>,
+    mode: Durability,
+) -> anyhow::Result<RunOutcome> {
+    let options = RunOptions::default();
+    let new = NewRun {
+        run_id: options.request_id.clone(),
+        graph_name: wf.name().to_string(),
+        graph_path: None,
+        graph: wf.document().clone(),
+        fingerprint: wf.fingerprint().to_string(),
+        inputs: inputs.as_object().cloned().unwrap_or_default(),
+        scratch: operonx::Map::new(),
+        options: operonx::Map::new(),
+    };
+    let writer = WriterOptions {
+        mode,
+        scratch: options.scratch.clone(),
+        secrets: operonx::graph::SecretSet::new(),
+        on_failure: None,
+    };
+    let run = DurableRun::create(store.clone(), &new, operonx_store::DEFAULT_LEASE, writer)?;
+    let out = rt.block_on(wf.run_with(inputs, options.journal(run.journal())))?;
+    let end = RunEnd {
+        status: RunStatus::Done,
+        result: None,
+        pending: Vec::new(),
+        scratch: operonx::Map::new(),
+        reason: None,
+    };
+    run.finish(&end, &operonx::graph::SecretSet::new())?;
+    Ok(out)
+}
+
+fn one(
+    rt: &tokio::runtime::Runtime,
+    wf: &Workflow,
+    w: &Workload,
+    inputs: &Value,
+    mode: &TraceMode,
+) -> anyhow::Result<()> {
+    let go = |inp: Value| match &mode.journal {
+        Some((store, durability)) => run_journaled(rt, wf, inp, store, *durability),
+        None => rt.block_on(run_once(wf, inp, mode)),
+    };
     if w.repeat == 1 {
-        let out = run_once(wf, inputs.clone(), mode).await?;
+        let out = go(inputs.clone())?;
         return check(w, inputs, &out);
     }
     for i in 0..w.repeat {
         let inp = json!({"x": i});
-        let out = run_once(wf, inp.clone(), mode).await?;
+        let out = go(inp.clone())?;
         check(w, &inp, &out)?;
     }
     Ok(())
@@ -264,7 +318,7 @@ fn run() -> anyhow::Result<()> {
 
     for _ in 0..args.warmup {
         for m in &modes {
-            rt.block_on(one(&wf, &w, &inputs, m))?;
+            one(&rt, &wf, &w, &inputs, m)?;
             m.flush(&side_rt);
         }
     }
@@ -277,7 +331,7 @@ fn run() -> anyhow::Result<()> {
             let at = (i + k) % modes.len();
             let m = &modes[at];
             let t = Instant::now();
-            rt.block_on(one(&wf, &w, &inputs, m))?;
+            one(&rt, &wf, &w, &inputs, m)?;
             runs_only[at].push(t.elapsed().as_secs_f64() * 1000.0);
             m.flush(&side_rt);
             totals[at].push(t.elapsed().as_secs_f64() * 1000.0);
@@ -347,6 +401,8 @@ struct TraceMode {
     /// Run through `run_with(RunOptions)` (a request id, an outcome carrying it) even
     /// when untraced: the `options` mode, the baseline that isolates tracing's own cost.
     with_options: bool,
+    /// Journal every run to this run store (`journal-*` modes).
+    journal: Option<(Arc<dyn RunStore>, Durability)>,
 }
 
 impl TraceMode {
@@ -368,14 +424,33 @@ impl TraceMode {
             }
             _ => None,
         };
+        let journal = match name.strip_prefix("journal-") {
+            Some(rest) => {
+                let (backend, durability) = rest.split_once('-').unwrap_or(("sqlite", rest));
+                let durability: Durability = durability.parse().map_err(anyhow::Error::msg)?;
+                std::fs::create_dir_all(scratch_dir)?;
+                let store: Arc<dyn RunStore> = match backend {
+                    "sqlite" => Arc::new(operonx_store::SqliteRunStore::open(scratch_dir.join(format!("{name}.db")))?),
+                    "pg" => {
+                        let url = std::env::var("OPERONX_BENCH_POSTGRES")
+                            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+                        operonx_store::open(Some(&url))?
+                    }
+                    other => bail!("--trace {name}: unknown store {other:?} (sqlite or pg)"),
+                };
+                Some((store, durability))
+            }
+            None => None,
+        };
         let sink: Option<Arc<dyn TraceSink>> = match (name, &pipeline) {
             ("off" | "options", _) => None,
+            (n, _) if n.starts_with("journal-") => None,
             ("raw", _) => Some(Arc::new(NullSink)),
             ("memory", _) => Some(Arc::new(MemorySink::new())),
             (_, Some(p)) => Some(p.sink()),
             (other, None) => bail!("--trace {other}: expected off, options, raw, null, file, store or memory"),
         };
-        Ok(Self { name: name.to_string(), pipeline, sink, with_options: name != "off" })
+        Ok(Self { name: name.to_string(), pipeline, sink, with_options: name != "off", journal })
     }
 
     /// Wait until everything recorded so far is exported.

@@ -1,0 +1,1051 @@
+//! Kill points: start `operonx run`, SIGKILL it (or a resume of it) at a chosen moment,
+//! check what the store holds, resume until the run is done, and compare everything with
+//! an uninterrupted reference run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use operonx_store::{Entry, EntryKind, RunStore};
+use serde_json::{Map, Value};
+
+use super::graph::{self, ANSWER, ASK_ID, ITEMS, LOOPS, Mode, PARALLEL, Variant};
+use super::mock::{self, MockLlm};
+use super::rng::{XorShift, splitmix};
+
+/// The default seed; `OPERONX_CRASH_SEED` (decimal or `0x` hex) replaces it.
+pub const DEFAULT_SEED: u64 = 0x0C0F_FEE5_EED5_2026;
+
+/// How long one `operonx` process may take before it is declared hung (and killed).
+const HUNG: Duration = Duration::from_secs(60);
+
+/// A run store under test: how the CLI names it, and a handle to read it directly.
+pub struct Backend {
+    /// Names the backend in messages (`sqlite`, `postgres`).
+    pub label: String,
+    /// The `--store` value.
+    pub spec: String,
+    /// The store, opened by this process.
+    pub store: Arc<dyn RunStore>,
+    /// Where the kill points' files go.
+    pub dir: PathBuf,
+}
+
+impl Backend {
+    /// A fresh SQLite store `runs.db` in a fresh directory named after `name`.
+    pub fn sqlite(name: &str) -> Backend {
+        let dir = crate::common::workdir("crash", name);
+        let spec = dir.join("runs.db").to_string_lossy().into_owned();
+        let store = operonx_store::open(Some(&spec)).expect("open the SQLite run store");
+        Backend { label: "sqlite".into(), spec, store, dir }
+    }
+
+    /// The Postgres store at `url` (a fresh schema), files in a fresh directory.
+    pub fn postgres(name: &str, url: &str) -> Backend {
+        let dir = crate::common::workdir("crash", name);
+        let store = operonx_store::open(Some(url)).expect("open the Postgres run store");
+        Backend { label: "postgres".into(), spec: url.to_string(), store, dir }
+    }
+
+    /// A row of `operonx runs list --json` (filtered by `status` when given) for `run_id`.
+    fn listed(&self, run_id: &str, status: Option<&str>) -> Result<Option<Value>, String> {
+        let mut args = vec!["runs", "list", "--json", "--limit", "1000", "--store", &self.spec];
+        if let Some(s) = status {
+            args.extend(["--status", s]);
+        }
+        let out = crate::common::operonx_cmd(&self.dir).args(&args).output().map_err(|e| e.to_string())?;
+        if out.status.code() != Some(0) {
+            return Err(format!(
+                "`operonx {}` exited {:?}: {}",
+                args.join(" "),
+                out.status,
+                crate::common::stderr(&out)
+            ));
+        }
+        let rows: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("runs list --json printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))?;
+        let rows = rows.as_array().ok_or_else(|| format!("runs list --json printed no array: {rows}"))?;
+        for row in rows {
+            for field in ["run_id", "graph", "status", "created_at", "updated_at", "entries", "resumes"] {
+                if row.get(field).is_none() {
+                    return Err(format!("runs list --json: a row without {field}: {row}"));
+                }
+            }
+        }
+        Ok(rows.iter().find(|r| r["run_id"] == run_id).cloned())
+    }
+
+    /// The run as `runs list --json` shows it, which must have `status` (and be found
+    /// with `--status` too), with as many entries as its journal has.
+    fn expect_listed(&self, run_id: &str, status: &str, journal_len: usize) -> Result<Value, String> {
+        let row = self.listed(run_id, None)?.ok_or_else(|| format!("runs list --json does not show run {run_id}"))?;
+        if row["status"] != status {
+            return Err(format!("runs list shows the run {}, expected {status}: {row}", row["status"]));
+        }
+        if row["entries"].as_u64() != Some(journal_len as u64) {
+            return Err(format!("runs list counts {} entries, the journal has {journal_len}: {row}", row["entries"]));
+        }
+        if self.listed(run_id, Some(status))?.is_none() {
+            return Err(format!("runs list --status {status} leaves the run out"));
+        }
+        Ok(row)
+    }
+}
+
+/// When to kill one `operonx` process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillAt {
+    /// Once the run's journal holds this many more entries than when the process started
+    /// (0: right after it printed the run id).
+    Entries(usize),
+    /// This long after it printed the run id.
+    Millis(u64),
+}
+
+/// The `--durability` of a kill point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `batched`, the default.
+    Batched,
+    /// `sync`.
+    Sync,
+    /// `off`.
+    Off,
+}
+
+impl Durability {
+    fn as_str(self) -> &'static str {
+        match self {
+            Durability::Batched => "batched",
+            Durability::Sync => "sync",
+            Durability::Off => "off",
+        }
+    }
+}
+
+/// One kill point: a run of the graph and, per process it takes (the run, then each
+/// resume), whether and when to kill it.
+#[derive(Debug, Clone)]
+pub struct KillPoint {
+    /// Its number in its suite (`OPERONX_CRASH_ONLY` picks by it).
+    pub index: usize,
+    /// Its seed (the mock's delays come from it too).
+    pub seed: u64,
+    /// The graph variant and inputs.
+    pub variant: Variant,
+    /// The journal's durability.
+    pub durability: Durability,
+    /// Per process, in order: kill it then, or let it end.
+    pub kills: Vec<Option<KillAt>>,
+}
+
+/// The kinds of kill plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Batched; kill when the journal reaches a random entry count (in the run, or in the
+    /// resume that answers the interrupt).
+    EntryCounts,
+    /// Batched; kill at a random moment.
+    Moments,
+    /// `sync` (entry counts or moments) and `off` (moments).
+    SyncAndOff,
+    /// Kill the run and then its resume (sometimes a third process too).
+    Repeated,
+    /// Any of the above.
+    Mixed,
+}
+
+/// The seed in force (`OPERONX_CRASH_SEED`, else [`DEFAULT_SEED`]).
+pub fn seed() -> u64 {
+    match std::env::var("OPERONX_CRASH_SEED") {
+        Ok(s) => {
+            let s = s.trim();
+            let parsed = match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            };
+            parsed.unwrap_or_else(|_| panic!("OPERONX_CRASH_SEED={s}: not a number"))
+        }
+        Err(_) => DEFAULT_SEED,
+    }
+}
+
+/// The kill points `OPERONX_CRASH_ONLY` (comma-separated indexes) keeps, if set.
+fn only() -> Option<BTreeSet<usize>> {
+    let s = std::env::var("OPERONX_CRASH_ONLY").ok()?;
+    Some(s.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+}
+
+/// `count` kill points of `suite`, drawn from `seed` (each from its own seed, so one can
+/// be run alone).
+pub fn plan(suite: Suite, seed: u64, count: usize) -> Vec<KillPoint> {
+    let refs = references();
+    (0..count)
+        .map(|index| {
+            let kp_seed = splitmix(seed ^ (index as u64).wrapping_mul(0x9E37_79B9));
+            let mut rng = XorShift::new(kp_seed);
+            let mode = if rng.one_in(2) { Mode::Deep } else { Mode::Shallow };
+            let variant = Variant { mode, paced: rng.one_in(2) };
+            let r = refs.get(variant);
+            let suite = match suite {
+                Suite::Mixed => {
+                    [Suite::EntryCounts, Suite::Moments, Suite::SyncAndOff, Suite::Repeated][rng.between(0, 3) as usize]
+                }
+                s => s,
+            };
+            let wait = r.entries_at_wait as u64;
+            let after = (r.entries_total - r.entries_at_wait) as u64;
+            // Entry counts the process reaches well before it ends (a kill sent as it ends
+            // lands after the run's end was recorded, which a few plans still do).
+            let in_run_entries = |rng: &mut XorShift| KillAt::Entries(rng.between(0, wait.saturating_sub(2)) as usize);
+            let in_answer_entries =
+                |rng: &mut XorShift| KillAt::Entries(rng.between(0, after.saturating_sub(1)) as usize);
+            let in_run_moment = |rng: &mut XorShift| KillAt::Millis(rng.between(0, r.run_ms));
+            let in_answer_moment = |rng: &mut XorShift| KillAt::Millis(rng.between(0, r.resume_ms));
+            let (durability, kills) = match suite {
+                Suite::EntryCounts if rng.one_in(4) => {
+                    (Durability::Batched, vec![None, Some(in_answer_entries(&mut rng))])
+                }
+                Suite::EntryCounts => (Durability::Batched, vec![Some(in_run_entries(&mut rng))]),
+                Suite::Moments if rng.one_in(4) => (Durability::Batched, vec![None, Some(in_answer_moment(&mut rng))]),
+                Suite::Moments => (Durability::Batched, vec![Some(in_run_moment(&mut rng))]),
+                Suite::SyncAndOff if index % 3 == 2 => {
+                    let kill = if rng.one_in(3) {
+                        vec![None, Some(in_answer_moment(&mut rng))]
+                    } else {
+                        vec![Some(in_run_moment(&mut rng))]
+                    };
+                    (Durability::Off, kill)
+                }
+                Suite::SyncAndOff => {
+                    let kill = match rng.between(0, 4) {
+                        0 => vec![Some(in_run_moment(&mut rng))],
+                        1 => vec![None, Some(in_answer_entries(&mut rng))],
+                        // Early, while the generator has not finished.
+                        2 => vec![Some(KillAt::Entries(rng.between(1, 12) as usize))],
+                        _ => vec![Some(in_run_entries(&mut rng))],
+                    };
+                    (Durability::Sync, kill)
+                }
+                _ => {
+                    let durability = if rng.one_in(4) { Durability::Sync } else { Durability::Batched };
+                    let again = |rng: &mut XorShift| {
+                        if rng.one_in(2) {
+                            KillAt::Entries(rng.between(0, 12) as usize)
+                        } else {
+                            KillAt::Millis(rng.between(0, r.run_ms / 2))
+                        }
+                    };
+                    let kill = match rng.between(0, 4) {
+                        0 => vec![None, Some(in_answer_entries(&mut rng)), Some(again(&mut rng))],
+                        1 => vec![Some(in_run_entries(&mut rng)), Some(again(&mut rng)), Some(again(&mut rng))],
+                        2 => vec![Some(in_run_moment(&mut rng)), Some(again(&mut rng))],
+                        _ => vec![Some(in_run_entries(&mut rng)), Some(again(&mut rng))],
+                    };
+                    (durability, kill)
+                }
+            };
+            KillPoint { index, seed: kp_seed, variant, durability, kills }
+        })
+        .collect()
+}
+
+/// What an uninterrupted run of the graph gives, for one mode.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// The result, keys sorted.
+    pub result: Value,
+    /// The journal: each entry's body, by kind, key and index.
+    pub bodies: BTreeMap<EntryId, Value>,
+    /// The prompt of each llm call, and its journal key.
+    pub prompts: BTreeMap<String, String>,
+    /// Journal entries when the run waits for its answer.
+    pub entries_at_wait: usize,
+    /// Journal entries at the end.
+    pub entries_total: usize,
+    /// How long the run took (from its run id line to its exit, waiting for the answer).
+    pub run_ms: u64,
+    /// How long the resume that answers took.
+    pub resume_ms: u64,
+}
+
+/// The references of every variant.
+pub struct References(Vec<(Variant, Reference)>);
+
+impl References {
+    /// The reference for `variant`.
+    pub fn get(&self, variant: Variant) -> &Reference {
+        &self.0.iter().find(|(v, _)| *v == variant).expect("a reference per variant").1
+    }
+}
+
+/// The references, computed once per test process (on their own SQLite store). Pacing
+/// changes nothing a run computes: the paced references must equal the free ones.
+pub fn references() -> &'static References {
+    static REFS: OnceLock<Result<References, String>> = OnceLock::new();
+    let refs = REFS.get_or_init(|| {
+        let backend = Backend::sqlite("reference");
+        let all =
+            Variant::ALL.iter().map(|v| reference(&backend, *v).map(|r| (*v, r))).collect::<Result<Vec<_>, _>>()?;
+        for (v, r) in &all {
+            let free = &all.iter().find(|(f, _)| f.mode == v.mode && !f.paced).expect("free variant").1;
+            if r.result != free.result || r.bodies != free.bodies {
+                return Err(format!("the {} reference differs from the {} one", v.name(), v.mode.as_str()));
+            }
+        }
+        Ok(References(all))
+    });
+    match refs {
+        Ok(r) => r,
+        Err(e) => panic!("the uninterrupted reference run failed, so nothing can be compared with it:\n{e}"),
+    }
+}
+
+/// A journal entry's identity: kind, key, index.
+pub type EntryId = (&'static str, String, Option<u32>);
+
+fn entry_id(e: &Entry) -> EntryId {
+    (e.kind.as_str(), e.key.clone(), e.index)
+}
+
+/// JSON with every object's keys sorted (results compare and print the same whatever
+/// order the engine emitted them in).
+pub fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let sorted: BTreeMap<&String, Value> = m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect::<Map<String, Value>>())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Run the graph once without a kill (answering the interrupt) and record everything a
+/// crashed run of it is compared with; the harness's own expectations are checked here.
+fn reference(backend: &Backend, variant: Variant) -> Result<Reference, String> {
+    let mode = variant.mode;
+    let mut run = PointRun::new(backend, variant, Durability::Batched, 0x5EED_0000, format!("ref-{}", variant.name()));
+    let first = run.process(None)?;
+    if first.code() != Some(4) {
+        return Err(format!(
+            "the reference run exited {:?}, expected 4 (waits for input):\n{}",
+            first.status, first.stderr
+        ));
+    }
+    let run_id = run.run_id.clone().ok_or("no run id")?;
+    let waiting = backend.store.load(&run_id).map_err(|e| e.to_string())?;
+    if !waiting.pending.iter().any(|i| i.id == ASK_ID) {
+        return Err(format!("the waiting reference run has no pending {ASK_ID}: {:?}", waiting.pending));
+    }
+    backend.expect_listed(&run_id, "waiting", waiting.entries.len())?;
+    let second = run.process(None)?;
+    if second.code() != Some(0) {
+        return Err(format!("the reference resume exited {:?}:\n{}", second.status, second.stderr));
+    }
+    let result: Value = serde_json::from_str(second.stdout.trim())
+        .map_err(|e| format!("the reference printed no JSON result ({e}): {}", second.stdout))?;
+    let result = canonical(&result);
+    let done = backend.store.load(&run_id).map_err(|e| e.to_string())?;
+    backend.expect_listed(&run_id, "done", done.entries.len())?;
+    let mut bodies = BTreeMap::new();
+    let mut prompts = BTreeMap::new();
+    for e in &done.entries {
+        let body: Value =
+            serde_json::from_str(&e.body).map_err(|x| format!("entry {} body is not JSON: {x}", e.seq))?;
+        if bodies.insert(entry_id(e), body).is_some() {
+            return Err(format!("the reference journal has {} {} twice", e.kind.as_str(), e.key));
+        }
+        if e.kind == EntryKind::Op && graph::is_llm_key(&e.key) {
+            let prompt = mock::prompt_of_outputs(&e.body);
+            let expected = graph::expected_prompt(&e.key);
+            if prompt.is_none() || prompt != expected {
+                return Err(format!("llm call {} answered {prompt:?}, its prompt should be {expected:?}", e.key));
+            }
+            prompts.insert(prompt.unwrap_or_default(), e.key.clone());
+        }
+    }
+    let calls = (1 + 2 * ITEMS + LOOPS + 1 + PARALLEL + 1) as usize;
+    if prompts.len() != calls {
+        return Err(format!(
+            "the reference made {} distinct llm calls, the graph has {calls}: {prompts:?}",
+            prompts.len()
+        ));
+    }
+    let counts = run.mock.counts(run.generation);
+    let once: BTreeMap<String, u32> = prompts.keys().map(|p| (p.clone(), 1)).collect();
+    if counts != once {
+        return Err(format!("an uninterrupted run asks each prompt exactly once; the mock saw {counts:?}"));
+    }
+    let expect =
+        |key: &str, ok: bool| if ok { Ok(()) } else { Err(format!("reference result: unexpected {key}: {result}")) };
+    expect("loops", result["loops"] == LOOPS)?;
+    expect("nested", result["nested"].as_array().is_some_and(|a| a.len() == ITEMS as usize))?;
+    expect("items", result["items"].as_str().is_some_and(|s| s.split('|').count() == ITEMS as usize))?;
+    expect("branch", result["branch"].as_str().is_some_and(|s| s.contains(&format!("branch {}", mode.as_str()))))?;
+    expect("final", result["final"].as_str().is_some_and(|s| s.contains(ANSWER)))?;
+    let reference = Reference {
+        result,
+        bodies,
+        prompts,
+        entries_at_wait: waiting.entries.len(),
+        entries_total: done.entries.len(),
+        run_ms: first.ms.max(1),
+        resume_ms: second.ms.max(1),
+    };
+    validate_journal(&done.entries, &reference, true).map_err(|e| format!("the reference journal: {e}"))?;
+    Ok(reference)
+}
+
+/// One `operonx` process as it ended.
+#[derive(Debug)]
+struct Proc {
+    status: Option<ExitStatus>,
+    killed: bool,
+    stdout: String,
+    stderr: String,
+    /// From its run id line to its end.
+    ms: u64,
+    /// The journal length the kill was sent at (as last polled), for entry-count kills.
+    entries_at_kill: Option<usize>,
+}
+
+impl Proc {
+    fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+
+    fn describe(&self) -> String {
+        match (self.killed, self.status) {
+            (true, _) => format!("SIGKILLed after {} ms", self.ms),
+            (false, Some(s)) => {
+                format!("exited {} after {} ms", s.code().map_or_else(|| format!("{s}"), |c| c.to_string()), self.ms)
+            }
+            (false, None) => "hung".into(),
+        }
+    }
+}
+
+/// What a kill left: the llm calls journaled then, and how often the mock had seen each
+/// prompt by then.
+struct Snapshot {
+    journaled: BTreeSet<String>,
+    counts: BTreeMap<String, u32>,
+}
+
+/// One kill point being run.
+struct PointRun<'a> {
+    backend: &'a Backend,
+    durability: Durability,
+    dir: PathBuf,
+    mock: &'static MockLlm,
+    generation: u64,
+    run_id: Option<String>,
+    processes: usize,
+    resumes: usize,
+    log: Vec<String>,
+}
+
+impl<'a> PointRun<'a> {
+    fn new(backend: &'a Backend, variant: Variant, durability: Durability, seed: u64, name: String) -> PointRun<'a> {
+        let dir = backend.dir.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mock = mock::server();
+        let generation = mock.generation(seed);
+        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).expect("write");
+        write("graph.json", serde_json::to_string_pretty(&graph::document(true, variant.paced)).unwrap_or_default());
+        write("inputs.json", graph::inputs(variant.mode).to_string());
+        write("resources.yaml", mock.resources_yaml(generation));
+        PointRun { backend, durability, dir, mock, generation, run_id: None, processes: 0, resumes: 0, log: Vec::new() }
+    }
+
+    fn journal(&self) -> Result<Vec<Entry>, String> {
+        let id = self.run_id.as_deref().ok_or("no run id yet")?;
+        self.backend.store.load(id).map(|r| r.entries).map_err(|e| format!("load({id}): {e}"))
+    }
+
+    /// Start the next process (the run, else a resume answering what the run waits for)
+    /// and kill it as `kill` says.
+    fn process(&mut self, kill: Option<KillAt>) -> Result<Proc, String> {
+        let mut args: Vec<String> = Vec::new();
+        let before = match &self.run_id {
+            None => {
+                args.extend(["run", "graph.json", "--inputs", "inputs.json"].map(String::from));
+                0
+            }
+            Some(id) => {
+                let saved = self.backend.store.load(id).map_err(|e| format!("load({id}) before resuming: {e}"))?;
+                args.extend(["resume".to_string(), id.clone()]);
+                if saved.pending.iter().any(|i| i.id == ASK_ID) {
+                    args.extend(["--answer".to_string(), format!("{ASK_ID}={ANSWER}")]);
+                }
+                saved.entries.len()
+            }
+        };
+        args.extend(
+            ["--resources", "resources.yaml", "--no-trace-store", "--compact", "--durability"].map(String::from),
+        );
+        args.push(self.durability.as_str().into());
+        args.extend(["--store".to_string(), self.backend.spec.clone()]);
+        self.processes += 1;
+        let proc = self.launch(&args, kill, before)?;
+        self.log.push(format!(
+            "process {}: operonx {} [journal at start: {before}, kill plan {kill:?}{}] -> {}",
+            self.processes,
+            args.iter().take_while(|a| !a.starts_with("--resources")).cloned().collect::<Vec<_>>().join(" "),
+            proc.entries_at_kill.map_or_else(String::new, |n| format!(", sent at {n} entries")),
+            proc.describe()
+        ));
+        Ok(proc)
+    }
+
+    fn launch(&mut self, args: &[String], kill: Option<KillAt>, before: usize) -> Result<Proc, String> {
+        let mut child = crate::common::operonx_cmd(&self.dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start operonx: {e}"))?;
+        let mut stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let out_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel::<String>();
+        let err_thread = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        let first = match rx.recv_timeout(HUNG) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                None
+            }
+        };
+        let t0 = Instant::now();
+        let id = first.as_deref().and_then(|l| l.strip_prefix("run id: ")).and_then(|r| r.split_whitespace().next());
+        let mut entries_at_kill = None;
+        let mut poll_error = None;
+        if let Some(id) = id {
+            match &self.run_id {
+                None => self.run_id = Some(id.to_string()),
+                Some(known) if known != id => return Err(format!("the resume printed run id {id}, not {known}")),
+                Some(_) => self.resumes += 1,
+            }
+            match kill {
+                None => {}
+                Some(KillAt::Millis(ms)) => {
+                    let at = Duration::from_millis(ms);
+                    while child.try_wait().ok().flatten().is_none() {
+                        if t0.elapsed() >= at {
+                            let _ = child.kill();
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_micros(250));
+                    }
+                }
+                Some(KillAt::Entries(n)) => {
+                    while child.try_wait().ok().flatten().is_none() && t0.elapsed() < HUNG {
+                        match self.backend.store.load(id) {
+                            Ok(run) if run.entries.len() >= before + n => {
+                                let _ = child.kill();
+                                entries_at_kill = Some(run.entries.len());
+                                break;
+                            }
+                            Ok(_) => {}
+                            Err(e) => poll_error = Some(e.to_string()),
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if t0.elapsed() > HUNG => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => return Err(format!("waiting for operonx: {e}")),
+            }
+        };
+        let ms = t0.elapsed().as_millis() as u64;
+        let stdout = out_thread.join().unwrap_or_default();
+        let mut stderr = err_thread.join().unwrap_or_default();
+        if let Some(e) = poll_error {
+            stderr.push_str(&format!("[harness: polling the store failed at least once: {e}]\n"));
+        }
+        let killed = status.is_some_and(|s| s.signal() == Some(9));
+        let proc = Proc { status, killed, stdout, stderr, ms, entries_at_kill };
+        if status.is_none() {
+            return Err(format!("operonx {} hung for {} s (killed):\n{}", args.join(" "), HUNG.as_secs(), proc.stderr));
+        }
+        if id.is_none() && !killed {
+            return Err(format!(
+                "operonx {} printed no run id line ({}):\n{}",
+                args.join(" "),
+                proc.describe(),
+                proc.stderr
+            ));
+        }
+        Ok(proc)
+    }
+}
+
+/// Check a journal against the reference: increasing sequence numbers, no entry twice
+/// (interrupts aside), only entries the reference has and with its bodies, every entry
+/// after what it depends on (`ordered`; else only with it: `--durability off` writes its
+/// journal at once, ops first), and each llm call's recorded answer for its own prompt.
+/// Returns the prompts of the llm calls journaled.
+fn validate_journal(entries: &[Entry], r: &Reference, ordered: bool) -> Result<BTreeSet<String>, String> {
+    let all: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
+    let mut seen: BTreeSet<EntryId> = BTreeSet::new();
+    let mut prompts = BTreeSet::new();
+    let mut last_seq = i64::MIN;
+    for e in entries {
+        if e.seq <= last_seq {
+            return Err(format!("journal seq {} follows seq {last_seq}", e.seq));
+        }
+        last_seq = e.seq;
+        let id = entry_id(e);
+        let Some(want) = r.bodies.get(&id) else {
+            return Err(format!(
+                "journal entry #{} {} {} {:?} is not in the reference journal",
+                e.seq, id.0, id.1, id.2
+            ));
+        };
+        let body: Value = serde_json::from_str(&e.body)
+            .map_err(|x| format!("journal entry #{} {} body is not JSON: {x}", e.seq, e.key))?;
+        if &body != want {
+            return Err(format!(
+                "journal entry #{} {} {} differs from the reference:\n  journal:   {body}\n  reference: {want}",
+                e.seq, id.0, id.1
+            ));
+        }
+        for dep in predecessors(&id) {
+            if !(if ordered { &seen } else { &all }).contains(&dep) {
+                return Err(format!(
+                    "journal entry #{} {} {} is journaled before (or without) {} {} {:?}, which it depends on",
+                    e.seq, id.0, id.1, dep.0, dep.1, dep.2
+                ));
+            }
+        }
+        if e.kind == EntryKind::Op && graph::is_llm_key(&e.key) {
+            let prompt = mock::prompt_of_outputs(&e.body).ok_or_else(|| format!("llm call {} has no answer", e.key))?;
+            prompts.insert(prompt);
+        }
+        if !seen.insert(id.clone()) && e.kind != EntryKind::Interrupt {
+            return Err(format!("journal entry #{} {} {} {:?} is journaled twice", e.seq, id.0, id.1, id.2));
+        }
+    }
+    Ok(prompts)
+}
+
+/// The entries a journal entry depends on (each must come before it).
+fn predecessors(id: &EntryId) -> Vec<EntryId> {
+    let (kind, key, index) = id;
+    let op = |k: String| ("op", k, None);
+    let item = |i: u64| ("item", "main.gen@main".to_string(), Some(i as u32));
+    match *kind {
+        "item" => index.filter(|i| *i > 0).map(|i| vec![item(u64::from(i) - 1)]).unwrap_or_default(),
+        "stream_end" => vec![item(ITEMS - 1)],
+        "interrupt" => vec![op("main.low_chain@main".into())],
+        _ => {
+            let (name, ctx) = graph::split_key(key);
+            let at = |n: &str| op(format!("{n}@{ctx}"));
+            let item_index =
+                ctx.strip_prefix("main/[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse::<u64>().ok());
+            match name {
+                "main.llm_chain" => vec![at("main.p_chain")],
+                "main.parse_chain" => vec![at("main.llm_chain")],
+                "main.low_chain" => vec![at("main.parse_chain")],
+                "main.ask" => vec![at("main.low_chain")],
+                "main.p_final" => vec![at("main.ask")],
+                "main.llm_final" => vec![at("main.p_final")],
+                "main.p_item" | "main.sub.p" => item_index.map(|i| vec![item(i)]).unwrap_or_default(),
+                "main.llm_item" => vec![at("main.p_item")],
+                "main.sub.llm_inner" => vec![at("main.sub.p")],
+                "main.sub.pick" => vec![at("main.sub.llm_inner")],
+                "main.collect" => {
+                    let mut deps = vec![("stream_end", "main.gen@main".to_string(), Some(ITEMS as u32))];
+                    deps.extend((0..ITEMS).map(|i| op(format!("main.llm_item@main/[{i}]"))));
+                    deps
+                }
+                "main.lp.p" => match ctx.strip_prefix("main/loop_").and_then(|n| n.parse::<u64>().ok()) {
+                    Some(1) => vec![op("main.lp.inc@main".into())],
+                    Some(n) => vec![op(format!("main.lp.inc@main/loop_{}", n - 1))],
+                    None => Vec::new(),
+                },
+                "main.lp.llm_loop" => vec![at("main.lp.p")],
+                "main.lp.pick" => vec![at("main.lp.llm_loop")],
+                "main.lp.cat" => vec![at("main.lp.pick")],
+                "main.lp.inc" => vec![at("main.lp.cat")],
+                _ => Vec::new(),
+            }
+        }
+    }
+}
+
+/// How a kill point went, for the suite's tally.
+#[derive(Debug, Default, Clone)]
+pub struct PointReport {
+    /// Processes killed.
+    pub kills: usize,
+    /// Of which in a resume.
+    pub kills_in_resume: usize,
+    /// Of which in the resume that answered the interrupt (or later).
+    pub kills_after_answer: usize,
+    /// Processes run.
+    pub processes: usize,
+    /// llm calls made twice (in flight at a kill).
+    pub redone: usize,
+    /// Journal lengths right after each kill.
+    pub journal_at_kills: Vec<usize>,
+    /// Kills that found the generator unfinished (its end not journaled).
+    pub generator_unfinished: usize,
+}
+
+/// Run kill point `kp` on `backend` and check everything; the error says what failed.
+pub fn run_point(backend: &Backend, kp: &KillPoint) -> Result<PointReport, String> {
+    let r = references().get(kp.variant);
+    let mut run = PointRun::new(backend, kp.variant, kp.durability, kp.seed, format!("kp{:03}", kp.index));
+    let outcome = drive(&mut run, kp, r);
+    outcome.map_err(|e| {
+        let mut msg = format!("{e}\n  what happened:\n");
+        for line in &run.log {
+            msg.push_str(&format!("    {line}\n"));
+        }
+        if let Some(id) = &run.run_id {
+            msg.push_str(&format!("    run id {id}; files in {}\n", run.dir.display()));
+        }
+        msg
+    })
+}
+
+fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointReport, String> {
+    let mut report = PointReport::default();
+    let mut snapshots: Vec<Snapshot> = Vec::new();
+    let ordered = kp.durability != Durability::Off;
+    loop {
+        if run.processes >= 8 {
+            return Err("the run is not done after 8 processes".into());
+        }
+        let kill = kp.kills.get(run.processes).copied().flatten();
+        let before = if run.run_id.is_some() { run.journal()?.len() } else { 0 };
+        let answered_before = match &run.run_id {
+            Some(id) => run.backend.store.load(id).is_ok_and(|s| !s.answers.is_empty() || !s.pending.is_empty()),
+            None => false,
+        };
+        let proc = run.process(kill)?;
+        let label = format!("process {}", run.processes);
+        let Some(id) = run.run_id.clone() else { return Err(format!("{label} ended before it printed its run id")) };
+        // A kill can land after the process recorded the run's end (it waits, or is done):
+        // the store then says so, and that is what is checked.
+        let status = if proc.killed {
+            report.kills += 1;
+            report.kills_in_resume += usize::from(run.processes > 1);
+            report.kills_after_answer += usize::from(answered_before);
+            run.backend.store.check().map_err(|e| format!("(1) {label}: check() after the kill fails: {e}"))?;
+            let saved = run.backend.store.load(&id).map_err(|e| format!("load after the kill: {e}"))?;
+            let status = saved.summary.status.as_str();
+            if status != "crashed" {
+                run.log.push(format!("  the kill landed after the run's end was recorded: it is {status}"));
+            }
+            status
+        } else {
+            match proc.code() {
+                Some(4) => "waiting",
+                Some(0) => "done",
+                _ => {
+                    return Err(format!(
+                        "{label} {} (expected 0, or 4 while the run waits):\n--- stdout:\n{}\n--- stderr:\n{}",
+                        proc.describe(),
+                        clip(&proc.stdout),
+                        clip(&proc.stderr)
+                    ));
+                }
+            }
+        };
+        match status {
+            "crashed" => {
+                let entries = run.journal()?;
+                if entries.len() < before {
+                    return Err(format!(
+                        "{label} killed: the journal shrank from {before} to {} entries",
+                        entries.len()
+                    ));
+                }
+                report.journal_at_kills.push(entries.len());
+                report.generator_unfinished += usize::from(!entries.iter().any(|e| e.kind == EntryKind::StreamEnd));
+                run.backend
+                    .expect_listed(&id, "crashed", entries.len())
+                    .map_err(|e| format!("(2) {label} killed: {e}"))?;
+                let journaled = validate_journal(&entries, r, ordered).map_err(|e| format!("{label} killed: {e}"))?;
+                let counts = run.mock.counts(run.generation);
+                check_durability(kp.durability, before, &entries, &counts, r)
+                    .map_err(|e| format!("{label} killed: {e}"))?;
+                snapshots.push(Snapshot { journaled, counts });
+            }
+            "waiting" => {
+                let saved = run.backend.store.load(&id).map_err(|e| e.to_string())?;
+                if !saved.pending.iter().any(|i| i.id == ASK_ID) {
+                    return Err(format!("{label}: the run waits, but not for {ASK_ID}: {:?}", saved.pending));
+                }
+                run.backend.store.check().map_err(|e| format!("(1) {label} waits: check() fails: {e}"))?;
+                run.backend
+                    .expect_listed(&id, "waiting", saved.entries.len())
+                    .map_err(|e| format!("{label} waits: {e}"))?;
+                validate_journal(&saved.entries, r, ordered).map_err(|e| format!("{label} waits: {e}"))?;
+            }
+            "done" => {
+                let printed = if proc.killed {
+                    // Killed after its end was recorded: the stored result stands for the printed one.
+                    let saved = run.backend.store.load(&id).map_err(|e| e.to_string())?;
+                    saved.result.ok_or_else(|| format!("{label}: the run is done but has no stored result"))?
+                } else {
+                    serde_json::from_str(proc.stdout.trim()).map_err(|e| {
+                        format!("{label} printed no JSON result ({e}):\n{}\n{}", proc.stdout, proc.stderr)
+                    })?
+                };
+                finish(run, &printed, &snapshots, r, ordered, &mut report).map_err(|e| format!("{label} done: {e}"))?;
+                report.processes = run.processes;
+                return Ok(report);
+            }
+            other => {
+                return Err(format!(
+                    "(2) {label} was killed and the run reads {other:?}, expected crashed:\n--- stderr:\n{}",
+                    clip(&proc.stderr)
+                ));
+            }
+        }
+    }
+}
+
+/// What the durability promises of a killed process: `off` wrote nothing while it ran
+/// (only when it stopped);
+/// `sync` used nothing before it was committed, so every llm call the mock saw had the
+/// entries it depends on journaled.
+fn check_durability(
+    durability: Durability,
+    before: usize,
+    entries: &[Entry],
+    counts: &BTreeMap<String, u32>,
+    r: &Reference,
+) -> Result<(), String> {
+    match durability {
+        // (Unless the kill landed after the run stopped to wait and wrote its journal, but
+        // before it recorded that it waits.)
+        Durability::Off
+            if entries.len() != before
+                && !entries.get(before..).unwrap_or_default().iter().any(|e| e.kind == EntryKind::Interrupt) =>
+        {
+            Err(format!(
+                "--durability off: the journal went from {before} to {} entries while the process ran",
+                entries.len()
+            ))
+        }
+        Durability::Sync => {
+            let have: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
+            for prompt in counts.keys() {
+                let Some(key) = r.prompts.get(prompt) else { continue };
+                for dep in predecessors(&("op", key.clone(), None)) {
+                    if !have.contains(&dep) {
+                        return Err(format!(
+                            "--durability sync: the mock was asked {prompt:?} ({key}) but {} {} {:?}, whose result \
+                             the call sends, is not journaled",
+                            dep.0, dep.1, dep.2
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The checks once the run is done: (5) the result is the reference's, (7) the run lists
+/// as done, the store is consistent, the journal is the reference's, and (6) no llm call
+/// journaled at a kill was made again.
+fn finish(
+    run: &PointRun<'_>,
+    printed: &Value,
+    snapshots: &[Snapshot],
+    r: &Reference,
+    ordered: bool,
+    report: &mut PointReport,
+) -> Result<(), String> {
+    let id = run.run_id.clone().unwrap_or_default();
+    let result = canonical(printed);
+    if result != r.result {
+        return Err(format!("(5) the result differs from the uninterrupted run's:\n{}", diff(&result, &r.result)));
+    }
+    run.backend.store.check().map_err(|e| format!("(1) check() after the run is done: {e}"))?;
+    let saved = run.backend.store.load(&id).map_err(|e| e.to_string())?;
+    run.backend.expect_listed(&id, "done", saved.entries.len()).map_err(|e| format!("(7) {e}"))?;
+    if saved.summary.resumes as usize != run.resumes {
+        return Err(format!(
+            "the run counts {} resumes, {} resume processes claimed it",
+            saved.summary.resumes, run.resumes
+        ));
+    }
+    validate_journal(&saved.entries, r, ordered)?;
+    let have: BTreeSet<EntryId> = saved.entries.iter().map(entry_id).collect();
+    let missing: Vec<&EntryId> = r.bodies.keys().filter(|k| !have.contains(*k)).collect();
+    // `off` writes the journal when a run stops short of done (waits, fails, ...), not when
+    // it is done: the last process's entries are not kept then.
+    if ordered && !missing.is_empty() {
+        return Err(format!("the finished journal lacks {missing:?}"));
+    }
+    let counts = run.mock.counts(run.generation);
+    for (prompt, n) in &counts {
+        if !r.prompts.contains_key(prompt) {
+            return Err(format!("the mock was asked {prompt:?} ({n}x), which the graph never asks"));
+        }
+    }
+    for (prompt, key) in &r.prompts {
+        if !counts.contains_key(prompt) {
+            return Err(format!("(6) the llm call {key} ({prompt:?}) never reached the mock, yet the run is done"));
+        }
+    }
+    for (k, snap) in snapshots.iter().enumerate() {
+        for prompt in &snap.journaled {
+            let then = snap.counts.get(prompt).copied().unwrap_or(0);
+            let now = counts.get(prompt).copied().unwrap_or(0);
+            let key = r.prompts.get(prompt).map_or("?", String::as_str);
+            if k == 0 && then != 1 {
+                return Err(format!(
+                    "(6) {key} ({prompt:?}) was journaled at the first kill, but the mock had seen it {then}x"
+                ));
+            }
+            if now != then {
+                return Err(format!(
+                    "(6) {key} ({prompt:?}) was journaled at kill {} (mock count {then}), yet was called again: \
+                     the mock saw it {now}x in all: a journaled op ran twice",
+                    k + 1
+                ));
+            }
+        }
+    }
+    report.redone = counts.values().filter(|n| **n > 1).count();
+    Ok(())
+}
+
+/// Where two results differ, key by key.
+fn diff(got: &Value, want: &Value) -> String {
+    let (Some(g), Some(w)) = (got.as_object(), want.as_object()) else {
+        return format!("  got:  {got}\n  want: {want}");
+    };
+    let keys: BTreeSet<&String> = g.keys().chain(w.keys()).collect();
+    let mut s = String::new();
+    for k in keys {
+        if g.get(k) != w.get(k) {
+            s.push_str(&format!("  {k}: got {:?}, want {:?}\n", g.get(k), w.get(k)));
+        }
+    }
+    s
+}
+
+/// At most 3000 characters of `s`.
+pub fn clip(s: &str) -> String {
+    if s.len() <= 3000 {
+        return s.to_string();
+    }
+    let mut end = 3000;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... [{} more bytes]", &s[..end], s.len() - end)
+}
+
+/// Run `count` kill points of `suite` on `backend`; panic listing every failure (with the
+/// seed and how to replay it) after all ran.
+pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
+    let seed = splitmix(seed() ^ super::rng::fnv1a(name.as_bytes()));
+    let t0 = Instant::now();
+    let only = only();
+    let mut failures = Vec::new();
+    let mut tally = PointReport::default();
+    let mut points = 0;
+    let mut missed = Vec::new();
+    let mut repeated = 0;
+    for kp in plan(suite, seed, count) {
+        if only.as_ref().is_some_and(|o| !o.contains(&kp.index)) {
+            continue;
+        }
+        points += 1;
+        match run_point(backend, &kp) {
+            Ok(rep) => {
+                tally.kills += rep.kills;
+                tally.kills_in_resume += rep.kills_in_resume;
+                tally.kills_after_answer += rep.kills_after_answer;
+                tally.processes += rep.processes;
+                tally.redone += rep.redone;
+                tally.journal_at_kills.extend(rep.journal_at_kills);
+                tally.generator_unfinished += rep.generator_unfinished;
+                if rep.kills == 0 {
+                    missed.push(format!("#{} {:?}", kp.index, kp.kills));
+                }
+                repeated += usize::from(rep.kills >= 2);
+            }
+            Err(e) => failures.push(format!(
+                "kill point {} of {name} ({} store, seed 0x{:016x}, graph {}, durability {}, kills {:?}):\n{e}\n  replay: \
+                 OPERONX_CRASH_SEED=0x{:016x} OPERONX_CRASH_ONLY={} cargo test -p operonx-cli --test crash {name}",
+                kp.index,
+                backend.label,
+                kp.seed,
+                kp.variant.name(),
+                kp.durability.as_str(),
+                kp.kills,
+                self::seed(),
+                kp.index
+            )),
+        }
+    }
+    let mut at: Vec<usize> = tally.journal_at_kills.clone();
+    at.sort_unstable();
+    eprintln!(
+        "crash harness {name} on {}: {points} kill points, {} processes, {} kills ({} in resumes, {} after the answer, \
+         {repeated} points killed twice or more, {} with the generator unfinished; points whose processes all ended before \
+         their kill: {missed:?}), {} in-flight llm calls made twice, journal lengths at the kills {:?}, {:.1} s, {} failed",
+        backend.label,
+        tally.processes,
+        tally.kills,
+        tally.kills_in_resume,
+        tally.kills_after_answer,
+        tally.generator_unfinished,
+        tally.redone,
+        at,
+        t0.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    let strays = mock::server().strays();
+    if !strays.is_empty() {
+        failures.push(format!("the mock got requests it could not place: {strays:?}"));
+    }
+    if !failures.is_empty() {
+        panic!("{} of {points} kill points of {name} failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    }
+    if only.is_none() {
+        let _ = std::fs::remove_dir_all(&backend.dir);
+    }
+}
