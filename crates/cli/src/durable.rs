@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use operonx::{Engine, Journal, Map, RunOptions, Value, Workflow};
-use operonx_store::{DEFAULT_LEASE, DurableRun, NewRun, RunEnd, RunStatus, RunStore, StoredRun, WriterOptions};
+use operonx_store::{
+    DEFAULT_LEASE, DurableRun, Journaler, NewRun, RunEnd, RunStatus, RunStore, StoredRun, WriterOptions,
+};
 
 use crate::BadInput;
 use crate::output::{Redactor, errln};
@@ -17,13 +19,30 @@ use crate::signals::{INTERRUPTED, TERMINATED};
 pub(crate) const STORE_ENV: &str = "OPERONX_STORE";
 
 /// The store `--store` (or `$OPERONX_STORE`) names, else the default one; `None` with
-/// `--no-trace-store` and no store named.
-pub(crate) fn store_for(exec: &ExecArgs) -> anyhow::Result<Option<Arc<dyn RunStore>>> {
-    let named = exec.store.clone().or_else(|| std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty()));
+/// `--no-trace-store` and no store named. A store the user named that cannot be opened
+/// is an error; the default one is warned about (once, naming it) and the run goes on
+/// without it, saying it cannot be resumed, like the default trace store and op cache.
+pub(crate) fn store_for(exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<Option<Arc<dyn RunStore>>> {
+    let named = named_store(exec);
     if named.is_none() && exec.no_trace_store {
         return Ok(None);
     }
-    open_store(named.as_deref()).map(Some)
+    match (operonx_store::open(named.as_deref()), named) {
+        (Ok(store), _) => Ok(Some(store)),
+        (Err(e), Some(_)) => {
+            Err(BadInput(format!("{e} (name another store with --store, or run unrecorded with --no-trace-store)"))
+                .into())
+        }
+        (Err(e), None) => {
+            errln!(redactor, "warning: {e}; the run is not durable (it cannot be resumed)");
+            Ok(None)
+        }
+    }
+}
+
+/// The store `--store` or `$OPERONX_STORE` names, if any.
+pub(crate) fn named_store(exec: &ExecArgs) -> Option<String> {
+    exec.store.clone().or_else(|| std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty()))
 }
 
 /// Open the store `spec` names (default: `.operonx/runs.db`).
@@ -46,16 +65,21 @@ fn writer_options(exec: &ExecArgs, options: &mut RunOptions, redactor: &Redactor
     }
 }
 
-/// Record a new run in `store` and start its writer; the journal to run with.
+/// The journal writer for `store`.
+fn journaler(store: Arc<dyn RunStore>) -> anyhow::Result<Journaler> {
+    Journaler::start(store).map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// Record a new run in `store` and start writing it; the journal to run with.
 pub(crate) fn create(
     store: Arc<dyn RunStore>,
-    run: &NewRun,
+    run: NewRun,
     exec: &ExecArgs,
     options: &mut RunOptions,
     redactor: &Redactor,
 ) -> anyhow::Result<(DurableRun, Arc<Journal>)> {
     let writer = writer_options(exec, options, redactor);
-    let durable = DurableRun::create(store, run, DEFAULT_LEASE, writer).map_err(|e| BadInput(e.to_string()))?;
+    let durable = journaler(store)?.create(run, DEFAULT_LEASE, writer).map_err(|e| BadInput(e.to_string()))?;
     let journal = durable.journal();
     Ok((durable, journal))
 }
@@ -76,7 +100,7 @@ pub(crate) fn claim(
     writer.scratch = scratch.clone();
     *options = options.clone().scratch(scratch);
     let (durable, stored) =
-        DurableRun::resume(store, run_id, answers, DEFAULT_LEASE, writer).map_err(|e| BadInput(e.to_string()))?;
+        journaler(store)?.resume(run_id, answers, DEFAULT_LEASE, writer).map_err(|e| BadInput(e.to_string()))?;
     let journal = durable.journal();
     Ok((durable, journal, stored))
 }
@@ -157,7 +181,6 @@ pub(crate) fn finish(
     run: Option<DurableRun>,
     outcome: &operonx::RunOutcome,
     scratch: &operonx::Scratch,
-    redactor: &Redactor,
 ) -> Option<String> {
     let run = run?;
     let end = RunEnd {
@@ -167,7 +190,7 @@ pub(crate) fn finish(
         scratch: scratch.snapshot(),
         reason: outcome.stopped.clone(),
     };
-    run.finish(&end, &redactor.secrets()).err().map(|e| e.to_string())
+    run.finish(&end).err().map(|e| e.to_string())
 }
 
 /// The exit status, once the run's end is recorded (or could not be: then say so, and

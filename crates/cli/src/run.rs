@@ -256,7 +256,7 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     }
     let mut options = options_for(exec)?.scratch(Scratch::new(scratch.clone()));
     let request_id = options.request_id.clone();
-    let durable = match durable::store_for(exec)? {
+    let durable = match durable::store_for(exec, redactor)? {
         Some(store) => {
             let graph_path = std::fs::canonicalize(&a.graph).unwrap_or_else(|_| a.graph.clone());
             let new = operonx_store::NewRun {
@@ -269,7 +269,7 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
                 scratch,
                 options: Map::new(),
             };
-            let (run, journal) = durable::create(store, &new, exec, &mut options, redactor)?;
+            let (run, journal) = durable::create(store, new, exec, &mut options, redactor)?;
             options = options.journal(journal);
             Some(run)
         }
@@ -279,7 +279,7 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     eprintln!("run id: {request_id}");
     let scratch = options.scratch.clone();
     let outcome = drive(&wf, Value::Object(inputs), pipeline, options, exec.stream, redactor)?;
-    let stored = durable::finish(durable, &outcome, &scratch, redactor);
+    let stored = durable::finish(durable, &outcome, &scratch);
     let code = report(&outcome, exec, redactor)?;
     Ok(durable::exit_with(code, stored, redactor))
 }
@@ -305,9 +305,8 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
         given.insert(id.to_string(), value);
     }
-    let Some(store) = durable::store_for(exec)? else {
-        return Err(BadInput("resume needs a run store: --no-trace-store without --store names none".into()).into());
-    };
+    // The store must be there to resume from: any failure to open it is an error.
+    let store = durable::open_store(durable::named_store(exec).as_deref())?;
     let engine = engine_for(exec, redactor)?;
     let saved = store.load(run_id).map_err(|e| BadInput(e.to_string()))?;
     let wf = durable::graph_for_resume(&engine, &saved, a.graph.as_deref(), a.force)?;
@@ -327,7 +326,7 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
     eprintln!("run id: {run_id} (resumed)");
     let scratch = options.scratch.clone();
     let outcome = drive(&wf, Value::Object(stored.inputs), pipeline, options, exec.stream, redactor)?;
-    let stored = durable::finish(Some(run), &outcome, &scratch, redactor);
+    let stored = durable::finish(Some(run), &outcome, &scratch);
     let code = report(&outcome, exec, redactor)?;
     Ok(durable::exit_with(code, stored, redactor))
 }

@@ -51,6 +51,15 @@ pub(crate) enum RunsCommand {
 /// The store `--store` or `$OPERONX_STORE` names, else the default.
 fn store(named: Option<String>) -> anyhow::Result<std::sync::Arc<dyn operonx_store::RunStore>> {
     let named = named.or_else(|| std::env::var(crate::durable::STORE_ENV).ok().filter(|s| !s.is_empty()));
+    // Listing or pruning a store that is not there creates nothing.
+    if let Some(path) = named
+        .as_deref()
+        .filter(|s| !s.contains("://"))
+        .or(Some(operonx_store::DEFAULT_RUN_STORE).filter(|_| named.is_none()))
+        && !std::path::Path::new(path).exists()
+    {
+        return Err(BadInput(format!("no run store at {path}")).into());
+    }
     open_store(named.as_deref())
 }
 

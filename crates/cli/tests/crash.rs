@@ -170,7 +170,8 @@ fn the_harness_mock_and_key_mapping_behave() {
     for _ in 0..2 {
         write!(
             conn,
-            "POST /g{g}/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST /g{g}/v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();

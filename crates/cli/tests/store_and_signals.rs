@@ -84,6 +84,9 @@ fn an_unavailable_store_is_warned_about_once_and_the_run_goes_on() {
     let err = stderr(&out);
     assert_eq!(err.matches("warning: op cache .operonx/cache.db is unavailable").count(), 1, "{err}");
     assert_eq!(err.matches("warning: trace store").count(), 1, "{err}");
+    assert_eq!(err.matches("warning: run store ").count(), 1, "{err}");
+    assert!(err.contains(".operonx/runs.db: cannot open"), "{err}");
+    assert!(err.contains("the run is not durable (it cannot be resumed)"), "{err}");
     let failing = QUICK_GRAPH.replace(r#""literal": "hi""#, r#""literal": 5"#);
     std::fs::write(dir.join("bad.json"), failing).unwrap();
     let out = operonx(&dir).args(["run", "bad.json", "--compact"]).output().unwrap();

@@ -8,12 +8,18 @@ use serde_json::{Map, Value};
 /// changed`), ops compared by full name through nested graphs. Empty when they are the same.
 pub fn changes(before: &Value, after: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    compare_graph(before, after, &mut out);
+    let named = |key: &str| before.get(key).and_then(Value::as_str).filter(|n| !n.is_empty());
+    let name = named("full_name").or_else(|| named("name")).unwrap_or("main");
+    compare_graph(name, before, after, &mut out);
     out
 }
 
-fn full_name(node: &Value) -> String {
-    node.get("full_name").or_else(|| node.get("name")).and_then(Value::as_str).unwrap_or("?").to_string()
+/// A node's full name: as written, else its parent's and its key (compact documents).
+fn full_name(parent: &str, key: &str, node: &Value) -> String {
+    match node.get("full_name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_string(),
+        None => format!("{parent}.{key}"),
+    }
 }
 
 fn ops(graph: &Value) -> Option<&Map<String, Value>> {
@@ -30,28 +36,29 @@ fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
     keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| k.to_string()).collect()
 }
 
-fn compare_graph(a: &Value, b: &Value, out: &mut Vec<String>) {
+fn compare_graph(name: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     let fields = changed_fields(a, b);
     if !fields.is_empty() {
-        out.push(format!("graph {} changed: {}", full_name(a), fields.join(", ")));
+        out.push(format!("graph {name} changed: {}", fields.join(", ")));
     }
     let empty = Map::new();
     let (ao, bo) = (ops(a).unwrap_or(&empty), ops(b).unwrap_or(&empty));
-    for (name, node) in ao {
-        match bo.get(name) {
-            None => out.push(format!("op {} removed", full_name(node))),
-            Some(other) if ops(node).is_some() || ops(other).is_some() => compare_graph(node, other, out),
+    for (key, node) in ao {
+        let full = full_name(name, key, node);
+        match bo.get(key) {
+            None => out.push(format!("op {full} removed")),
+            Some(other) if ops(node).is_some() || ops(other).is_some() => compare_graph(&full, node, other, out),
             Some(other) => {
                 let fields = changed_fields(node, other);
                 if !fields.is_empty() {
-                    out.push(format!("op {} changed: {}", full_name(node), fields.join(", ")));
+                    out.push(format!("op {full} changed: {}", fields.join(", ")));
                 }
             }
         }
     }
-    for (name, node) in bo {
-        if !ao.contains_key(name) {
-            out.push(format!("op {} added", full_name(node)));
+    for (key, node) in bo {
+        if !ao.contains_key(key) {
+            out.push(format!("op {} added", full_name(name, key, node)));
         }
     }
 }
@@ -68,13 +75,13 @@ mod tests {
         let before = json!({"name": "main", "full_name": "main", "outputs": {"y": {}}, "ops": {
             "a": {"full_name": "main.a", "func_name": "inc", "inputs": {"x": 1}},
             "b": {"full_name": "main.b", "func_name": "dbl"},
-            "sub": {"full_name": "main.sub", "ops": {"c": {"full_name": "main.sub.c", "func_name": "f"}}}
+            "sub": {"ops": {"c": {"func_name": "f"}}}
         }});
         assert!(changes(&before, &before).is_empty());
         let after = json!({"name": "main", "full_name": "main", "outputs": {"z": {}}, "ops": {
             "a": {"full_name": "main.a", "func_name": "inc", "inputs": {"x": 2}},
-            "sub": {"full_name": "main.sub", "ops": {"c": {"full_name": "main.sub.c", "func_name": "g"}}},
-            "d": {"full_name": "main.d", "func_name": "dbl"}
+            "sub": {"ops": {"c": {"func_name": "g"}}},
+            "d": {"func_name": "dbl"}
         }});
         assert_eq!(
             changes(&before, &after),

@@ -66,10 +66,12 @@ mod key;
 mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod replay;
 mod row;
 mod seal;
 mod sqlite;
 mod status;
+mod writer;
 
 use std::time::Duration;
 
@@ -78,7 +80,7 @@ use operonx_runtime::Interrupt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use durable::{Durability, DurableRun, OnFailure, WriterOptions};
+pub use durable::{Durability, DurableRun, Journaler, OnFailure, WriterOptions};
 pub use error::StoreError;
 pub use key::{KeyError, STORE_KEY_ENV, StoreKey, sqlite_key_file, user_key_file};
 pub use open::{DEFAULT_RUN_STORE, open, redact_url};
@@ -318,4 +320,49 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// belong to no run, duplicate sequence numbers); the problems found, if any, as an
     /// error.
     fn check(&self) -> Result<(), StoreError>;
+
+    /// Apply `writes` in order in one transaction, with one commit for all of them (the
+    /// journal writer's group commit: many runs' creates, journal batches and ends at
+    /// once). Returns one result per write: a write refused for its own reason
+    /// ([`StoreError::Exists`], [`StoreError::LeaseLost`], [`StoreError::NotFound`]) does
+    /// not stop the others; an error of the database itself fails the whole transaction
+    /// (nothing is written) and is returned as the outer error.
+    fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        Ok(writes
+            .iter()
+            .map(|w| match w {
+                Write::Create { run, owner, ttl } => self.create(run, owner, *ttl).map(|_| ()),
+                Write::Append { lease, batch } => self.append(lease, batch),
+                Write::Finish { lease, end } => self.finish(lease, end),
+            })
+            .collect())
+    }
+}
+
+/// One write of a group (see [`RunStore::write`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// [`RunStore::create`]: the lease is the one a new run gets (epoch 1, next seq 1).
+    Create {
+        /// The run.
+        run: NewRun,
+        /// Its owner.
+        owner: String,
+        /// Its lease's time to live.
+        ttl: Duration,
+    },
+    /// [`RunStore::append`].
+    Append {
+        /// The run's lease.
+        lease: Lease,
+        /// The entries.
+        batch: Batch,
+    },
+    /// [`RunStore::finish`].
+    Finish {
+        /// The run's lease.
+        lease: Lease,
+        /// How it ended.
+        end: RunEnd,
+    },
 }

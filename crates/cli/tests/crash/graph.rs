@@ -60,7 +60,8 @@ fn literal_messages(text: &str) -> Value {
 
 fn parser(text: Value, out: Option<&str>) -> Value {
     let echo = out.map_or_else(|| json!({}), parent);
-    json!({"type": "parser", "inputs": {"text": text, "mode": {"literal": "json"}, "schema": {"literal": ["echo: str"]}},
+    let schema = json!({"literal": ["echo: str"]});
+    json!({"type": "parser", "inputs": {"text": text, "mode": {"literal": "json"}, "schema": schema},
            "outputs": {"echo": echo, "error": {}}})
 }
 
@@ -199,7 +200,8 @@ pub fn document(with_ask: bool, paced: bool) -> Value {
         (
             "route",
             json!({"type": "branch", "inputs": {"mode": parent("mode")}, "outputs": {},
-            "cases": [{"condition": {"source": "main", "var": "mode", "transforms": [["eq", ["deep"]]]}, "target": "llm_deep"}],
+            "cases": [{"condition": {"source": "main", "var": "mode", "transforms": [["eq", ["deep"]]]},
+                       "target": "llm_deep"}],
             "default": "llm_shallow"}),
         ),
         ("llm_deep", llm(literal_messages("branch deep"), Some("branch"))),

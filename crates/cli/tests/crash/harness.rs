@@ -298,6 +298,7 @@ pub fn references() -> &'static References {
                 return Err(format!("the {} reference differs from the {} one", v.name(), v.mode.as_str()));
             }
         }
+        let _ = std::fs::remove_dir_all(&backend.dir);
         Ok(References(all))
     });
     match refs {
@@ -535,7 +536,13 @@ impl<'a> PointRun<'a> {
             Err(RecvTimeoutError::Disconnected) => None,
             Err(RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
-                None
+                let _ = child.wait();
+                let err = err_thread.join().unwrap_or_default();
+                return Err(format!(
+                    "operonx {} printed nothing for {} s (killed):\n{err}",
+                    args.join(" "),
+                    HUNG.as_secs()
+                ));
             }
         };
         let t0 = Instant::now();
@@ -545,7 +552,11 @@ impl<'a> PointRun<'a> {
         if let Some(id) = id {
             match &self.run_id {
                 None => self.run_id = Some(id.to_string()),
-                Some(known) if known != id => return Err(format!("the resume printed run id {id}, not {known}")),
+                Some(known) if known != id => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("the resume printed run id {id}, not {known}"));
+                }
                 Some(_) => self.resumes += 1,
             }
             match kill {
@@ -1008,7 +1019,8 @@ pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
                 repeated += usize::from(rep.kills >= 2);
             }
             Err(e) => failures.push(format!(
-                "kill point {} of {name} ({} store, seed 0x{:016x}, graph {}, durability {}, kills {:?}):\n{e}\n  replay: \
+                "kill point {} of {name} ({} store, seed 0x{:016x}, graph {}, durability {}, kills {:?}):\n{e}\n  \
+                 replay: \
                  OPERONX_CRASH_SEED=0x{:016x} OPERONX_CRASH_ONLY={} cargo test -p operonx-cli --test crash {name}",
                 kp.index,
                 backend.label,
@@ -1025,8 +1037,9 @@ pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
     at.sort_unstable();
     eprintln!(
         "crash harness {name} on {}: {points} kill points, {} processes, {} kills ({} in resumes, {} after the answer, \
-         {repeated} points killed twice or more, {} with the generator unfinished; points whose processes all ended before \
-         their kill: {missed:?}), {} in-flight llm calls made twice, journal lengths at the kills {:?}, {:.1} s, {} failed",
+         {repeated} points killed twice or more, {} with the generator unfinished; points whose processes all \
+         ended before their kill: {missed:?}), {} in-flight llm calls made twice, journal lengths at the kills {:?}, \
+         {:.1} s, {} failed",
         backend.label,
         tally.processes,
         tally.kills,

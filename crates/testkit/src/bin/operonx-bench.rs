@@ -15,7 +15,7 @@ use std::sync::Arc;
 use operonx::providers::ResourceHub;
 use operonx::trace::RawEvent;
 use operonx::{Engine, MemorySink, RunOptions, RunOutcome, TraceEvent, TraceSink, Value, Workflow, json};
-use operonx_store::{Durability, DurableRun, NewRun, RunEnd, RunStatus, RunStore, WriterOptions};
+use operonx_store::{Durability, Journaler, NewRun, RunEnd, RunStatus, RunStore, WriterOptions};
 use operonx_testkit::mock_llm::MockLlm;
 use operonx_trace::TracePipeline;
 
@@ -206,7 +206,7 @@ fn run_journaled(
     rt: &tokio::runtime::Runtime,
     wf: &Workflow,
     inputs: Value,
-    store: &Arc<dyn RunStore>,
+    journaler: &Journaler,
     mode: Durability,
 ) -> anyhow::Result<RunOutcome> {
     let options = RunOptions::default();
@@ -226,7 +226,7 @@ fn run_journaled(
         secrets: operonx::graph::SecretSet::new(),
         on_failure: None,
     };
-    let run = DurableRun::create(store.clone(), &new, operonx_store::DEFAULT_LEASE, writer)?;
+    let run = journaler.create(new, operonx_store::DEFAULT_LEASE, writer)?;
     let out = rt.block_on(wf.run_with(inputs, options.journal(run.journal())))?;
     let end = RunEnd {
         status: RunStatus::Done,
@@ -235,7 +235,8 @@ fn run_journaled(
         scratch: operonx::Map::new(),
         reason: None,
     };
-    run.finish(&end, &operonx::graph::SecretSet::new())?;
+    // The end is committed with the next group (the timed unit ends with a flush).
+    run.finish_queued(&end)?;
     Ok(out)
 }
 
@@ -247,17 +248,21 @@ fn one(
     mode: &TraceMode,
 ) -> anyhow::Result<()> {
     let go = |inp: Value| match &mode.journal {
-        Some((store, durability)) => run_journaled(rt, wf, inp, store, *durability),
+        Some((journaler, durability)) => run_journaled(rt, wf, inp, journaler, *durability),
         None => rt.block_on(run_once(wf, inp, mode)),
     };
     if w.repeat == 1 {
         let out = go(inputs.clone())?;
-        return check(w, inputs, &out);
+        check(w, inputs, &out)?;
+    } else {
+        for i in 0..w.repeat {
+            let inp = json!({"x": i});
+            let out = go(inp.clone())?;
+            check(w, &inp, &out)?;
+        }
     }
-    for i in 0..w.repeat {
-        let inp = json!({"x": i});
-        let out = go(inp.clone())?;
-        check(w, &inp, &out)?;
+    if let Some((journaler, _)) = &mode.journal {
+        journaler.flush()?;
     }
     Ok(())
 }
@@ -402,7 +407,7 @@ struct TraceMode {
     /// when untraced: the `options` mode, the baseline that isolates tracing's own cost.
     with_options: bool,
     /// Journal every run to this run store (`journal-*` modes).
-    journal: Option<(Arc<dyn RunStore>, Durability)>,
+    journal: Option<(Journaler, Durability)>,
 }
 
 impl TraceMode {
@@ -438,7 +443,7 @@ impl TraceMode {
                     }
                     other => bail!("--trace {name}: unknown store {other:?} (sqlite or pg)"),
                 };
-                Some((store, durability))
+                Some((Journaler::start(store)?, durability))
             }
             None => None,
         };
