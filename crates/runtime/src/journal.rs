@@ -126,6 +126,13 @@ impl Journal {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the journal holds entries to replay (seeded from an earlier run, or
+    /// recorded in memory by this one).
+    pub fn is_seeded(&self) -> bool {
+        let s = self.lock();
+        !s.order.is_empty() || !s.streams.is_empty()
+    }
+
     /// Whether entries go to a sink (a durable store) rather than memory.
     pub fn is_durable(&self) -> bool {
         self.sink.is_some()

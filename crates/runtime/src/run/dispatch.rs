@@ -97,14 +97,16 @@ impl GraphRun {
                 };
                 let mut stream_journal = None;
                 if let Some(journal) = &env.journal {
-                    let path = self.ctx_path(ctx);
-                    let jkey: Arc<str> = Arc::from(format!("{}@{}", node.full_name, path.join("/")));
-                    if let Some(done) = journal.outputs(&jkey) {
+                    let (jkey, items_at) = self.event_ctx(ctx).journal_key(&node.full_name);
+                    let jkey: Arc<str> = Arc::from(jkey);
+                    // A fresh journal (a new run) has nothing to replay: no lookups.
+                    let seeded = journal.is_seeded();
+                    if seeded && let Some(done) = journal.outputs(&jkey) {
                         octx.annotate("operonx.replay", "journal");
                         self.release_edge(via);
                         return self.complete(node_id, ctx, Ok(done), span, Post::default());
                     }
-                    let record = journal.stream(&jkey).unwrap_or_default();
+                    let record = if seeded { journal.stream(&jkey).unwrap_or_default() } else { Default::default() };
                     if record.finished {
                         // Every item is journaled: replay them, the generator is not called.
                         octx.annotate("operonx.replay", "journal");
@@ -114,7 +116,7 @@ impl GraphRun {
                         self.pulls.push(sid);
                         return;
                     }
-                    let location = if path.len() > 1 { format!("@{}", path[1..].join("/")) } else { String::new() };
+                    let location = items_at.map(|at| format!("@{}", &jkey[at..])).unwrap_or_default();
                     octx = octx.resumable(Some(Arc::new(ResumeScope {
                         journal: journal.clone(),
                         location,

@@ -55,6 +55,27 @@ impl EventCtx {
     pub fn to_path(&self) -> Vec<String> {
         self.segments().map(|s| s.to_string()).collect()
     }
+
+    /// `{op}@{path joined by /}` (a journal key) written into one string, and where the
+    /// item part of the path (after the first segment) starts, if there is one.
+    pub fn journal_key(&self, op: &str) -> (String, Option<usize>) {
+        use std::fmt::Write;
+        let mut key = String::with_capacity(op.len() + 16 + 6 * self.items.len());
+        key.push_str(op);
+        key.push('@');
+        let mut rest = None;
+        for (i, seg) in self.segments().enumerate() {
+            if i > 0 {
+                key.push('/');
+                if i == 1 {
+                    rest = Some(key.len());
+                }
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(key, "{seg}");
+        }
+        (key, rest)
+    }
 }
 
 impl Serialize for EventCtx {
