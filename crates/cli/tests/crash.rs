@@ -3,15 +3,22 @@
 //!
 //! The graph (see `crash/graph.rs`) combines a chain, a generator fan-out, a nested
 //! graph per item, a loop, a branch, concurrent async calls and an interrupt answered with
-//! `resume --answer`; its effects are llm calls to a mock server in this test process
-//! (`crash/mock.rs`) that counts every prompt. Each kill point (`crash/harness.rs`) checks,
-//! after every kill: (1) the store's consistency check passes; (2) `runs list` shows the run
-//! `crashed`; (3) the journal holds only entries of the reference run, with its bodies, in
-//! dependency order (and, with `--durability sync`, every llm call the mock saw had its
-//! inputs journaled; with `off`, nothing was written); then it resumes the run (answering
-//! the interrupt when it waits) and checks: (5) the result equals that of an uninterrupted
-//! run; (6) every llm call journaled at a kill was never made again (the first kill's: the
-//! mock saw them exactly once); (7) the run lists as `done`.
+//! `resume --answer`, in four variants (either branch arm; the generator free or paced so
+//! kills find it unfinished); its effects are llm calls to a mock server in this test
+//! process (`crash/mock.rs`) that counts every prompt. An uninterrupted run of each
+//! variant is the reference (each prompt asked exactly once, results equal across
+//! variants).
+//!
+//! Each kill point (`crash/harness.rs`) checks, after every kill: (1) the store's
+//! consistency check passes; (2) `runs list` shows the run `crashed`, counting the entries
+//! its journal has; (3) the journal holds only entries of the reference run, with its
+//! bodies, each once and after what it depends on (with `--durability sync`, every llm call
+//! the mock saw had its inputs journaled; with `off`, nothing was written while the process
+//! ran). Then it resumes the run (answering the interrupt when it waits; sometimes once
+//! without an answer first, which must wait again having redone nothing) and checks:
+//! (5) the result equals that of an uninterrupted run; (6) no llm call journaled at a kill
+//! was made again (the first kill's: the mock saw each exactly once); (7) the run lists as
+//! `done`, with the reference's whole journal.
 //!
 //! Failures are collected per suite and reported together, each with its seed and the
 //! command that replays it (`OPERONX_CRASH_SEED`, `OPERONX_CRASH_ONLY`).

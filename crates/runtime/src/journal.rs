@@ -90,6 +90,8 @@ struct State {
     order: Map<String, Value>,
     shared: HashMap<String, Outputs>,
     streams: HashMap<String, StreamRecord>,
+    /// What this run recorded in memory, in order (not what it was seeded with).
+    log: Vec<JournalEntry>,
 }
 
 impl Journal {
@@ -175,6 +177,7 @@ impl Journal {
         let mut s = self.lock();
         s.order.insert(key.to_string(), Value::Null);
         s.shared.insert(key.to_string(), outputs.clone());
+        s.log.push(JournalEntry::Op { key, outputs: outputs.clone() });
         Ok(())
     }
 
@@ -187,6 +190,7 @@ impl Journal {
         let record = s.streams.entry(key.to_string()).or_default();
         if record.items.len() == index as usize {
             record.items.push(item.clone());
+            s.log.push(JournalEntry::Item { key: key.clone(), index, item: item.clone() });
         }
         Ok(())
     }
@@ -199,6 +203,9 @@ impl Journal {
         let mut s = self.lock();
         let record = s.streams.entry(key.to_string()).or_default();
         record.finished = record.items.len() == count as usize;
+        if record.finished {
+            s.log.push(JournalEntry::StreamEnd { key: key.clone(), count });
+        }
         Ok(())
     }
 
@@ -227,38 +234,11 @@ impl Journal {
             .collect()
     }
 
-    /// Everything kept in memory, as entries: op calls in order, then each generator's
-    /// items and (when it finished) its end. What a store writes when a run that was not
-    /// journaled as it went stops.
+    /// What this run recorded in memory (not what the journal was seeded with), in the
+    /// order it happened: what a store writes when a run that was not journaled as it
+    /// went stops.
     pub fn export(&self) -> Vec<JournalEntry> {
-        let s = self.lock();
-        let mut out: Vec<JournalEntry> = s
-            .order
-            .iter()
-            .filter_map(|(k, v)| {
-                let outputs = match (s.shared.get(k), v) {
-                    (Some(o), _) => o.clone(),
-                    (None, Value::Object(m)) => Outputs::from_map(m.clone()),
-                    _ => return None,
-                };
-                Some(JournalEntry::Op { key: Arc::from(k.as_str()), outputs })
-            })
-            .collect();
-        let mut keys: Vec<&String> = s.streams.keys().collect();
-        keys.sort();
-        for k in keys {
-            let record = &s.streams[k];
-            let key: Arc<str> = Arc::from(k.as_str());
-            for (i, item) in record.items.iter().enumerate() {
-                let index = u32::try_from(i).unwrap_or(u32::MAX);
-                out.push(JournalEntry::Item { key: key.clone(), index, item: item.clone() });
-            }
-            if record.finished {
-                let count = u32::try_from(record.items.len()).unwrap_or(u32::MAX);
-                out.push(JournalEntry::StreamEnd { key, count });
-            }
-        }
-        out
+        self.lock().log.clone()
     }
 }
 

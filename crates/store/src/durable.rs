@@ -108,13 +108,31 @@ impl Journaler {
         &self.shared.store
     }
 
-    /// Record a new run (status `running`, owned by this process) and return its handle.
-    /// With `batched` durability this does not wait for the store (a failure to record
-    /// the run stops it as soon as the writer sees it); otherwise it waits.
+    /// Record a new run (status `running`, owned by this process) and return its handle,
+    /// once the run is committed: from then on a crash leaves it resumable by its id.
     pub fn create(&self, run: NewRun, ttl: Duration, options: WriterOptions) -> Result<DurableRun, StoreError> {
+        self.start_run(run, ttl, options, true)
+    }
+
+    /// Like [`Journaler::create`] without waiting for the commit (with `batched`
+    /// durability; the other modes wait): the run is recorded with the next group, and a
+    /// crash before that loses it whole — use it only when nobody learns the run's id
+    /// before its first commit (many short runs of one process, say). A failure to record
+    /// the run stops it as soon as the writer sees it.
+    pub fn create_queued(&self, run: NewRun, ttl: Duration, options: WriterOptions) -> Result<DurableRun, StoreError> {
+        let wait = options.mode != Durability::Batched;
+        self.start_run(run, ttl, options, wait)
+    }
+
+    fn start_run(
+        &self,
+        run: NewRun,
+        ttl: Duration,
+        options: WriterOptions,
+        wait: bool,
+    ) -> Result<DurableRun, StoreError> {
         let owner = operonx_trace::ProcessIdentity::current().to_column();
         let lease = Lease { run_id: run.run_id.clone(), owner: owner.clone(), epoch: 1, next_seq: 1, ttl };
-        let wait = options.mode != Durability::Batched;
         let mode = options.mode;
         let (slot, failed) = RunSlot::new(lease.clone(), options);
         let (ack, done) = ack_pair(wait);

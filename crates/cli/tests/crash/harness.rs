@@ -105,6 +105,11 @@ pub enum KillAt {
     Entries(usize),
     /// This long after it printed the run id.
     Millis(u64),
+    /// At this many thousandths of what the same phase took in the uninterrupted reference
+    /// run (the run until it waits, or the resume that answers), after the run id line:
+    /// becomes [`KillAt::Millis`] when the process starts (so a seed gives the same plan on
+    /// a faster or slower machine).
+    Moment(u64),
 }
 
 /// The `--durability` of a kill point.
@@ -142,6 +147,9 @@ pub struct KillPoint {
     pub durability: Durability,
     /// Per process, in order: kill it then, or let it end.
     pub kills: Vec<Option<KillAt>>,
+    /// The first time the run waits, resume it once without an answer (it must wait again,
+    /// having redone nothing).
+    pub unanswered: bool,
 }
 
 /// The kinds of kill plans.
@@ -205,8 +213,8 @@ pub fn plan(suite: Suite, seed: u64, count: usize) -> Vec<KillPoint> {
             let in_run_entries = |rng: &mut XorShift| KillAt::Entries(rng.between(0, wait.saturating_sub(2)) as usize);
             let in_answer_entries =
                 |rng: &mut XorShift| KillAt::Entries(rng.between(0, after.saturating_sub(1)) as usize);
-            let in_run_moment = |rng: &mut XorShift| KillAt::Millis(rng.between(0, r.run_ms));
-            let in_answer_moment = |rng: &mut XorShift| KillAt::Millis(rng.between(0, r.resume_ms));
+            let in_run_moment = |rng: &mut XorShift| KillAt::Moment(rng.between(0, 1000));
+            let in_answer_moment = |rng: &mut XorShift| KillAt::Moment(rng.between(0, 1000));
             let (durability, kills) = match suite {
                 Suite::EntryCounts if rng.one_in(4) => {
                     (Durability::Batched, vec![None, Some(in_answer_entries(&mut rng))])
@@ -238,7 +246,7 @@ pub fn plan(suite: Suite, seed: u64, count: usize) -> Vec<KillPoint> {
                         if rng.one_in(2) {
                             KillAt::Entries(rng.between(0, 12) as usize)
                         } else {
-                            KillAt::Millis(rng.between(0, r.run_ms / 2))
+                            KillAt::Moment(rng.between(0, 500))
                         }
                     };
                     let kill = match rng.between(0, 4) {
@@ -250,7 +258,8 @@ pub fn plan(suite: Suite, seed: u64, count: usize) -> Vec<KillPoint> {
                     (durability, kill)
                 }
             };
-            KillPoint { index, seed: kp_seed, variant, durability, kills }
+            let unanswered = rng.one_in(4);
+            KillPoint { index, seed: kp_seed, variant, durability, kills, unanswered }
         })
         .collect()
 }
@@ -449,6 +458,8 @@ struct PointRun<'a> {
     run_id: Option<String>,
     processes: usize,
     resumes: usize,
+    /// Kills after which the journal still grew (see [`PointRun::settle`]).
+    grew_after_kill: usize,
     log: Vec<String>,
 }
 
@@ -463,7 +474,60 @@ impl<'a> PointRun<'a> {
         write("graph.json", serde_json::to_string_pretty(&graph::document(true, variant.paced)).unwrap_or_default());
         write("inputs.json", graph::inputs(variant.mode).to_string());
         write("resources.yaml", mock.resources_yaml(generation));
-        PointRun { backend, durability, dir, mock, generation, run_id: None, processes: 0, resumes: 0, log: Vec::new() }
+        PointRun {
+            backend,
+            durability,
+            dir,
+            mock,
+            generation,
+            run_id: None,
+            processes: 0,
+            resumes: 0,
+            grew_after_kill: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// The run once the store stopped changing after a kill. (A Postgres server finishes
+    /// a commit its killed client had sent: the journal can grow for a moment after the
+    /// kill.) Its row must count the entries its journal has.
+    fn settle(&mut self, id: &str) -> Result<operonx_store::StoredRun, String> {
+        let load = || {
+            self.backend.store.load(id).map_err(|e| match e {
+                operonx_store::StoreError::NotFound { .. } => format!(
+                    "(2) the process printed run id {id} and was killed, but the store has no such run: the run \
+                     cannot be resumed nor listed as crashed ({e})"
+                ),
+                e => format!("load({id}) after the kill: {e}"),
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = load()?;
+        let first = last.entries.len();
+        loop {
+            std::thread::sleep(Duration::from_millis(if self.backend.label == "postgres" { 100 } else { 5 }));
+            let now = load()?;
+            let same = now.entries.len() == last.entries.len() && now.summary == last.summary;
+            last = now;
+            if same || Instant::now() > deadline {
+                break;
+            }
+        }
+        if last.entries.len() != first {
+            self.grew_after_kill += 1;
+            self.log.push(format!(
+                "  the journal went on from {first} to {} entries after the kill (a commit the killed process sent)",
+                last.entries.len()
+            ));
+        }
+        if last.summary.entries != last.entries.len() as u64 {
+            return Err(format!(
+                "after the kill the run's row counts {} entries but its journal has {} (the store no longer changes)",
+                last.summary.entries,
+                last.entries.len()
+            ));
+        }
+        Ok(last)
     }
 
     fn journal(&self) -> Result<Vec<Entry>, String> {
@@ -474,6 +538,11 @@ impl<'a> PointRun<'a> {
     /// Start the next process (the run, else a resume answering what the run waits for)
     /// and kill it as `kill` says.
     fn process(&mut self, kill: Option<KillAt>) -> Result<Proc, String> {
+        self.process_answering(kill, true)
+    }
+
+    /// [`PointRun::process`], answering the interrupt only when `answer`.
+    fn process_answering(&mut self, kill: Option<KillAt>, answer: bool) -> Result<Proc, String> {
         let mut args: Vec<String> = Vec::new();
         let before = match &self.run_id {
             None => {
@@ -483,7 +552,7 @@ impl<'a> PointRun<'a> {
             Some(id) => {
                 let saved = self.backend.store.load(id).map_err(|e| format!("load({id}) before resuming: {e}"))?;
                 args.extend(["resume".to_string(), id.clone()]);
-                if saved.pending.iter().any(|i| i.id == ASK_ID) {
+                if answer && saved.pending.iter().any(|i| i.id == ASK_ID) {
                     args.extend(["--answer".to_string(), format!("{ASK_ID}={ANSWER}")]);
                 }
                 saved.entries.len()
@@ -561,7 +630,7 @@ impl<'a> PointRun<'a> {
             }
             match kill {
                 None => {}
-                Some(KillAt::Millis(ms)) => {
+                Some(KillAt::Millis(ms) | KillAt::Moment(ms)) => {
                     let at = Duration::from_millis(ms);
                     while child.try_wait().ok().flatten().is_none() {
                         if t0.elapsed() >= at {
@@ -733,6 +802,8 @@ pub struct PointReport {
     pub journal_at_kills: Vec<usize>,
     /// Kills that found the generator unfinished (its end not journaled).
     pub generator_unfinished: usize,
+    /// Kills after which the journal still grew for a moment.
+    pub grew_after_kill: usize,
 }
 
 /// Run kill point `kp` on `backend` and check everything; the error says what failed.
@@ -756,6 +827,7 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
     let mut report = PointReport::default();
     let mut snapshots: Vec<Snapshot> = Vec::new();
     let ordered = kp.durability != Durability::Off;
+    let mut unanswered_done = false;
     loop {
         if run.processes >= 8 {
             return Err("the run is not done after 8 processes".into());
@@ -766,7 +838,19 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
             Some(id) => run.backend.store.load(id).is_ok_and(|s| !s.answers.is_empty() || !s.pending.is_empty()),
             None => false,
         };
-        let proc = run.process(kill)?;
+        let waiting = match &run.run_id {
+            Some(id) => run.backend.store.load(id).is_ok_and(|s| s.summary.status.as_str() == "waiting"),
+            None => false,
+        };
+        let answer = !(kp.unanswered && waiting && !unanswered_done);
+        unanswered_done |= waiting && !answer;
+        let base = if answered_before { r.resume_ms } else { r.run_ms };
+        let kill = kill.map(|k| match k {
+            KillAt::Moment(per_mille) => KillAt::Millis(base * per_mille / 1000),
+            other => other,
+        });
+        let counts_before = run.mock.counts(run.generation);
+        let proc = run.process_answering(kill, answer)?;
         let label = format!("process {}", run.processes);
         let Some(id) = run.run_id.clone() else { return Err(format!("{label} ended before it printed its run id")) };
         // A kill can land after the process recorded the run's end (it waits, or is done):
@@ -775,8 +859,8 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
             report.kills += 1;
             report.kills_in_resume += usize::from(run.processes > 1);
             report.kills_after_answer += usize::from(answered_before);
+            let saved = run.settle(&id)?;
             run.backend.store.check().map_err(|e| format!("(1) {label}: check() after the kill fails: {e}"))?;
-            let saved = run.backend.store.load(&id).map_err(|e| format!("load after the kill: {e}"))?;
             let status = saved.summary.status.as_str();
             if status != "crashed" {
                 run.log.push(format!("  the kill landed after the run's end was recorded: it is {status}"));
@@ -826,6 +910,13 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
                     .expect_listed(&id, "waiting", saved.entries.len())
                     .map_err(|e| format!("{label} waits: {e}"))?;
                 validate_journal(&saved.entries, r, ordered).map_err(|e| format!("{label} waits: {e}"))?;
+                let counts = run.mock.counts(run.generation);
+                if !answer && !proc.killed && counts != counts_before {
+                    return Err(format!(
+                        "{label}: a waiting run resumed without an answer made llm calls again (it had journaled \
+                         everything before it asked):\n  before: {counts_before:?}\n  after:  {counts:?}"
+                    ));
+                }
             }
             "done" => {
                 let printed = if proc.killed {
@@ -839,6 +930,7 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
                 };
                 finish(run, &printed, &snapshots, r, ordered, &mut report).map_err(|e| format!("{label} done: {e}"))?;
                 report.processes = run.processes;
+                report.grew_after_kill = run.grew_after_kill;
                 return Ok(report);
             }
             other => {
@@ -849,6 +941,17 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
             }
         }
     }
+}
+
+/// Whether the journal holds every entry of the reference that does not need the answer
+/// (what a run writes when it stops to wait with `--durability off`).
+fn holds_all_before_the_answer(entries: &[Entry], r: &Reference) -> bool {
+    let have: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
+    let after = ["main.ask@main", "main.p_final@main", "main.llm_final@main"];
+    r.bodies
+        .keys()
+        .filter(|(kind, key, _)| *kind != "interrupt" && !after.contains(&key.as_str()))
+        .all(|id| have.contains(id))
 }
 
 /// What the durability promises of a killed process: `off` wrote nothing while it ran
@@ -864,16 +967,12 @@ fn check_durability(
 ) -> Result<(), String> {
     match durability {
         // (Unless the kill landed after the run stopped to wait and wrote its journal, but
-        // before it recorded that it waits.)
-        Durability::Off
-            if entries.len() != before
-                && !entries.get(before..).unwrap_or_default().iter().any(|e| e.kind == EntryKind::Interrupt) =>
-        {
-            Err(format!(
-                "--durability off: the journal went from {before} to {} entries while the process ran",
-                entries.len()
-            ))
-        }
+        // before it recorded that it waits: then the journal holds all the run did before
+        // it asked.)
+        Durability::Off if entries.len() != before && !holds_all_before_the_answer(entries, r) => Err(format!(
+            "--durability off: the journal went from {before} to {} entries while the process ran",
+            entries.len()
+        )),
         Durability::Sync => {
             let have: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
             for prompt in counts.keys() {
@@ -1013,13 +1112,15 @@ pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
                 tally.redone += rep.redone;
                 tally.journal_at_kills.extend(rep.journal_at_kills);
                 tally.generator_unfinished += rep.generator_unfinished;
+                tally.grew_after_kill += rep.grew_after_kill;
                 if rep.kills == 0 {
                     missed.push(format!("#{} {:?}", kp.index, kp.kills));
                 }
                 repeated += usize::from(rep.kills >= 2);
             }
             Err(e) => failures.push(format!(
-                "kill point {} of {name} ({} store, seed 0x{:016x}, graph {}, durability {}, kills {:?}):\n{e}\n  \
+                "kill point {} of {name} ({} store, seed 0x{:016x}, graph {}, durability {}, kills {:?}, \
+                 unanswered resume first: {}):\n{e}\n  \
                  replay: \
                  OPERONX_CRASH_SEED=0x{:016x} OPERONX_CRASH_ONLY={} cargo test -p operonx-cli --test crash {name}",
                 kp.index,
@@ -1028,6 +1129,7 @@ pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
                 kp.variant.name(),
                 kp.durability.as_str(),
                 kp.kills,
+                kp.unanswered,
                 self::seed(),
                 kp.index
             )),
@@ -1038,8 +1140,8 @@ pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
     eprintln!(
         "crash harness {name} on {}: {points} kill points, {} processes, {} kills ({} in resumes, {} after the answer, \
          {repeated} points killed twice or more, {} with the generator unfinished; points whose processes all \
-         ended before their kill: {missed:?}), {} in-flight llm calls made twice, journal lengths at the kills {:?}, \
-         {:.1} s, {} failed",
+         ended before their kill: {missed:?}), {} in-flight llm calls made twice, {} kills after which the journal \
+         still grew, journal lengths at the kills {:?}, {:.1} s, {} failed",
         backend.label,
         tally.processes,
         tally.kills,
@@ -1047,9 +1149,15 @@ pub fn run_suite(name: &str, backend: &Backend, suite: Suite, count: usize) {
         tally.kills_after_answer,
         tally.generator_unfinished,
         tally.redone,
+        tally.grew_after_kill,
         at,
         t0.elapsed().as_secs_f64(),
         failures.len()
+    );
+    let durations: Vec<String> =
+        references().0.iter().map(|(v, r)| format!("{} {} + {} ms", v.name(), r.run_ms, r.resume_ms)).collect();
+    eprintln!(
+        "crash harness {name}: the uninterrupted runs took (run until it waits + the answering resume) {durations:?}"
     );
     let strays = mock::server().strays();
     if !strays.is_empty() {

@@ -54,7 +54,9 @@ struct Args {
     /// comma-separated (`off,raw,store`), are measured in one process, taking turns run
     /// by run, so their ratios are not skewed by the machine's drift; one line each.
     /// `journal-batched`, `journal-sync`, `journal-off` (untraced, every run journaled to
-    /// a SQLite run store in a temporary directory with that durability) and
+    /// a SQLite run store in a temporary directory with that durability; each run waits
+    /// until it is recorded before it starts), `journal-queued` (batched, and runs start
+    /// without waiting to be recorded: `Journaler::create_queued`) and
     /// `journal-pg-batched` (etc.: Postgres at $OPERONX_BENCH_POSTGRES, default the local
     /// test database).
     #[arg(long, default_value = "off")]
@@ -208,6 +210,7 @@ fn run_journaled(
     inputs: Value,
     journaler: &Journaler,
     mode: Durability,
+    queued: bool,
 ) -> anyhow::Result<RunOutcome> {
     let options = RunOptions::default();
     let new = NewRun {
@@ -226,7 +229,11 @@ fn run_journaled(
         secrets: operonx::graph::SecretSet::new(),
         on_failure: None,
     };
-    let run = journaler.create(new, operonx_store::DEFAULT_LEASE, writer)?;
+    let run = if queued {
+        journaler.create_queued(new, operonx_store::DEFAULT_LEASE, writer)?
+    } else {
+        journaler.create(new, operonx_store::DEFAULT_LEASE, writer)?
+    };
     let out = rt.block_on(wf.run_with(inputs, options.journal(run.journal())))?;
     let end = RunEnd {
         status: RunStatus::Done,
@@ -248,7 +255,7 @@ fn one(
     mode: &TraceMode,
 ) -> anyhow::Result<()> {
     let go = |inp: Value| match &mode.journal {
-        Some((journaler, durability)) => run_journaled(rt, wf, inp, journaler, *durability),
+        Some((journaler, durability, queued)) => run_journaled(rt, wf, inp, journaler, *durability, *queued),
         None => rt.block_on(run_once(wf, inp, mode)),
     };
     if w.repeat == 1 {
@@ -261,7 +268,7 @@ fn one(
             check(w, &inp, &out)?;
         }
     }
-    if let Some((journaler, _)) = &mode.journal {
+    if let Some((journaler, _, _)) = &mode.journal {
         journaler.flush()?;
     }
     Ok(())
@@ -407,7 +414,7 @@ struct TraceMode {
     /// when untraced: the `options` mode, the baseline that isolates tracing's own cost.
     with_options: bool,
     /// Journal every run to this run store (`journal-*` modes).
-    journal: Option<(Journaler, Durability)>,
+    journal: Option<(Journaler, Durability, bool)>,
 }
 
 impl TraceMode {
@@ -432,7 +439,9 @@ impl TraceMode {
         let journal = match name.strip_prefix("journal-") {
             Some(rest) => {
                 let (backend, durability) = rest.split_once('-').unwrap_or(("sqlite", rest));
-                let durability: Durability = durability.parse().map_err(anyhow::Error::msg)?;
+                let queued = durability == "queued";
+                let durability: Durability =
+                    if queued { Durability::Batched } else { durability.parse().map_err(anyhow::Error::msg)? };
                 std::fs::create_dir_all(scratch_dir)?;
                 let store: Arc<dyn RunStore> = match backend {
                     "sqlite" => Arc::new(operonx_store::SqliteRunStore::open(scratch_dir.join(format!("{name}.db")))?),
@@ -443,7 +452,7 @@ impl TraceMode {
                     }
                     other => bail!("--trace {name}: unknown store {other:?} (sqlite or pg)"),
                 };
-                Some((Journaler::start(store)?, durability))
+                Some((Journaler::start(store)?, durability, queued))
             }
             None => None,
         };
