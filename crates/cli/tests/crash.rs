@@ -28,6 +28,8 @@
 
 mod common;
 
+#[path = "crash/checks.rs"]
+mod checks;
 #[path = "crash/graph.rs"]
 mod graph;
 #[path = "crash/harness.rs"]
@@ -36,13 +38,16 @@ mod harness;
 mod mock;
 #[path = "crash/pg.rs"]
 mod pg;
+#[path = "crash/plan.rs"]
+mod plan;
 #[path = "crash/rng.rs"]
 mod rng;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{Backend, Suite, canonical, clip, references, run_suite};
+use harness::{Backend, canonical, clip, references, run_suite};
+use plan::Suite;
 use serde_json::Value;
 
 /// Batched journal, killed when the journal reaches a random entry count, in the run

@@ -14,9 +14,13 @@ use std::time::{Duration, Instant};
 use operonx_store::{Entry, EntryKind, RunStore};
 use serde_json::{Map, Value};
 
-use super::graph::{self, ANSWER, ASK_ID, ITEMS, LOOPS, Mode, PARALLEL, Variant};
+#[allow(unused_imports)]
+use super::checks::*;
+use super::graph::{self, ANSWER, ASK_ID, ITEMS, LOOPS, PARALLEL, Variant};
 use super::mock::{self, MockLlm};
-use super::rng::{XorShift, splitmix};
+#[allow(unused_imports)]
+use super::plan::*;
+use super::rng::splitmix;
 
 /// The default seed; `OPERONX_CRASH_SEED` (decimal or `0x` hex) replaces it.
 pub const DEFAULT_SEED: u64 = 0x0C0F_FEE5_EED5_2026;
@@ -53,7 +57,7 @@ impl Backend {
     }
 
     /// A row of `operonx runs list --json` (filtered by `status` when given) for `run_id`.
-    fn listed(&self, run_id: &str, status: Option<&str>) -> Result<Option<Value>, String> {
+    pub(crate) fn listed(&self, run_id: &str, status: Option<&str>) -> Result<Option<Value>, String> {
         let mut args = vec!["runs", "list", "--json", "--limit", "1000", "--store", &self.spec];
         if let Some(s) = status {
             args.extend(["--status", s]);
@@ -82,7 +86,7 @@ impl Backend {
 
     /// The run as `runs list --json` shows it, which must have `status` (and be found
     /// with `--status` too), with as many entries as its journal has.
-    fn expect_listed(&self, run_id: &str, status: &str, journal_len: usize) -> Result<Value, String> {
+    pub(crate) fn expect_listed(&self, run_id: &str, status: &str, journal_len: usize) -> Result<Value, String> {
         let row = self.listed(run_id, None)?.ok_or_else(|| format!("runs list --json does not show run {run_id}"))?;
         if row["status"] != status {
             return Err(format!("runs list shows the run {}, expected {status}: {row}", row["status"]));
@@ -95,173 +99,6 @@ impl Backend {
         }
         Ok(row)
     }
-}
-
-/// When to kill one `operonx` process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillAt {
-    /// Once the run's journal holds this many more entries than when the process started
-    /// (0: right after it printed the run id).
-    Entries(usize),
-    /// This long after it printed the run id.
-    Millis(u64),
-    /// At this many thousandths of what the same phase took in the uninterrupted reference
-    /// run (the run until it waits, or the resume that answers), after the run id line:
-    /// becomes [`KillAt::Millis`] when the process starts (so a seed gives the same plan on
-    /// a faster or slower machine).
-    Moment(u64),
-}
-
-/// The `--durability` of a kill point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// `batched`, the default.
-    Batched,
-    /// `sync`.
-    Sync,
-    /// `off`.
-    Off,
-}
-
-impl Durability {
-    fn as_str(self) -> &'static str {
-        match self {
-            Durability::Batched => "batched",
-            Durability::Sync => "sync",
-            Durability::Off => "off",
-        }
-    }
-}
-
-/// One kill point: a run of the graph and, per process it takes (the run, then each
-/// resume), whether and when to kill it.
-#[derive(Debug, Clone)]
-pub struct KillPoint {
-    /// Its number in its suite (`OPERONX_CRASH_ONLY` picks by it).
-    pub index: usize,
-    /// Its seed (the mock's delays come from it too).
-    pub seed: u64,
-    /// The graph variant and inputs.
-    pub variant: Variant,
-    /// The journal's durability.
-    pub durability: Durability,
-    /// Per process, in order: kill it then, or let it end.
-    pub kills: Vec<Option<KillAt>>,
-    /// The first time the run waits, resume it once without an answer (it must wait again,
-    /// having redone nothing).
-    pub unanswered: bool,
-}
-
-/// The kinds of kill plans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Suite {
-    /// Batched; kill when the journal reaches a random entry count (in the run, or in the
-    /// resume that answers the interrupt).
-    EntryCounts,
-    /// Batched; kill at a random moment.
-    Moments,
-    /// `sync` (entry counts or moments) and `off` (moments).
-    SyncAndOff,
-    /// Kill the run and then its resume (sometimes a third process too).
-    Repeated,
-    /// Any of the above.
-    Mixed,
-}
-
-/// The seed in force (`OPERONX_CRASH_SEED`, else [`DEFAULT_SEED`]).
-pub fn seed() -> u64 {
-    match std::env::var("OPERONX_CRASH_SEED") {
-        Ok(s) => {
-            let s = s.trim();
-            let parsed = match s.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => s.parse(),
-            };
-            parsed.unwrap_or_else(|_| panic!("OPERONX_CRASH_SEED={s}: not a number"))
-        }
-        Err(_) => DEFAULT_SEED,
-    }
-}
-
-/// The kill points `OPERONX_CRASH_ONLY` (comma-separated indexes) keeps, if set.
-fn only() -> Option<BTreeSet<usize>> {
-    let s = std::env::var("OPERONX_CRASH_ONLY").ok()?;
-    Some(s.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-}
-
-/// `count` kill points of `suite`, drawn from `seed` (each from its own seed, so one can
-/// be run alone).
-pub fn plan(suite: Suite, seed: u64, count: usize) -> Vec<KillPoint> {
-    let refs = references();
-    (0..count)
-        .map(|index| {
-            let kp_seed = splitmix(seed ^ (index as u64).wrapping_mul(0x9E37_79B9));
-            let mut rng = XorShift::new(kp_seed);
-            let mode = if rng.one_in(2) { Mode::Deep } else { Mode::Shallow };
-            let variant = Variant { mode, paced: rng.one_in(2) };
-            let r = refs.get(variant);
-            let suite = match suite {
-                Suite::Mixed => {
-                    [Suite::EntryCounts, Suite::Moments, Suite::SyncAndOff, Suite::Repeated][rng.between(0, 3) as usize]
-                }
-                s => s,
-            };
-            let wait = r.entries_at_wait as u64;
-            let after = (r.entries_total - r.entries_at_wait) as u64;
-            // Entry counts the process reaches well before it ends (a kill sent as it ends
-            // lands after the run's end was recorded, which a few plans still do).
-            let in_run_entries = |rng: &mut XorShift| KillAt::Entries(rng.between(0, wait.saturating_sub(2)) as usize);
-            let in_answer_entries =
-                |rng: &mut XorShift| KillAt::Entries(rng.between(0, after.saturating_sub(1)) as usize);
-            let in_run_moment = |rng: &mut XorShift| KillAt::Moment(rng.between(0, 1000));
-            let in_answer_moment = |rng: &mut XorShift| KillAt::Moment(rng.between(0, 1000));
-            let (durability, kills) = match suite {
-                Suite::EntryCounts if rng.one_in(4) => {
-                    (Durability::Batched, vec![None, Some(in_answer_entries(&mut rng))])
-                }
-                Suite::EntryCounts => (Durability::Batched, vec![Some(in_run_entries(&mut rng))]),
-                Suite::Moments if rng.one_in(4) => (Durability::Batched, vec![None, Some(in_answer_moment(&mut rng))]),
-                Suite::Moments => (Durability::Batched, vec![Some(in_run_moment(&mut rng))]),
-                Suite::SyncAndOff if index % 3 == 2 => {
-                    let kill = if rng.one_in(3) {
-                        vec![None, Some(in_answer_moment(&mut rng))]
-                    } else {
-                        vec![Some(in_run_moment(&mut rng))]
-                    };
-                    (Durability::Off, kill)
-                }
-                Suite::SyncAndOff => {
-                    let kill = match rng.between(0, 4) {
-                        0 => vec![Some(in_run_moment(&mut rng))],
-                        1 => vec![None, Some(in_answer_entries(&mut rng))],
-                        // Early, while the generator has not finished.
-                        2 => vec![Some(KillAt::Entries(rng.between(1, 12) as usize))],
-                        _ => vec![Some(in_run_entries(&mut rng))],
-                    };
-                    (Durability::Sync, kill)
-                }
-                _ => {
-                    let durability = if rng.one_in(4) { Durability::Sync } else { Durability::Batched };
-                    let again = |rng: &mut XorShift| {
-                        if rng.one_in(2) {
-                            KillAt::Entries(rng.between(0, 12) as usize)
-                        } else {
-                            KillAt::Moment(rng.between(0, 500))
-                        }
-                    };
-                    let kill = match rng.between(0, 4) {
-                        0 => vec![None, Some(in_answer_entries(&mut rng)), Some(again(&mut rng))],
-                        1 => vec![Some(in_run_entries(&mut rng)), Some(again(&mut rng)), Some(again(&mut rng))],
-                        2 => vec![Some(in_run_moment(&mut rng)), Some(again(&mut rng))],
-                        _ => vec![Some(in_run_entries(&mut rng)), Some(again(&mut rng))],
-                    };
-                    (durability, kill)
-                }
-            };
-            let unanswered = rng.one_in(4);
-            KillPoint { index, seed: kp_seed, variant, durability, kills, unanswered }
-        })
-        .collect()
 }
 
 /// What an uninterrupted run of the graph gives, for one mode.
@@ -319,7 +156,7 @@ pub fn references() -> &'static References {
 /// A journal entry's identity: kind, key, index.
 pub type EntryId = (&'static str, String, Option<u32>);
 
-fn entry_id(e: &Entry) -> EntryId {
+pub(crate) fn entry_id(e: &Entry) -> EntryId {
     (e.kind.as_str(), e.key.clone(), e.index)
 }
 
@@ -338,7 +175,7 @@ pub fn canonical(v: &Value) -> Value {
 
 /// Run the graph once without a kill (answering the interrupt) and record everything a
 /// crashed run of it is compared with; the harness's own expectations are checked here.
-fn reference(backend: &Backend, variant: Variant) -> Result<Reference, String> {
+pub(crate) fn reference(backend: &Backend, variant: Variant) -> Result<Reference, String> {
     let mode = variant.mode;
     let mut run = PointRun::new(backend, variant, Durability::Batched, 0x5EED_0000, format!("ref-{}", variant.name()));
     let first = run.process(None)?;
@@ -414,23 +251,23 @@ fn reference(backend: &Backend, variant: Variant) -> Result<Reference, String> {
 
 /// One `operonx` process as it ended.
 #[derive(Debug)]
-struct Proc {
-    status: Option<ExitStatus>,
-    killed: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Proc {
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) killed: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
     /// From its run id line to its end.
-    ms: u64,
+    pub(crate) ms: u64,
     /// The journal length the kill was sent at (as last polled), for entry-count kills.
-    entries_at_kill: Option<usize>,
+    pub(crate) entries_at_kill: Option<usize>,
 }
 
 impl Proc {
-    fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         self.status.and_then(|s| s.code())
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.killed, self.status) {
             (true, _) => format!("SIGKILLed after {} ms", self.ms),
             (false, Some(s)) => {
@@ -443,28 +280,34 @@ impl Proc {
 
 /// What a kill left: the llm calls journaled then, and how often the mock had seen each
 /// prompt by then.
-struct Snapshot {
-    journaled: BTreeSet<String>,
-    counts: BTreeMap<String, u32>,
+pub(crate) struct Snapshot {
+    pub(crate) journaled: BTreeSet<String>,
+    pub(crate) counts: BTreeMap<String, u32>,
 }
 
 /// One kill point being run.
-struct PointRun<'a> {
-    backend: &'a Backend,
-    durability: Durability,
-    dir: PathBuf,
-    mock: &'static MockLlm,
-    generation: u64,
-    run_id: Option<String>,
-    processes: usize,
-    resumes: usize,
+pub(crate) struct PointRun<'a> {
+    pub(crate) backend: &'a Backend,
+    pub(crate) durability: Durability,
+    pub(crate) dir: PathBuf,
+    pub(crate) mock: &'static MockLlm,
+    pub(crate) generation: u64,
+    pub(crate) run_id: Option<String>,
+    pub(crate) processes: usize,
+    pub(crate) resumes: usize,
     /// Kills after which the journal still grew (see [`PointRun::settle`]).
-    grew_after_kill: usize,
-    log: Vec<String>,
+    pub(crate) grew_after_kill: usize,
+    pub(crate) log: Vec<String>,
 }
 
 impl<'a> PointRun<'a> {
-    fn new(backend: &'a Backend, variant: Variant, durability: Durability, seed: u64, name: String) -> PointRun<'a> {
+    pub(crate) fn new(
+        backend: &'a Backend,
+        variant: Variant,
+        durability: Durability,
+        seed: u64,
+        name: String,
+    ) -> PointRun<'a> {
         let dir = backend.dir.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
@@ -491,7 +334,7 @@ impl<'a> PointRun<'a> {
     /// The run once the store stopped changing after a kill. (A Postgres server finishes
     /// a commit its killed client had sent: the journal can grow for a moment after the
     /// kill.) Its row must count the entries its journal has.
-    fn settle(&mut self, id: &str) -> Result<operonx_store::StoredRun, String> {
+    pub(crate) fn settle(&mut self, id: &str) -> Result<operonx_store::StoredRun, String> {
         let load = || {
             self.backend.store.load(id).map_err(|e| match e {
                 operonx_store::StoreError::NotFound { .. } => format!(
@@ -530,19 +373,19 @@ impl<'a> PointRun<'a> {
         Ok(last)
     }
 
-    fn journal(&self) -> Result<Vec<Entry>, String> {
+    pub(crate) fn journal(&self) -> Result<Vec<Entry>, String> {
         let id = self.run_id.as_deref().ok_or("no run id yet")?;
         self.backend.store.load(id).map(|r| r.entries).map_err(|e| format!("load({id}): {e}"))
     }
 
     /// Start the next process (the run, else a resume answering what the run waits for)
     /// and kill it as `kill` says.
-    fn process(&mut self, kill: Option<KillAt>) -> Result<Proc, String> {
+    pub(crate) fn process(&mut self, kill: Option<KillAt>) -> Result<Proc, String> {
         self.process_answering(kill, true)
     }
 
     /// [`PointRun::process`], answering the interrupt only when `answer`.
-    fn process_answering(&mut self, kill: Option<KillAt>, answer: bool) -> Result<Proc, String> {
+    pub(crate) fn process_answering(&mut self, kill: Option<KillAt>, answer: bool) -> Result<Proc, String> {
         let mut args: Vec<String> = Vec::new();
         let before = match &self.run_id {
             None => {
@@ -575,7 +418,7 @@ impl<'a> PointRun<'a> {
         Ok(proc)
     }
 
-    fn launch(&mut self, args: &[String], kill: Option<KillAt>, before: usize) -> Result<Proc, String> {
+    pub(crate) fn launch(&mut self, args: &[String], kill: Option<KillAt>, before: usize) -> Result<Proc, String> {
         let mut child = crate::common::operonx_cmd(&self.dir)
             .args(args)
             .stdout(Stdio::piped())
@@ -691,100 +534,6 @@ impl<'a> PointRun<'a> {
     }
 }
 
-/// Check a journal against the reference: increasing sequence numbers, no entry twice
-/// (interrupts aside), only entries the reference has and with its bodies, every entry
-/// after what it depends on (`ordered`; else only with it: `--durability off` writes its
-/// journal at once, ops first), and each llm call's recorded answer for its own prompt.
-/// Returns the prompts of the llm calls journaled.
-fn validate_journal(entries: &[Entry], r: &Reference, ordered: bool) -> Result<BTreeSet<String>, String> {
-    let all: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
-    let mut seen: BTreeSet<EntryId> = BTreeSet::new();
-    let mut prompts = BTreeSet::new();
-    let mut last_seq = i64::MIN;
-    for e in entries {
-        if e.seq <= last_seq {
-            return Err(format!("journal seq {} follows seq {last_seq}", e.seq));
-        }
-        last_seq = e.seq;
-        let id = entry_id(e);
-        let Some(want) = r.bodies.get(&id) else {
-            return Err(format!(
-                "journal entry #{} {} {} {:?} is not in the reference journal",
-                e.seq, id.0, id.1, id.2
-            ));
-        };
-        let body: Value = serde_json::from_str(&e.body)
-            .map_err(|x| format!("journal entry #{} {} body is not JSON: {x}", e.seq, e.key))?;
-        if &body != want {
-            return Err(format!(
-                "journal entry #{} {} {} differs from the reference:\n  journal:   {body}\n  reference: {want}",
-                e.seq, id.0, id.1
-            ));
-        }
-        for dep in predecessors(&id) {
-            if !(if ordered { &seen } else { &all }).contains(&dep) {
-                return Err(format!(
-                    "journal entry #{} {} {} is journaled before (or without) {} {} {:?}, which it depends on",
-                    e.seq, id.0, id.1, dep.0, dep.1, dep.2
-                ));
-            }
-        }
-        if e.kind == EntryKind::Op && graph::is_llm_key(&e.key) {
-            let prompt = mock::prompt_of_outputs(&e.body).ok_or_else(|| format!("llm call {} has no answer", e.key))?;
-            prompts.insert(prompt);
-        }
-        if !seen.insert(id.clone()) && e.kind != EntryKind::Interrupt {
-            return Err(format!("journal entry #{} {} {} {:?} is journaled twice", e.seq, id.0, id.1, id.2));
-        }
-    }
-    Ok(prompts)
-}
-
-/// The entries a journal entry depends on (each must come before it).
-fn predecessors(id: &EntryId) -> Vec<EntryId> {
-    let (kind, key, index) = id;
-    let op = |k: String| ("op", k, None);
-    let item = |i: u64| ("item", "main.gen@main".to_string(), Some(i as u32));
-    match *kind {
-        "item" => index.filter(|i| *i > 0).map(|i| vec![item(u64::from(i) - 1)]).unwrap_or_default(),
-        "stream_end" => vec![item(ITEMS - 1)],
-        "interrupt" => vec![op("main.low_chain@main".into())],
-        _ => {
-            let (name, ctx) = graph::split_key(key);
-            let at = |n: &str| op(format!("{n}@{ctx}"));
-            let item_index =
-                ctx.strip_prefix("main/[").and_then(|s| s.strip_suffix(']')).and_then(|s| s.parse::<u64>().ok());
-            match name {
-                "main.llm_chain" => vec![at("main.p_chain")],
-                "main.parse_chain" => vec![at("main.llm_chain")],
-                "main.low_chain" => vec![at("main.parse_chain")],
-                "main.ask" => vec![at("main.low_chain")],
-                "main.p_final" => vec![at("main.ask")],
-                "main.llm_final" => vec![at("main.p_final")],
-                "main.p_item" | "main.sub.p" => item_index.map(|i| vec![item(i)]).unwrap_or_default(),
-                "main.llm_item" => vec![at("main.p_item")],
-                "main.sub.llm_inner" => vec![at("main.sub.p")],
-                "main.sub.pick" => vec![at("main.sub.llm_inner")],
-                "main.collect" => {
-                    let mut deps = vec![("stream_end", "main.gen@main".to_string(), Some(ITEMS as u32))];
-                    deps.extend((0..ITEMS).map(|i| op(format!("main.llm_item@main/[{i}]"))));
-                    deps
-                }
-                "main.lp.p" => match ctx.strip_prefix("main/loop_").and_then(|n| n.parse::<u64>().ok()) {
-                    Some(1) => vec![op("main.lp.inc@main".into())],
-                    Some(n) => vec![op(format!("main.lp.inc@main/loop_{}", n - 1))],
-                    None => Vec::new(),
-                },
-                "main.lp.llm_loop" => vec![at("main.lp.p")],
-                "main.lp.pick" => vec![at("main.lp.llm_loop")],
-                "main.lp.cat" => vec![at("main.lp.pick")],
-                "main.lp.inc" => vec![at("main.lp.cat")],
-                _ => Vec::new(),
-            }
-        }
-    }
-}
-
 /// How a kill point went, for the suite's tally.
 #[derive(Debug, Default, Clone)]
 pub struct PointReport {
@@ -823,7 +572,7 @@ pub fn run_point(backend: &Backend, kp: &KillPoint) -> Result<PointReport, Strin
     })
 }
 
-fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointReport, String> {
+pub(crate) fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointReport, String> {
     let mut report = PointReport::default();
     let mut snapshots: Vec<Snapshot> = Vec::new();
     let ordered = kp.durability != Durability::Off;
@@ -941,138 +690,6 @@ fn drive(run: &mut PointRun<'_>, kp: &KillPoint, r: &Reference) -> Result<PointR
             }
         }
     }
-}
-
-/// Whether the journal holds every entry of the reference that does not need the answer
-/// (what a run writes when it stops to wait with `--durability off`).
-fn holds_all_before_the_answer(entries: &[Entry], r: &Reference) -> bool {
-    let have: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
-    let after = ["main.ask@main", "main.p_final@main", "main.llm_final@main"];
-    r.bodies
-        .keys()
-        .filter(|(kind, key, _)| *kind != "interrupt" && !after.contains(&key.as_str()))
-        .all(|id| have.contains(id))
-}
-
-/// What the durability promises of a killed process: `off` wrote nothing while it ran
-/// (only when it stopped);
-/// `sync` used nothing before it was committed, so every llm call the mock saw had the
-/// entries it depends on journaled.
-fn check_durability(
-    durability: Durability,
-    before: usize,
-    entries: &[Entry],
-    counts: &BTreeMap<String, u32>,
-    r: &Reference,
-) -> Result<(), String> {
-    match durability {
-        // (Unless the kill landed after the run stopped to wait and wrote its journal, but
-        // before it recorded that it waits: then the journal holds all the run did before
-        // it asked.)
-        Durability::Off if entries.len() != before && !holds_all_before_the_answer(entries, r) => Err(format!(
-            "--durability off: the journal went from {before} to {} entries while the process ran",
-            entries.len()
-        )),
-        Durability::Sync => {
-            let have: BTreeSet<EntryId> = entries.iter().map(entry_id).collect();
-            for prompt in counts.keys() {
-                let Some(key) = r.prompts.get(prompt) else { continue };
-                for dep in predecessors(&("op", key.clone(), None)) {
-                    if !have.contains(&dep) {
-                        return Err(format!(
-                            "--durability sync: the mock was asked {prompt:?} ({key}) but {} {} {:?}, whose result \
-                             the call sends, is not journaled",
-                            dep.0, dep.1, dep.2
-                        ));
-                    }
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The checks once the run is done: (5) the result is the reference's, (7) the run lists
-/// as done, the store is consistent, the journal is the reference's, and (6) no llm call
-/// journaled at a kill was made again.
-fn finish(
-    run: &PointRun<'_>,
-    printed: &Value,
-    snapshots: &[Snapshot],
-    r: &Reference,
-    ordered: bool,
-    report: &mut PointReport,
-) -> Result<(), String> {
-    let id = run.run_id.clone().unwrap_or_default();
-    let result = canonical(printed);
-    if result != r.result {
-        return Err(format!("(5) the result differs from the uninterrupted run's:\n{}", diff(&result, &r.result)));
-    }
-    run.backend.store.check().map_err(|e| format!("(1) check() after the run is done: {e}"))?;
-    let saved = run.backend.store.load(&id).map_err(|e| e.to_string())?;
-    run.backend.expect_listed(&id, "done", saved.entries.len()).map_err(|e| format!("(7) {e}"))?;
-    if saved.summary.resumes as usize != run.resumes {
-        return Err(format!(
-            "the run counts {} resumes, {} resume processes claimed it",
-            saved.summary.resumes, run.resumes
-        ));
-    }
-    validate_journal(&saved.entries, r, ordered)?;
-    let have: BTreeSet<EntryId> = saved.entries.iter().map(entry_id).collect();
-    let missing: Vec<&EntryId> = r.bodies.keys().filter(|k| !have.contains(*k)).collect();
-    // `off` writes the journal when a run stops short of done (waits, fails, ...), not when
-    // it is done: the last process's entries are not kept then.
-    if ordered && !missing.is_empty() {
-        return Err(format!("the finished journal lacks {missing:?}"));
-    }
-    let counts = run.mock.counts(run.generation);
-    for (prompt, n) in &counts {
-        if !r.prompts.contains_key(prompt) {
-            return Err(format!("the mock was asked {prompt:?} ({n}x), which the graph never asks"));
-        }
-    }
-    for (prompt, key) in &r.prompts {
-        if !counts.contains_key(prompt) {
-            return Err(format!("(6) the llm call {key} ({prompt:?}) never reached the mock, yet the run is done"));
-        }
-    }
-    for (k, snap) in snapshots.iter().enumerate() {
-        for prompt in &snap.journaled {
-            let then = snap.counts.get(prompt).copied().unwrap_or(0);
-            let now = counts.get(prompt).copied().unwrap_or(0);
-            let key = r.prompts.get(prompt).map_or("?", String::as_str);
-            if k == 0 && then != 1 {
-                return Err(format!(
-                    "(6) {key} ({prompt:?}) was journaled at the first kill, but the mock had seen it {then}x"
-                ));
-            }
-            if now != then {
-                return Err(format!(
-                    "(6) {key} ({prompt:?}) was journaled at kill {} (mock count {then}), yet was called again: \
-                     the mock saw it {now}x in all: a journaled op ran twice",
-                    k + 1
-                ));
-            }
-        }
-    }
-    report.redone = counts.values().filter(|n| **n > 1).count();
-    Ok(())
-}
-
-/// Where two results differ, key by key.
-fn diff(got: &Value, want: &Value) -> String {
-    let (Some(g), Some(w)) = (got.as_object(), want.as_object()) else {
-        return format!("  got:  {got}\n  want: {want}");
-    };
-    let keys: BTreeSet<&String> = g.keys().chain(w.keys()).collect();
-    let mut s = String::new();
-    for k in keys {
-        if g.get(k) != w.get(k) {
-            s.push_str(&format!("  {k}: got {:?}, want {:?}\n", g.get(k), w.get(k)));
-        }
-    }
-    s
 }
 
 /// At most 3000 characters of `s`.
