@@ -119,7 +119,7 @@ fn twenty_concurrent_runs_on_one_fresh_sqlite_store_all_finish() {
         let t0 = Instant::now();
         let children: Vec<Child> = (0..20)
             .map(|_| {
-                common::operonx_cmd(&dir)
+                harness::operonx(&dir)
                     .args(["run", "graph.json", "--inputs", "inputs.json", "--resources", "resources.yaml"])
                     .args(["--no-trace-store", "--compact", "--durability", durability, "--store", &spec])
                     .stdout(Stdio::piped())
@@ -151,15 +151,18 @@ fn twenty_concurrent_runs_on_one_fresh_sqlite_store_all_finish() {
         }
         assert!(problems.is_empty(), "{} of 20 concurrent runs failed:\n{}", problems.len(), problems.join("\n"));
         let elapsed = t0.elapsed();
-        let out = common::operonx_in(&dir, &["runs", "list", "--json", "--limit", "100", "--store", &spec]);
+        let out = harness::operonx(&dir)
+            .args(["runs", "list", "--json", "--limit", "100", "--store", &spec])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
         let rows: Vec<Value> = serde_json::from_slice(&out.stdout).expect("runs list --json");
         assert_eq!(rows.len(), 20, "{rows:?}");
         assert!(rows.iter().all(|r| r["status"] == "done"), "not all done: {rows:?}");
         let entries: Vec<&Value> = rows.iter().map(|r| &r["entries"]).collect();
         assert!(entries.windows(2).all(|w| w[0] == w[1]), "journals of different lengths: {entries:?}");
-        let store = operonx_store::open(Some(&spec)).expect("open");
-        store.check().expect("the store is consistent after 20 concurrent runs");
+        let store = operonx_store::SqliteRunStore::open_with_key(&spec, harness::test_key()).expect("open");
+        operonx_store::RunStore::check(&store).expect("the store is consistent after 20 concurrent runs");
         let counts = server.counts(generation);
         assert!(counts.values().all(|n| *n == 20), "each llm call made once per run: {counts:?}");
         eprintln!("crash harness: 20 concurrent runs ({durability}) done in {:.1} s", elapsed.as_secs_f64());

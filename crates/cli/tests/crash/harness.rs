@@ -25,6 +25,22 @@ use super::rng::splitmix;
 /// The default seed; `OPERONX_CRASH_SEED` (decimal or `0x` hex) replaces it.
 pub const DEFAULT_SEED: u64 = 0x0C0F_FEE5_EED5_2026;
 
+/// The store key every process of the harness uses (the `operonx` children through
+/// `OPERONX_STORE_KEY`, this process explicitly), so no key file is written anywhere.
+pub const TEST_KEY: &str = "6f7065726f6e782d637261736b2d6861726e6573732d746573742d6b65792121";
+
+/// The store key as a value.
+pub fn test_key() -> operonx_store::StoreKey {
+    operonx_store::StoreKey::from_env_value(std::ffi::OsStr::new(TEST_KEY)).expect("a valid key")
+}
+
+/// `operonx` to run in `dir` with the harness's store key.
+pub fn operonx(dir: &std::path::Path) -> std::process::Command {
+    let mut c = crate::common::operonx_cmd(dir);
+    c.env(operonx_store::STORE_KEY_ENV, TEST_KEY);
+    c
+}
+
 /// How long one `operonx` process may take before it is declared hung (and killed).
 const HUNG: Duration = Duration::from_secs(60);
 
@@ -45,14 +61,18 @@ impl Backend {
     pub fn sqlite(name: &str) -> Backend {
         let dir = crate::common::workdir("crash", name);
         let spec = dir.join("runs.db").to_string_lossy().into_owned();
-        let store = operonx_store::open(Some(&spec)).expect("open the SQLite run store");
+        let store: Arc<dyn RunStore> = Arc::new(
+            operonx_store::SqliteRunStore::open_with_key(&spec, test_key()).expect("open the SQLite run store"),
+        );
         Backend { label: "sqlite".into(), spec, store, dir }
     }
 
     /// The Postgres store at `url` (a fresh schema), files in a fresh directory.
     pub fn postgres(name: &str, url: &str) -> Backend {
         let dir = crate::common::workdir("crash", name);
-        let store = operonx_store::open(Some(url)).expect("open the Postgres run store");
+        let store: Arc<dyn RunStore> = Arc::new(
+            operonx_store::PostgresStore::connect_with_key(url, test_key()).expect("open the Postgres run store"),
+        );
         Backend { label: "postgres".into(), spec: url.to_string(), store, dir }
     }
 
@@ -62,7 +82,7 @@ impl Backend {
         if let Some(s) = status {
             args.extend(["--status", s]);
         }
-        let out = crate::common::operonx_cmd(&self.dir).args(&args).output().map_err(|e| e.to_string())?;
+        let out = operonx(&self.dir).args(&args).output().map_err(|e| e.to_string())?;
         if out.status.code() != Some(0) {
             return Err(format!(
                 "`operonx {}` exited {:?}: {}",
@@ -419,7 +439,7 @@ impl<'a> PointRun<'a> {
     }
 
     pub(crate) fn launch(&mut self, args: &[String], kill: Option<KillAt>, before: usize) -> Result<Proc, String> {
-        let mut child = crate::common::operonx_cmd(&self.dir)
+        let mut child = operonx(&self.dir)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
