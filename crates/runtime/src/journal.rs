@@ -81,6 +81,9 @@ pub struct Journal {
     state: Mutex<State>,
     answers: Map<String, Value>,
     sink: Option<Arc<dyn JournalSink>>,
+    /// Recorded entries are only logged (for [`Journal::export`]), not kept for lookup
+    /// and [`Journal::entries`] (see [`Journal::log_only`]).
+    log_only: bool,
 }
 
 #[derive(Debug, Default)]
@@ -97,7 +100,15 @@ struct State {
 impl Journal {
     /// A journal seeded from an earlier run's op calls, with answers to its interrupts.
     pub fn new(entries: Map<String, Value>, answers: Map<String, Value>) -> Self {
-        Self { state: Mutex::new(State { order: entries, ..State::default() }), answers, sink: None }
+        Self { state: Mutex::new(State { order: entries, ..State::default() }), answers, sink: None, log_only: false }
+    }
+
+    /// Keep what the run records only as the log [`Journal::export`] returns (a store
+    /// writes it when the run stops), not for lookups or [`Journal::entries`]: cheaper
+    /// when nothing reads them back during the run.
+    pub fn log_only(mut self) -> Self {
+        self.log_only = true;
+        self
     }
 
     /// Send what the run records to `sink` instead of keeping it in memory (seeded
@@ -175,8 +186,10 @@ impl Journal {
             return sink.append(JournalEntry::Op { key, outputs: outputs.clone() });
         }
         let mut s = self.lock();
-        s.order.insert(key.to_string(), Value::Null);
-        s.shared.insert(key.to_string(), outputs.clone());
+        if !self.log_only {
+            s.order.insert(key.to_string(), Value::Null);
+            s.shared.insert(key.to_string(), outputs.clone());
+        }
         s.log.push(JournalEntry::Op { key, outputs: outputs.clone() });
         Ok(())
     }
@@ -187,6 +200,10 @@ impl Journal {
             return sink.append(JournalEntry::Item { key: key.clone(), index, item: item.clone() });
         }
         let mut s = self.lock();
+        if self.log_only {
+            s.log.push(JournalEntry::Item { key: key.clone(), index, item: item.clone() });
+            return Ok(());
+        }
         let record = s.streams.entry(key.to_string()).or_default();
         if record.items.len() == index as usize {
             record.items.push(item.clone());
@@ -201,6 +218,10 @@ impl Journal {
             return sink.append(JournalEntry::StreamEnd { key: key.clone(), count });
         }
         let mut s = self.lock();
+        if self.log_only {
+            s.log.push(JournalEntry::StreamEnd { key: key.clone(), count });
+            return Ok(());
+        }
         let record = s.streams.entry(key.to_string()).or_default();
         record.finished = record.items.len() == count as usize;
         if record.finished {

@@ -170,7 +170,7 @@ impl Journaler {
         failed: Arc<Mutex<Option<String>>>,
     ) -> DurableRun {
         let journal = match mode {
-            Durability::Off => journal,
+            Durability::Off => journal.log_only(),
             _ => journal.with_sink(Arc::new(Sink {
                 run: lease.run_id.clone(),
                 tx: self.shared.sender(),

@@ -21,16 +21,21 @@
 //! The store is lossless: a resumed run gets exactly the values it had, so it cannot
 //! redact secrets the way traces do (a password given as an input, formatted into a
 //! prompt and output by an op is in the journal as it was). Instead every column that
-//! holds user data is encrypted at rest: a run's `graph`, `inputs`, `scratch`, `options`,
-//! `answers`, `pending`, `result` and `reason`, and every journal entry's `body`. Each
-//! value is sealed with XChaCha20-Poly1305 under the store key, with a fresh random
-//! nonce, and stored as text (`x1:` and the base64 of nonce, ciphertext and tag); its
-//! associated data names the run and the column (and for a journal body the entry's
-//! seq, kind, key and index), so a value altered, or moved to another row, fails to
-//! open ([`StoreError::Corrupt`], naming the run and the column). What a listing and
-//! lookups need stays clear: run ids, graph names and paths, fingerprints, statuses,
-//! owners, times, counters, and the journal's kinds, keys (op paths) and indexes.
-//! [`RunStore`] callers see plain values.
+//! holds user data is encrypted at rest: a run's graph, inputs, options and seed scratch
+//! (one value, `spec`, written once), its scratch and pending interrupts as journaled,
+//! its answers, its `outcome` (result, pending interrupts and scratch when it last
+//! stopped) and its `reason`, and its journal: the entries of each appended batch are
+//! packed into one journal row (`seq`, `last_seq`, `count`, `body`), whose body (every
+//! entry's kind, key, index and recorded value) is one sealed value. Each value is
+//! sealed with XChaCha20-Poly1305 under the store key, with a nonce never used before (a
+//! random per-process prefix and a counter, see `seal.rs`): a run's values are stored as
+//! text (`x1:` and the base64 of nonce, ciphertext and tag), a journal row's body as
+//! bytes. Its associated data names the run and the column (for a journal row its seq
+//! range and entry count), so a value altered, or moved to another row, fails to open
+//! ([`StoreError::Corrupt`], naming the run and the column). What a listing and lookups
+//! need stays clear: run ids, graph names and paths, fingerprints, statuses, owners,
+//! times, counters, and the journal rows' seq ranges and counts. [`RunStore`] callers
+//! see plain values, one [`Entry`] per journal entry.
 //!
 //! The key ([`StoreKey`], 32 bytes) is, in this order:
 //! - `OPERONX_STORE_KEY` ([`STORE_KEY_ENV`]) in the environment: 64 hex digits
@@ -46,10 +51,7 @@
 //! `meta` table in SQLite, `operonx_store_meta` in Postgres), and a process with another
 //! key is refused at once ([`StoreError::WrongKey`]): "run store X was written with key
 //! ID1, this process has key ID2: set OPERONX_STORE_KEY to the key the store's other
-//! processes use". A store written in clear by an earlier build (SQLite schema version
-//! 1, or Postgres tables without `operonx_store_meta`) is sealed in place the first time
-//! this build opens it (SQLite zeroes the space the clear values took; Postgres keeps
-//! the old row versions in its files until `VACUUM FULL operonx_runs, operonx_journal`).
+//! processes use".
 //!
 //! Several hosts sharing a store (Postgres, or a SQLite file on a shared disk) must share
 //! its key: set the same `OPERONX_STORE_KEY` on each (the content of the key file that
@@ -62,6 +64,8 @@
 
 mod durable;
 mod error;
+mod group;
+mod journal;
 mod key;
 mod open;
 #[cfg(feature = "postgres")]
@@ -274,7 +278,8 @@ impl Default for ListFilter {
 }
 
 /// A durable run store. Every method is one transaction; every backend has the same
-/// semantics (the tests in `tests/` run against each).
+/// semantics (the tests in `tests/` run against each). `create`, `append` and `finish`
+/// are [`RunStore::write`] of one write in the stores of this crate.
 pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// Where the store is, for messages (a path, or a URL without its password).
     fn location(&self) -> &str;
@@ -283,6 +288,8 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError>;
 
     /// Append `batch` to the run's journal and renew its heartbeat, in one transaction.
+    /// The batch's entries are stored together, as one journal row, in seq order (a
+    /// batch giving one seq twice is refused: [`StoreError::Corrupt`]).
     /// [`StoreError::LeaseLost`] when the run was claimed by another process since.
     fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError>;
 
@@ -316,17 +323,21 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// Returns how many were deleted.
     fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError>;
 
-    /// Check the store's consistency (the database's own check, journal entries that
-    /// belong to no run, duplicate sequence numbers); the problems found, if any, as an
-    /// error.
+    /// Check the store's consistency (the database's own check, journal rows that belong
+    /// to no run, journal rows that overlap in seq or whose entry count does not fit
+    /// their seqs, runs whose entry count is not their rows' sum); the problems found, if
+    /// any, as an error.
     fn check(&self) -> Result<(), StoreError>;
 
     /// Apply `writes` in order in one transaction, with one commit for all of them (the
     /// journal writer's group commit: many runs' creates, journal batches and ends at
     /// once). Returns one result per write: a write refused for its own reason
     /// ([`StoreError::Exists`], [`StoreError::LeaseLost`], [`StoreError::NotFound`]) does
-    /// not stop the others; an error of the database itself fails the whole transaction
-    /// (nothing is written) and is returned as the outer error.
+    /// not stop the others, nor does one that cannot be prepared (a batch giving one seq
+    /// twice: [`StoreError::Corrupt`]); an error of the database itself fails the whole
+    /// transaction (nothing is written) and is returned as the outer error. The default
+    /// applies each write on its own (one transaction each); the stores of this crate
+    /// apply a group natively.
     fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         Ok(writes
             .iter()

@@ -10,37 +10,46 @@
 //! the key's id is recorded in `operonx_store_meta`, and a process with another key is
 //! refused when it connects.
 
+mod apply;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, NoTls, Row, Statement, Transaction};
 use serde_json::{Map, Value};
 
+use crate::group::{self, WriteRef};
+use crate::journal::JournalRow;
 use crate::key::{StoreKey, default_user_key_file};
-use crate::row::{self, EntryRow, RunRow, SEALED_COLUMNS, SummaryRow};
+use crate::row::{self, Findings, RunRow, SummaryRow};
 use crate::seal::Sealer;
 use crate::{
-    Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun, redact_url,
+    Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write, redact_url,
 };
 
 /// Key of the advisory lock that serializes schema creation between first connects.
 const SCHEMA_LOCK: i64 = 0x6f70_6572_6f6e_7852;
 
+/// The layout this build reads and writes, recorded in `operonx_store_meta` as `schema`.
+const SCHEMA_VERSION: &str = "1";
+
+/// The tables (see [`crate::row::RunRow`] for what the sealed columns of `operonx_runs`
+/// hold, and [`crate::journal`] for a journal row). `operonx_store_meta` holds `key_id`,
+/// the id of the store's key, and `schema`, the layout's version.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS operonx_runs (
     run_id       text PRIMARY KEY,
     graph_name   text NOT NULL,
     graph_path   text,
-    graph        text NOT NULL,
     fingerprint  text NOT NULL,
-    inputs       text NOT NULL,
-    scratch      text NOT NULL,
-    options      text NOT NULL,
-    answers      text NOT NULL,
-    pending      text NOT NULL,
-    result       text,
+    spec         text NOT NULL,
+    scratch      text,
+    pending      text,
+    answers      text,
+    outcome      text,
     reason       text,
     status       text NOT NULL,
     owner        text,
@@ -55,14 +64,20 @@ CREATE TABLE IF NOT EXISTS operonx_runs (
 CREATE INDEX IF NOT EXISTS operonx_runs_by_created ON operonx_runs (created_ms, run_id);
 CREATE INDEX IF NOT EXISTS operonx_runs_by_updated ON operonx_runs (updated_ms);
 CREATE TABLE IF NOT EXISTS operonx_journal (
-    run_id text NOT NULL,
-    seq    bigint NOT NULL,
-    kind   text NOT NULL,
-    key    text NOT NULL,
-    idx    bigint,
-    body   text NOT NULL,
+    run_id   text NOT NULL,
+    seq      bigint NOT NULL,
+    last_seq bigint NOT NULL,
+    count    bigint NOT NULL,
+    body     bytea NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+DO $$ BEGIN
+    -- Sealed bytes do not compress: stored out of line as they are, without trying.
+    IF (SELECT attstorage FROM pg_attribute WHERE attrelid = 'operonx_journal'::regclass AND attname = 'body') <> 'e'
+    THEN
+        ALTER TABLE operonx_journal ALTER COLUMN body SET STORAGE EXTERNAL;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS operonx_store_meta (
     name  text PRIMARY KEY,
     value text NOT NULL
@@ -76,23 +91,39 @@ macro_rules! summary_cols {
     };
 }
 
-const INSERT_RUN: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path, graph, fingerprint, inputs,
-    scratch, options, answers, pending, result, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms,
-    updated_ms, resumes, entries)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $13, NULL, NULL, 'running', $9, 1, $10, $11, $10, $10, 0, 0)
-    ON CONFLICT (run_id) DO NOTHING";
+/// The runs a group creates, in one statement, each with what its later writes in the
+/// group made of it (see [`crate::group::NewRow`]); returns those inserted (the others
+/// exist).
+const INSERT_RUNS: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path, fingerprint, spec, scratch,
+    pending, outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries)
+    SELECT t.run_id, t.graph_name, t.graph_path, t.fingerprint, t.spec, t.scratch, t.pending, t.outcome, t.reason,
+        t.status, t.owner, 1, t.heartbeat_ms, t.lease_ms, $1, $1, 0, t.entries
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+        $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[])
+        AS t(run_id, graph_name, graph_path, fingerprint, spec, scratch, pending, outcome, reason, status, owner,
+            heartbeat_ms, lease_ms, entries)
+    ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 
-const TOUCH: &str = "UPDATE operonx_runs SET heartbeat_ms = $1, updated_ms = $1, entries = entries + $2,
-    scratch = COALESCE($3, scratch), pending = COALESCE($4, pending)
-    WHERE run_id = $5 AND epoch = $6 AND status = 'running'";
+/// The journal batches of a group (their runs' heartbeats, counts, scratch and pending),
+/// in one statement; returns the runs written (the others' leases are lost).
+const TOUCH_RUNS: &str = "UPDATE operonx_runs r SET heartbeat_ms = $1, updated_ms = $1, entries = r.entries + t.count,
+    scratch = COALESCE(t.scratch, r.scratch), pending = COALESCE(t.pending, r.pending)
+    FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[])
+        AS t(run_id, epoch, count, scratch, pending)
+    WHERE r.run_id = t.run_id AND r.epoch = t.epoch AND r.status = 'running' RETURNING r.run_id";
 
-/// All entries of a batch in one statement (one round trip).
-const INSERT_ENTRIES: &str = "INSERT INTO operonx_journal (run_id, seq, kind, key, idx, body)
-    SELECT $1, t.seq, t.kind, t.key, t.idx, t.body
-    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS t(seq, kind, key, idx, body)";
+/// The journal rows of a group, in one statement.
+const INSERT_ROWS: &str = "INSERT INTO operonx_journal (run_id, seq, last_seq, count, body)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])";
 
-const FINISH: &str = "UPDATE operonx_runs SET status = $1, result = $2, pending = $3, scratch = $4, reason = $5,
-    owner = NULL, heartbeat_ms = NULL, updated_ms = $6 WHERE run_id = $7 AND epoch = $8";
+/// The ends of a group's runs, in one statement; returns the runs written.
+const FINISH_RUNS: &str = "UPDATE operonx_runs r SET status = t.status, outcome = t.outcome, reason = t.reason,
+    scratch = NULL, pending = NULL, owner = NULL, heartbeat_ms = NULL, updated_ms = $1
+    FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) AS t(run_id, epoch, status, outcome, reason)
+    WHERE r.run_id = t.run_id AND r.epoch = t.epoch RETURNING r.run_id";
+
+/// Which of some runs exist.
+const EXISTING: &str = "SELECT run_id FROM operonx_runs WHERE run_id = ANY($1)";
 
 const LOCK_FOR_CLAIM: &str =
     concat!("SELECT ", summary_cols!(), ", answers FROM operonx_runs WHERE run_id = $1 FOR UPDATE");
@@ -104,11 +135,10 @@ const CLAIM: &str = "UPDATE operonx_runs SET epoch = epoch + 1, status = 'runnin
 const RUN: &str = concat!(
     "SELECT ",
     summary_cols!(),
-    ", graph_path, graph, fingerprint, inputs, scratch, options, answers, pending, result
-     FROM operonx_runs WHERE run_id = $1"
+    ", graph_path, fingerprint, spec, scratch, pending, answers, outcome FROM operonx_runs WHERE run_id = $1"
 );
 
-const JOURNAL: &str = "SELECT seq, kind, key, idx, body FROM operonx_journal WHERE run_id = $1 ORDER BY seq";
+const JOURNAL: &str = "SELECT seq, last_seq, count, body FROM operonx_journal WHERE run_id = $1 ORDER BY seq";
 
 const LIST: &str = concat!(
     "SELECT ",
@@ -122,6 +152,9 @@ const PRUNE_CANDIDATES: &str = concat!(
     summary_cols!(),
     " FROM operonx_runs WHERE updated_ms < $1 AND ($2::text IS NULL OR status = $2) ORDER BY run_id FOR UPDATE"
 );
+
+/// Parameters of a statement.
+type Params<'p> = [&'p (dyn ToSql + Sync)];
 
 /// The connection and the statements prepared on it.
 struct Conn {
@@ -176,7 +209,7 @@ impl PostgresStore {
     }
 
     fn with_client(mut client: Client, url: &str, location: String, key: &StoreKey) -> Result<Self, StoreError> {
-        let sealer = Sealer::new(key, &location);
+        let sealer = Sealer::new(key, &location)?;
         prepare_schema(&mut client, &sealer)?;
         let conn = Mutex::new(Conn { client, statements: HashMap::new() });
         Ok(Self { conn, url: url.to_string(), location, sealer })
@@ -246,56 +279,34 @@ impl Tx<'_, '_> {
         Ok(st)
     }
 
-    fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
+    fn execute(&mut self, sql: &'static str, params: &Params<'_>) -> Result<u64, StoreError> {
         let st = self.statement(sql)?;
         self.tx.execute(&st, params).map_err(self.store.err())
     }
 
-    fn query(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
+    fn query(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
         let st = self.statement(sql)?;
         self.tx.query(&st, params).map_err(self.store.err())
     }
 
-    fn query_opt(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
+    fn query_opt(&mut self, sql: &'static str, params: &Params<'_>) -> Result<Option<Row>, StoreError> {
         let st = self.statement(sql)?;
         self.tx.query_opt(&st, params).map_err(self.store.err())
     }
 
-    /// The error for a lease whose update matched no row: the run is gone, or taken.
-    fn lost(&mut self, run_id: &str) -> StoreError {
-        match self.query_opt("SELECT 1 FROM operonx_runs WHERE run_id = $1", &[&run_id]) {
-            Ok(Some(_)) => StoreError::LeaseLost { store: self.store.location.clone(), run_id: run_id.to_string() },
-            Ok(None) => self.store.not_found(run_id),
-            Err(e) => e,
-        }
-    }
-
-    /// The run's row and journal, as of this transaction.
-    fn read_run(&mut self, run_id: &str) -> Result<Option<(RunRow, Vec<EntryRow>)>, StoreError> {
+    /// The run's row and journal rows, as of this transaction.
+    fn read_run(&mut self, run_id: &str) -> Result<Option<(RunRow, Vec<JournalRow>)>, StoreError> {
         let Some(r) = self.query_opt(RUN, &[&run_id])? else { return Ok(None) };
         let run = run_row(&r).map_err(self.err())?;
         let journal = self
             .query(JOURNAL, &[&run_id])?
             .iter()
             .map(|r| {
-                Ok(EntryRow {
+                Ok(JournalRow {
                     seq: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    key: r.try_get(2)?,
-                    idx: r.try_get(3)?,
-                    body: r.try_get(4)?,
+                    last_seq: r.try_get(1)?,
+                    count: r.try_get(2)?,
+                    body: r.try_get(3)?,
                 })
             })
             .collect::<Result<Vec<_>, postgres::Error>>()
@@ -308,23 +319,49 @@ impl PostgresStore {
     fn not_found(&self, run_id: &str) -> StoreError {
         StoreError::NotFound { store: self.location.clone(), run_id: run_id.to_string() }
     }
+
+    /// [`RunStore::write`] of borrowed writes: prepared, then applied in one transaction.
+    fn write_refs(&self, writes: &[WriteRef<'_>]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let prepared = group::prepare(&self.sealer, writes);
+        let fates = if prepared.iter().any(Result::is_ok) {
+            self.with_tx(false, |tx| tx.apply(&prepared))?
+        } else {
+            Vec::new()
+        };
+        Ok(group::results(&self.location, prepared, &fates))
+    }
 }
 
-/// Create the tables when missing and check the store's key (recording it, and sealing
-/// what an older build stored in clear, the first time), one connection at a time.
+/// Create the tables when missing and check the store's key and layout (recording them
+/// the first time), one connection at a time.
 fn prepare_schema(client: &mut Client, sealer: &Sealer) -> Result<(), StoreError> {
     let location = sealer.store();
     let err = |source| StoreError::Postgres { store: location.to_string(), source };
     let mut tx = client.transaction().map_err(err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).map_err(err)?;
     tx.batch_execute(SCHEMA).map_err(err)?;
-    let stored: Option<String> = tx
-        .query_opt("SELECT value FROM operonx_store_meta WHERE name = 'key_id'", &[])
-        .map_err(err)?
-        .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(err)?;
-    match stored {
+    let meta = |tx: &mut Transaction<'_>, name: &str| -> Result<Option<String>, postgres::Error> {
+        tx.query_opt("SELECT value FROM operonx_store_meta WHERE name = $1", &[&name])?
+            .map(|r| r.try_get(0))
+            .transpose()
+    };
+    match meta(&mut tx, "schema").map_err(err)? {
+        Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) => {
+            return Err(StoreError::Open {
+                store: location.to_string(),
+                message: format!(
+                    "the run store has schema version {v}, not this build's ({SCHEMA_VERSION}): it was written by \
+                     another operonx; use that one, or another store"
+                ),
+            });
+        }
+        None => {
+            tx.execute("INSERT INTO operonx_store_meta (name, value) VALUES ('schema', $1)", &[&SCHEMA_VERSION])
+                .map_err(err)?;
+        }
+    }
+    match meta(&mut tx, "key_id").map_err(err)? {
         Some(id) if id == sealer.key_id() => {}
         Some(id) => {
             return Err(StoreError::WrongKey {
@@ -334,60 +371,11 @@ fn prepare_schema(client: &mut Client, sealer: &Sealer) -> Result<(), StoreError
             });
         }
         None => {
-            seal_legacy(&mut tx, sealer)?;
             tx.execute("INSERT INTO operonx_store_meta (name, value) VALUES ('key_id', $1)", &[&sealer.key_id()])
                 .map_err(err)?;
         }
     }
     tx.commit().map_err(err)
-}
-
-/// Seal every value stored in clear (by a build before sealing).
-fn seal_legacy(tx: &mut Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
-    let err = |source| StoreError::Postgres { store: sealer.store().to_string(), source };
-    let columns = SEALED_COLUMNS.join(", ");
-    let set: Vec<String> = SEALED_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ${}", i + 2)).collect();
-    let update = format!("UPDATE operonx_runs SET {} WHERE run_id = $1", set.join(", "));
-    let rows = tx.query(format!("SELECT run_id, {columns} FROM operonx_runs FOR UPDATE").as_str(), &[]).map_err(err)?;
-    let mut sealed_runs = 0;
-    for r in &rows {
-        let run_id: String = r.try_get(0).map_err(err)?;
-        let values =
-            (1..=SEALED_COLUMNS.len()).map(|i| r.try_get::<_, Option<String>>(i)).collect::<Result<Vec<_>, _>>();
-        if let Some(sealed) = row::seal_legacy_run(sealer, &run_id, &values.map_err(err)?)? {
-            let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&run_id];
-            params.extend(sealed.iter().map(|v| v as &(dyn postgres::types::ToSql + Sync)));
-            tx.execute(update.as_str(), &params).map_err(err)?;
-            sealed_runs += 1;
-        }
-    }
-    let journal = tx
-        .query(
-            "SELECT run_id, seq, kind, key, idx, body FROM operonx_journal WHERE body NOT LIKE 'x1:%' FOR UPDATE",
-            &[],
-        )
-        .map_err(err)?;
-    for r in &journal {
-        let run_id: String = r.try_get(0).map_err(err)?;
-        let entry = EntryRow {
-            seq: r.try_get(1).map_err(err)?,
-            kind: r.try_get(2).map_err(err)?,
-            key: r.try_get(3).map_err(err)?,
-            idx: r.try_get(4).map_err(err)?,
-            body: r.try_get(5).map_err(err)?,
-        };
-        if let Some(body) = row::seal_legacy_body(sealer, &run_id, &entry)? {
-            tx.execute(
-                "UPDATE operonx_journal SET body = $1 WHERE run_id = $2 AND seq = $3",
-                &[&body, &run_id, &entry.seq],
-            )
-            .map_err(err)?;
-        }
-    }
-    if sealed_runs > 0 {
-        tracing::info!("run store {}: sealed the values of {sealed_runs} runs stored in clear", sealer.store());
-    }
-    Ok(())
 }
 
 /// The columns of `summary_cols!` from the start of a row.
@@ -412,14 +400,12 @@ fn run_row(r: &Row) -> Result<RunRow, postgres::Error> {
     Ok(RunRow {
         summary: summary_row(r)?,
         graph_path: r.try_get(11)?,
-        graph: r.try_get(12)?,
-        fingerprint: r.try_get(13)?,
-        inputs: r.try_get(14)?,
-        scratch: r.try_get(15)?,
-        options: r.try_get(16)?,
-        answers: r.try_get(17)?,
-        pending: r.try_get(18)?,
-        result: r.try_get(19)?,
+        fingerprint: r.try_get(12)?,
+        spec: r.try_get(13)?,
+        scratch: r.try_get(14)?,
+        pending: r.try_get(15)?,
+        answers: r.try_get(16)?,
+        outcome: r.try_get(17)?,
     })
 }
 
@@ -429,64 +415,12 @@ impl RunStore for PostgresStore {
     }
 
     fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        let (store, sealer, id) = (self.location.as_str(), &self.sealer, run.run_id.as_str());
-        let graph = row::seal_json(sealer, id, "graph", &run.graph)?;
-        let inputs = row::seal_json(sealer, id, "inputs", &run.inputs)?;
-        let scratch = row::seal_json(sealer, id, "scratch", &run.scratch)?;
-        let options = row::seal_json(sealer, id, "options", &run.options)?;
-        let answers = row::seal_json(sealer, id, "answers", &Map::new())?;
-        let pending = row::seal_json(sealer, id, "pending", &[] as &[Value])?;
-        let lease_ms = row::duration_ms(ttl);
-        let now = row::now_ms();
-        let inserted = self.with_tx(false, |tx| {
-            tx.execute(
-                INSERT_RUN,
-                &[
-                    &id,
-                    &run.graph_name,
-                    &run.graph_path,
-                    &graph,
-                    &run.fingerprint,
-                    &inputs,
-                    &scratch,
-                    &options,
-                    &owner,
-                    &now,
-                    &lease_ms,
-                    &answers,
-                    &pending,
-                ],
-            )
-        })?;
-        if inserted == 0 {
-            return Err(StoreError::Exists { store: store.to_string(), run_id: id.to_string() });
-        }
-        Ok(Lease { run_id: id.to_string(), owner: owner.to_string(), epoch: 1, next_seq: 1, ttl })
+        group::single(self.write_refs(&[WriteRef::Create { run, owner, ttl }])?)?;
+        Ok(group::new_lease(run, owner, ttl))
     }
 
     fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
-        let scratch = row::seal_json_opt(sealer, id, "scratch", batch.scratch.as_ref())?;
-        let pending = row::seal_json_opt(sealer, id, "pending", batch.pending.as_ref())?;
-        let bodies =
-            batch.entries.iter().map(|e| row::seal_body(sealer, id, e)).collect::<Result<Vec<_>, StoreError>>()?;
-        let count = i64::try_from(batch.entries.len()).unwrap_or(i64::MAX);
-        let now = row::now_ms();
-        self.with_tx(false, |tx| {
-            let updated = tx.execute(TOUCH, &[&now, &count, &scratch, &pending, &id, &lease.epoch])?;
-            if updated == 0 {
-                return Err(tx.lost(id));
-            }
-            if batch.entries.is_empty() {
-                return Ok(());
-            }
-            let seqs: Vec<i64> = batch.entries.iter().map(|e| e.seq).collect();
-            let kinds: Vec<&str> = batch.entries.iter().map(|e| e.kind.as_str()).collect();
-            let keys: Vec<&str> = batch.entries.iter().map(|e| e.key.as_str()).collect();
-            let indexes: Vec<Option<i64>> = batch.entries.iter().map(|e| e.index.map(i64::from)).collect();
-            tx.execute(INSERT_ENTRIES, &[&id, &seqs, &kinds, &keys, &indexes, &bodies])?;
-            Ok(())
-        })
+        group::single(self.write_refs(&[WriteRef::Append { lease, batch }])?)
     }
 
     fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -494,21 +428,12 @@ impl RunStore for PostgresStore {
     }
 
     fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
-        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
-        let result = row::seal_json_opt(sealer, id, "result", end.result.as_ref())?;
-        let pending = row::seal_json(sealer, id, "pending", &end.pending)?;
-        let scratch = row::seal_json(sealer, id, "scratch", &end.scratch)?;
-        let reason = row::seal_reason(sealer, id, end.reason.as_deref())?;
-        let now = row::now_ms();
-        self.with_tx(false, |tx| {
-            let status = end.status.as_str();
-            let updated =
-                tx.execute(FINISH, &[&status, &result, &pending, &scratch, &reason, &now, &id, &lease.epoch])?;
-            if updated == 0 {
-                return Err(tx.lost(id));
-            }
-            Ok(())
-        })
+        group::single(self.write_refs(&[WriteRef::Finish { lease, end }])?)
+    }
+
+    fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let refs: Vec<WriteRef<'_>> = writes.iter().map(WriteRef::from).collect();
+        self.write_refs(&refs)
     }
 
     fn claim(
@@ -523,7 +448,7 @@ impl RunStore for PostgresStore {
         self.with_tx(false, |tx| {
             let Some(r) = tx.query_opt(LOCK_FOR_CLAIM, &[&run_id])? else { return Err(self.not_found(run_id)) };
             let current = summary_row(&r).map_err(self.err())?;
-            let stored_answers: String = r.try_get(11).map_err(self.err())?;
+            let stored_answers: Option<String> = r.try_get(11).map_err(self.err())?;
             let now = row::now_ms();
             match row::derive_status(store, &current, now)? {
                 RunStatus::Done => {
@@ -535,7 +460,7 @@ impl RunStore for PostgresStore {
                 }
                 _ => {}
             }
-            let merged = row::merge_answers(&self.sealer, run_id, &stored_answers, answers)?;
+            let merged = row::merge_answers(&self.sealer, run_id, stored_answers.as_deref(), answers)?;
             let epoch: i64 = tx
                 .query_opt(CLAIM, &[&owner, &now, &lease_ms, &merged, &run_id])?
                 .ok_or_else(|| self.not_found(run_id))?
@@ -588,7 +513,8 @@ impl RunStore for PostgresStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        let (orphans, miscounted) = self.with_tx(true, |tx| {
+        let found = self.with_tx(true, |tx| {
+            let err = self.err();
             let orphans = tx
                 .query(
                     "SELECT DISTINCT j.run_id FROM operonx_journal j LEFT JOIN operonx_runs r ON r.run_id = j.run_id
@@ -598,21 +524,32 @@ impl RunStore for PostgresStore {
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect::<Result<Vec<String>, _>>()
-                .map_err(self.err())?;
-            let miscounted = tx
-                .query(
-                    "SELECT r.run_id, r.entries, COALESCE(j.n, 0) FROM operonx_runs r
-                     LEFT JOIN (SELECT run_id, count(*) AS n FROM operonx_journal GROUP BY run_id) j
-                     ON j.run_id = r.run_id WHERE r.entries <> COALESCE(j.n, 0) ORDER BY r.run_id",
-                    &[],
-                )?
+                .map_err(&err)?;
+            let triples = |rows: Vec<Row>| {
+                rows.iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .collect::<Result<Vec<(String, i64, i64)>, postgres::Error>>()
+            };
+            let miscounted = triples(tx.query(
+                "SELECT r.run_id, r.entries, COALESCE(j.n, 0)::bigint FROM operonx_runs r
+                 LEFT JOIN (SELECT run_id, sum(count) AS n FROM operonx_journal GROUP BY run_id) j
+                 ON j.run_id = r.run_id WHERE r.entries <> COALESCE(j.n, 0) ORDER BY r.run_id",
+                &[],
+            )?)
+            .map_err(&err)?;
+            let overlaps = tx.tx.query(&row::OVERLAPS.replace("{journal}", "operonx_journal"), &[]).map_err(&err)?;
+            let overlaps = triples(overlaps).map_err(&err)?;
+            let bad_rows = tx
+                .tx
+                .query(&row::BAD_ROWS.replace("{journal}", "operonx_journal"), &[])
+                .map_err(&err)?
                 .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-                .collect::<Result<Vec<(String, i64, i64)>, postgres::Error>>()
-                .map_err(self.err())?;
-            Ok((orphans, miscounted))
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                .collect::<Result<Vec<_>, postgres::Error>>()
+                .map_err(&err)?;
+            Ok(Findings { orphans, miscounted, bad_rows, overlaps, other: Vec::new() })
         })?;
-        match row::problems(&orphans, &miscounted, &[]) {
+        match row::problems(&found) {
             None => Ok(()),
             Some(problems) => Err(StoreError::Integrity { store: self.location.clone(), problems }),
         }

@@ -2,21 +2,18 @@
 //! is derived (a `running` row whose lease expired or whose owner is gone reads as
 //! crashed), and the conversions between stored text and the crate's types, which seal
 //! the columns holding user data on the way in and open them on the way out (see
-//! [`crate::seal`]).
+//! [`crate::seal`]; journal rows are packed and unpacked by [`crate::journal`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use operonx_runtime::Interrupt;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::seal::{Place, Sealer, is_sealed};
-use crate::{Entry, EntryKind, ListFilter, RunStatus, RunSummary, StoreError, StoredRun};
-
-/// The columns of a run's row that hold user data, sealed (the rest are clear: ids,
-/// names, status, owner, times, counters). The journal's `body` is sealed too.
-pub(crate) const SEALED_COLUMNS: [&str; 8] =
-    ["graph", "inputs", "scratch", "options", "answers", "pending", "result", "reason"];
+use crate::journal::{self, JournalRow};
+use crate::seal::{Place, Sealer};
+use crate::{ListFilter, NewRun, RunEnd, RunStatus, RunSummary, StoreError, StoredRun};
 
 /// The columns of a run's row that a listing needs (`reason` as stored: sealed).
 #[derive(Debug, Clone)]
@@ -34,29 +31,59 @@ pub(crate) struct SummaryRow {
     pub reason: Option<String>,
 }
 
-/// A run's whole row (the JSON columns as stored text: sealed).
+/// A run's whole row (the sealed columns as stored text).
+///
+/// What a run holds is spread over its sealed columns so that each write seals as few
+/// values as it can: `spec` (written once, by the create) holds the graph, the inputs,
+/// the options and the seed scratch space; `outcome` (written by each finish) holds the
+/// result, the pending interrupts and the scratch space the run stopped with; `scratch`
+/// and `pending` hold what a journal batch changed since (a finish clears them);
+/// `answers` the answers given so far. Missing (`NULL`) means: `scratch` as the outcome
+/// says, else the seed; `pending` as the outcome says, else none; no answers; no outcome.
 #[derive(Debug, Clone)]
 pub(crate) struct RunRow {
     pub summary: SummaryRow,
     pub graph_path: Option<String>,
-    pub graph: String,
     pub fingerprint: String,
-    pub inputs: String,
-    pub scratch: String,
-    pub options: String,
-    pub answers: String,
-    pub pending: String,
-    pub result: Option<String>,
+    pub spec: String,
+    pub scratch: Option<String>,
+    pub pending: Option<String>,
+    pub answers: Option<String>,
+    pub outcome: Option<String>,
 }
 
-/// A journal row as stored (`body` sealed).
-#[derive(Debug, Clone)]
-pub(crate) struct EntryRow {
-    pub seq: i64,
-    pub kind: String,
-    pub key: String,
-    pub idx: Option<i64>,
-    pub body: String,
+/// What the `spec` column holds, as written.
+#[derive(Serialize)]
+struct SpecRef<'a> {
+    graph: &'a Value,
+    inputs: &'a Map<String, Value>,
+    options: &'a Map<String, Value>,
+    scratch: &'a Map<String, Value>,
+}
+
+/// What the `spec` column holds, as read.
+#[derive(Deserialize)]
+struct Spec {
+    graph: Value,
+    inputs: Map<String, Value>,
+    options: Map<String, Value>,
+    scratch: Map<String, Value>,
+}
+
+/// What the `outcome` column holds, as written.
+#[derive(Serialize)]
+struct OutcomeRef<'a> {
+    result: Option<&'a Value>,
+    pending: &'a [Interrupt],
+    scratch: &'a Map<String, Value>,
+}
+
+/// What the `outcome` column holds, as read.
+#[derive(Deserialize)]
+struct Outcome {
+    result: Option<Value>,
+    pending: Vec<Interrupt>,
+    scratch: Map<String, Value>,
 }
 
 /// Now, in unix milliseconds (the local clock).
@@ -217,125 +244,136 @@ pub(crate) fn seal_reason(sealer: &Sealer, run_id: &str, reason: Option<&str>) -
     sealer.seal_opt(&Place::Run { run_id, column: "reason" }, reason)
 }
 
-/// Where a journal entry's body is stored (what its sealing binds it to).
-fn entry_place<'a>(run_id: &'a str, seq: i64, kind: &'a str, key: &'a str, idx: Option<i64>) -> Place<'a> {
-    Place::Entry { run_id, seq, kind, key, idx }
+/// The `spec` column of a new run: its graph, inputs, options and seed scratch, sealed.
+pub(crate) fn seal_spec(sealer: &Sealer, run: &NewRun) -> Result<String, StoreError> {
+    let spec = SpecRef { graph: &run.graph, inputs: &run.inputs, options: &run.options, scratch: &run.scratch };
+    seal_json(sealer, &run.run_id, "spec", &spec)
 }
 
-/// The body of `entry` of the run, sealed.
-pub(crate) fn seal_body(sealer: &Sealer, run_id: &str, entry: &Entry) -> Result<String, StoreError> {
-    let place = entry_place(run_id, entry.seq, entry.kind.as_str(), &entry.key, entry.index.map(i64::from));
-    sealer.seal(&place, &entry.body)
+/// The `outcome` column of how a run ended: its result, pending interrupts and scratch,
+/// sealed.
+pub(crate) fn seal_outcome(sealer: &Sealer, run_id: &str, end: &RunEnd) -> Result<String, StoreError> {
+    let outcome = OutcomeRef { result: end.result.as_ref(), pending: &end.pending, scratch: &end.scratch };
+    seal_json(sealer, run_id, "outcome", &outcome)
 }
 
-/// The stored answers (`stored`, sealed JSON text) with `new` merged in (new keys win),
-/// sealed again (`stored` itself when there is nothing new).
+/// The stored answers (`stored`, sealed JSON text; `None`: none) with `new` merged in
+/// (new keys win), sealed again (`stored` itself when there is nothing new).
 pub(crate) fn merge_answers(
     sealer: &Sealer,
     run_id: &str,
-    stored: &str,
+    stored: Option<&str>,
     new: &Map<String, Value>,
-) -> Result<String, StoreError> {
+) -> Result<Option<String>, StoreError> {
     if new.is_empty() {
-        return Ok(stored.to_string());
+        return Ok(stored.map(str::to_string));
     }
-    let mut answers: Map<String, Value> = open_json(sealer, run_id, "answers", stored)?;
+    let mut answers: Map<String, Value> = match stored {
+        Some(s) => open_json(sealer, run_id, "answers", s)?,
+        None => Map::new(),
+    };
     for (k, v) in new {
         answers.insert(k.clone(), v.clone());
     }
-    seal_json(sealer, run_id, "answers", &answers)
-}
-
-/// A journal entry from its row (its body opened).
-pub(crate) fn entry(sealer: &Sealer, run_id: &str, row: EntryRow) -> Result<Entry, StoreError> {
-    let store = sealer.store();
-    let what = || format!("journal entry {}", row.seq);
-    let kind = EntryKind::parse(&row.kind)
-        .ok_or_else(|| corrupt(store, run_id, &what(), &format!("unknown kind {:?}", row.kind)))?;
-    let index = row
-        .idx
-        .map(u32::try_from)
-        .transpose()
-        .map_err(|e| corrupt(store, run_id, &what(), &format!("index out of range: {e}")))?;
-    let body = sealer.open(&entry_place(run_id, row.seq, &row.kind, &row.key, row.idx), &row.body)?;
-    Ok(Entry { seq: row.seq, kind, key: row.key, index, body })
+    seal_json(sealer, run_id, "answers", &answers).map(Some)
 }
 
 /// A stored run from its row and journal rows (opened), its status as derived at `now`.
 pub(crate) fn stored_run(
     sealer: &Sealer,
     row: RunRow,
-    journal: Vec<EntryRow>,
+    journal: Vec<JournalRow>,
     now: i64,
 ) -> Result<StoredRun, StoreError> {
     let run_id = row.summary.run_id.clone();
     let id = run_id.as_str();
-    let entries = journal.into_iter().map(|e| entry(sealer, id, e)).collect::<Result<Vec<_>, _>>()?;
+    let entries = journal::unpack(sealer, id, journal)?;
     let mut summary = summary(sealer, row.summary, now)?;
     summary.entries = entries.len() as u64;
+    let spec: Spec = open_json(sealer, id, "spec", &row.spec)?;
+    let outcome: Option<Outcome> = row.outcome.as_deref().map(|o| open_json(sealer, id, "outcome", o)).transpose()?;
+    let (result, stopped_pending, stopped_scratch) = match outcome {
+        Some(o) => (o.result, Some(o.pending), Some(o.scratch)),
+        None => (None, None, None),
+    };
+    let scratch = match row.scratch.as_deref() {
+        Some(s) => open_json(sealer, id, "scratch", s)?,
+        None => stopped_scratch.unwrap_or(spec.scratch),
+    };
+    let pending = match row.pending.as_deref() {
+        Some(p) => open_json(sealer, id, "pending", p)?,
+        None => stopped_pending.unwrap_or_default(),
+    };
+    let answers = row.answers.as_deref().map(|a| open_json(sealer, id, "answers", a)).transpose()?;
     Ok(StoredRun {
         summary,
         graph_path: row.graph_path,
-        graph: open_json(sealer, id, "graph", &row.graph)?,
+        graph: spec.graph,
         fingerprint: row.fingerprint,
-        inputs: open_json(sealer, id, "inputs", &row.inputs)?,
-        scratch: open_json(sealer, id, "scratch", &row.scratch)?,
-        options: open_json(sealer, id, "options", &row.options)?,
-        answers: open_json(sealer, id, "answers", &row.answers)?,
-        pending: open_json::<Vec<Interrupt>>(sealer, id, "pending", &row.pending)?,
-        result: row.result.as_deref().map(|r| open_json(sealer, id, "result", r)).transpose()?,
+        inputs: spec.inputs,
+        scratch,
+        options: spec.options,
+        answers: answers.unwrap_or_default(),
+        pending,
+        result,
         entries,
     })
 }
 
-/// A run row's [`SEALED_COLUMNS`] values as a store written before sealing holds them,
-/// sealed (values already sealed, and missing ones, kept). `None` when none changed.
-pub(crate) fn seal_legacy_run(
-    sealer: &Sealer,
-    run_id: &str,
-    values: &[Option<String>],
-) -> Result<Option<Vec<Option<String>>>, StoreError> {
-    let mut changed = false;
-    let mut out = Vec::with_capacity(values.len());
-    for (column, value) in SEALED_COLUMNS.iter().zip(values) {
-        match value {
-            Some(v) if !is_sealed(v) => {
-                changed = true;
-                out.push(Some(sealer.seal(&Place::Run { run_id, column }, v)?));
-            }
-            other => out.push(other.clone()),
-        }
-    }
-    Ok(changed.then_some(out))
+/// What a consistency check found.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    /// Runs that journal rows belong to, but that do not exist.
+    pub orphans: Vec<String>,
+    /// Runs whose entry count (first) is not the sum of their rows' counts (second).
+    pub miscounted: Vec<(String, i64, i64)>,
+    /// Rows `(run, seq, last_seq, count)` whose count does not fit their seq range.
+    pub bad_rows: Vec<(String, i64, i64, i64)>,
+    /// Rows `(run, seq, end of the row before)` that overlap the row before.
+    pub overlaps: Vec<(String, i64, i64)>,
+    /// Anything else, as messages.
+    pub other: Vec<String>,
 }
 
-/// A journal row's body as a store written before sealing holds it, sealed (`None` when
-/// it already is).
-pub(crate) fn seal_legacy_body(sealer: &Sealer, run_id: &str, row: &EntryRow) -> Result<Option<String>, StoreError> {
-    if is_sealed(&row.body) {
-        return Ok(None);
-    }
-    sealer.seal(&entry_place(run_id, row.seq, &row.kind, &row.key, row.idx), &row.body).map(Some)
+/// What the check queries share: rows whose count does not fit their seq range (a row
+/// holds at least one entry, and at most one per seq of its range).
+pub(crate) const BAD_ROWS: &str = "SELECT run_id, seq, last_seq, count FROM {journal}
+    WHERE count < 1 OR last_seq < seq OR count > last_seq - seq + 1 ORDER BY run_id, seq";
+
+/// Rows that begin at or before the end of the row before them (of the same run).
+pub(crate) const OVERLAPS: &str = "SELECT run_id, seq, prev FROM (SELECT run_id, seq,
+    lag(last_seq) OVER (PARTITION BY run_id ORDER BY seq) AS prev FROM {journal}) AS j
+    WHERE prev >= seq ORDER BY run_id, seq";
+
+/// `items` shown (at most ten, then how many more), `, `-separated.
+fn bounded<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
+    const SHOWN: usize = 10;
+    let shown: Vec<String> = items.iter().take(SHOWN).map(show).collect();
+    let more = if items.len() > SHOWN { format!(" and {} more", items.len() - SHOWN) } else { String::new() };
+    format!("{}{more}", shown.join(", "))
 }
 
 /// Problems found by a consistency check, as one message (`None` when there are none).
-pub(crate) fn problems(orphans: &[String], miscounted: &[(String, i64, i64)], other: &[String]) -> Option<String> {
-    const SHOWN: usize = 10;
-    let mut out: Vec<String> = other.to_vec();
-    if !orphans.is_empty() {
-        let names: Vec<&str> = orphans.iter().take(SHOWN).map(String::as_str).collect();
-        let more = if orphans.len() > SHOWN { format!(" and {} more", orphans.len() - SHOWN) } else { String::new() };
-        out.push(format!("journal entries of runs that do not exist: {}{more}", names.join(", ")));
+pub(crate) fn problems(found: &Findings) -> Option<String> {
+    let mut out: Vec<String> = found.other.clone();
+    if !found.orphans.is_empty() {
+        out.push(format!("journal entries of runs that do not exist: {}", bounded(&found.orphans, String::clone)));
     }
-    if !miscounted.is_empty() {
-        let shown: Vec<String> = miscounted
-            .iter()
-            .take(SHOWN)
-            .map(|(id, counted, rows)| format!("{id} (counts {counted}, has {rows})"))
-            .collect();
-        let more =
-            if miscounted.len() > SHOWN { format!(" and {} more", miscounted.len() - SHOWN) } else { String::new() };
-        out.push(format!("runs whose entry count differs from their journal: {}{more}", shown.join(", ")));
+    if !found.miscounted.is_empty() {
+        let shown = bounded(&found.miscounted, |(id, counted, rows)| format!("{id} (counts {counted}, has {rows})"));
+        out.push(format!("runs whose entry count differs from their journal: {shown}"));
+    }
+    if !found.bad_rows.is_empty() {
+        let shown = bounded(&found.bad_rows, |(id, seq, last, count)| {
+            format!("{id} entries {seq} to {last} (says it holds {count})")
+        });
+        out.push(format!("journal rows whose entry count does not fit their seqs: {shown}"));
+    }
+    if !found.overlaps.is_empty() {
+        let shown = bounded(&found.overlaps, |(id, seq, prev)| {
+            format!("{id} from entry {seq} (the row before ends at {prev})")
+        });
+        out.push(format!("journal rows that overlap: {shown}"));
     }
     (!out.is_empty()).then(|| out.join("; "))
 }
@@ -374,37 +412,32 @@ mod tests {
 
     #[test]
     fn answers_merge_with_new_keys_winning_and_order_kept() {
-        let sealer = Sealer::new(&crate::StoreKey::from_bytes([1; 32]), "s");
+        let sealer = Sealer::new(&crate::StoreKey::from_bytes([1; 32]), "s").unwrap();
         let answers = Place::Run { run_id: "r", column: "answers" };
         let new: Map<String, Value> = serde_json::from_str(r#"{"b": 3, "c": 4}"#).unwrap();
         let stored = sealer.seal(&answers, r#"{"a":1,"b":2}"#).unwrap();
-        let merged = merge_answers(&sealer, "r", &stored, &new).unwrap();
+        let merged = merge_answers(&sealer, "r", Some(&stored), &new).unwrap().unwrap();
         assert_eq!(sealer.open(&answers, &merged).unwrap(), r#"{"a":1,"b":3,"c":4}"#);
-        assert_eq!(merge_answers(&sealer, "r", &stored, &Map::new()).unwrap(), stored);
-        assert!(matches!(merge_answers(&sealer, "q", &stored, &new), Err(StoreError::Corrupt { .. })));
-    }
-
-    #[test]
-    fn legacy_values_are_sealed_once() {
-        let sealer = Sealer::new(&crate::StoreKey::from_bytes([1; 32]), "s");
-        let sealed = sealer.seal(&Place::Run { run_id: "r", column: "inputs" }, "{}").unwrap();
-        let mut values: Vec<Option<String>> = vec![Some("{}".into()); SEALED_COLUMNS.len()];
-        values[1] = Some(sealed.clone());
-        values[7] = None;
-        let out = seal_legacy_run(&sealer, "r", &values).unwrap().unwrap();
-        assert_eq!((out[1].as_deref(), out[7].as_deref()), (Some(sealed.as_str()), None));
-        assert_eq!(
-            sealer.open(&Place::Run { run_id: "r", column: "graph" }, out[0].as_deref().unwrap()).unwrap(),
-            "{}"
-        );
-        assert_eq!(seal_legacy_run(&sealer, "r", &out).unwrap(), None);
+        assert_eq!(merge_answers(&sealer, "r", Some(&stored), &Map::new()).unwrap(), Some(stored.clone()));
+        assert_eq!(merge_answers(&sealer, "r", None, &Map::new()).unwrap(), None, "none given, none stored");
+        let first = merge_answers(&sealer, "r", None, &new).unwrap().unwrap();
+        assert_eq!(sealer.open(&answers, &first).unwrap(), r#"{"b":3,"c":4}"#);
+        assert!(matches!(merge_answers(&sealer, "q", Some(&stored), &new), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
     fn problems_are_listed_and_bounded() {
-        assert_eq!(problems(&[], &[], &[]), None);
-        let orphans: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
-        let p = problems(&orphans, &[("x".into(), 2, 3)], &[]).unwrap();
+        assert_eq!(problems(&Findings::default()), None);
+        let found = Findings {
+            orphans: (0..12).map(|i| format!("r{i}")).collect(),
+            miscounted: vec![("x".into(), 2, 3)],
+            bad_rows: vec![("y".into(), 4, 5, 3)],
+            overlaps: vec![("z".into(), 6, 7)],
+            other: Vec::new(),
+        };
+        let p = problems(&found).unwrap();
         assert!(p.contains("r0, r1") && p.contains("and 2 more") && p.contains("x (counts 2, has 3)"), "{p}");
+        assert!(p.contains("y entries 4 to 5 (says it holds 3)"), "{p}");
+        assert!(p.contains("overlap: z from entry 6 (the row before ends at 7)"), "{p}");
     }
 }

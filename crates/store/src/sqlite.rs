@@ -2,7 +2,8 @@
 //! journal entry survives a power cut) that any number of processes open and write at
 //! once.
 //!
-//! Every write is one `BEGIN IMMEDIATE` transaction: it takes the write lock before
+//! Every write, and every group of writes ([`RunStore::write`]: one commit, so one sync,
+//! for all of them), is one `BEGIN IMMEDIATE` transaction: it takes the write lock before
 //! reading anything, so it waits for other writers through the busy timeout instead of
 //! failing (a read transaction upgraded to a write one fails at once with "database is
 //! locked" when another connection wrote in between). Opening goes through
@@ -23,36 +24,30 @@ use operonx_trace::sqlite::{OPEN_PATIENCE, OpenError, backoff, is_busy, open_sha
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
+use crate::group::{self, CreateRow, Fate, NewRow, Prepared, WriteRef};
+use crate::journal::JournalRow;
 use crate::key::{StoreKey, sqlite_key_file};
-use crate::row::{self, EntryRow, RunRow, SEALED_COLUMNS, SummaryRow};
+use crate::row::{self, Findings, RunRow, SummaryRow};
 use crate::seal::Sealer;
-use crate::{Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun};
+use crate::{Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write};
 
-/// The schema version this build reads and writes (`PRAGMA user_version`): 1 had the
-/// user data in clear; 2 has it sealed, and the `meta` table.
-const SCHEMA_VERSION: i64 = 2;
+/// The schema version this build reads and writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
 
-/// What version 2 adds (the `meta` table: `key_id`, the id of the store's key).
-const SCHEMA_META: &str = "
-CREATE TABLE IF NOT EXISTS meta (
-    name  TEXT PRIMARY KEY NOT NULL,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-";
-
+/// The tables (see [`crate::row::RunRow`] for what the sealed columns of `runs` hold,
+/// and [`crate::journal`] for a journal row). `meta` holds `key_id`, the id of the
+/// store's key.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY NOT NULL,
     graph_name   TEXT NOT NULL,
     graph_path   TEXT,
-    graph        TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,
-    inputs       TEXT NOT NULL,
-    scratch      TEXT NOT NULL,
-    options      TEXT NOT NULL,
-    answers      TEXT NOT NULL,
-    pending      TEXT NOT NULL,
-    result       TEXT,
+    spec         TEXT NOT NULL,
+    scratch      TEXT,
+    pending      TEXT,
+    answers      TEXT,
+    outcome      TEXT,
     reason       TEXT,
     status       TEXT NOT NULL,
     owner        TEXT,
@@ -67,13 +62,16 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_ms, run_id);
 CREATE INDEX IF NOT EXISTS runs_by_updated ON runs (updated_ms);
 CREATE TABLE IF NOT EXISTS journal (
-    run_id TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    kind   TEXT NOT NULL,
-    key    TEXT NOT NULL,
-    idx    INTEGER,
-    body   TEXT NOT NULL,
+    run_id   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    count    INTEGER NOT NULL,
+    body     BLOB NOT NULL,
     PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -81,26 +79,27 @@ CREATE TABLE IF NOT EXISTS journal (
 const SUMMARY_COLS: &str =
     "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, reason";
 
-const INSERT_RUN: &str = "INSERT INTO runs (run_id, graph_name, graph_path, graph, fingerprint, inputs, scratch,
-    options, answers, pending, result, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms,
-    resumes, entries)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?13, NULL, NULL, 'running', ?9, 1, ?10, ?11, ?10, ?10, 0, 0)
+/// A new run's row, with what its later writes in the same group made of it (see
+/// [`group::NewRow`]).
+const INSERT_RUN: &str = "INSERT INTO runs (run_id, graph_name, graph_path, fingerprint, spec, scratch, pending,
+    outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?13, ?14, ?14, 0, ?15)
     ON CONFLICT (run_id) DO NOTHING";
 
 const TOUCH: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, entries = entries + ?2,
     scratch = COALESCE(?3, scratch), pending = COALESCE(?4, pending)
     WHERE run_id = ?5 AND epoch = ?6 AND status = 'running'";
 
-const INSERT_ENTRY: &str = "INSERT INTO journal (run_id, seq, kind, key, idx, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const INSERT_ROW: &str = "INSERT INTO journal (run_id, seq, last_seq, count, body) VALUES (?1, ?2, ?3, ?4, ?5)";
 
-const FINISH: &str = "UPDATE runs SET status = ?1, result = ?2, pending = ?3, scratch = ?4, reason = ?5,
-    owner = NULL, heartbeat_ms = NULL, updated_ms = ?6 WHERE run_id = ?7 AND epoch = ?8";
+const FINISH: &str = "UPDATE runs SET status = ?1, outcome = ?2, reason = ?3, scratch = NULL, pending = NULL,
+    owner = NULL, heartbeat_ms = NULL, updated_ms = ?4 WHERE run_id = ?5 AND epoch = ?6";
 
 const CLAIM: &str = "UPDATE runs SET epoch = epoch + 1, status = 'running', owner = ?1, heartbeat_ms = ?2,
     updated_ms = ?2, lease_ms = ?3, resumes = resumes + 1, reason = NULL, answers = ?4
     WHERE run_id = ?5 RETURNING epoch";
 
-const JOURNAL: &str = "SELECT seq, kind, key, idx, body FROM journal WHERE run_id = ?1 ORDER BY seq";
+const JOURNAL: &str = "SELECT seq, last_seq, count, body FROM journal WHERE run_id = ?1 ORDER BY seq";
 
 /// Statements kept prepared per connection.
 const STATEMENT_CACHE: usize = 32;
@@ -159,7 +158,7 @@ impl SqliteRunStore {
         let path = path.as_ref().to_path_buf();
         let location = path.display().to_string();
         prepare_file(&path, &location)?;
-        let sealer = Sealer::new(&key, &location);
+        let sealer = Sealer::new(&key, &location)?;
         let pragmas = [("synchronous", SYNCHRONOUS_FULL)];
         let conn = open_shared(&path, OpenFlags::default(), &pragmas, &|tx| migrate(tx, &sealer))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -209,7 +208,7 @@ impl SqliteRunStore {
         }
     }
 
-    fn write<T>(&self, f: impl FnMut(&Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn write_tx<T>(&self, f: impl FnMut(&Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         self.with_tx(TransactionBehavior::Immediate, f)
     }
 
@@ -217,26 +216,136 @@ impl SqliteRunStore {
         self.with_tx(TransactionBehavior::Deferred, f)
     }
 
-    /// The error for a lease whose update matched no row: the run is gone, or taken.
-    fn lost(&self, tx: &Transaction<'_>, run_id: &str) -> StoreError {
+    /// Why a lease's update matched no row: the run is gone, or taken.
+    fn lost(&self, tx: &Transaction<'_>, run_id: &str) -> Result<Fate, StoreError> {
         let exists = tx
             .prepare_cached("SELECT 1 FROM runs WHERE run_id = ?1")
-            .and_then(|mut st| st.query_row([run_id], |_| Ok(())).optional());
-        match exists {
-            Ok(Some(())) => StoreError::LeaseLost { store: self.location.clone(), run_id: run_id.to_string() },
-            Ok(None) => self.not_found(run_id),
-            Err(e) => self.err()(e),
+            .and_then(|mut st| st.query_row([run_id], |_| Ok(())).optional())
+            .map_err(self.err())?;
+        Ok(if exists.is_some() { Fate::LeaseLost } else { Fate::NotFound })
+    }
+
+    /// Apply prepared writes, in order, in this transaction: how each fared (a
+    /// preparation error is skipped, its fate unused).
+    fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        prepared: &[Result<Prepared<'_>, StoreError>],
+    ) -> Result<Vec<Fate>, StoreError> {
+        let now = row::now_ms();
+        let mut folds = group::fold(prepared);
+        let mut fates = vec![Fate::Done; prepared.len()];
+        // Writes already applied with the create of their run.
+        let mut applied = vec![false; prepared.len()];
+        for (i, p) in prepared.iter().enumerate() {
+            let Ok(p) = p else { continue };
+            if applied.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let fate = match p {
+                Prepared::Create(c) => {
+                    let new = folds.get_mut(i).and_then(Option::take).unwrap_or_else(group::NewRow::plain);
+                    if self.insert_run(tx, c, &new, now)? {
+                        for &(j, fate) in &new.chain {
+                            fates[j] = fate;
+                            applied[j] = true;
+                        }
+                        for j in &new.rows {
+                            self.insert_row(tx, &c.run.run_id, j)?;
+                        }
+                        Fate::Done
+                    } else {
+                        Fate::Exists
+                    }
+                }
+                Prepared::Append(a) => {
+                    let updated = tx
+                        .prepare_cached(TOUCH)
+                        .and_then(|mut st| st.execute(params![now, a.count, a.scratch, a.pending, a.run_id, a.epoch]))
+                        .map_err(self.err())?;
+                    if updated == 0 {
+                        self.lost(tx, a.run_id)?
+                    } else {
+                        if let Some(j) = &a.row {
+                            self.insert_row(tx, a.run_id, j)?;
+                        }
+                        Fate::Done
+                    }
+                }
+                Prepared::Finish(f) => {
+                    let updated = tx
+                        .prepare_cached(FINISH)
+                        .and_then(|mut st| st.execute(params![f.status, f.outcome, f.reason, now, f.run_id, f.epoch]))
+                        .map_err(self.err())?;
+                    if updated == 0 { self.lost(tx, f.run_id)? } else { Fate::Done }
+                }
+            };
+            fates[i] = fate;
         }
+        Ok(fates)
+    }
+
+    /// Insert a new run's row as `new` says; whether it was (not: the run exists).
+    fn insert_run(
+        &self,
+        tx: &Transaction<'_>,
+        c: &CreateRow<'_>,
+        new: &NewRow<'_>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let r = c.run;
+        let (owner, heartbeat) = if new.finished { (None, None) } else { (Some(c.owner), Some(now)) };
+        let inserted = tx
+            .prepare_cached(INSERT_RUN)
+            .and_then(|mut st| {
+                st.execute(params![
+                    r.run_id,
+                    r.graph_name,
+                    r.graph_path,
+                    r.fingerprint,
+                    c.spec,
+                    new.scratch,
+                    new.pending,
+                    new.outcome,
+                    new.reason,
+                    new.status,
+                    owner,
+                    heartbeat,
+                    c.lease_ms,
+                    now,
+                    new.entries
+                ])
+            })
+            .map_err(self.err())?;
+        Ok(inserted > 0)
+    }
+
+    fn insert_row(&self, tx: &Transaction<'_>, run_id: &str, j: &JournalRow) -> Result<(), StoreError> {
+        tx.prepare_cached(INSERT_ROW)
+            .and_then(|mut st| st.execute(params![run_id, j.seq, j.last_seq, j.count, j.body]))
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// [`RunStore::write`] of borrowed writes: prepared, then applied in one transaction.
+    fn write_refs(&self, writes: &[WriteRef<'_>]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let prepared = group::prepare(&self.sealer, writes);
+        let fates = if prepared.iter().any(Result::is_ok) {
+            self.write_tx(|tx| self.apply(tx, &prepared))?
+        } else {
+            Vec::new()
+        };
+        Ok(group::results(&self.location, prepared, &fates))
     }
 
     fn not_found(&self, run_id: &str) -> StoreError {
         StoreError::NotFound { store: self.location.clone(), run_id: run_id.to_string() }
     }
 
-    /// The run's row and journal, as of this transaction.
-    fn read_run(&self, tx: &Transaction<'_>, run_id: &str) -> Result<Option<(RunRow, Vec<EntryRow>)>, StoreError> {
+    /// The run's row and journal rows, as of this transaction.
+    fn read_run(&self, tx: &Transaction<'_>, run_id: &str) -> Result<Option<(RunRow, Vec<JournalRow>)>, StoreError> {
         let sql = format!(
-            "SELECT {SUMMARY_COLS}, graph_path, graph, fingerprint, inputs, scratch, options, answers, pending, result
+            "SELECT {SUMMARY_COLS}, graph_path, fingerprint, spec, scratch, pending, answers, outcome
              FROM runs WHERE run_id = ?1"
         );
         let row = tx.prepare_cached(&sql).and_then(|mut st| st.query_row([run_id], run_row).optional());
@@ -244,7 +353,7 @@ impl SqliteRunStore {
         let mut st = tx.prepare_cached(JOURNAL).map_err(self.err())?;
         let journal = st
             .query_map([run_id], |r| {
-                Ok(EntryRow { seq: r.get(0)?, kind: r.get(1)?, key: r.get(2)?, idx: r.get(3)?, body: r.get(4)? })
+                Ok(JournalRow { seq: r.get(0)?, last_seq: r.get(1)?, count: r.get(2)?, body: r.get(3)? })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(self.err())?;
@@ -264,9 +373,8 @@ fn prepare_file(path: &Path, location: &str) -> Result<(), StoreError> {
     operonx_trace::private::create_file(path).map_err(|e| open_err("file", path, e))
 }
 
-/// Check the schema version, create or upgrade the schema, and check the store's key
-/// (recording it, and sealing what an older build stored in clear, the first time),
-/// inside the opening transaction.
+/// Check the schema version, create the schema, and check the store's key (recording
+/// it the first time), inside the opening transaction.
 fn migrate(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
     let location = sealer.store();
     let sqlite_err = |source| StoreError::Sqlite { store: location.to_string(), source };
@@ -282,14 +390,13 @@ fn migrate(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA).map_err(sqlite_err)?;
-        tx.execute_batch(SCHEMA_META).map_err(sqlite_err)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sqlite_err)?;
     }
     check_key(tx, sealer)
 }
 
 /// Refuse a store written with another key; record this key in a store that has none
-/// yet, sealing the values it holds in clear (a store of schema version 1).
+/// yet.
 fn check_key(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
     let location = sealer.store();
     let sqlite_err = |source| StoreError::Sqlite { store: location.to_string(), source };
@@ -303,75 +410,11 @@ fn check_key(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
             Err(StoreError::WrongKey { store: location.to_string(), stored: id, current: sealer.key_id().to_string() })
         }
         None => {
-            seal_legacy(tx, sealer)?;
             tx.execute("INSERT INTO meta (name, value) VALUES ('key_id', ?1)", [sealer.key_id()])
                 .map_err(sqlite_err)?;
             Ok(())
         }
     }
-}
-
-/// Seal every value stored in clear (by a build before sealing). The space the clear
-/// values took is zeroed (`secure_delete` while they are replaced), so no copy of them
-/// stays in the file once the WAL is checkpointed.
-fn seal_legacy(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
-    let sqlite_err = |source| StoreError::Sqlite { store: sealer.store().to_string(), source };
-    let legacy: i64 = tx
-        .query_row("SELECT (SELECT count(*) FROM runs) + (SELECT count(*) FROM journal)", [], |r| r.get(0))
-        .map_err(sqlite_err)?;
-    if legacy == 0 {
-        return Ok(());
-    }
-    tx.pragma_update(None, "secure_delete", 1).map_err(sqlite_err)?;
-    let sealed = seal_legacy_rows(tx, sealer);
-    tx.pragma_update(None, "secure_delete", 0).map_err(sqlite_err)?;
-    sealed
-}
-
-fn seal_legacy_rows(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
-    let sqlite_err = |source| StoreError::Sqlite { store: sealer.store().to_string(), source };
-    let columns = SEALED_COLUMNS.join(", ");
-    let rows: Vec<(String, Vec<Option<String>>)> = tx
-        .prepare(&format!("SELECT run_id, {columns} FROM runs"))
-        .and_then(|mut st| {
-            st.query_map([], |r| {
-                let values = (1..=SEALED_COLUMNS.len()).map(|i| r.get(i)).collect::<Result<Vec<_>, _>>()?;
-                Ok((r.get(0)?, values))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(sqlite_err)?;
-    let set: Vec<String> = SEALED_COLUMNS.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 2)).collect();
-    let update = format!("UPDATE runs SET {} WHERE run_id = ?1", set.join(", "));
-    let mut sealed_runs = 0;
-    for (run_id, values) in rows {
-        if let Some(sealed) = row::seal_legacy_run(sealer, &run_id, &values)? {
-            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&run_id];
-            params.extend(sealed.iter().map(|v| v as &dyn rusqlite::ToSql));
-            tx.execute(&update, params.as_slice()).map_err(sqlite_err)?;
-            sealed_runs += 1;
-        }
-    }
-    let journal: Vec<(String, EntryRow)> = tx
-        .prepare("SELECT run_id, seq, kind, key, idx, body FROM journal")
-        .and_then(|mut st| {
-            st.query_map([], |r| {
-                let row = EntryRow { seq: r.get(1)?, kind: r.get(2)?, key: r.get(3)?, idx: r.get(4)?, body: r.get(5)? };
-                Ok((r.get(0)?, row))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(sqlite_err)?;
-    for (run_id, entry) in &journal {
-        if let Some(body) = row::seal_legacy_body(sealer, run_id, entry)? {
-            tx.execute("UPDATE journal SET body = ?1 WHERE run_id = ?2 AND seq = ?3", params![body, run_id, entry.seq])
-                .map_err(sqlite_err)?;
-        }
-    }
-    if sealed_runs > 0 {
-        tracing::info!("run store {}: sealed the values of {sealed_runs} runs stored in clear", sealer.store());
-    }
-    Ok(())
 }
 
 /// The columns of [`SUMMARY_COLS`] from the start of a row.
@@ -396,14 +439,12 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         summary: summary_row(r)?,
         graph_path: r.get(11)?,
-        graph: r.get(12)?,
-        fingerprint: r.get(13)?,
-        inputs: r.get(14)?,
-        scratch: r.get(15)?,
-        options: r.get(16)?,
-        answers: r.get(17)?,
-        pending: r.get(18)?,
-        result: r.get(19)?,
+        fingerprint: r.get(12)?,
+        spec: r.get(13)?,
+        scratch: r.get(14)?,
+        pending: r.get(15)?,
+        answers: r.get(16)?,
+        outcome: r.get(17)?,
     })
 }
 
@@ -413,66 +454,12 @@ impl RunStore for SqliteRunStore {
     }
 
     fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        let (sealer, id) = (&self.sealer, run.run_id.as_str());
-        let graph = row::seal_json(sealer, id, "graph", &run.graph)?;
-        let inputs = row::seal_json(sealer, id, "inputs", &run.inputs)?;
-        let scratch = row::seal_json(sealer, id, "scratch", &run.scratch)?;
-        let options = row::seal_json(sealer, id, "options", &run.options)?;
-        let answers = row::seal_json(sealer, id, "answers", &Map::new())?;
-        let pending = row::seal_json(sealer, id, "pending", &[] as &[Value])?;
-        let lease_ms = row::duration_ms(ttl);
-        self.write(|tx| {
-            let now = row::now_ms();
-            let inserted = tx
-                .prepare_cached(INSERT_RUN)
-                .and_then(|mut st| {
-                    st.execute(params![
-                        id,
-                        run.graph_name,
-                        run.graph_path,
-                        graph,
-                        run.fingerprint,
-                        inputs,
-                        scratch,
-                        options,
-                        owner,
-                        now,
-                        lease_ms,
-                        answers,
-                        pending
-                    ])
-                })
-                .map_err(self.err())?;
-            if inserted == 0 {
-                return Err(StoreError::Exists { store: self.location.clone(), run_id: id.to_string() });
-            }
-            Ok(())
-        })?;
-        Ok(Lease { run_id: id.to_string(), owner: owner.to_string(), epoch: 1, next_seq: 1, ttl })
+        group::single(self.write_refs(&[WriteRef::Create { run, owner, ttl }])?)?;
+        Ok(group::new_lease(run, owner, ttl))
     }
 
     fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
-        let scratch = row::seal_json_opt(sealer, id, "scratch", batch.scratch.as_ref())?;
-        let pending = row::seal_json_opt(sealer, id, "pending", batch.pending.as_ref())?;
-        let bodies =
-            batch.entries.iter().map(|e| row::seal_body(sealer, id, e)).collect::<Result<Vec<_>, StoreError>>()?;
-        let count = i64::try_from(batch.entries.len()).unwrap_or(i64::MAX);
-        self.write(|tx| {
-            let now = row::now_ms();
-            let updated = tx
-                .prepare_cached(TOUCH)
-                .and_then(|mut st| st.execute(params![now, count, scratch, pending, id, lease.epoch]))
-                .map_err(self.err())?;
-            if updated == 0 {
-                return Err(self.lost(tx, id));
-            }
-            let mut insert = tx.prepare_cached(INSERT_ENTRY).map_err(self.err())?;
-            for (e, body) in batch.entries.iter().zip(&bodies) {
-                insert.execute(params![id, e.seq, e.kind.as_str(), e.key, e.index, body]).map_err(self.err())?;
-            }
-            Ok(())
-        })
+        group::single(self.write_refs(&[WriteRef::Append { lease, batch }])?)
     }
 
     fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -480,24 +467,12 @@ impl RunStore for SqliteRunStore {
     }
 
     fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
-        let (sealer, id) = (&self.sealer, lease.run_id.as_str());
-        let result = row::seal_json_opt(sealer, id, "result", end.result.as_ref())?;
-        let pending = row::seal_json(sealer, id, "pending", &end.pending)?;
-        let scratch = row::seal_json(sealer, id, "scratch", &end.scratch)?;
-        let reason = row::seal_reason(sealer, id, end.reason.as_deref())?;
-        self.write(|tx| {
-            let now = row::now_ms();
-            let updated = tx
-                .prepare_cached(FINISH)
-                .and_then(|mut st| {
-                    st.execute(params![end.status.as_str(), result, pending, scratch, reason, now, id, lease.epoch])
-                })
-                .map_err(self.err())?;
-            if updated == 0 {
-                return Err(self.lost(tx, id));
-            }
-            Ok(())
-        })
+        group::single(self.write_refs(&[WriteRef::Finish { lease, end }])?)
+    }
+
+    fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let refs: Vec<WriteRef<'_>> = writes.iter().map(WriteRef::from).collect();
+        self.write_refs(&refs)
     }
 
     fn claim(
@@ -509,13 +484,13 @@ impl RunStore for SqliteRunStore {
     ) -> Result<(Lease, StoredRun), StoreError> {
         let store = self.location.as_str();
         let lease_ms = row::duration_ms(ttl);
-        self.write(|tx| {
+        self.write_tx(|tx| {
             let now = row::now_ms();
             let sql = format!("SELECT {SUMMARY_COLS}, answers FROM runs WHERE run_id = ?1");
             let found = tx
                 .prepare_cached(&sql)
                 .and_then(|mut st| {
-                    st.query_row([run_id], |r| Ok((summary_row(r)?, r.get::<_, String>(11)?))).optional()
+                    st.query_row([run_id], |r| Ok((summary_row(r)?, r.get::<_, Option<String>>(11)?))).optional()
                 })
                 .map_err(self.err())?;
             let Some((current, stored_answers)) = found else { return Err(self.not_found(run_id)) };
@@ -529,7 +504,7 @@ impl RunStore for SqliteRunStore {
                 }
                 _ => {}
             }
-            let merged = row::merge_answers(&self.sealer, run_id, &stored_answers, answers)?;
+            let merged = row::merge_answers(&self.sealer, run_id, stored_answers.as_deref(), answers)?;
             let epoch: i64 = tx
                 .prepare_cached(CLAIM)
                 .and_then(|mut st| st.query_row(params![owner, now, lease_ms, merged, run_id], |r| r.get(0)))
@@ -571,7 +546,7 @@ impl RunStore for SqliteRunStore {
         let cutoff = older_than.timestamp_millis();
         let stored = row::stored_status(status);
         let sql = format!("SELECT {SUMMARY_COLS} FROM runs WHERE updated_ms < ?1 AND (?2 IS NULL OR status = ?2)");
-        self.write(|tx| {
+        self.write_tx(|tx| {
             let now = row::now_ms();
             let candidates = tx
                 .prepare_cached(&sql)
@@ -595,36 +570,45 @@ impl RunStore for SqliteRunStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        let (integrity, orphans, miscounted) = self.read(|tx| {
-            let integrity: Vec<String> = tx
-                .prepare("PRAGMA integrity_check")
-                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>())
-                .map_err(self.err())?;
-            let orphans: Vec<String> = tx
-                .prepare(
-                    "SELECT DISTINCT j.run_id FROM journal j LEFT JOIN runs r ON r.run_id = j.run_id
-                     WHERE r.run_id IS NULL ORDER BY j.run_id",
-                )
-                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>())
-                .map_err(self.err())?;
-            let miscounted: Vec<(String, i64, i64)> = tx
-                .prepare(
-                    "SELECT run_id, entries, rows FROM (SELECT r.run_id, r.entries,
-                         (SELECT count(*) FROM journal j WHERE j.run_id = r.run_id) AS rows FROM runs r)
-                     WHERE entries <> rows ORDER BY run_id",
-                )
+        let found = self.read(|tx| {
+            let strings = |sql: &str| -> Result<Vec<String>, StoreError> {
+                tx.prepare(sql)
+                    .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect::<Result<Vec<_>, _>>())
+                    .map_err(self.err())
+            };
+            let integrity = strings("PRAGMA integrity_check")?;
+            let orphans = strings(
+                "SELECT DISTINCT j.run_id FROM journal j LEFT JOIN runs r ON r.run_id = j.run_id
+                 WHERE r.run_id IS NULL ORDER BY j.run_id",
+            )?;
+            let triples = |sql: &str| -> Result<Vec<(String, i64, i64)>, StoreError> {
+                tx.prepare(sql)
+                    .and_then(|mut st| {
+                        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(self.err())
+            };
+            let miscounted = triples(
+                "SELECT run_id, entries, held FROM (SELECT r.run_id, r.entries,
+                     (SELECT COALESCE(sum(j.count), 0) FROM journal j WHERE j.run_id = r.run_id) AS held FROM runs r)
+                 WHERE entries <> held ORDER BY run_id",
+            )?;
+            let overlaps = triples(&row::OVERLAPS.replace("{journal}", "journal"))?;
+            let bad_rows = tx
+                .prepare(&row::BAD_ROWS.replace("{journal}", "journal"))
                 .and_then(|mut st| {
-                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(self.err())?;
-            Ok((integrity, orphans, miscounted))
+            let other = if integrity.iter().map(String::as_str).eq(["ok"]) {
+                Vec::new()
+            } else {
+                vec![format!("SQLite integrity check: {}", integrity.join("; "))]
+            };
+            Ok(Findings { orphans, miscounted, bad_rows, overlaps, other })
         })?;
-        let other: Vec<String> = if integrity.iter().map(String::as_str).eq(["ok"]) {
-            Vec::new()
-        } else {
-            vec![format!("SQLite integrity check: {}", integrity.join("; "))]
-        };
-        match row::problems(&orphans, &miscounted, &other) {
+        match row::problems(&found) {
             None => Ok(()),
             Some(problems) => Err(StoreError::Integrity { store: self.location.clone(), problems }),
         }

@@ -202,25 +202,24 @@ fn another_key_is_refused_and_the_right_one_reads_back(h: &Harness) {
     again.check().unwrap();
 }
 
-/// A byte flipped in a sealed column, a value copied from another run, and journal
-/// bodies swapped between entries: each load fails, naming the store, the run and the
-/// column.
+/// A byte flipped in a sealed column, a value copied from another run, and two journal rows'
+/// bodies swapped: each load fails, naming the store, the run and the column.
 fn altered_values_are_corrupt(h: &Harness) {
     let s = h.store.as_ref();
     let (flipped, copied, swapped) = (marked_run(s), marked_run(s), marked_run(s));
     h.raw(&format!(
-        "UPDATE {{runs}} SET inputs = substr(inputs, 1, 39) || CASE substr(inputs, 40, 1) WHEN 'A' THEN 'B' ELSE 'A' END
-             || substr(inputs, 41) WHERE run_id = '{flipped}'"
+        "UPDATE {{runs}} SET spec = substr(spec, 1, 39) || CASE substr(spec, 40, 1) WHEN 'A' THEN 'B' ELSE 'A' END
+             || substr(spec, 41) WHERE run_id = '{flipped}'"
     ));
     h.raw(&format!(
-        "UPDATE {{runs}} SET result = (SELECT result FROM {{runs}} WHERE run_id = '{flipped}') WHERE run_id = '{copied}'"
+        "UPDATE {{runs}} SET outcome = (SELECT outcome FROM {{runs}} WHERE run_id = '{flipped}') WHERE run_id = '{copied}'"
     ));
     h.raw(&format!(
         "UPDATE {{journal}} SET body = (SELECT body FROM {{journal}} WHERE run_id = '{swapped}' AND seq = 4)
              WHERE run_id = '{swapped}' AND seq = 1"
     ));
     for (id, column) in
-        [(&flipped, "corrupt inputs"), (&copied, "corrupt result"), (&swapped, "body of journal entry 1")]
+        [(&flipped, "corrupt spec"), (&copied, "corrupt outcome"), (&swapped, "corrupt journal entries 1 to 3")]
     {
         let err = s.load(id).unwrap_err();
         let text = err.to_string();
@@ -293,134 +292,4 @@ fn the_key_variable_wins_and_a_bad_one_is_named_not_shown() {
     assert!(key_file.exists());
     assert_eq!(StoreKey::resolve(None, Some(&key_file)).unwrap(), made);
     assert_eq!(format!("{made:?}"), format!("StoreKey({})", made.id()), "Debug shows the id only");
-}
-
-/// A SQLite store written in clear by an earlier build (schema version 1, no key
-/// recorded) is sealed in place when first opened with a key, reads back the same, and
-/// keeps no clear copy of what it held once closed.
-#[test]
-fn a_store_written_in_clear_is_sealed_when_first_opened() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("runs.db");
-    let key = StoreKey::generate().unwrap();
-    let (id, before) = {
-        let store = SqliteRunStore::open_with_key(&path, key.clone()).unwrap();
-        let id = marked_run(&store);
-        let before = store.load(&id).unwrap();
-        (id, before)
-    };
-    // Make the store what schema version 1 was: the same tables, every value in clear.
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE meta; PRAGMA user_version = 1;").unwrap();
-        let result = before.result.as_ref().map(json_text);
-        conn.execute(
-            "UPDATE runs SET graph = ?1, inputs = ?2, scratch = ?3, options = ?4, answers = ?5, pending = ?6,
-             result = ?7, reason = ?8 WHERE run_id = ?9",
-            rusqlite::params![
-                json_text(&before.graph),
-                json_text(&before.inputs),
-                json_text(&before.scratch),
-                json_text(&before.options),
-                json_text(&before.answers),
-                json_text(&before.pending),
-                result,
-                before.summary.reason,
-                id
-            ],
-        )
-        .unwrap();
-        for e in &before.entries {
-            let params = rusqlite::params![e.body, id, e.seq];
-            conn.execute("UPDATE journal SET body = ?1 WHERE run_id = ?2 AND seq = ?3", params).unwrap();
-        }
-    }
-    assert!(String::from_utf8_lossy(&std::fs::read(&path).unwrap()).contains(MARKER), "in clear, as version 1 was");
-    {
-        let store = SqliteRunStore::open_with_key(&path, key.clone()).unwrap();
-        assert_eq!(store.load(&id).unwrap(), before);
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(version, 2);
-        let clear: i64 = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM runs WHERE inputs NOT LIKE 'x1:%' OR reason NOT LIKE 'x1:%')
-                      + (SELECT count(*) FROM journal WHERE body NOT LIKE 'x1:%')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(clear, 0, "every value is sealed");
-    }
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let file = entry.unwrap().path();
-        let bytes = std::fs::read(&file).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(MARKER), "{} keeps a clear copy", file.display());
-    }
-    let err = SqliteRunStore::open_with_key(&path, StoreKey::generate().unwrap()).unwrap_err();
-    assert!(matches!(err, StoreError::WrongKey { .. }), "the key is recorded: {err}");
-}
-
-/// JSON text of a value.
-fn json_text<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap()
-}
-
-/// Postgres tables written in clear by an earlier build (no `operonx_store_meta`) are
-/// sealed in place when first connected to with a key, and read back the same.
-#[cfg(feature = "postgres")]
-#[test]
-fn postgres_tables_written_in_clear_are_sealed_when_first_connected() {
-    let Some(h) = Harness::postgres() else { return };
-    let id = marked_run(h.store.as_ref());
-    let before = h.store.load(&id).unwrap();
-    let Raw::Postgres(schema) = h.database() else { unreachable!() };
-    let mut client = ::postgres::Client::connect(&schema.url, ::postgres::NoTls).unwrap();
-    client.batch_execute("DROP TABLE operonx_store_meta").unwrap();
-    let values = [
-        json_text(&before.graph),
-        json_text(&before.inputs),
-        json_text(&before.scratch),
-        json_text(&before.options),
-        json_text(&before.answers),
-        json_text(&before.pending),
-    ];
-    let result = before.result.as_ref().map(json_text);
-    client
-        .execute(
-            "UPDATE operonx_runs SET graph = $1, inputs = $2, scratch = $3, options = $4, answers = $5, pending = $6,
-             result = $7, reason = $8 WHERE run_id = $9",
-            &[
-                &values[0],
-                &values[1],
-                &values[2],
-                &values[3],
-                &values[4],
-                &values[5],
-                &result,
-                &before.summary.reason,
-                &id,
-            ],
-        )
-        .unwrap();
-    for e in &before.entries {
-        client
-            .execute("UPDATE operonx_journal SET body = $1 WHERE run_id = $2 AND seq = $3", &[&e.body, &id, &e.seq])
-            .unwrap();
-    }
-    assert!(raw_contents_have_marker(&mut client), "in clear, as an earlier build wrote it");
-    let store = h.reopen();
-    assert_eq!(store.load(&id).unwrap(), before);
-    assert!(!raw_contents_have_marker(&mut client), "every value is sealed");
-    let err = h.reopen_with(StoreKey::generate().unwrap()).unwrap_err();
-    assert!(matches!(err, StoreError::WrongKey { .. }), "the key is recorded: {err}");
-}
-
-/// Whether a row of the store's tables holds the marker in clear.
-#[cfg(feature = "postgres")]
-fn raw_contents_have_marker(client: &mut ::postgres::Client) -> bool {
-    ["operonx_runs", "operonx_journal"].iter().any(|table| {
-        let rows = client.query(&format!("SELECT t::text FROM {table} t"), &[]).unwrap();
-        rows.iter().any(|r| r.get::<_, String>(0).contains(MARKER))
-    })
 }

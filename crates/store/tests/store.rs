@@ -352,7 +352,7 @@ fn check_finds_orphans_and_miscounts(h: &Harness) {
 
     let orphan = "f".repeat(32);
     h.raw(&format!(
-        "INSERT INTO {{journal}} (run_id, seq, kind, key, idx, body) VALUES ('{orphan}', 1, 'op', 'k', NULL, '{{}}')"
+        "INSERT INTO {{journal}} (run_id, seq, last_seq, count, body) VALUES ('{orphan}', 1, 1, 1, '\\x00')"
     ));
     let err = s.check().unwrap_err();
     let StoreError::Integrity { store, problems } = &err else { panic!("{err}") };
