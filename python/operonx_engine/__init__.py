@@ -128,6 +128,14 @@ class Engine:
     ``resumable``: keep a journal of finished ops, so a run whose ops ask for input can be
     resumed (``Engine.resume``). By default it is on when the graph calls a function that
     asks for input (``ask``): the journal holds every finished op's outputs in memory.
+
+    ``store``: a run store (a SQLite file path, or a ``postgres://`` URL; the CLI's
+    default is ``.operonx/runs.db``). Every run is recorded there as it goes, with a
+    journal of its finished ops (``durability``: ``"batched"``, ``"sync"`` or ``"off"``, as
+    ``operonx run --durability``), so a run whose process died, was cancelled, timed out,
+    failed or waits for input is continued by ``Engine.resume(run_id)`` from any process
+    with the same graph and functions, without running its journaled ops again; the CLI's
+    ``operonx runs list --store ...`` lists them.
     """
 
     def __init__(
@@ -139,6 +147,8 @@ class Engine:
         trace_store: Optional[str] = None,
         no_trace_store: bool = False,
         resumable: Optional[bool] = None,
+        store: Optional[str] = None,
+        durability: str = "batched",
     ) -> None:
         text, table = _export.load(graph, functions)
         if resumable is None:
@@ -151,6 +161,8 @@ class Engine:
             trace_store=None if trace_store is None else str(trace_store),
             no_trace_store=no_trace_store,
             resumable=bool(resumable),
+            store=None if store is None else str(store),
+            durability=durability,
         )
         self._needs_loop = any(entry[2] in ("async", "async_generator") for entry in table)
         self._loop_thread: Optional[_LoopThread] = None
@@ -248,7 +260,9 @@ class Engine:
         fail_fast: bool = False,
     ) -> RunResult:
         """Continue run ``run_id``, which waits for input, with ``answers``
-        (``{interrupt id: value}``). Ops that finished are not run again."""
+        (``{interrupt id: value}``). Ops that finished are not run again. With a
+        ``store``, any run recorded there that did not finish (crashed, cancelled, timed
+        out, failed, waiting) is continued, from any process."""
         return self._blocking(None, None, timeout, fail_fast, (run_id, answers or {}))
 
     async def arun(

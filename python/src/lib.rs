@@ -7,6 +7,7 @@
 
 mod aio;
 mod convert;
+mod durable;
 mod host;
 mod hosted;
 mod native;

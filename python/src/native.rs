@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert;
+use crate::durable::Durable;
 use crate::host::{Helpers, RunHost, RunState};
 use crate::hosted::HostedRun;
 use crate::pyop::{Flavor, PyOp};
@@ -52,6 +53,8 @@ pub struct NativeEngine {
     helpers: Arc<Helpers>,
     paused: Runs,
     resumable: bool,
+    /// The run store every run is recorded in, when the engine has one.
+    durable: Option<Arc<Durable>>,
 }
 
 /// A run started with `NativeEngine.start`.
@@ -146,9 +149,13 @@ impl NativeEngine {
     /// names)`), the resources of
     /// `resources` (a resources.yaml path; default ./resources.yaml when present) and the
     /// trace store at `trace_store` (default .operonx/traces.db; none when `no_trace_store`).
-    /// With `resumable`, runs journal finished ops so that ops may ask for input.
+    /// With `resumable`, runs journal finished ops so that ops may ask for input. With
+    /// `store` (a SQLite path or a `postgres://` URL), every run is recorded there with
+    /// its journal (`durability`: `batched`, `sync` or `off`) and can be resumed by id
+    /// from any process.
     #[new]
-    #[pyo3(signature = (graph_json, functions, glue, resources=None, trace_store=None, no_trace_store=false, resumable=false))]
+    #[pyo3(signature = (graph_json, functions, glue, resources=None, trace_store=None, no_trace_store=false, resumable=false, store=None, durability="batched"))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         graph_json: &str,
         functions: Vec<(String, Py<PyAny>, String, Vec<String>)>,
@@ -157,11 +164,17 @@ impl NativeEngine {
         trace_store: Option<PathBuf>,
         no_trace_store: bool,
         resumable: bool,
+        store: Option<String>,
+        durability: &str,
     ) -> PyResult<Self> {
         let hub = operonx::providers::ResourceHub::load(resources.as_deref())
             .map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
         // The resources' keys and tokens are redacted by value from the traces.
         let secrets = hub.secrets();
+        let durable = match store {
+            Some(spec) => Some(Arc::new(Durable::open(&spec, durability, secrets.clone())?)),
+            None => None,
+        };
         let mut engine = Engine::new().with_resources(Arc::new(hub));
         operonx::ops::register_std(engine.registry_mut());
         for (name, func, flavor, params) in functions {
@@ -222,6 +235,7 @@ impl NativeEngine {
             helpers: Arc::new(Helpers::load(glue)?),
             paused: Arc::default(),
             resumable,
+            durable,
         })
     }
 
@@ -369,33 +383,49 @@ impl NativeEngine {
             return Err(PyRuntimeError::new_err("this engine is closed"));
         }
         let objects = Arc::new(ObjectTable::new());
-        let resume = match resume {
-            Some((id, answers)) => {
+        let stop = StopHandle::new();
+        let mut options = RunOptions::default();
+        // With a run store, a resume takes the stored run over; without, the paused runs
+        // of this engine are resumed from memory.
+        let (resume, durable, inputs, scratch) = match (&self.durable, resume) {
+            (Some(d), Some((id, answers))) => {
+                let answers = object_arg(&answers, "answers", &objects)?;
+                let (run, stored, scratch) = d.claim(&self.workflow, &id, &answers, &stop)?;
+                options = options.request_id(id).journal(run.journal());
+                (None, Some(run), stored.inputs, scratch)
+            }
+            (Some(d), None) => {
+                let inputs = object_arg(inputs, "inputs", &objects)?;
+                let scratch = Scratch::new(object_arg(scratch, "scratch", &objects)?);
+                let run = d.create(&self.workflow, &options.request_id, &inputs, &scratch, &stop)?;
+                options = options.journal(run.journal());
+                (None, Some(run), inputs, scratch)
+            }
+            (None, Some((id, answers))) => {
                 let answers = object_arg(&answers, "answers", &objects)?;
                 let state = self.paused.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
                 let Some(state) = state else {
                     return Err(PyValueError::new_err(format!("no run {id:?} of this engine waits for input")));
                 };
-                Some((state, answers))
+                let scratch = Scratch::new(state.scratch.clone());
+                (Some((state, answers)), None, object_arg(inputs, "inputs", &objects)?, scratch)
             }
-            None => None,
+            (None, None) => {
+                let inputs = object_arg(inputs, "inputs", &objects)?;
+                let scratch = Scratch::new(object_arg(scratch, "scratch", &objects)?);
+                (None, None, inputs, scratch)
+            }
         };
-        let inputs = object_arg(inputs, "inputs", &objects)?;
-        let scratch = match &resume {
-            Some((state, _)) => Scratch::new(state.scratch.clone()),
-            None => Scratch::new(object_arg(scratch, "scratch", &objects)?),
-        };
-        let stop = StopHandle::new();
         let state = Py::new(py, RunState::new(scratch.clone(), objects.clone()))?;
         let host = RunHost { helpers: self.helpers.clone(), event_loop, state };
-        let mut options = RunOptions::default()
-            .scratch(scratch)
+        let mut options = options
+            .scratch(scratch.clone())
             .fail_fast(fail_fast)
             .frames(on_event.is_some())
             .stop_handle(stop.clone())
             .extension(Arc::new(host))
             .objects(objects.clone());
-        if self.resumable || resume.is_some() {
+        if (self.resumable || resume.is_some()) && durable.is_none() {
             options = options.resumable();
         }
         if let Some(secs) = timeout {
@@ -412,7 +442,7 @@ impl NativeEngine {
                 p.begin_run(&options.request_id, workflow.name());
                 options = options.trace(p.sink());
             }
-            match resume {
+            let outcome = match resume {
                 Some((state, answers)) => workflow.resume(state, answers, options).await,
                 None => {
                     let mut seq = 0u64;
@@ -432,6 +462,10 @@ impl NativeEngine {
                         })
                         .await
                 }
+            };
+            match durable {
+                Some(run) => crate::durable::finish(run, outcome, &scratch),
+                None => outcome,
             }
         });
         Ok(Prepared { run_id, objects, stop, future })

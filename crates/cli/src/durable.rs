@@ -6,14 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use operonx::{Engine, Journal, Map, RunOptions, Value, Workflow};
-use operonx_store::{
-    DEFAULT_LEASE, DurableRun, Journaler, NewRun, RunEnd, RunStatus, RunStore, StoredRun, WriterOptions,
-};
+use operonx_store::{DEFAULT_LEASE, DurableRun, Journaler, NewRun, RunEnd, RunStore, StoredRun, WriterOptions};
 
 use crate::BadInput;
 use crate::output::{Redactor, errln};
 use crate::run::ExecArgs;
-use crate::signals::{INTERRUPTED, TERMINATED};
 
 /// The environment variable naming the run store when `--store` does not.
 pub(crate) const STORE_ENV: &str = "OPERONX_STORE";
@@ -163,19 +160,6 @@ pub(crate) fn recorded_events(trace_store: &Path, run_id: &str) -> u64 {
     store.run_events(run_id).map_or(0, |events| u64::try_from(events.len()).unwrap_or(u64::MAX))
 }
 
-/// The status a run's outcome gives it, and why it stopped.
-fn status_of(outcome: &operonx::RunOutcome) -> RunStatus {
-    match outcome.stopped.as_deref() {
-        None if !outcome.interrupts.is_empty() => RunStatus::Waiting,
-        None if outcome.failures.is_empty() => RunStatus::Done,
-        None => RunStatus::Failed,
-        Some(INTERRUPTED | TERMINATED) => RunStatus::Cancelled,
-        Some(reason) if reason.starts_with("timed out") => RunStatus::TimedOut,
-        Some(reason) if reason.starts_with("cancelled") => RunStatus::Cancelled,
-        Some(_) => RunStatus::Failed,
-    }
-}
-
 /// Record how the run ended; the error, if that failed.
 pub(crate) fn finish(
     run: Option<DurableRun>,
@@ -183,14 +167,7 @@ pub(crate) fn finish(
     scratch: &operonx::Scratch,
 ) -> Option<String> {
     let run = run?;
-    let end = RunEnd {
-        status: status_of(outcome),
-        result: Some(outcome.to_json()),
-        pending: outcome.interrupts.clone(),
-        scratch: scratch.snapshot(),
-        reason: outcome.stopped.clone(),
-    };
-    run.finish(&end).err().map(|e| e.to_string())
+    run.finish(&RunEnd::from_outcome(outcome, scratch.snapshot())).err().map(|e| e.to_string())
 }
 
 /// The exit status, once the run's end is recorded (or could not be: then say so, and

@@ -36,6 +36,9 @@ pub enum Error {
     /// A run cannot be resumed as asked.
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// The run store could not record the run.
+    #[error("run store: {0}")]
+    Store(String),
 }
 
 /// Holds the ops available to graphs. Build one, register your functions, then load

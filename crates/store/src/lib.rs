@@ -211,6 +211,30 @@ pub struct RunEnd {
     pub reason: Option<String>,
 }
 
+impl RunEnd {
+    /// How a run with `outcome` ended: `waiting` when it asks for input, `done` without
+    /// failures, `failed` with some; stopped early: `timed_out` by its timeout,
+    /// `failed` by fail-fast or a journal that could not be written, else `cancelled`
+    /// (Ctrl-C, SIGTERM, a cancel request). The result is the outcome as the CLI prints it.
+    pub fn from_outcome(outcome: &operonx_runtime::RunOutcome, scratch: Map<String, Value>) -> Self {
+        let status = match outcome.stopped.as_deref() {
+            None if !outcome.interrupts.is_empty() => RunStatus::Waiting,
+            None if outcome.failures.is_empty() => RunStatus::Done,
+            None => RunStatus::Failed,
+            Some(r) if r.starts_with("timed out") => RunStatus::TimedOut,
+            Some(r) if r.starts_with("fail-fast") || r.starts_with("journal:") => RunStatus::Failed,
+            Some(_) => RunStatus::Cancelled,
+        };
+        RunEnd {
+            status,
+            result: Some(outcome.to_json()),
+            pending: outcome.interrupts.clone(),
+            scratch,
+            reason: outcome.stopped.clone(),
+        }
+    }
+}
+
 /// A run as stored, with its journal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredRun {
