@@ -29,7 +29,7 @@ use operonx_graph::SecretSet;
 use operonx_runtime::{Journal, JournalEntry, JournalError, JournalSink, Scratch};
 use serde_json::{Map, Value};
 
-use crate::writer::{Message, RunSlot, Shared};
+use crate::writer::{Message, RunKey, RunSlot, Shared};
 use crate::{Lease, NewRun, RunEnd, RunStore, StoreError, StoredRun};
 
 /// How a run's journal is written (see the module documentation).
@@ -136,11 +136,12 @@ impl Journaler {
         let mode = options.mode;
         let (slot, failed) = RunSlot::new(lease.clone(), options);
         let (ack, done) = ack_pair(wait);
-        self.shared.send(Message::Create { run: Box::new(run), owner, ttl, slot: Box::new(slot), ack })?;
+        let key = self.shared.new_key();
+        self.shared.send(Message::Create { key, run: Box::new(run), owner, ttl, slot: Box::new(slot), ack })?;
         if let Some(done) = done {
             self.wait(done)?;
         }
-        Ok(self.handle(lease, mode, Journal::default(), failed))
+        Ok(self.handle(key, lease, mode, Journal::default(), failed))
     }
 
     /// Take a stored run over to resume it (see [`RunStore::claim`]), adding `answers`;
@@ -158,12 +159,14 @@ impl Journaler {
         let journal = crate::replay::replay_journal(store.location(), &run)?;
         let mode = options.mode;
         let (slot, failed) = RunSlot::new(lease.clone(), options);
-        self.shared.send(Message::Adopt { slot: Box::new(slot) })?;
-        Ok((self.handle(lease, mode, journal, failed), run))
+        let key = self.shared.new_key();
+        self.shared.send(Message::Adopt { key, slot: Box::new(slot) })?;
+        Ok((self.handle(key, lease, mode, journal, failed), run))
     }
 
     fn handle(
         &self,
+        key: RunKey,
         lease: Lease,
         mode: Durability,
         journal: Journal,
@@ -171,14 +174,9 @@ impl Journaler {
     ) -> DurableRun {
         let journal = match mode {
             Durability::Off => journal.log_only(),
-            _ => journal.with_sink(Arc::new(Sink {
-                run: lease.run_id.clone(),
-                tx: self.shared.sender(),
-                mode,
-                failed: failed.clone(),
-            })),
+            _ => journal.with_sink(Arc::new(Sink { run: key, tx: self.shared.sender(), mode, failed: failed.clone() })),
         };
-        DurableRun { journaler: self.clone(), lease, mode, journal: Arc::new(journal), failed }
+        DurableRun { journaler: self.clone(), key, lease, mode, journal: Arc::new(journal), failed }
     }
 
     /// Wait until everything queued so far is committed.
@@ -214,6 +212,7 @@ fn ack_pair(wait: bool) -> AckPair {
 /// [`DurableRun::finish`].
 pub struct DurableRun {
     journaler: Journaler,
+    key: RunKey,
     lease: Lease,
     mode: Durability,
     journal: Arc<Journal>,
@@ -278,19 +277,14 @@ impl DurableRun {
             Vec::new()
         };
         let (ack, done) = ack_pair(wait);
-        self.journaler.shared.send(Message::Finish {
-            run: self.lease.run_id.clone(),
-            end: Box::new(end.clone()),
-            export,
-            ack,
-        })?;
+        self.journaler.shared.send(Message::Finish { run: self.key, end: Box::new(end.clone()), export, ack })?;
         Ok(done)
     }
 }
 
 /// The run's end of the writer: queues entries (or, `sync`, waits for their commit).
 struct Sink {
-    run: String,
+    run: RunKey,
     tx: Sender<Message>,
     mode: Durability,
     failed: Arc<Mutex<Option<String>>>,
@@ -311,7 +305,7 @@ impl JournalSink for Sink {
         // An interrupt is committed before the run reports it, whatever the mode.
         let wait = self.mode == Durability::Sync || matches!(entry, JournalEntry::Interrupt(_));
         let (ack, done) = ack_pair(wait);
-        self.tx.send(Message::Entry { run: self.run.clone(), entry, ack }).map_err(|_| gone())?;
+        self.tx.send(Message::Entry { run: self.run, entry, ack }).map_err(|_| gone())?;
         match done {
             Some(done) => done.recv().map_err(|_| gone())?.map_err(JournalError),
             None => Ok(()),

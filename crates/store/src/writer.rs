@@ -22,19 +22,23 @@ const MAX_GROUP: usize = 16_384;
 /// How often leases are renewed when no run has a shorter lease.
 const DEFAULT_BEAT: Duration = Duration::from_secs(10);
 
+/// A run as the writer knows it: a number the [`crate::Journaler`] hands out (cheap to
+/// send with every entry and to look up).
+pub(crate) type RunKey = u64;
+
 /// Where to say a write is committed (or why it is not).
 pub(crate) type Ack = SyncSender<Result<(), String>>;
 
 /// What the writer is asked.
 pub(crate) enum Message {
     /// Record a new run and take it on.
-    Create { run: Box<NewRun>, owner: String, ttl: Duration, slot: Box<RunSlot>, ack: Option<Ack> },
+    Create { key: RunKey, run: Box<NewRun>, owner: String, ttl: Duration, slot: Box<RunSlot>, ack: Option<Ack> },
     /// Take on a run claimed by this process (resumed).
-    Adopt { slot: Box<RunSlot> },
+    Adopt { key: RunKey, slot: Box<RunSlot> },
     /// Journal an entry of a run.
-    Entry { run: String, entry: JournalEntry, ack: Option<Ack> },
+    Entry { run: RunKey, entry: JournalEntry, ack: Option<Ack> },
     /// Record a run's end (after `export`, a journal written only now) and let it go.
-    Finish { run: String, end: Box<RunEnd>, export: Vec<JournalEntry>, ack: Option<Ack> },
+    Finish { run: RunKey, end: Box<RunEnd>, export: Vec<JournalEntry>, ack: Option<Ack> },
     /// Say when everything sent before is committed.
     Flush(Ack),
     /// Commit what is left and stop.
@@ -101,6 +105,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn RunStore>,
     tx: Sender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The next run's [`RunKey`].
+    next_key: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -114,7 +120,12 @@ impl Shared {
                 store: store.location().to_string(),
                 message: format!("cannot start the journal writer: {e}"),
             })?;
-        Ok(Arc::new(Self { store, tx, thread: Mutex::new(Some(thread)) }))
+        Ok(Arc::new(Self { store, tx, thread: Mutex::new(Some(thread)), next_key: Default::default() }))
+    }
+
+    /// A key for a run this writer takes on.
+    pub(crate) fn new_key(&self) -> RunKey {
+        self.next_key.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn sender(&self) -> Sender<Message> {
@@ -142,29 +153,28 @@ impl Drop for Shared {
 /// The writer thread's state.
 struct Writer {
     store: Arc<dyn RunStore>,
-    runs: HashMap<String, RunSlot>,
+    runs: HashMap<RunKey, RunSlot>,
 }
 
 /// A group being built: the writes, the run each is for, and who waits for it.
 #[derive(Default)]
 struct Group {
     writes: Vec<Write>,
-    runs: Vec<String>,
+    runs: Vec<RunKey>,
     /// The open `Append` of each run (entries go there until the run's next create or end).
-    open: HashMap<String, usize>,
-    acks: Vec<(Ack, Option<String>)>,
+    open: HashMap<RunKey, usize>,
+    acks: Vec<(Ack, Option<RunKey>)>,
 }
 
 impl Group {
     /// Add `entry` to the run's open append, made when there is none.
-    fn push_entry(&mut self, slot: &RunSlot, entry: crate::Entry) {
-        let run = &slot.lease.run_id;
-        let i = match self.open.get(run) {
+    fn push_entry(&mut self, run: RunKey, slot: &RunSlot, entry: crate::Entry) {
+        let i = match self.open.get(&run) {
             Some(&i) => i,
             None => {
                 self.writes.push(Write::Append { lease: slot.lease.clone(), batch: Batch::default() });
-                self.runs.push(run.clone());
-                self.open.insert(run.clone(), self.writes.len() - 1);
+                self.runs.push(run);
+                self.open.insert(run, self.writes.len() - 1);
                 self.writes.len() - 1
             }
         };
@@ -207,14 +217,14 @@ impl Writer {
             self.take(m, &mut g);
         }
         // Runs with nothing to write renew their lease when it is a third gone.
-        for slot in self.runs.values() {
-            if !g.open.contains_key(&slot.lease.run_id)
+        for (&key, slot) in &self.runs {
+            if !g.open.contains_key(&key)
                 && !slot.finished
                 && slot.failure().is_none()
                 && slot.last_write.elapsed() >= slot.lease.ttl / 3
             {
                 g.writes.push(Write::Append { lease: slot.lease.clone(), batch: Batch::default() });
-                g.runs.push(slot.lease.run_id.clone());
+                g.runs.push(key);
             }
         }
         // Each run's scratch (when it changed) and interrupts go with its last append.
@@ -264,7 +274,7 @@ impl Writer {
             }
         }
         for (ack, run) in g.acks {
-            let failure = run.as_ref().and_then(|r| self.runs.get(r)).and_then(RunSlot::failure);
+            let failure = run.and_then(|r| self.runs.get(&r)).and_then(RunSlot::failure);
             let _ = ack.send(failure.map_or(Ok(()), Err));
         }
         self.runs.retain(|_, slot| !slot.finished);
@@ -273,23 +283,22 @@ impl Writer {
     /// Add one message to the group.
     fn take(&mut self, m: Message, g: &mut Group) {
         match m {
-            Message::Create { run, owner, ttl, slot, ack } => {
-                let id = run.run_id.clone();
-                g.open.remove(&id);
+            Message::Create { key, run, owner, ttl, slot, ack } => {
+                g.open.remove(&key);
                 g.writes.push(Write::Create { run: *run, owner, ttl });
-                g.runs.push(id.clone());
-                self.runs.insert(id.clone(), *slot);
+                g.runs.push(key);
+                self.runs.insert(key, *slot);
                 if let Some(ack) = ack {
-                    g.acks.push((ack, Some(id)));
+                    g.acks.push((ack, Some(key)));
                 }
             }
-            Message::Adopt { slot } => {
-                self.runs.insert(slot.lease.run_id.clone(), *slot);
+            Message::Adopt { key, slot } => {
+                self.runs.insert(key, *slot);
             }
             Message::Entry { run, entry, ack } => {
                 let Some(slot) = self.runs.get_mut(&run) else {
                     if let Some(ack) = ack {
-                        let _ = ack.send(Err(format!("run {run} is not being written by this process")));
+                        let _ = ack.send(Err("the run is not being written by this process".to_string()));
                     }
                     return;
                 };
@@ -307,7 +316,7 @@ impl Writer {
                 }
                 let encoded = encode(entry, slot.next_seq, &slot.secrets);
                 slot.next_seq += 1;
-                g.push_entry(slot, encoded);
+                g.push_entry(run, slot, encoded);
                 if let Some(ack) = ack {
                     g.acks.push((ack, Some(run)));
                 }
@@ -315,14 +324,14 @@ impl Writer {
             Message::Finish { run, end, export, ack } => {
                 let Some(slot) = self.runs.get_mut(&run) else {
                     if let Some(ack) = ack {
-                        let _ = ack.send(Err(format!("run {run} is not being written by this process")));
+                        let _ = ack.send(Err("the run is not being written by this process".to_string()));
                     }
                     return;
                 };
                 for entry in export {
                     let encoded = encode(entry, slot.next_seq, &slot.secrets);
                     slot.next_seq += 1;
-                    g.push_entry(slot, encoded);
+                    g.push_entry(run, slot, encoded);
                 }
                 g.open.remove(&run);
                 let mut end = *end;
@@ -336,7 +345,7 @@ impl Writer {
                     }
                 }
                 g.writes.push(Write::Finish { lease: slot.lease.clone(), end });
-                g.runs.push(run.clone());
+                g.runs.push(run);
                 slot.finished = true;
                 if let Some(ack) = ack {
                     g.acks.push((ack, Some(run)));
