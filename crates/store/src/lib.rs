@@ -309,19 +309,31 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     fn location(&self) -> &str;
 
     /// Record a new run, `running` and owned by `owner` (epoch 1).
-    fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError>;
+    fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
+        let write = Write::Create { run: run.clone(), owner: owner.to_string(), ttl };
+        group::single(self.write(std::slice::from_ref(&write))?)?;
+        Ok(group::new_lease(run, owner, ttl))
+    }
 
     /// Append `batch` to the run's journal and renew its heartbeat, in one transaction.
     /// The batch's entries are stored together, as one journal row, in seq order (a
     /// batch giving one seq twice is refused: [`StoreError::Corrupt`]).
     /// [`StoreError::LeaseLost`] when the run was claimed by another process since.
-    fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError>;
+    fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
+        let write = Write::Append { lease: lease.clone(), batch: batch.clone() };
+        group::single(self.write(std::slice::from_ref(&write))?)
+    }
 
     /// Renew the run's heartbeat ([`StoreError::LeaseLost`] as for `append`).
-    fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError>;
+    fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.append(lease, &Batch::default())
+    }
 
     /// Record how the run ended and release it.
-    fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError>;
+    fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
+        let write = Write::Finish { lease: lease.clone(), end: end.clone() };
+        group::single(self.write(std::slice::from_ref(&write))?)
+    }
 
     /// Take a run over to resume it: allowed when it is not running (waiting, failed,
     /// cancelled, timed out) or crashed; refused ([`StoreError::Busy`]) while its owner
@@ -362,16 +374,7 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// transaction (nothing is written) and is returned as the outer error. The default
     /// applies each write on its own (one transaction each); the stores of this crate
     /// apply a group natively.
-    fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        Ok(writes
-            .iter()
-            .map(|w| match w {
-                Write::Create { run, owner, ttl } => self.create(run, owner, *ttl).map(|_| ()),
-                Write::Append { lease, batch } => self.append(lease, batch),
-                Write::Finish { lease, end } => self.finish(lease, end),
-            })
-            .collect())
-    }
+    fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 }
 
 /// One write of a group (see [`RunStore::write`]).

@@ -26,9 +26,7 @@ use crate::journal::JournalRow;
 use crate::key::{StoreKey, default_user_key_file};
 use crate::row::{self, Findings, RunRow, SummaryRow};
 use crate::seal::Sealer;
-use crate::{
-    Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write, redact_url,
-};
+use crate::{Lease, ListFilter, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write, redact_url};
 
 /// Key of the advisory lock that serializes schema creation between first connects.
 const SCHEMA_LOCK: i64 = 0x6f70_6572_6f6e_7852;
@@ -412,23 +410,6 @@ fn run_row(r: &Row) -> Result<RunRow, postgres::Error> {
 impl RunStore for PostgresStore {
     fn location(&self) -> &str {
         &self.location
-    }
-
-    fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        group::single(self.write_refs(&[WriteRef::Create { run, owner, ttl }])?)?;
-        Ok(group::new_lease(run, owner, ttl))
-    }
-
-    fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        group::single(self.write_refs(&[WriteRef::Append { lease, batch }])?)
-    }
-
-    fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.append(lease, &Batch::default())
-    }
-
-    fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
-        group::single(self.write_refs(&[WriteRef::Finish { lease, end }])?)
     }
 
     fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {

@@ -29,7 +29,7 @@ use crate::journal::JournalRow;
 use crate::key::{StoreKey, sqlite_key_file};
 use crate::row::{self, Findings, RunRow, SummaryRow};
 use crate::seal::Sealer;
-use crate::{Batch, Lease, ListFilter, NewRun, RunEnd, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write};
+use crate::{Lease, ListFilter, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write};
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1;
@@ -451,23 +451,6 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
 impl RunStore for SqliteRunStore {
     fn location(&self) -> &str {
         &self.location
-    }
-
-    fn create(&self, run: &NewRun, owner: &str, ttl: Duration) -> Result<Lease, StoreError> {
-        group::single(self.write_refs(&[WriteRef::Create { run, owner, ttl }])?)?;
-        Ok(group::new_lease(run, owner, ttl))
-    }
-
-    fn append(&self, lease: &Lease, batch: &Batch) -> Result<(), StoreError> {
-        group::single(self.write_refs(&[WriteRef::Append { lease, batch }])?)
-    }
-
-    fn heartbeat(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.append(lease, &Batch::default())
-    }
-
-    fn finish(&self, lease: &Lease, end: &RunEnd) -> Result<(), StoreError> {
-        group::single(self.write_refs(&[WriteRef::Finish { lease, end }])?)
     }
 
     fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
