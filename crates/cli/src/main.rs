@@ -12,6 +12,7 @@
 mod durable;
 mod files;
 mod output;
+mod progress;
 mod run;
 mod runs;
 mod signals;

@@ -1,6 +1,7 @@
 //! `operonx run` and `operonx resume`: run a graph (or the rest of a paused run), traced,
 //! stoppable by Ctrl-C, SIGTERM or `--timeout`, and print its result.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::BadInput;
 use crate::durable;
 use crate::files::read_object;
 use crate::output::{Redactor, errln, outln};
+use crate::progress::Progress;
 use crate::signals::{self, INTERRUPTED, TERMINATED};
 
 /// What `operonx run` was asked.
@@ -68,6 +70,9 @@ pub(crate) struct ExecArgs {
     /// Print events as JSON lines as they happen, then the result.
     #[arg(long)]
     pub stream: bool,
+    /// Show no progress line on stderr (it is shown only when stderr is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
     /// Stop the run after this many seconds (exit status 3, partial result printed).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -144,15 +149,21 @@ fn pipeline(
 }
 
 /// Run `options` on `wf` with `inputs`, traced by `pipeline`, stopped by Ctrl-C or
-/// SIGTERM (or by `options.canceller`), printing events when `stream`.
+/// SIGTERM (or by `options.canceller`), printing events with `--stream` and the progress
+/// line on a terminal unless `--quiet` (cleared before this returns).
 fn drive(
     wf: &operonx::Workflow,
     inputs: Value,
     pipeline: Option<TracePipeline>,
     mut options: RunOptions,
-    stream: bool,
+    exec: &ExecArgs,
     redactor: &Redactor,
 ) -> anyhow::Result<operonx::RunOutcome> {
+    let stream = exec.stream;
+    let progress = Progress::new(exec.quiet);
+    // Streamed lines on the same terminal as the line move it out of the way.
+    let progress_in_the_way = stream && std::io::stdout().is_terminal();
+    let progress = &progress;
     let stop = options.canceller.clone().unwrap_or_default();
     options = options.stop_handle(stop.clone());
     let request_id = options.request_id.clone();
@@ -161,7 +172,9 @@ fn drive(
     let outcome = rt.block_on(async {
         if let Some(p) = &pipeline {
             p.begin_run(&request_id, wf.name());
-            options = options.trace(p.sink());
+        }
+        if let Some(sink) = progress.sink(pipeline.as_ref().map(TracePipeline::sink)) {
+            options = options.trace(sink);
         }
         let watcher = signals::watch(stop);
         let out = wf
@@ -170,7 +183,8 @@ fn drive(
                     let mut line = ev.to_stream_json(seq);
                     redactor.value(&mut line);
                     // A closed pipe ends the program at the result (below).
-                    let _ = outln!("{line}");
+                    let print = || outln!("{line}");
+                    let _ = if progress_in_the_way { progress.suspend(print) } else { print() };
                     seq += 1;
                 }
             })
@@ -278,7 +292,7 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     let pipeline = pipeline(trace_store_for(exec), exec.trace_jsonl.as_deref(), redactor)?;
     eprintln!("run id: {request_id}");
     let scratch = options.scratch.clone();
-    let outcome = drive(&wf, Value::Object(inputs), pipeline, options, exec.stream, redactor)?;
+    let outcome = drive(&wf, Value::Object(inputs), pipeline, options, exec, redactor)?;
     let stored = durable::finish(durable, &outcome, &scratch);
     let code = report(&outcome, exec, redactor)?;
     Ok(durable::exit_with(code, stored, redactor))
@@ -325,7 +339,7 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
     let pipeline = pipeline(trace_store, exec.trace_jsonl.as_deref(), redactor)?;
     eprintln!("run id: {run_id} (resumed)");
     let scratch = options.scratch.clone();
-    let outcome = drive(&wf, Value::Object(stored.inputs), pipeline, options, exec.stream, redactor)?;
+    let outcome = drive(&wf, Value::Object(stored.inputs), pipeline, options, exec, redactor)?;
     let stored = durable::finish(Some(run), &outcome, &scratch);
     let code = report(&outcome, exec, redactor)?;
     Ok(durable::exit_with(code, stored, redactor))
