@@ -1,7 +1,9 @@
-//! `${VAR}` / `${VAR:default}` interpolation and a small `.env` parser.
+//! `${VAR}` / `${VAR:default}` interpolation and `.env` parsing (with `dotenvy`).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{self, Read};
 
 use serde_json::Value;
 
@@ -93,83 +95,84 @@ fn interpolate_str(s: &str, path: &str, env: &dyn Fn(&str) -> Option<String>, ou
     result
 }
 
-/// A line of a `.env` file that could not be read.
+/// A line of a `.env` file that could not be read. The message never quotes the line: its
+/// value may be a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
 pub struct DotenvError {
-    /// 1-based line number.
+    /// 1-based line number (for a quoted value over several lines, the line it starts on).
     pub line: usize,
     /// What is wrong.
     pub message: String,
 }
 
-/// Parse a `.env` file: `KEY=value` lines, optional `export ` prefix, `#` comments, blank
-/// lines, `'single'` quotes (literal) and `"double"` quotes (with `\n`, `\t`, `\"`, `\\`
-/// escapes). Unquoted values are trimmed and lose a trailing ` # comment`. Later lines win.
+/// Parse a `.env` file with [`dotenvy`]'s syntax: `KEY=value` lines, optional `export `
+/// prefix, `#` comments, blank lines, `'single'` quotes (literal), `"double"` quotes (may span
+/// lines; `\n`, `\\`, `\"`, `\'`, `\$` escapes), and `$VAR` / `${VAR}` substitution from
+/// the process environment or an earlier line (not inside single quotes). An unquoted value
+/// ends at whitespace, after which only a `# comment` may follow. Later lines win.
+///
+/// Reads the process environment for substitutions but never changes it.
 pub fn parse_dotenv(text: &str) -> Result<BTreeMap<String, String>, DotenvError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let consumed = Cell::new(0);
+    let reader = ByteByByte { rest: text.as_bytes(), consumed: &consumed };
     let mut vars = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    // Byte offset where the entry being parsed starts (always at the start of a line).
+    let mut entry_start = 0;
+    for item in dotenvy::from_read_iter(reader) {
+        match item {
+            Ok((key, value)) => {
+                vars.insert(key, value);
+                entry_start = consumed.get();
+            }
+            Err(err) => {
+                let line = first_entry_line(text, entry_start);
+                let message = match err {
+                    dotenvy::Error::LineParse(entry, index)
+                        if index == entry.len() && consumed.get() == text.len() && entry.contains(['"', '\'']) =>
+                    {
+                        "unterminated quote: the value runs to the end of the file".to_string()
+                    }
+                    dotenvy::Error::LineParse(..) => "not a KEY=value line (a name of letters, digits, '_' and '.', \
+                                                      then '='; quote a value that has spaces)"
+                        .to_string(),
+                    dotenvy::Error::Io(e) => format!("cannot read: {e}"),
+                    _ => "cannot be read".to_string(),
+                };
+                return Err(DotenvError { line, message });
+            }
         }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(DotenvError { line: line_no, message: "expected KEY=value".into() });
-        };
-        let key = key.trim();
-        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !valid {
-            return Err(DotenvError { line: line_no, message: format!("invalid variable name '{key}'") });
-        }
-        let value = parse_value(value.trim()).map_err(|message| DotenvError { line: line_no, message })?;
-        vars.insert(key.to_string(), value);
     }
     Ok(vars)
 }
 
-fn parse_value(v: &str) -> Result<String, String> {
-    if let Some(body) = v.strip_prefix('\'') {
-        let end = body.find('\'').ok_or("unterminated single quote")?;
-        check_trailing(&body[end + 1..])?;
-        return Ok(body[..end].to_string());
-    }
-    if let Some(body) = v.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = body.char_indices();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, 'n')) => out.push('\n'),
-                    Some((_, 't')) => out.push('\t'),
-                    Some((_, 'r')) => out.push('\r'),
-                    Some((_, other)) => out.push(other),
-                    None => return Err("unterminated double quote".into()),
-                },
-                '"' => {
-                    check_trailing(&body[i + 1..])?;
-                    return Ok(out);
-                }
-                c => out.push(c),
-            }
-        }
-        return Err("unterminated double quote".into());
-    }
-    let v = match v.find(" #") {
-        Some(i) => &v[..i],
-        None => v,
-    };
-    Ok(v.trim_end().to_string())
+/// The 1-based number of the first line at or after byte `offset` that holds an entry (not
+/// blank, not a comment): where dotenvy's next entry begins.
+fn first_entry_line(text: &str, offset: usize) -> usize {
+    let (before, after) = text.split_at(offset.min(text.len()));
+    let skipped = after.lines().take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#')).count();
+    before.matches('\n').count() + 1 + skipped
 }
 
-fn check_trailing(rest: &str) -> Result<(), String> {
-    let rest = rest.trim();
-    if rest.is_empty() || rest.starts_with('#') {
-        Ok(())
-    } else {
-        Err(format!("unexpected text after quoted value: '{rest}'"))
+/// Hands dotenvy one byte per read, counting them, so that after each entry `consumed` is
+/// exactly where that entry ended (its `BufReader` never reads ahead of the line it is on).
+struct ByteByByte<'a> {
+    rest: &'a [u8],
+    consumed: &'a Cell<usize>,
+}
+
+impl Read for ByteByByte<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match (self.rest.split_first(), buf.first_mut()) {
+            (Some((byte, rest)), Some(slot)) => {
+                *slot = *byte;
+                self.rest = rest;
+                self.consumed.set(self.consumed.get() + 1);
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
     }
 }
 
@@ -216,20 +219,51 @@ mod tests {
 
     #[test]
     fn dotenv_parses_quotes_comments_and_export() {
-        let text = "# comment\n\nexport A=1\nB = two words # trailing\nC='single # kept'\nD=\"line\\nbreak \\\"q\\\"\"\nE=\nA=override\n";
+        let text = "# comment\n\nexport A=1\nB = word # trailing\nC='single # kept $A'\nD=\"line\\nbreak \\\"q\\\"\"\nE=\n\
+                    F=\"two\nlines\"\nG=${A}-x\nA=override\n  # indented comment\nH=x#not-a-comment\n";
         let vars = parse_dotenv(text).unwrap();
-        assert_eq!(vars["A"], "override");
-        assert_eq!(vars["B"], "two words");
-        assert_eq!(vars["C"], "single # kept");
+        assert_eq!(vars["A"], "override", "later lines win");
+        assert_eq!(vars["B"], "word");
+        assert_eq!(vars["C"], "single # kept $A", "single quotes are literal");
         assert_eq!(vars["D"], "line\nbreak \"q\"");
         assert_eq!(vars["E"], "");
+        assert_eq!(vars["F"], "two\nlines", "double quotes may span lines");
+        assert_eq!(vars["G"], "1-x", "substitutes an earlier line");
+        assert_eq!(vars["H"], "x#not-a-comment");
+        assert_eq!(vars.len(), 8);
+        assert_eq!(parse_dotenv("\u{feff}A=1").unwrap()["A"], "1", "a byte-order mark is skipped");
+    }
+
+    #[test]
+    fn dotenv_never_sets_the_process_environment() {
+        let vars = parse_dotenv("OPX_DOTENV_UNIT_TEST_ONLY=1\n").unwrap();
+        assert_eq!(vars["OPX_DOTENV_UNIT_TEST_ONLY"], "1");
+        assert!(std::env::var_os("OPX_DOTENV_UNIT_TEST_ONLY").is_none());
     }
 
     #[test]
     fn dotenv_errors_name_the_line() {
         assert_eq!(parse_dotenv("A=1\nnot a pair\n").unwrap_err().line, 2);
         assert_eq!(parse_dotenv("1X=2").unwrap_err().line, 1);
-        assert!(parse_dotenv("A=\"open").unwrap_err().message.contains("unterminated"));
+        // Blank lines, comments and a value over several lines still count.
+        assert_eq!(parse_dotenv("\n# c\nA=\"x\ny\"\n\n  # c\nB=1\nC D=2\n").unwrap_err().line, 8);
+        assert_eq!(parse_dotenv("A=1\n\nB=2\r\nbad\r\n").unwrap_err().line, 4);
+        let open = parse_dotenv("A=1\nB=\"open\nC=2\n").unwrap_err();
+        assert_eq!(open.line, 2, "an unclosed quote is reported where it opens");
+        assert!(open.message.contains("unterminated"), "{open}");
         assert!(parse_dotenv("A='x' y").is_err());
+        assert!(!parse_dotenv("A=1\nB=\"x\"\nexport\n").unwrap_err().message.contains("unterminated"));
+        // Shell syntax (dotenvy's): an unquoted value ends at whitespace, so `B = two words`
+        // (accepted by the earlier hand-written parser) must now be quoted.
+        assert_eq!(parse_dotenv("A=1\nB = two words\n").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn dotenv_errors_do_not_show_the_value() {
+        for text in ["A=sk-secret-123 tail\n", "A=\"sk-secret-123\n", "A=\"sk-secret-123\\q\"\n", "sk-secret-123\n"] {
+            let err = parse_dotenv(text).unwrap_err().to_string();
+            assert!(!err.contains("secret"), "{err}");
+            assert!(err.starts_with("line 1: "), "{err}");
+        }
     }
 }
