@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::error::GraphError;
+pub use crate::type_names::kind_of;
 use crate::wire::{OpConfig, SCHEMA_VERSION};
 
 /// A parsed graph.json: the root graph op and the schema version it declared.
@@ -61,16 +62,4 @@ pub(crate) fn parse_op(value: Value, path: &str) -> Result<OpConfig, GraphError>
         let path = if inner == "." { path.to_string() } else { format!("{path}.{inner}") };
         GraphError::Json { path, source: e.into_inner() }
     })
-}
-
-/// "a string", "an object", ...: the JSON kind of a value, for messages.
-pub fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

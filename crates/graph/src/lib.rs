@@ -16,6 +16,7 @@ pub mod plan;
 pub mod secrets;
 mod streams;
 pub mod transform;
+pub mod type_names;
 pub mod wire;
 
 pub use compile::{Binder, compile};

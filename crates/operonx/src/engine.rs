@@ -349,7 +349,7 @@ fn object(inputs: Value) -> Result<Map<String, Value>, Error> {
     match inputs {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Map::new()),
-        other => Err(Error::Inputs(operonx_graph::document::kind_of(&other).to_string())),
+        other => Err(Error::Inputs(operonx_graph::document::kind_of(&other))),
     }
 }
 

@@ -148,6 +148,9 @@ pub(crate) fn float_value(f: f64) -> Result<Value, EvalError> {
 
 /// Python `type(v).__name__`: `NoneType`, `bool`, `int`, `float`, `str`,
 /// `list` or `dict`.
+///
+/// A second naming scheme on purpose: errors that use it must read like the reference
+/// engine's (Python's); JSON's words are in [`crate::type_names`].
 pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",

@@ -28,6 +28,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+pub(crate) use operonx_graph::type_names::json_type_name;
 use schema::Field;
 use validate::Validator;
 
@@ -190,17 +191,5 @@ impl ParserSpec {
             validator.apply(&mut result)?;
         }
         Ok(result)
-    }
-}
-
-/// A JSON value's type name for error messages.
-pub(crate) fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }

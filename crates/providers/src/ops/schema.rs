@@ -3,6 +3,7 @@
 //! `additionalProperties: false`, `items`, `minItems`/`maxItems`, `enum`, `const`,
 //! `anyOf`/`oneOf`).
 
+use operonx_graph::type_names::json_schema_type_name;
 use serde_json::Value;
 
 /// Parse a model's answer as JSON, tolerating a surrounding Markdown code fence.
@@ -18,23 +19,11 @@ pub(crate) fn parse_json(content: &str) -> Result<Value, String> {
     serde_json::from_str(t).map_err(|e| format!("the answer is not valid JSON ({e})"))
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 fn type_matches(v: &Value, t: &str) -> bool {
     match t {
         "number" => v.is_number(),
         "integer" => v.as_f64().is_some_and(|f| f.fract() == 0.0),
-        other => type_name(v) == other,
+        other => json_schema_type_name(v) == other,
     }
 }
 
@@ -52,7 +41,7 @@ fn check(v: &Value, s: &Value, path: &str) -> Result<(), String> {
             _ => Vec::new(),
         };
         if !types.is_empty() && !types.iter().any(|t| type_matches(v, t)) {
-            return Err(format!("{path}: expected {}, got {}", types.join(" or "), type_name(v)));
+            return Err(format!("{path}: expected {}, got {}", types.join(" or "), json_schema_type_name(v)));
         }
     }
     if let Some(options) = s.get("enum").and_then(Value::as_array)

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use operonx_graph::type_names::kind_of;
 use serde_json::{Map, Number, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -114,17 +115,6 @@ pub(crate) fn yaml_to_value(text: &str) -> Result<Value, String> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,7 +138,10 @@ mod tests {
             Err(LayoutError::Shape(m)) => assert!(m.contains("llm:b"), "{m}"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_resources("- 1\n"), Err(LayoutError::Shape(_))));
+        match parse_resources("- 1\n") {
+            Err(LayoutError::Shape(m)) => assert_eq!(m, "the top level must be a mapping of resources, found an array"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(parse_resources("a: [\n"), Err(LayoutError::Scan(_))));
         assert!(parse_resources("  \n").unwrap().0.is_empty());
     }
