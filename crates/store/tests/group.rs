@@ -6,31 +6,14 @@
 //! build).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{Harness, new_run, op_entries};
+use common::{Harness, LONG, TINY, new_run, op_entries};
 use operonx_store::{Batch, Entry, EntryKind, Lease, NewRun, RunEnd, RunStatus, RunStore, StoreError, Write};
 use serde_json::{Map, Value, json};
-
-const LONG: Duration = Duration::from_secs(60);
-const TINY: Duration = Duration::from_millis(50);
-
-/// Each test function, as a test of each backend.
-macro_rules! suite {
-    (store: [$($s:ident),* $(,)?], harness: [$($h:ident),* $(,)?] $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $s() { super::$s(super::Harness::sqlite().store.as_ref()); })*
-            $(#[test] fn $h() { super::$h(&super::Harness::sqlite()); })*
-        }
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            $(#[test] fn $s() { if let Some(h) = super::Harness::postgres() { super::$s(h.store.as_ref()); } })*
-            $(#[test] fn $h() { if let Some(h) = super::Harness::postgres() { super::$h(&h); } })*
-        }
-    };
-}
 
 suite! {
     store: [

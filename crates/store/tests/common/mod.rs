@@ -12,6 +12,28 @@ use std::time::Duration;
 use operonx_store::{Entry, EntryKind, NewRun, RunStore, SqliteRunStore, StoreKey};
 use serde_json::{Map, Value, json};
 
+/// A lease that does not expire during a test.
+pub const LONG: Duration = Duration::from_secs(60);
+/// A lease that expires at once (a crashed run).
+pub const TINY: Duration = Duration::from_millis(50);
+
+/// Each test function, as a test of each backend: `store` functions take a
+/// `&dyn RunStore`, `harness` functions the [`Harness`].
+#[allow(unused_macros)] // used by store.rs and group.rs, not by every test binary
+macro_rules! suite {
+    (store: [$($s:ident),* $(,)?], harness: [$($h:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $s() { super::$s(super::Harness::sqlite().store.as_ref()); })*
+            $(#[test] fn $h() { super::$h(&super::Harness::sqlite()); })*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(#[test] fn $s() { if let Some(h) = super::Harness::postgres() { super::$s(h.store.as_ref()); } })*
+            $(#[test] fn $h() { if let Some(h) = super::Harness::postgres() { super::$h(&h); } })*
+        }
+    };
+}
+
 /// A store under test, and how to reach its tables directly.
 pub struct Harness {
     /// The store.
