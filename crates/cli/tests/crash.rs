@@ -40,14 +40,17 @@ mod mock;
 mod pg;
 #[path = "crash/plan.rs"]
 mod plan;
+#[path = "crash/reference.rs"]
+mod reference;
 #[path = "crash/rng.rs"]
 mod rng;
 
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{Backend, canonical, clip, references, run_suite};
+use harness::{Backend, clip, run_suite};
 use plan::Suite;
+use reference::{canonical, references};
 use serde_json::Value;
 
 /// Batched journal, killed when the journal reaches a random entry count, in the run

@@ -11,6 +11,7 @@ use super::graph::{self, ANSWER, ASK_ID, ITEMS, LOOPS, Mode, PARALLEL, Variant};
 use super::harness::*;
 use super::mock::{self, MockLlm};
 use super::plan::*;
+use super::reference::*;
 use super::rng::{XorShift, splitmix};
 
 /// Check a journal against the reference: increasing sequence numbers, no entry twice

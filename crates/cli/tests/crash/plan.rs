@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::graph::{self, ANSWER, ASK_ID, ITEMS, LOOPS, Mode, PARALLEL, Variant};
 use super::harness::*;
 use super::mock::{self, MockLlm};
+use super::reference::*;
 use super::rng::{XorShift, splitmix};
 
 /// When to kill one `operonx` process.
