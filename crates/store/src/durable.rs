@@ -131,7 +131,7 @@ impl Journaler {
         options: WriterOptions,
         wait: bool,
     ) -> Result<DurableRun, StoreError> {
-        let owner = operonx_trace::ProcessIdentity::current().to_column();
+        let owner = self.shared.owner.clone();
         let lease = Lease { run_id: run.run_id.clone(), owner: owner.clone(), epoch: 1, next_seq: 1, ttl };
         let mode = options.mode;
         let (slot, failed) = RunSlot::new(lease.clone(), options);
@@ -153,7 +153,7 @@ impl Journaler {
         ttl: Duration,
         options: WriterOptions,
     ) -> Result<(DurableRun, StoredRun), StoreError> {
-        let owner = operonx_trace::ProcessIdentity::current().to_column();
+        let owner = self.shared.owner.clone();
         let store = &self.shared.store;
         let (lease, run) = store.claim(run_id, &owner, ttl, answers)?;
         let journal = crate::replay::replay_journal(store.location(), &run)?;

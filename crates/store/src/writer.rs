@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The next run's [`RunKey`].
     next_key: std::sync::atomic::AtomicU64,
+    /// This process, as the runs it writes name their owner (read from `/proc` once).
+    pub(crate) owner: String,
 }
 
 impl Shared {
@@ -120,7 +122,8 @@ impl Shared {
                 store: store.location().to_string(),
                 message: format!("cannot start the journal writer: {e}"),
             })?;
-        Ok(Arc::new(Self { store, tx, thread: Mutex::new(Some(thread)), next_key: Default::default() }))
+        let owner = operonx_trace::ProcessIdentity::current().to_column();
+        Ok(Arc::new(Self { store, tx, thread: Mutex::new(Some(thread)), next_key: Default::default(), owner }))
     }
 
     /// A key for a run this writer takes on.
