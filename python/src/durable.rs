@@ -53,6 +53,7 @@ impl Durable {
             inputs: inputs.clone(),
             scratch: scratch.snapshot(),
             options: Map::new(),
+            ..NewRun::default()
         };
         self.journaler
             .create(new, DEFAULT_LEASE, self.writer(scratch, stop))

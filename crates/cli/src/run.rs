@@ -282,6 +282,7 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
                 inputs: inputs.clone(),
                 scratch,
                 options: Map::new(),
+                ..operonx_store::NewRun::default()
             };
             let (run, journal) = durable::create(store, new, exec, &mut options, redactor)?;
             options = options.journal(journal);

@@ -67,7 +67,9 @@ fn store(named: Option<String>) -> anyhow::Result<std::sync::Arc<dyn operonx_sto
 pub(crate) fn runs_command(cmd: RunsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RunsCommand::List { status, graph, limit, json, store: named } => {
-            let runs = store(named)?.list(&ListFilter { status, graph, limit }).map_err(|e| BadInput(e.to_string()))?;
+            let runs = store(named)?
+                .list(&ListFilter { status, graph, limit, ..ListFilter::default() })
+                .map_err(|e| BadInput(e.to_string()))?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&runs)?)?;
             } else {

@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inputs: json!({"n": 5}).as_object().cloned().unwrap_or_default(),
         scratch: Default::default(),
         options: Default::default(),
+        ..NewRun::default()
     };
     let run = journaler.create(new, DEFAULT_LEASE, writer(&options.scratch))?;
     let first = rt.block_on(wf.run_with(json!({"n": 5}), options.journal(run.journal())))?;

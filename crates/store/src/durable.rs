@@ -153,15 +153,26 @@ impl Journaler {
         ttl: Duration,
         options: WriterOptions,
     ) -> Result<(DurableRun, StoredRun), StoreError> {
-        let owner = self.shared.owner.clone();
-        let store = &self.shared.store;
-        let (lease, run) = store.claim(run_id, &owner, ttl, answers)?;
-        let journal = crate::replay::replay_journal(store.location(), &run)?;
+        let (lease, run) = self.shared.store.claim(run_id, &self.shared.owner, ttl, answers)?;
+        Ok((self.adopt(lease, &run, options)?, run))
+    }
+
+    /// The owner identity this process's claims are made with (pass it to
+    /// [`RunStore::claim_next`]).
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
+    }
+
+    /// Write a run this process claimed (its `lease` and what the store held, from
+    /// [`RunStore::claim`] or [`RunStore::claim_next`] with [`Journaler::owner`]); the
+    /// journal of the returned handle replays what the run journaled.
+    pub fn adopt(&self, lease: Lease, run: &StoredRun, options: WriterOptions) -> Result<DurableRun, StoreError> {
+        let journal = crate::replay::replay_journal(self.shared.store.location(), run)?;
         let mode = options.mode;
         let (slot, failed) = RunSlot::new(lease.clone(), options);
         let key = self.shared.new_key();
         self.shared.send(Message::Adopt { key, slot: Box::new(slot) })?;
-        Ok((self.handle(key, lease, mode, journal, failed), run))
+        Ok(self.handle(key, lease, mode, journal, failed))
     }
 
     fn handle(

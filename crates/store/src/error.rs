@@ -114,6 +114,14 @@ pub enum StoreError {
         /// What was found.
         problems: String,
     },
+    /// The store does not do this.
+    #[error("run store {store} does not support {what}")]
+    Unsupported {
+        /// Where the store is.
+        store: String,
+        /// What it does not do.
+        what: String,
+    },
     /// The journal writer is gone (its thread ended).
     #[error("run store {store}: the journal writer stopped: {message}")]
     Writer {
@@ -122,4 +130,11 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+}
+
+impl StoreError {
+    /// [`StoreError::Unsupported`].
+    pub fn unsupported(store: &str, what: &str) -> Self {
+        StoreError::Unsupported { store: store.to_string(), what: what.to_string() }
+    }
 }

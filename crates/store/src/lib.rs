@@ -70,6 +70,7 @@ mod key;
 mod open;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod queue;
 mod replay;
 mod row;
 mod seal;
@@ -90,6 +91,7 @@ pub use key::{KeyError, STORE_KEY_ENV, StoreKey, sqlite_key_file, user_key_file}
 pub use open::{DEFAULT_RUN_STORE, open, redact_url};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use queue::{Cancelled, Cursor, Enqueued, Notice, Sleeper, StoredEvent, Waiter};
 pub use sqlite::SqliteRunStore;
 pub use status::RunStatus;
 
@@ -97,7 +99,7 @@ pub use status::RunStatus;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// What a new run's row holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewRun {
     /// The run id (32 lowercase hex digits).
     pub run_id: String,
@@ -115,6 +117,14 @@ pub struct NewRun {
     pub scratch: Map<String, Value>,
     /// Options to apply again on resume (timeout, fail-fast, ...), as the caller keeps them.
     pub options: Map<String, Value>,
+    /// The tenant the run belongs to (`operonx serve --tokens`); `None` for runs of the
+    /// CLI and of a server without tokens.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The caller's idempotency key: [`RunStore::enqueue`] of a run with the tenant and
+    /// key of an existing run gives that run instead (unique per tenant).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// A process's hold on a run: only the holder of the current epoch may write the run.
@@ -282,6 +292,12 @@ pub struct RunSummary {
     /// Why it stopped, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The tenant it belongs to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The seq of its last stored event (0: none; see [`RunStore::events`]).
+    #[serde(default)]
+    pub events: u64,
 }
 
 /// Which runs [`RunStore::list`] returns, newest first.
@@ -293,11 +309,15 @@ pub struct ListFilter {
     pub graph: Option<String>,
     /// At most this many.
     pub limit: usize,
+    /// Only runs of this tenant.
+    pub tenant: Option<String>,
+    /// Only runs listed after this one (the next page).
+    pub after: Option<Cursor>,
 }
 
 impl Default for ListFilter {
     fn default() -> Self {
-        Self { status: None, graph: None, limit: 50 }
+        Self { status: None, graph: None, limit: 50, tenant: None, after: None }
     }
 }
 
@@ -375,6 +395,67 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// applies each write on its own (one transaction each); the stores of this crate
     /// apply a group natively.
     fn write(&self, writes: &[Write]) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// Put a new run on the queue: status [`RunStatus::Queued`], no owner, epoch 0, for
+    /// [`RunStore::claim_next`] to hand to a worker (Postgres: `NOTIFY`, see
+    /// [`RunStore::waiter`]). With an idempotency key, a run of the same tenant with the
+    /// same key is returned instead, untouched (`created: false`).
+    fn enqueue(&self, run: &NewRun) -> Result<Enqueued, StoreError> {
+        let _ = run;
+        Err(StoreError::unsupported(self.location(), "a run queue"))
+    }
+
+    /// Claim the oldest claimable run for `owner`: queued (oldest first), or running
+    /// with its owner gone (lease expired; or its process ended, same host), which then
+    /// resumes from its journal. As [`RunStore::claim`]: running, owned by `owner`, a new
+    /// epoch. `None` when there is nothing to claim. Concurrent callers never get the same
+    /// run (Postgres: `FOR UPDATE SKIP LOCKED`).
+    fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
+        let _ = (owner, ttl);
+        Err(StoreError::unsupported(self.location(), "a run queue"))
+    }
+
+    /// Put a stopped run (waiting, failed, cancelled, timed out, crashed) back on the
+    /// queue with `answers` added to its answers, for a worker to resume; refused as
+    /// [`RunStore::claim`] refuses (busy while running, finished once done).
+    fn requeue(&self, run_id: &str, answers: &Map<String, Value>) -> Result<(), StoreError> {
+        let _ = (run_id, answers);
+        Err(StoreError::unsupported(self.location(), "a run queue"))
+    }
+
+    /// Cancel a run: queued, waiting or crashed runs end `cancelled` at once (`reason`
+    /// recorded); a running one is flagged for its owner to stop (see
+    /// [`RunStore::cancel_requests`]); an ended one is left as it is.
+    fn cancel(&self, run_id: &str, reason: &str) -> Result<Cancelled, StoreError> {
+        let _ = (run_id, reason);
+        Err(StoreError::unsupported(self.location(), "a run queue"))
+    }
+
+    /// Of the runs held with `leases`, those whose cancellation was asked for (by run id).
+    fn cancel_requests(&self, leases: &[Lease]) -> Result<Vec<String>, StoreError> {
+        let _ = leases;
+        Err(StoreError::unsupported(self.location(), "a run queue"))
+    }
+
+    /// The run's stored events with seq after `after`, in order, at most `limit`
+    /// ([`StoreError::NotFound`] when there is no such run).
+    fn events(&self, run_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let _ = (run_id, after, limit);
+        Err(StoreError::unsupported(self.location(), "run events"))
+    }
+
+    /// How many runs have each status (of `tenant` when given; crashed runs counted as
+    /// crashed, not running).
+    fn counts(&self, tenant: Option<&str>) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        let _ = tenant;
+        Err(StoreError::unsupported(self.location(), "run counts"))
+    }
+
+    /// A waiter for what other processes do to this store (Postgres: notifications; by
+    /// default a [`Sleeper`], and callers poll).
+    fn waiter(&self) -> Result<Box<dyn Waiter>, StoreError> {
+        Ok(Box::new(Sleeper))
+    }
 }
 
 /// One write of a group (see [`RunStore::write`]).

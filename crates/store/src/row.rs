@@ -131,6 +131,9 @@ pub(crate) fn summary(sealer: &Sealer, row: SummaryRow, now: i64) -> Result<RunS
         entries: u64::try_from(row.entries).unwrap_or(0),
         resumes: u32::try_from(row.resumes).unwrap_or(0),
         reason,
+        // Read by the queue's backends (tenant and event columns), which fill them in.
+        tenant: None,
+        events: 0,
     })
 }
 

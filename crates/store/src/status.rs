@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Waits in the queue for a worker (`operonx serve`, `operonx worker`).
+    Queued,
     /// Owned by a live process.
     Running,
     /// Waits for answers to its interrupts.
@@ -25,7 +27,8 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// Every status, in the order they are listed.
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Waiting,
         RunStatus::Failed,
@@ -38,6 +41,7 @@ impl RunStatus {
     /// The stored and printed name.
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
             RunStatus::Failed => "failed",

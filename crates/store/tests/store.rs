@@ -276,9 +276,10 @@ fn list_order_filters_and_limit(s: &dyn RunStore) {
     assert_eq!(by_status(RunStatus::Running), std::slice::from_ref(&running));
     assert!(by_status(RunStatus::Waiting).is_empty());
     assert_eq!(ids_of(ListFilter { graph: Some("other".into()), ..ListFilter::default() }), [other]);
-    let g_done = ListFilter { status: Some(RunStatus::Done), graph: Some("g".into()), limit: 5 };
+    let g_done =
+        ListFilter { status: Some(RunStatus::Done), graph: Some("g".into()), limit: 5, ..ListFilter::default() };
     assert_eq!(ids_of(g_done), [done]);
-    let one_live = ListFilter { status: Some(RunStatus::Running), graph: None, limit: 1 };
+    let one_live = ListFilter { status: Some(RunStatus::Running), graph: None, limit: 1, ..ListFilter::default() };
     assert_eq!(ids_of(one_live), [running]);
     assert!(ids_of(ListFilter { graph: Some("G".into()), ..ListFilter::default() }).is_empty(), "graph is exact");
 

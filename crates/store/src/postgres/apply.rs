@@ -259,6 +259,7 @@ mod tests {
             inputs: Default::default(),
             scratch: Default::default(),
             options: Default::default(),
+            ..NewRun::default()
         };
         let (a, b) = (run("a"), run("b"));
         let lease =

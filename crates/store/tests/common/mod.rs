@@ -211,6 +211,7 @@ pub fn new_run(graph: &str) -> NewRun {
         inputs: object(json!({"zeta": "last first", "alpha": [1, 2.5, null], "ünï": "cödé"})),
         scratch: object(json!({"count": 0})),
         options: object(json!({"timeout_ms": 5000, "fail_fast": true})),
+        ..NewRun::default()
     }
 }
 

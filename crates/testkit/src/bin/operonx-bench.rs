@@ -222,6 +222,7 @@ fn run_journaled(
         inputs: inputs.as_object().cloned().unwrap_or_default(),
         scratch: operonx::Map::new(),
         options: operonx::Map::new(),
+        ..NewRun::default()
     };
     let writer = WriterOptions {
         mode,
