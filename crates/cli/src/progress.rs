@@ -17,182 +17,30 @@
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-use operonx::trace::{RawEvent, RunRecorder};
-use operonx::{EventKind, TraceEvent, TraceSink, Value};
+use operonx::TraceSink;
+use operonx_trace::counting::{Counters, CountingSink, Counts};
 
 /// How often the line is redrawn.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Costs are summed in billionths of a dollar (atomics hold integers).
-const NANO_USD: f64 = 1e9;
-
-/// What the run did so far, counted from its trace events.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// `op_start` events.
-    started: AtomicU64,
-    /// `op_end` events, whatever their status.
-    ended: AtomicU64,
-    /// `op_end` events with status `ok`.
-    done: AtomicU64,
-    /// `op_end` events with status `error`.
-    failed: AtomicU64,
-    /// `op_yield` events (generator items).
-    items: AtomicU64,
-    /// `llm_usage` events (model calls).
-    llm_calls: AtomicU64,
-    /// The calls' `total_tokens`.
-    tokens: AtomicU64,
-    /// The calls' `cost_usd`, in billionths of a dollar.
-    cost_nano_usd: AtomicU64,
-}
-
-impl Counters {
-    /// Count one event of `kind`: `status` is an `op_end`'s, `field` reads the payload.
-    fn note(&self, kind: EventKind, status: Option<&str>, field: impl Fn(&str) -> Option<f64>) {
-        let add = |c: &AtomicU64, n: u64| {
-            c.fetch_add(n, Ordering::Relaxed);
-        };
-        match kind {
-            EventKind::OpStart => add(&self.started, 1),
-            EventKind::OpEnd => {
-                add(&self.ended, 1);
-                match status {
-                    Some("ok") => add(&self.done, 1),
-                    Some("error") => add(&self.failed, 1),
-                    _ => {}
-                }
-            }
-            EventKind::OpYield => add(&self.items, 1),
-            EventKind::LlmUsage => {
-                add(&self.llm_calls, 1);
-                add(&self.tokens, field("total_tokens").map_or(0, whole));
-                add(&self.cost_nano_usd, field("cost_usd").map_or(0, |usd| whole(usd * NANO_USD)));
-            }
-            _ => {}
-        }
-    }
-
-    /// Count a recorded event.
-    fn note_raw(&self, event: &RawEvent) {
-        self.note(event.kind(), event.status(), |key| event.payload_value(key).and_then(|v| v.as_f64()));
-    }
-
-    /// Count a built event.
-    fn note_built(&self, event: &TraceEvent) {
-        let status = event.payload.get("status").and_then(Value::as_str);
-        self.note(event.kind, status, |key| event.payload.get(key).and_then(Value::as_f64));
-    }
-
-    /// The counts as the line shows them, after `elapsed` (short: under 80 columns for
-    /// the small numbers of most runs, so it rarely wraps).
-    fn write_line(&self, elapsed: Duration, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let running = get(&self.started).saturating_sub(get(&self.ended));
-        let cost = get(&self.cost_nano_usd) as f64 / NANO_USD;
-        write!(
-            out,
-            "{:.1}s · ops {} done {running} running {} failed · items {} · LLM {} calls {} tok ${cost:.4}",
-            elapsed.as_secs_f64(),
-            get(&self.done),
-            get(&self.failed),
-            get(&self.items),
-            get(&self.llm_calls),
-            get(&self.tokens),
-        )
-    }
-}
-
-/// A non-negative count from a JSON number (negative and non-finite numbers count 0).
-fn whole(n: f64) -> u64 {
-    if n.is_finite() && n > 0.0 { n.round() as u64 } else { 0 }
-}
-
-/// The trace sink of a run shown with a progress line: counts every event, then hands
-/// it on to `inner` (the run's trace pipeline), if any, exactly as the run would have.
-pub(crate) struct CountingSink {
-    /// The counts the line shows.
-    counters: Arc<Counters>,
-    /// The run's own sink.
-    inner: Option<Arc<dyn TraceSink>>,
-}
-
-impl TraceSink for CountingSink {
-    fn record(&self, event: TraceEvent) {
-        self.counters.note_built(&event);
-        if let Some(inner) = &self.inner {
-            inner.record(event);
-        }
-    }
-
-    fn record_raw(&self, event: RawEvent) {
-        self.counters.note_raw(&event);
-        if let Some(inner) = &self.inner {
-            inner.record_raw(event);
-        }
-    }
-
-    fn max_list_items(&self) -> Option<usize> {
-        self.inner.as_ref().and_then(|inner| inner.max_list_items())
-    }
-
-    fn run_finished(&self, request_id: &str) {
-        if let Some(inner) = &self.inner {
-            inner.run_finished(request_id);
-        }
-    }
-
-    fn open_run(&self, request_id: &Arc<str>) -> Option<Arc<dyn RunRecorder>> {
-        let onward = match &self.inner {
-            Some(inner) => match inner.open_run(request_id) {
-                Some(recorder) => Onward::Recorder(recorder),
-                None => Onward::Sink(inner.clone(), request_id.clone()),
-            },
-            None => Onward::Nowhere,
-        };
-        Some(Arc::new(CountingRecorder { counters: self.counters.clone(), onward }))
-    }
-}
-
-/// Where a [`CountingRecorder`] hands one run's events on.
-enum Onward {
-    /// The inner sink's recorder for the run.
-    Recorder(Arc<dyn RunRecorder>),
-    /// The inner sink itself (it hands out no recorders), and the run's id.
-    Sink(Arc<dyn TraceSink>, Arc<str>),
-    /// Nowhere: the run is not traced, only counted.
-    Nowhere,
-}
-
-/// One run's recorder under a [`CountingSink`].
-struct CountingRecorder {
-    /// The counts the line shows.
-    counters: Arc<Counters>,
-    /// Where the events go on.
-    onward: Onward,
-}
-
-impl RunRecorder for CountingRecorder {
-    fn record(&self, event: RawEvent) {
-        self.counters.note_raw(&event);
-        match &self.onward {
-            Onward::Recorder(r) => r.record(event),
-            Onward::Sink(s, _) => s.record_raw(event),
-            Onward::Nowhere => {}
-        }
-    }
-
-    fn finish(&self) {
-        match &self.onward {
-            Onward::Recorder(r) => r.finish(),
-            Onward::Sink(s, id) => s.run_finished(id),
-            Onward::Nowhere => {}
-        }
-    }
+/// The counts as the line shows them, after `elapsed` (short: under 80 columns for the
+/// small numbers of most runs, so it rarely wraps).
+fn write_line(counts: &Counts, elapsed: Duration, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+    write!(
+        out,
+        "{:.1}s · ops {} done {} running {} failed · items {} · LLM {} calls {} tok ${:.4}",
+        elapsed.as_secs_f64(),
+        counts.done,
+        counts.running(),
+        counts.failed,
+        counts.items,
+        counts.llm_calls,
+        counts.tokens,
+        counts.cost_usd(),
+    )
 }
 
 /// The progress line of one run; `Progress::off()` shows nothing. Dropping it clears
@@ -212,7 +60,7 @@ impl Progress {
         let line = counters.clone();
         let tracker = move |state: &ProgressState, out: &mut dyn std::fmt::Write| {
             // A failed write only garbles this one redraw.
-            let _ = line.write_line(state.elapsed(), out);
+            let _ = write_line(&line.snapshot(), state.elapsed(), out);
         };
         let Ok(style) = ProgressStyle::with_template("{spinner} {counts}") else {
             return Self::off();
@@ -232,7 +80,7 @@ impl Progress {
     /// nothing) behind a [`CountingSink`] feeding the line.
     pub(crate) fn sink(&self, sink: Option<Arc<dyn TraceSink>>) -> Option<Arc<dyn TraceSink>> {
         match &self.shown {
-            Some((_, counters)) => Some(Arc::new(CountingSink { counters: counters.clone(), inner: sink })),
+            Some((_, counters)) => Some(Arc::new(CountingSink::new(counters.clone(), sink))),
             None => sink,
         }
     }
@@ -260,20 +108,18 @@ mod tests {
 
     #[test]
     fn the_line_shows_the_counts() {
-        let c = Counters::default();
-        c.note(EventKind::OpStart, None, |_| None);
-        c.note(EventKind::OpStart, None, |_| None);
-        c.note(EventKind::OpStart, None, |_| None);
-        c.note(EventKind::OpEnd, Some("ok"), |_| None);
-        c.note(EventKind::OpEnd, Some("error"), |_| None);
-        c.note(EventKind::OpYield, None, |_| None);
-        c.note(EventKind::LlmUsage, None, |k| match k {
-            "total_tokens" => Some(120.0),
-            "cost_usd" => Some(0.0015),
-            _ => None,
-        });
+        let counts = Counts {
+            started: 3,
+            ended: 2,
+            done: 1,
+            failed: 1,
+            items: 1,
+            llm_calls: 1,
+            tokens: 120,
+            cost_nano_usd: 1_500_000,
+        };
         let mut line = String::new();
-        assert!(c.write_line(Duration::from_millis(1540), &mut line).is_ok());
+        assert!(write_line(&counts, Duration::from_millis(1540), &mut line).is_ok());
         assert_eq!(line, "1.5s · ops 1 done 1 running 1 failed · items 1 · LLM 1 calls 120 tok $0.0015");
     }
 }

@@ -17,6 +17,7 @@
 //! trait, and on nothing above it.
 
 mod blocking;
+pub mod counting;
 mod error;
 pub mod export;
 mod glob;
