@@ -136,10 +136,10 @@ impl CountingSink {
 fn note_raw(counters: &Counters, durations: Option<&OpDurations>, event: &RawEvent) {
     let kind = event.kind();
     counters.note(kind, event.status(), |key| event.payload_value(key).and_then(|v| v.as_f64()));
-    if let (EventKind::OpEnd, Some(observe)) = (kind, durations) {
-        if let Some(ms) = event.payload_value("duration_ms").and_then(|v| v.as_f64()) {
-            observe(ms);
-        }
+    if let (EventKind::OpEnd, Some(observe)) = (kind, durations)
+        && let Some(ms) = event.payload_value("duration_ms").and_then(|v| v.as_f64())
+    {
+        observe(ms);
     }
 }
 
@@ -147,10 +147,10 @@ impl TraceSink for CountingSink {
     fn record(&self, event: TraceEvent) {
         let status = event.payload.get("status").and_then(Value::as_str);
         self.counters.note(event.kind, status, |key| event.payload.get(key).and_then(Value::as_f64));
-        if let (EventKind::OpEnd, Some(observe)) = (event.kind, &self.durations) {
-            if let Some(ms) = event.payload.get("duration_ms").and_then(Value::as_f64) {
-                observe(ms);
-            }
+        if let (EventKind::OpEnd, Some(observe)) = (event.kind, &self.durations)
+            && let Some(ms) = event.payload.get("duration_ms").and_then(Value::as_f64)
+        {
+            observe(ms);
         }
         if let Some(inner) = &self.inner {
             inner.record(event);
