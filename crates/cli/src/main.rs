@@ -15,6 +15,7 @@ mod output;
 mod progress;
 mod run;
 mod runs;
+mod serve;
 mod signals;
 
 use std::path::PathBuf;
@@ -60,6 +61,16 @@ enum Command {
     /// List the runs of the run store, or prune old ones.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// Serve runs over HTTP: an API with live event streams, and a web view at /.
+    #[command(after_help = "Examples:\n  operonx serve --graphs examples/\n  \
+        curl -s localhost:8080/v1/runs -d '{\"graph\": \"order_report\", \"inputs\": {}}'\n  \
+        operonx serve --graphs graphs/ --store postgres://localhost/operonx --bind 0.0.0.0:8080 --tokens tokens.yaml")]
+    Serve(serve::ServeArgs),
+    /// Execute queued runs of a shared run store (Postgres), alongside `operonx serve`.
+    #[command(
+        after_help = "Example:\n  operonx worker --store postgres://localhost/operonx --graphs graphs/ --concurrency 8"
+    )]
+    Worker(serve::WorkerArgs),
     /// Check a graph and print every problem found.
     #[command(after_help = "Example:\n  operonx validate graph.json --resources resources.yaml")]
     Validate {
@@ -180,6 +191,8 @@ fn dispatch(cli: Cli, redactor: &Redactor) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args, redactor),
         Command::Resume(args) => run::resume(args, redactor),
         Command::Runs(cmd) => runs::runs_command(cmd),
+        Command::Serve(args) => serve::serve(args, redactor),
+        Command::Worker(args) => serve::worker(args, redactor),
     }
 }
 

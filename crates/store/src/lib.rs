@@ -371,6 +371,12 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// A run with its journal ([`StoreError::NotFound`] when there is none).
     fn load(&self, run_id: &str) -> Result<StoredRun, StoreError>;
 
+    /// A run's row without its journal ([`StoreError::NotFound`] when there is none):
+    /// what a status check needs. The default loads the whole run.
+    fn summary(&self, run_id: &str) -> Result<RunSummary, StoreError> {
+        self.load(run_id).map(|run| run.summary)
+    }
+
     /// Runs, newest first.
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, StoreError>;
 

@@ -52,6 +52,12 @@ impl RunStatus {
         }
     }
 
+    /// Whether a run with this status has stopped: it ended, or waits for answers (it
+    /// changes again only when resumed).
+    pub fn stopped(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Crashed)
+    }
+
     /// Whether a run with this status can be resumed.
     pub fn resumable(self) -> bool {
         !matches!(self, RunStatus::Running | RunStatus::Done)

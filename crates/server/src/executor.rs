@@ -1,0 +1,366 @@
+//! The workers of a process: tasks that claim runs from the store's queue, run them with
+//! their journal written to the store (a resumed run replays what it journaled), keep
+//! their events for live streams, and record how they ended.
+//!
+//! Each of `n` slots loops: claim the oldest claimable run ([`RunStore::claim_next`],
+//! on a blocking thread), run it, claim again; with nothing to claim it sleeps until woken
+//! (a run enqueued by this process, a store notification) or a poll interval passes. A
+//! watcher asks the store every second which of the process's runs were asked to cancel
+//! (another process took the request) and stops them. Draining stops claiming; runs still
+//! going after the grace period are stopped and put back on the queue for another worker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use operonx::graph::SecretSet;
+use operonx::{Engine, RunOptions, Scratch, StopHandle, Value, Workflow};
+use operonx_store::{Durability, Journaler, Lease, RunEnd, RunStatus, RunStore, StoredEvent, StoredRun, WriterOptions};
+use operonx_trace::TracePipeline;
+use operonx_trace::counting::{Counters, CountingSink};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::live::Live;
+use crate::metrics::{Metrics, StatusLabel};
+
+/// How long an idle slot sleeps before it looks at the queue again without being woken.
+const POLL: Duration = Duration::from_millis(500);
+/// How often the store is asked which runs of this process were asked to cancel.
+const CANCEL_POLL: Duration = Duration::from_secs(1);
+/// The reason a run cancelled by a request ends with.
+pub const CANCELLED_BY_REQUEST: &str = "cancelled by request";
+/// The reason a run stopped by a draining worker ends with, before it is queued again.
+pub const HANDED_BACK: &str = "worker shutting down: run handed back to the queue";
+
+/// What the workers run with.
+#[derive(Clone)]
+pub struct ExecutorConfig {
+    /// The engine runs are compiled with (ops, providers).
+    pub engine: Arc<Engine>,
+    /// Secret values redacted from stored events.
+    pub secrets: SecretSet,
+    /// How the journal is written.
+    pub durability: Durability,
+    /// The trace pipeline runs are traced into, if any.
+    pub trace: Option<TracePipeline>,
+    /// The SQLite trace store behind `trace`, if any (a resumed run's trace goes on after
+    /// the events it holds).
+    pub trace_store: Option<std::path::PathBuf>,
+    /// How many runs at once.
+    pub slots: usize,
+}
+
+impl std::fmt::Debug for ExecutorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorConfig").field("slots", &self.slots).field("durability", &self.durability).finish()
+    }
+}
+
+/// A run this process executes.
+struct Running {
+    lease: Lease,
+    stop: StopHandle,
+    handed_back: Arc<AtomicBool>,
+}
+
+/// The workers of a process (see the module documentation).
+pub struct Executor {
+    store: Arc<dyn RunStore>,
+    journaler: Journaler,
+    config: ExecutorConfig,
+    live: Live,
+    metrics: Arc<Metrics>,
+    work: Notify,
+    draining: AtomicBool,
+    running: Mutex<HashMap<String, Running>>,
+    compiled: Mutex<HashMap<String, Arc<Workflow>>>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("config", &self.config).finish()
+    }
+}
+
+impl Executor {
+    /// Workers for `store`.
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        config: ExecutorConfig,
+        live: Live,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, operonx_store::StoreError> {
+        let journaler = Journaler::start(store.clone())?;
+        Ok(Arc::new(Executor {
+            store,
+            journaler,
+            config,
+            live,
+            metrics,
+            work: Notify::new(),
+            draining: AtomicBool::new(false),
+            running: Mutex::new(HashMap::new()),
+            compiled: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Start the slots and the cancel watcher in `tasks` (they end once draining).
+    pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        for _ in 0..self.config.slots.max(1) {
+            let me = self.clone();
+            tasks.spawn(async move { me.slot().await });
+        }
+        let me = self.clone();
+        tasks.spawn(async move { me.watch_cancels().await });
+    }
+
+    /// Say there may be work (a run was enqueued by this process, or a notification
+    /// came).
+    pub fn wake(&self) {
+        self.work.notify_waiters();
+    }
+
+    /// Stop run `run_id` now if this process runs it; whether it does.
+    pub fn cancel_local(&self, run_id: &str, reason: &str) -> bool {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        match running.get(run_id) {
+            Some(r) => {
+                r.stop.cancel(reason.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many runs this process executes now.
+    pub fn busy(&self) -> usize {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Stop claiming; wait up to `grace` for the runs going to end, then stop them and put
+    /// them back on the queue (another worker resumes them from their journal).
+    pub async fn drain(&self, grace: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.work.notify_waiters();
+        let deadline = Instant::now() + grace;
+        while self.busy() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        {
+            let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            for r in running.values() {
+                r.handed_back.store(true, Ordering::SeqCst);
+                r.stop.cancel(HANDED_BACK.to_string());
+            }
+        }
+        while self.busy() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self.journaler.flush() {
+            tracing::error!("run store: {e}");
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    async fn slot(self: Arc<Self>) {
+        while !self.draining() {
+            // Registered before looking, so a wake-up while looking is not lost.
+            let woken = self.work.notified();
+            let store = self.store.clone();
+            let owner = self.journaler.owner().to_string();
+            let ttl = operonx_store::DEFAULT_LEASE;
+            let claimed = tokio::task::spawn_blocking(move || store.claim_next(&owner, ttl)).await;
+            match claimed {
+                Ok(Ok(Some((lease, run)))) => self.execute(lease, run).await,
+                Ok(Ok(None)) => {
+                    let _ = tokio::time::timeout(POLL, woken).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("claiming a run: {e}");
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => {
+                    tracing::error!("claiming a run: {e}");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    async fn watch_cancels(self: Arc<Self>) {
+        while !self.draining() {
+            tokio::time::sleep(CANCEL_POLL).await;
+            let leases: Vec<Lease> = {
+                let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+                running.values().map(|r| r.lease.clone()).collect()
+            };
+            if leases.is_empty() {
+                continue;
+            }
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.cancel_requests(&leases)).await {
+                Ok(Ok(ids)) => {
+                    for id in ids {
+                        self.cancel_local(&id, CANCELLED_BY_REQUEST);
+                    }
+                }
+                Ok(Err(e)) => tracing::error!("reading cancel requests: {e}"),
+                Err(e) => tracing::error!("reading cancel requests: {e}"),
+            }
+        }
+    }
+
+    /// The compiled graph of a stored run (compiled once per fingerprint).
+    fn workflow(&self, run: &StoredRun) -> Result<Arc<Workflow>, String> {
+        let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(wf) = compiled.get(&run.fingerprint) {
+            return Ok(wf.clone());
+        }
+        let wf = self.config.engine.load_value(run.graph.clone()).map_err(|e| e.to_string())?;
+        let wf = Arc::new(wf);
+        compiled.insert(run.fingerprint.clone(), wf.clone());
+        Ok(wf)
+    }
+
+    /// Run a claimed run to its end (or stop) and record it.
+    async fn execute(&self, lease: Lease, stored: StoredRun) {
+        let run_id = lease.run_id.clone();
+        let started = Instant::now();
+        let stop = StopHandle::new();
+        let handed_back = Arc::new(AtomicBool::new(false));
+        let scratch = Scratch::new(stored.scratch.clone());
+        let on_failure: operonx_store::OnFailure = {
+            let stop = stop.clone();
+            Box::new(move |message: &str| stop.cancel(message.to_string()))
+        };
+        let writer = WriterOptions {
+            mode: self.config.durability,
+            scratch: scratch.clone(),
+            secrets: self.config.secrets.clone(),
+            on_failure: Some(on_failure),
+        };
+        let durable = match self.journaler.adopt(lease.clone(), &stored, writer) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("run {run_id}: {e}");
+                return;
+            }
+        };
+        let wf = match self.workflow(&stored) {
+            Ok(wf) => wf,
+            Err(message) => {
+                let end = RunEnd {
+                    status: RunStatus::Failed,
+                    result: None,
+                    pending: Vec::new(),
+                    scratch: stored.scratch.clone(),
+                    reason: Some(format!("the run's graph does not compile: {message}")),
+                };
+                self.end(durable, end, &run_id).await;
+                return;
+            }
+        };
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(
+            run_id.clone(),
+            Running { lease: lease.clone(), stop: stop.clone(), handed_back: handed_back.clone() },
+        );
+        let resumed = stored.summary.events > 0 || !stored.entries.is_empty();
+        let mut options = RunOptions::default()
+            .request_id(run_id.clone())
+            .resumable()
+            .scratch(scratch.clone())
+            .journal(durable.journal())
+            .stop_handle(stop.clone());
+        if let Some(trace) = &self.config.trace {
+            if !resumed {
+                trace.begin_run(&run_id, wf.name());
+            } else {
+                let note = operonx::json!({"resume": stored.summary.resumes, "journal_entries": stored.entries.len()});
+                options = options.continue_trace(self.recorded_events(&run_id), note);
+            }
+        }
+        // Counted for the metrics (op latency, tokens, cost), then traced, if traced.
+        let counters = Arc::new(Counters::default());
+        let metrics = self.metrics.clone();
+        let sink = CountingSink::new(counters.clone(), self.config.trace.as_ref().map(TracePipeline::sink))
+            .with_op_durations(Arc::new(move |ms| metrics.op_seconds.observe(ms / 1000.0)));
+        options = options.trace(Arc::new(sink));
+        let mut seq = stored.summary.events;
+        let secrets = &self.config.secrets;
+        let live = &self.live;
+        let record = |seq: u64, mut event: Value| {
+            secrets.redact_value(&mut event);
+            if let Err(e) = durable.record_event(StoredEvent { seq, event }) {
+                tracing::error!("run {run_id}: {e}");
+            }
+            live.changed(&run_id);
+        };
+        let outcome = wf
+            .run_observed(Value::Object(stored.inputs.clone()), options, |ev| {
+                seq += 1;
+                record(seq, ev.to_stream_json(seq));
+            })
+            .await;
+        let end = match outcome {
+            Ok(outcome) => {
+                seq += 1;
+                record(seq, operonx::json!({"seq": seq, "type": "result", "result": outcome.to_json()}));
+                RunEnd::from_outcome(&outcome, scratch.snapshot())
+            }
+            Err(e) => RunEnd {
+                status: RunStatus::Failed,
+                result: None,
+                pending: Vec::new(),
+                scratch: scratch.snapshot(),
+                reason: Some(e.to_string()),
+            },
+        };
+        self.metrics.run_seconds.observe(started.elapsed().as_secs_f64());
+        let counts = counters.snapshot();
+        self.metrics.tokens.inc_by(counts.tokens);
+        self.metrics.cost_micro_usd.inc_by(counts.cost_nano_usd / 1000);
+        let status = end.status;
+        self.end(durable, end, &run_id).await;
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).remove(&run_id);
+        if handed_back.load(Ordering::SeqCst) && status == RunStatus::Cancelled {
+            self.hand_back(&run_id).await;
+        } else {
+            self.metrics.runs_ended.get_or_create(&StatusLabel { status: status.as_str().to_string() }).inc();
+        }
+        self.live.changed(&run_id);
+    }
+
+    /// How many trace events run `run_id` recorded before (its resumed trace goes on
+    /// from there).
+    fn recorded_events(&self, run_id: &str) -> u64 {
+        let Some(path) = &self.config.trace_store else { return 0 };
+        let Ok(store) = operonx_trace::SqliteStore::open_existing(path) else { return 0 };
+        store.run_events(run_id).map_or(0, |events| u64::try_from(events.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Record the run's end (on a blocking thread: the commit is waited for).
+    async fn end(&self, durable: operonx_store::DurableRun, end: RunEnd, run_id: &str) {
+        match tokio::task::spawn_blocking(move || durable.finish(&end)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("run {run_id}: its end could not be recorded: {e}"),
+            Err(e) => tracing::error!("run {run_id}: its end could not be recorded: {e}"),
+        }
+    }
+
+    /// Put a run this process stopped back on the queue.
+    async fn hand_back(&self, run_id: &str) {
+        let store = self.store.clone();
+        let id = run_id.to_string();
+        match tokio::task::spawn_blocking(move || store.requeue(&id, &operonx::Map::new())).await {
+            Ok(Ok(())) => tracing::info!("run {run_id} handed back to the queue"),
+            Ok(Err(e)) => tracing::error!("run {run_id} could not be handed back: {e}"),
+            Err(e) => tracing::error!("run {run_id} could not be handed back: {e}"),
+        }
+    }
+}
+
