@@ -64,6 +64,7 @@
 
 mod durable;
 mod error;
+mod events;
 mod group;
 mod journal;
 mod key;
@@ -483,5 +484,14 @@ pub enum Write {
         lease: Lease,
         /// How it ended.
         end: RunEnd,
+    },
+    /// Events the run emitted (see [`RunStore::events`]), stored together as one sealed
+    /// row; refused ([`StoreError::LeaseLost`]) as an append is. The run's last event seq
+    /// becomes the last of these.
+    Events {
+        /// The run's lease.
+        lease: Lease,
+        /// The events, in seq order.
+        events: Vec<StoredEvent>,
     },
 }

@@ -52,9 +52,10 @@ impl RunStatus {
         }
     }
 
-    /// Whether a run with this status can be resumed.
+    /// Whether a run with this status can be resumed (a queued run waits for a worker
+    /// instead).
     pub fn resumable(self) -> bool {
-        !matches!(self, RunStatus::Running | RunStatus::Done)
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Done)
     }
 }
 

@@ -91,6 +91,14 @@ impl PgSchema {
 }
 
 #[cfg(feature = "postgres")]
+impl PgSchema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(feature = "postgres")]
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let dropped = postgres::Client::connect(&self.admin, postgres::NoTls)
@@ -154,6 +162,44 @@ impl Harness {
                 let sql = sql.replace("{runs}", "operonx_runs").replace("{journal}", "operonx_journal");
                 let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
                 client.batch_execute(&sql).unwrap();
+            }
+        }
+    }
+}
+
+impl Harness {
+    /// Every stored byte of the database, as text: the SQLite file and its WAL (lossy
+    /// UTF-8); on Postgres every row of every table of the store, byte columns with their
+    /// printable bytes as they are (`encode(.., 'escape')`).
+    pub fn raw_text(&self) -> String {
+        match &self.raw {
+            Raw::Sqlite(path) => {
+                let mut out = String::new();
+                for suffix in ["", "-wal"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    if let Ok(bytes) = std::fs::read(&name) {
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                out
+            }
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(schema) => {
+                let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+                let mut out = String::new();
+                for sql in [
+                    "SELECT t::text FROM operonx_runs t",
+                    "SELECT t::text FROM operonx_store_meta t",
+                    "SELECT encode(body, 'escape') FROM operonx_journal",
+                    "SELECT encode(body, 'escape') FROM operonx_events",
+                ] {
+                    for r in client.query(sql, &[]).unwrap() {
+                        out.push_str(&r.get::<_, String>(0));
+                        out.push('\n');
+                    }
+                }
+                out
             }
         }
     }
