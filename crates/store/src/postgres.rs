@@ -566,8 +566,8 @@ impl RunStore for PostgresStore {
             let err = self.err();
             let orphans = tx
                 .query(
-                    "SELECT DISTINCT j.run_id FROM operonx_journal j LEFT JOIN operonx_runs r ON r.run_id = j.run_id
-                     WHERE r.run_id IS NULL ORDER BY j.run_id",
+                    "SELECT j.run_id FROM (SELECT run_id FROM operonx_journal UNION SELECT run_id FROM operonx_events) j
+                     LEFT JOIN operonx_runs r ON r.run_id = j.run_id WHERE r.run_id IS NULL ORDER BY j.run_id",
                     &[],
                 )?
                 .iter()

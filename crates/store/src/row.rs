@@ -350,7 +350,7 @@ pub(crate) fn stored_run(
 /// What a consistency check found.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
-    /// Runs that journal rows belong to, but that do not exist.
+    /// Runs that journal rows or events rows belong to, but that do not exist.
     pub orphans: Vec<String>,
     /// Runs whose entry count (first) is not the sum of their rows' counts (second).
     pub miscounted: Vec<(String, i64, i64)>,
@@ -384,7 +384,8 @@ fn bounded<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
 pub(crate) fn problems(found: &Findings) -> Option<String> {
     let mut out: Vec<String> = found.other.clone();
     if !found.orphans.is_empty() {
-        out.push(format!("journal entries of runs that do not exist: {}", bounded(&found.orphans, String::clone)));
+        let shown = bounded(&found.orphans, String::clone);
+        out.push(format!("journal entries or events of runs that do not exist: {shown}"));
     }
     if !found.miscounted.is_empty() {
         let shown = bounded(&found.miscounted, |(id, counted, rows)| format!("{id} (counts {counted}, has {rows})"));

@@ -643,8 +643,8 @@ impl RunStore for SqliteRunStore {
             };
             let integrity = strings("PRAGMA integrity_check")?;
             let orphans = strings(
-                "SELECT DISTINCT j.run_id FROM journal j LEFT JOIN runs r ON r.run_id = j.run_id
-                 WHERE r.run_id IS NULL ORDER BY j.run_id",
+                "SELECT j.run_id FROM (SELECT run_id FROM journal UNION SELECT run_id FROM events) j
+                 LEFT JOIN runs r ON r.run_id = j.run_id WHERE r.run_id IS NULL ORDER BY j.run_id",
             )?;
             let triples = |sql: &str| -> Result<Vec<(String, i64, i64)>, StoreError> {
                 tx.prepare(sql)

@@ -410,11 +410,31 @@ fn events_are_stored_sealed_and_read_back_in_order(h: &Harness) {
         assert_eq!(store.events(&id, 0, 100).unwrap().len(), 7);
         assert_eq!(store.list(&ListFilter::default()).unwrap()[0].events, 7);
     }
+
+    // A worker's run: taken from the queue with the writer's owner, adopted, written.
+    let queued = new_run("worker-run");
+    store.enqueue(&queued).unwrap();
+    let (lease, claimed) = store.claim_next(journaler.owner(), LONG).unwrap().unwrap();
+    assert_eq!((lease.run_id.as_str(), claimed.summary.events), (queued.run_id.as_str(), 0));
+    let adopted = journaler.adopt(lease, &claimed, writer(Durability::Batched)).unwrap();
+    adopted.record_event(event(1)).unwrap();
+    adopted.record_event(event(2)).unwrap();
+    adopted.finish(&end(RunStatus::Done)).unwrap();
+    assert_eq!(store.events(&queued.run_id, 0, 10).unwrap(), vec![event(1), event(2)]);
+    let done = store.load(&queued.run_id).unwrap().summary;
+    assert_eq!((done.status, done.events), (RunStatus::Done, 2));
+
     let err = store.events(&"0".repeat(32), 0, 10).unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
     store.check().unwrap();
     drop(journaler);
     assert!(!h.raw_text().contains(MARKER), "an event is stored in clear");
+
+    // Events of a run that does not exist are found by the check.
+    let orphan = "e".repeat(32);
+    h.raw(&format!("INSERT INTO {{events}} (run_id, seq, last_seq, body) VALUES ('{orphan}', 1, 1, '\\x00')"));
+    let err = store.check().unwrap_err().to_string();
+    assert!(err.contains("events of runs that do not exist") && err.contains(&orphan), "{err}");
 }
 
 /// Postgres: a waiter wakes within two seconds of an enqueue, a cancel request and

@@ -148,18 +148,22 @@ impl Harness {
         &self.raw
     }
 
-    /// Run `sql` on the database directly; `{runs}` and `{journal}` stand for the tables.
+    /// Run `sql` on the database directly; `{runs}`, `{journal}` and `{events}` stand for
+    /// the tables.
     pub fn raw(&self, sql: &str) {
         match &self.raw {
             Raw::Sqlite(path) => {
-                let sql = sql.replace("{runs}", "runs").replace("{journal}", "journal");
+                let sql = sql.replace("{runs}", "runs").replace("{journal}", "journal").replace("{events}", "events");
                 let conn = rusqlite::Connection::open(path).unwrap();
                 conn.busy_timeout(Duration::from_secs(10)).unwrap();
                 conn.execute_batch(&sql).unwrap();
             }
             #[cfg(feature = "postgres")]
             Raw::Postgres(schema) => {
-                let sql = sql.replace("{runs}", "operonx_runs").replace("{journal}", "operonx_journal");
+                let sql = sql
+                    .replace("{runs}", "operonx_runs")
+                    .replace("{journal}", "operonx_journal")
+                    .replace("{events}", "operonx_events");
                 let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
                 client.batch_execute(&sql).unwrap();
             }
