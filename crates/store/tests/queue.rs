@@ -16,8 +16,8 @@ use chrono::Utc;
 use common::{Harness, LONG, Raw, TINY, new_run, op_entries};
 use operonx_runtime::{Interrupt, Scratch};
 use operonx_store::{
-    Batch, Cancelled, Cursor, Durability, Journaler, ListFilter, NewRun, Notice, RunEnd, RunStatus, RunStore,
-    StoreError, StoredEvent, WriterOptions,
+    Batch, Cancelled, Cursor, Durability, Journaler, ListFilter, NewRun, RunEnd, RunStatus, RunStore, StoreError,
+    StoredEvent, WriterOptions,
 };
 use serde_json::{Map, Value, json};
 
@@ -440,17 +440,26 @@ fn events_are_stored_sealed_and_read_back_in_order(h: &Harness) {
 /// Postgres: a waiter wakes within two seconds of an enqueue, a cancel request and
 /// events written from other connections. Stores without notifications: the waiter
 /// returns nothing, after the timeout.
-#[allow(irrefutable_let_patterns)] // without the `postgres` feature, SQLite is all there is
 fn waiter_wakes_on_what_other_connections_do(h: &Harness) {
     let mut waiter = h.store.waiter().unwrap();
-    if let Raw::Sqlite(_) = h.database() {
-        let start = Instant::now();
-        assert!(waiter.wait(Duration::from_millis(200)).unwrap().is_empty());
-        assert!(start.elapsed() >= Duration::from_millis(200));
-        return;
+    match h.database() {
+        Raw::Sqlite(_) => {
+            let start = Instant::now();
+            assert!(waiter.wait(Duration::from_millis(200)).unwrap().is_empty());
+            assert!(start.elapsed() >= Duration::from_millis(200));
+        }
+        #[cfg(feature = "postgres")]
+        Raw::Postgres(schema) => postgres_waiter_wakes(h, schema, waiter),
     }
+}
+
+/// [`waiter_wakes_on_what_other_connections_do`] on Postgres.
+#[cfg(feature = "postgres")]
+fn postgres_waiter_wakes(h: &Harness, schema: &common::PgSchema, mut waiter: Box<dyn operonx_store::Waiter>) {
     // Other tests share the server's notifications: wait for this test's own.
-    let until = |waiter: &mut Box<dyn operonx_store::Waiter>, want: &Notice, done: &dyn Fn() -> Option<Instant>| {
+    let until = |waiter: &mut Box<dyn operonx_store::Waiter>,
+                 want: &operonx_store::Notice,
+                 done: &dyn Fn() -> Option<Instant>| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let got = waiter.wait(Duration::from_millis(500)).unwrap();
@@ -460,27 +469,48 @@ fn waiter_wakes_on_what_other_connections_do(h: &Harness) {
             assert!(Instant::now() < deadline, "no {want:?} notice");
         }
     };
+    // A plain listener sees which run each notice is about (the waiter's `Work` does not
+    // say): this test's runs, not other tests' on the same server.
+    let mut listener = ::postgres::Client::connect(&schema.url, ::postgres::NoTls).unwrap();
+    listener.batch_execute("LISTEN operonx_runs").unwrap();
+    let heard = |listener: &mut ::postgres::Client, id: &str| {
+        use ::postgres::fallible_iterator::FallibleIterator;
+        let mut notifications = listener.notifications();
+        let mut it = notifications.timeout_iter(Duration::from_secs(2));
+        while let Some(n) = it.next().unwrap() {
+            if n.channel() == "operonx_runs" && n.payload() == id {
+                return true;
+            }
+        }
+        false
+    };
     let other = h.reopen();
-    let done_at = std::sync::Mutex::new(None);
+    // When the enqueue began (the notice may come before the enqueue returns).
+    let began = std::sync::Mutex::new(None);
     let run = new_run("woken");
     let id = run.run_id.clone();
     std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_millis(300));
+            *began.lock().unwrap() = Some(Instant::now());
             other.enqueue(&run).unwrap();
-            *done_at.lock().unwrap() = Some(Instant::now());
         });
-        let late = until(&mut waiter, &Notice::Work, &|| *done_at.lock().unwrap());
+        let late = until(&mut waiter, &operonx_store::Notice::Work, &|| *began.lock().unwrap());
         assert!(late < Duration::from_secs(2), "woken {late:?} after the enqueue");
     });
+    assert!(heard(&mut listener, &id), "the enqueue notified its run");
     let (lease, _) = other.claim_next("worker", LONG).unwrap().unwrap();
     assert_eq!(lease.run_id, id);
     assert_eq!(other.cancel(&id, "stop").unwrap(), Cancelled::Requested);
     let now = Instant::now();
-    until(&mut waiter, &Notice::Cancel(id.clone()), &|| Some(now));
-    other.write(&[operonx_store::Write::Events { lease, events: vec![event(1)] }]).unwrap().remove(0).unwrap();
+    until(&mut waiter, &operonx_store::Notice::Cancel(id.clone()), &|| Some(now));
+    let events = operonx_store::Write::Events { lease: lease.clone(), events: vec![event(1)] };
+    other.write(&[events]).unwrap().remove(0).unwrap();
     let now = Instant::now();
-    until(&mut waiter, &Notice::Events(id.clone()), &|| Some(now));
+    until(&mut waiter, &operonx_store::Notice::Events(id.clone()), &|| Some(now));
+    other.finish(&lease, &waiting()).unwrap();
+    other.requeue(&id, &Map::new()).unwrap();
+    assert!(heard(&mut listener, &id), "the requeue notified its run");
 }
 
 /// The tables of the first schema (version 1), as the first build created them.

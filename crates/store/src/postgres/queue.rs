@@ -28,8 +28,8 @@ const ENQUEUE: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path,
 const BY_IDEM: &str =
     "SELECT run_id FROM operonx_runs WHERE COALESCE(tenant, '') = COALESCE($1::text, '') AND idem = $2";
 
-/// Tell the workers there is work (`LISTEN operonx_runs`).
-const NOTIFY_WORK: &str = "SELECT pg_notify('operonx_runs', '')";
+/// Tell the workers there is work (`LISTEN operonx_runs`; the payload is the run queued).
+const NOTIFY_WORK: &str = "SELECT pg_notify('operonx_runs', $1)";
 
 /// Tell a run's owner its cancellation was asked for (`LISTEN operonx_cancel`).
 const NOTIFY_CANCEL: &str = "SELECT pg_notify('operonx_cancel', $1)";
@@ -134,7 +134,7 @@ impl PostgresStore {
                 &idem,
             ];
             if tx.query_opt(ENQUEUE, &params)?.is_some() {
-                tx.execute(NOTIFY_WORK, &[])?;
+                tx.execute(NOTIFY_WORK, &[&run.run_id])?;
                 return Ok(Enqueued { run_id: run.run_id.clone(), created: true });
             }
             // Inserted by another transaction meanwhile (same key), or the run id is taken.
@@ -190,7 +190,7 @@ impl PostgresStore {
             } else {
                 tx.execute(REQUEUE, &[&merged, &now, &run_id])?;
             }
-            tx.execute(NOTIFY_WORK, &[])?;
+            tx.execute(NOTIFY_WORK, &[&run_id])?;
             Ok(())
         })
     }
@@ -255,7 +255,7 @@ impl PostgresStore {
 }
 
 /// A [`Waiter`] on a Postgres store: a connection of its own that listens on
-/// `operonx_runs` (work was queued), `operonx_events` (a run's events were stored; the
+/// `operonx_runs` (work was queued; the payload is the run id), `operonx_events` (a run's events were stored; the
 /// payload is the run id) and `operonx_cancel` (a run's cancellation was asked for).
 /// Connected again, and listening again, if the connection closes.
 pub(crate) struct PgWaiter {
