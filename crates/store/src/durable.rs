@@ -30,7 +30,7 @@ use operonx_runtime::{Journal, JournalEntry, JournalError, JournalSink, Scratch}
 use serde_json::{Map, Value};
 
 use crate::writer::{Message, RunKey, RunSlot, Shared};
-use crate::{Lease, NewRun, RunEnd, RunStore, StoreError, StoredRun};
+use crate::{Lease, NewRun, RunEnd, RunStore, StoreError, StoredEvent, StoredRun};
 
 /// How a run's journal is written (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -255,6 +255,19 @@ impl DurableRun {
     /// Why the run's journal could not be written, if it could not.
     pub fn failure(&self) -> Option<String> {
         self.failed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Store an event the run emitted (the JSON line of `operonx run --stream`, with its
+    /// seq: 1, 2, ... across resumes, continuing from the stored run's
+    /// `summary.events`), for its live stream ([`RunStore::events`]). Never waits: the
+    /// event is committed with the writer's next group, in every durability mode (with
+    /// `off` too: events are what live streams show). Secret values are redacted as in
+    /// the journal. Fails only when the run's journal could not be written.
+    pub fn record_event(&self, event: StoredEvent) -> Result<(), StoreError> {
+        if let Some(message) = self.failure() {
+            return Err(StoreError::Writer { store: self.journaler.store().location().to_string(), message });
+        }
+        self.journaler.shared.send(Message::Event { run: self.key, event })
     }
 
     /// Record how the run ended (with durability `off`, its journal first unless it is

@@ -90,6 +90,14 @@ pub enum StoreError {
         /// Its owner, as stored.
         owner: String,
     },
+    /// The run is queued: a worker will run it (it is not resumed by hand).
+    #[error("run store {store}: run {run_id} is queued; a worker will run it (cancel it to stop it)")]
+    Queued {
+        /// Where the store is.
+        store: String,
+        /// The run.
+        run_id: String,
+    },
     /// The run finished: there is nothing to resume.
     #[error("run store {store}: run {run_id} is done; there is nothing to resume")]
     Finished {

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use crate::events::{self, EventRow};
 use crate::journal::{self, JournalRow};
 use crate::row;
 use crate::seal::Sealer;
-use crate::{Batch, Lease, NewRun, RunEnd, StoreError, Write};
+use crate::{Batch, Lease, NewRun, RunEnd, StoreError, StoredEvent, Write};
 
 /// A write of a group, borrowed (so `create`, `append` and `finish` need no copy).
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,8 @@ pub(crate) enum WriteRef<'a> {
     Append { lease: &'a Lease, batch: &'a Batch },
     /// A run's end.
     Finish { lease: &'a Lease, end: &'a RunEnd },
+    /// A run's events.
+    Events { lease: &'a Lease, events: &'a [StoredEvent] },
 }
 
 impl<'a> From<&'a Write> for WriteRef<'a> {
@@ -27,6 +30,7 @@ impl<'a> From<&'a Write> for WriteRef<'a> {
             Write::Create { run, owner, ttl } => WriteRef::Create { run, owner, ttl: *ttl },
             Write::Append { lease, batch } => WriteRef::Append { lease, batch },
             Write::Finish { lease, end } => WriteRef::Finish { lease, end },
+            Write::Events { lease, events } => WriteRef::Events { lease, events },
         }
     }
 }
@@ -63,12 +67,29 @@ pub(crate) struct FinishRow<'a> {
     pub reason: Option<String>,
 }
 
+/// A run's events, sealed and packed.
+#[derive(Debug)]
+pub(crate) struct EventsRow<'a> {
+    pub run_id: &'a str,
+    pub epoch: i64,
+    /// The events row (none when there are no events: the write only checks the lease).
+    pub row: Option<EventRow>,
+}
+
+impl EventsRow<'_> {
+    /// The run's last event seq once written (0: none in this write).
+    pub(crate) fn last(&self) -> i64 {
+        self.row.as_ref().map_or(0, |r| r.last_seq)
+    }
+}
+
 /// A write ready to apply.
 #[derive(Debug)]
 pub(crate) enum Prepared<'a> {
     Create(CreateRow<'a>),
     Append(AppendRow<'a>),
     Finish(FinishRow<'a>),
+    Events(EventsRow<'a>),
 }
 
 impl Prepared<'_> {
@@ -78,6 +99,7 @@ impl Prepared<'_> {
             Prepared::Create(c) => &c.run.run_id,
             Prepared::Append(a) => a.run_id,
             Prepared::Finish(f) => f.run_id,
+            Prepared::Events(e) => e.run_id,
         }
     }
 }
@@ -117,6 +139,10 @@ fn prepare_one<'a>(sealer: &Sealer, write: WriteRef<'a>) -> Result<Prepared<'a>,
                 reason: row::seal_reason(sealer, id, end.reason.as_deref())?,
             })
         }
+        WriteRef::Events { lease, events } => {
+            let id = lease.run_id.as_str();
+            Prepared::Events(EventsRow { run_id: id, epoch: lease.epoch, row: events::pack(sealer, id, events)? })
+        }
     })
 }
 
@@ -152,6 +178,10 @@ pub(crate) struct NewRow<'p> {
     pub reason: Option<&'p str>,
     /// The journal rows, in order.
     pub rows: Vec<&'p JournalRow>,
+    /// The last event seq (0: none).
+    pub events: i64,
+    /// The events rows, in order.
+    pub event_rows: Vec<&'p EventRow>,
     /// The run's later writes in the group, and how each fares once the create
     /// succeeded: as it would applied in order after it.
     pub chain: Vec<(usize, Fate)>,
@@ -169,6 +199,8 @@ impl<'p> NewRow<'p> {
             outcome: None,
             reason: None,
             rows: Vec::new(),
+            events: 0,
+            event_rows: Vec::new(),
             chain: Vec::new(),
         }
     }
@@ -197,7 +229,13 @@ impl<'p> NewRow<'p> {
                 self.pending = None;
                 Fate::Done
             }
-            Prepared::Append(_) | Prepared::Finish(_) => Fate::LeaseLost,
+            // Events are taken while the run goes, as batches are.
+            Prepared::Events(e) if e.epoch == 1 && !self.finished => {
+                self.events = self.events.max(e.last());
+                self.event_rows.extend(e.row.as_ref());
+                Fate::Done
+            }
+            Prepared::Append(_) | Prepared::Finish(_) | Prepared::Events(_) => Fate::LeaseLost,
         };
         self.chain.push((i, fate));
     }

@@ -64,6 +64,7 @@
 
 mod durable;
 mod error;
+mod events;
 mod group;
 mod journal;
 mod key;
@@ -385,8 +386,8 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     /// Returns how many were deleted.
     fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError>;
 
-    /// Check the store's consistency (the database's own check, journal rows that belong
-    /// to no run, journal rows that overlap in seq or whose entry count does not fit
+    /// Check the store's consistency (the database's own check, journal and events rows
+    /// that belong to no run, journal rows that overlap in seq or whose entry count does not fit
     /// their seqs, runs whose entry count is not their rows' sum); the problems found, if
     /// any, as an error.
     fn check(&self) -> Result<(), StoreError>;
@@ -451,7 +452,8 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     }
 
     /// How many runs have each status (of `tenant` when given; crashed runs counted as
-    /// crashed, not running).
+    /// crashed, not running): every status once, in [`RunStatus::ALL`] order, zeros
+    /// included.
     fn counts(&self, tenant: Option<&str>) -> Result<Vec<(RunStatus, u64)>, StoreError> {
         let _ = tenant;
         Err(StoreError::unsupported(self.location(), "run counts"))
@@ -489,5 +491,14 @@ pub enum Write {
         lease: Lease,
         /// How it ended.
         end: RunEnd,
+    },
+    /// Events the run emitted (see [`RunStore::events`]), stored together as one sealed
+    /// row; refused ([`StoreError::LeaseLost`]) as an append is. The run's last event seq
+    /// becomes the last of these.
+    Events {
+        /// The run's lease.
+        lease: Lease,
+        /// The events, in seq order.
+        events: Vec<StoredEvent>,
     },
 }

@@ -26,13 +26,40 @@ use crate::journal::JournalRow;
 use crate::key::{StoreKey, default_user_key_file};
 use crate::row::{self, Findings, RunRow, SummaryRow};
 use crate::seal::Sealer;
-use crate::{Lease, ListFilter, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write, redact_url};
+use crate::{
+    Cancelled, Enqueued, Lease, ListFilter, NewRun, RunStatus, RunStore, RunSummary, StoreError, StoredEvent,
+    StoredRun, Waiter, Write, redact_url,
+};
 
 /// Key of the advisory lock that serializes schema creation between first connects.
 const SCHEMA_LOCK: i64 = 0x6f70_6572_6f6e_7852;
 
-/// The layout this build reads and writes, recorded in `operonx_store_meta` as `schema`.
-const SCHEMA_VERSION: &str = "1";
+/// The layout this build reads and writes, recorded in `operonx_store_meta` as `schema`:
+/// 1 the runs and their journals, 2 the run queue ([`MIGRATE_2`]).
+const SCHEMA_VERSION: &str = "2";
+
+/// Version 1 to 2, the run queue: a run's tenant, the hash of its idempotency key (unique
+/// per tenant), its cancel flag and last event seq, and `operonx_events` (one sealed row
+/// per write of events, see [`crate::events`]).
+const MIGRATE_2: &str = "
+ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS tenant text;
+ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS idem text;
+ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS cancel boolean NOT NULL DEFAULT false;
+ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS events bigint NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX IF NOT EXISTS operonx_runs_by_idem ON operonx_runs ((COALESCE(tenant, '')), idem)
+    WHERE idem IS NOT NULL;
+CREATE INDEX IF NOT EXISTS operonx_runs_queued ON operonx_runs (created_ms, run_id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS operonx_runs_running ON operonx_runs (created_ms, run_id) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS operonx_runs_by_tenant ON operonx_runs (tenant, created_ms, run_id);
+CREATE TABLE IF NOT EXISTS operonx_events (
+    run_id   text NOT NULL,
+    seq      bigint NOT NULL,
+    last_seq bigint NOT NULL,
+    body     bytea NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+ALTER TABLE operonx_events ALTER COLUMN body SET STORAGE EXTERNAL;
+";
 
 /// The tables (see [`crate::row::RunRow`] for what the sealed columns of `operonx_runs`
 /// hold, and [`crate::journal`] for a journal row). `operonx_store_meta` holds `key_id`,
@@ -85,21 +112,30 @@ CREATE TABLE IF NOT EXISTS operonx_store_meta (
 /// The columns [`summary_row`] reads, in order.
 macro_rules! summary_cols {
     () => {
-        "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, reason"
+        "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, reason, \
+         tenant, events"
     };
 }
+
+/// How many columns `summary_cols!` names.
+const SUMMARY_LEN: usize = 13;
+
+// After `summary_cols!`, which it uses.
+mod queue;
 
 /// The runs a group creates, in one statement, each with what its later writes in the
 /// group made of it (see [`crate::group::NewRow`]); returns those inserted (the others
 /// exist).
 const INSERT_RUNS: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path, fingerprint, spec, scratch,
-    pending, outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries)
+    pending, outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries,
+    tenant, events)
     SELECT t.run_id, t.graph_name, t.graph_path, t.fingerprint, t.spec, t.scratch, t.pending, t.outcome, t.reason,
-        t.status, t.owner, 1, t.heartbeat_ms, t.lease_ms, $1, $1, 0, t.entries
+        t.status, t.owner, 1, t.heartbeat_ms, t.lease_ms, $1, $1, 0, t.entries, t.tenant, t.events
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-        $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[])
+        $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::text[],
+        $17::bigint[])
         AS t(run_id, graph_name, graph_path, fingerprint, spec, scratch, pending, outcome, reason, status, owner,
-            heartbeat_ms, lease_ms, entries)
+            heartbeat_ms, lease_ms, entries, tenant, events)
     ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 
 /// The journal batches of a group (their runs' heartbeats, counts, scratch and pending),
@@ -114,6 +150,20 @@ const TOUCH_RUNS: &str = "UPDATE operonx_runs r SET heartbeat_ms = $1, updated_m
 const INSERT_ROWS: &str = "INSERT INTO operonx_journal (run_id, seq, last_seq, count, body)
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[])";
 
+/// The events writes of a group (their runs' heartbeats and last event seqs), in one
+/// statement; returns the runs written (the others' leases are lost).
+const TOUCH_EVENTS: &str = "UPDATE operonx_runs r SET heartbeat_ms = $1, updated_ms = $1,
+    events = GREATEST(r.events, t.last)
+    FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS t(run_id, epoch, last)
+    WHERE r.run_id = t.run_id AND r.epoch = t.epoch AND r.status = 'running' RETURNING r.run_id";
+
+/// The events rows of a group, in one statement.
+const INSERT_EVENTS: &str = "INSERT INTO operonx_events (run_id, seq, last_seq, body)
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[])";
+
+/// Tell the listeners which runs have new events (`LISTEN operonx_events`).
+const NOTIFY_EVENTS: &str = "SELECT pg_notify('operonx_events', id) FROM unnest($1::text[]) AS t(id)";
+
 /// The ends of a group's runs, in one statement; returns the runs written.
 const FINISH_RUNS: &str = "UPDATE operonx_runs r SET status = t.status, outcome = t.outcome, reason = t.reason,
     scratch = NULL, pending = NULL, owner = NULL, heartbeat_ms = NULL, updated_ms = $1
@@ -127,7 +177,7 @@ const LOCK_FOR_CLAIM: &str =
     concat!("SELECT ", summary_cols!(), ", answers FROM operonx_runs WHERE run_id = $1 FOR UPDATE");
 
 const CLAIM: &str = "UPDATE operonx_runs SET epoch = epoch + 1, status = 'running', owner = $1, heartbeat_ms = $2,
-    updated_ms = $2, lease_ms = $3, resumes = resumes + 1, reason = NULL, answers = $4
+    updated_ms = $2, lease_ms = $3, resumes = resumes + 1, reason = NULL, answers = $4, cancel = false
     WHERE run_id = $5 RETURNING epoch";
 
 const RUN: &str = concat!(
@@ -142,6 +192,7 @@ const LIST: &str = concat!(
     "SELECT ",
     summary_cols!(),
     " FROM operonx_runs WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR graph_name = $2)
+     AND ($4::text IS NULL OR tenant = $4) AND ($5::bigint IS NULL OR (created_ms, run_id) < ($5, $6::text))
      ORDER BY created_ms DESC, run_id DESC LIMIT $3"
 );
 
@@ -292,6 +343,24 @@ impl Tx<'_, '_> {
         self.tx.query_opt(&st, params).map_err(self.store.err())
     }
 
+    /// A run just claimed with `epoch`: its lease and what it holds.
+    fn claimed(
+        &mut self,
+        run_id: &str,
+        owner: &str,
+        epoch: i64,
+        ttl: Duration,
+        now: i64,
+    ) -> Result<(Lease, StoredRun), StoreError> {
+        let store = self.store;
+        let (run, journal) = self.read_run(run_id)?.ok_or_else(|| store.not_found(run_id))?;
+        let mut stored = row::stored_run(&store.sealer, run, journal, now)?;
+        stored.summary.status = RunStatus::Running;
+        let next_seq = stored.entries.last().map_or(1, |e| e.seq + 1);
+        let lease = Lease { run_id: run_id.to_string(), owner: owner.to_string(), epoch, next_seq, ttl };
+        Ok((lease, stored))
+    }
+
     /// The run's row and journal rows, as of this transaction.
     fn read_run(&mut self, run_id: &str) -> Result<Option<(RunRow, Vec<JournalRow>)>, StoreError> {
         let Some(r) = self.query_opt(RUN, &[&run_id])? else { return Ok(None) };
@@ -345,6 +414,11 @@ fn prepare_schema(client: &mut Client, sealer: &Sealer) -> Result<(), StoreError
     };
     match meta(&mut tx, "schema").map_err(err)? {
         Some(v) if v == SCHEMA_VERSION => {}
+        Some(v) if v == "1" => {
+            tx.batch_execute(MIGRATE_2).map_err(err)?;
+            tx.execute("UPDATE operonx_store_meta SET value = $1 WHERE name = 'schema'", &[&SCHEMA_VERSION])
+                .map_err(err)?;
+        }
         Some(v) => {
             return Err(StoreError::Open {
                 store: location.to_string(),
@@ -355,6 +429,7 @@ fn prepare_schema(client: &mut Client, sealer: &Sealer) -> Result<(), StoreError
             });
         }
         None => {
+            tx.batch_execute(MIGRATE_2).map_err(err)?;
             tx.execute("INSERT INTO operonx_store_meta (name, value) VALUES ('schema', $1)", &[&SCHEMA_VERSION])
                 .map_err(err)?;
         }
@@ -390,6 +465,8 @@ fn summary_row(r: &Row) -> Result<SummaryRow, postgres::Error> {
         resumes: r.try_get(8)?,
         entries: r.try_get(9)?,
         reason: r.try_get(10)?,
+        tenant: r.try_get(11)?,
+        events: r.try_get(12)?,
     })
 }
 
@@ -397,13 +474,13 @@ fn summary_row(r: &Row) -> Result<SummaryRow, postgres::Error> {
 fn run_row(r: &Row) -> Result<RunRow, postgres::Error> {
     Ok(RunRow {
         summary: summary_row(r)?,
-        graph_path: r.try_get(11)?,
-        fingerprint: r.try_get(12)?,
-        spec: r.try_get(13)?,
-        scratch: r.try_get(14)?,
-        pending: r.try_get(15)?,
-        answers: r.try_get(16)?,
-        outcome: r.try_get(17)?,
+        graph_path: r.try_get(SUMMARY_LEN)?,
+        fingerprint: r.try_get(SUMMARY_LEN + 1)?,
+        spec: r.try_get(SUMMARY_LEN + 2)?,
+        scratch: r.try_get(SUMMARY_LEN + 3)?,
+        pending: r.try_get(SUMMARY_LEN + 4)?,
+        answers: r.try_get(SUMMARY_LEN + 5)?,
+        outcome: r.try_get(SUMMARY_LEN + 6)?,
     })
 }
 
@@ -429,30 +506,16 @@ impl RunStore for PostgresStore {
         self.with_tx(false, |tx| {
             let Some(r) = tx.query_opt(LOCK_FOR_CLAIM, &[&run_id])? else { return Err(self.not_found(run_id)) };
             let current = summary_row(&r).map_err(self.err())?;
-            let stored_answers: Option<String> = r.try_get(11).map_err(self.err())?;
+            let stored_answers: Option<String> = r.try_get(SUMMARY_LEN).map_err(self.err())?;
             let now = row::now_ms();
-            match row::derive_status(store, &current, now)? {
-                RunStatus::Done => {
-                    return Err(StoreError::Finished { store: store.to_string(), run_id: run_id.to_string() });
-                }
-                RunStatus::Running => {
-                    let owner = current.owner.unwrap_or_default();
-                    return Err(StoreError::Busy { store: store.to_string(), run_id: run_id.to_string(), owner });
-                }
-                _ => {}
-            }
+            row::claimable(store, &current, now)?;
             let merged = row::merge_answers(&self.sealer, run_id, stored_answers.as_deref(), answers)?;
             let epoch: i64 = tx
                 .query_opt(CLAIM, &[&owner, &now, &lease_ms, &merged, &run_id])?
                 .ok_or_else(|| self.not_found(run_id))?
                 .try_get(0)
                 .map_err(self.err())?;
-            let (run, journal) = tx.read_run(run_id)?.ok_or_else(|| self.not_found(run_id))?;
-            let mut stored = row::stored_run(&self.sealer, run, journal, now)?;
-            stored.summary.status = RunStatus::Running;
-            let next_seq = stored.entries.last().map_or(1, |e| e.seq + 1);
-            let lease = Lease { run_id: run_id.to_string(), owner: owner.to_string(), epoch, next_seq, ttl };
-            Ok((lease, stored))
+            tx.claimed(run_id, owner, epoch, ttl, now)
         })
     }
 
@@ -464,13 +527,17 @@ impl RunStore for PostgresStore {
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, StoreError> {
         let status = row::stored_status(filter.status);
         let limit = row::sql_limit(filter);
-        let rows = self.with_tx(true, |tx| tx.query(LIST, &[&status, &filter.graph, &limit]))?;
+        let after_ms = filter.after.as_ref().map(|c| c.created_at.timestamp_millis());
+        let after_id = filter.after.as_ref().map(|c| c.run_id.as_str());
+        let rows = self.with_tx(true, |tx| {
+            tx.query(LIST, &[&status, &filter.graph, &limit, &filter.tenant, &after_ms, &after_id])
+        })?;
         let rows = rows.iter().map(summary_row).collect::<Result<Vec<_>, _>>().map_err(self.err())?;
         row::filter_summaries(&self.sealer, rows, filter, row::now_ms())
     }
 
     fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError> {
-        if status == Some(RunStatus::Running) {
+        if matches!(status, Some(RunStatus::Running | RunStatus::Queued)) {
             return Ok(0);
         }
         let cutoff = older_than.timestamp_millis();
@@ -489,6 +556,7 @@ impl RunStore for PostgresStore {
                 return Ok(0);
             }
             tx.execute("DELETE FROM operonx_journal WHERE run_id = ANY($1)", &[&doomed])?;
+            tx.execute("DELETE FROM operonx_events WHERE run_id = ANY($1)", &[&doomed])?;
             tx.execute("DELETE FROM operonx_runs WHERE run_id = ANY($1)", &[&doomed])
         })
     }
@@ -498,8 +566,8 @@ impl RunStore for PostgresStore {
             let err = self.err();
             let orphans = tx
                 .query(
-                    "SELECT DISTINCT j.run_id FROM operonx_journal j LEFT JOIN operonx_runs r ON r.run_id = j.run_id
-                     WHERE r.run_id IS NULL ORDER BY j.run_id",
+                    "SELECT j.run_id FROM (SELECT run_id FROM operonx_journal UNION SELECT run_id FROM operonx_events) j
+                     LEFT JOIN operonx_runs r ON r.run_id = j.run_id WHERE r.run_id IS NULL ORDER BY j.run_id",
                     &[],
                 )?
                 .iter()
@@ -534,5 +602,37 @@ impl RunStore for PostgresStore {
             None => Ok(()),
             Some(problems) => Err(StoreError::Integrity { store: self.location.clone(), problems }),
         }
+    }
+
+    fn enqueue(&self, run: &NewRun) -> Result<Enqueued, StoreError> {
+        self.enqueue_run(run)
+    }
+
+    fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
+        self.claim_next_run(owner, ttl)
+    }
+
+    fn requeue(&self, run_id: &str, answers: &Map<String, Value>) -> Result<(), StoreError> {
+        self.requeue_run(run_id, answers)
+    }
+
+    fn cancel(&self, run_id: &str, reason: &str) -> Result<Cancelled, StoreError> {
+        self.cancel_run(run_id, reason)
+    }
+
+    fn cancel_requests(&self, leases: &[Lease]) -> Result<Vec<String>, StoreError> {
+        self.cancel_requested(leases)
+    }
+
+    fn events(&self, run_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_events(run_id, after, limit)
+    }
+
+    fn counts(&self, tenant: Option<&str>) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        self.count_runs(tenant)
+    }
+
+    fn waiter(&self) -> Result<Box<dyn Waiter>, StoreError> {
+        Ok(Box::new(queue::PgWaiter::listen(&self.url, &self.location)?))
     }
 }

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::row::SummaryRow;
 use crate::{RunStatus, StoreError};
 
 /// What [`crate::RunStore::enqueue`] did.
@@ -117,6 +118,71 @@ impl Waiter for Sleeper {
         std::thread::sleep(timeout);
         Ok(Vec::new())
     }
+}
+
+/// What [`crate::RunStore::cancel`] does to a run, by its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelAction {
+    /// End it `cancelled` now (queued, waiting, crashed).
+    End,
+    /// Flag it for its owner (running).
+    Flag,
+    /// Nothing: it ended with this status.
+    Ended(RunStatus),
+}
+
+impl CancelAction {
+    /// What cancelling a run with `status` (as derived) does.
+    pub(crate) fn of(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Queued | RunStatus::Waiting | RunStatus::Crashed => CancelAction::End,
+            RunStatus::Running => CancelAction::Flag,
+            ended @ (RunStatus::Done | RunStatus::Failed | RunStatus::Cancelled | RunStatus::TimedOut) => {
+                CancelAction::Ended(ended)
+            }
+        }
+    }
+}
+
+/// Whether a run may be requeued, from its row: `Ok(true)` when it is queued already
+/// (only its answers change), `Ok(false)` when it goes back on the queue, refused as
+/// [`crate::RunStore::claim`] refuses (busy while running, finished once done).
+pub(crate) fn requeue_check(store: &str, row: &SummaryRow, now: i64) -> Result<bool, StoreError> {
+    match crate::row::claimable(store, row, now) {
+        Err(StoreError::Queued { .. }) => Ok(true),
+        Err(e) => Err(e),
+        Ok(_) => Ok(false),
+    }
+}
+
+/// Runs counted by status: `grouped` the stored statuses but `running` with their
+/// counts, `running` the running rows (each counted as running or crashed, as derived
+/// at `now`). Every status is listed, in [`RunStatus::ALL`] order.
+pub(crate) fn tally(
+    store: &str,
+    grouped: Vec<(String, i64)>,
+    running: &[SummaryRow],
+    now: i64,
+) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+    let mut counts: Vec<(RunStatus, u64)> = RunStatus::ALL.iter().map(|s| (*s, 0)).collect();
+    let mut add = |status: RunStatus, n: u64| {
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 += n;
+        }
+    };
+    for (status, n) in grouped {
+        let parsed: RunStatus = status.parse().map_err(|message| StoreError::Corrupt {
+            store: store.to_string(),
+            run_id: String::new(),
+            what: "status".into(),
+            message,
+        })?;
+        add(parsed, u64::try_from(n).unwrap_or(0));
+    }
+    for row in running {
+        add(crate::row::derive_status(store, row, now)?, 1);
+    }
+    Ok(counts)
 }
 
 #[cfg(test)]

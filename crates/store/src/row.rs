@@ -29,6 +29,9 @@ pub(crate) struct SummaryRow {
     pub resumes: i64,
     pub entries: i64,
     pub reason: Option<String>,
+    pub tenant: Option<String>,
+    /// The last event seq.
+    pub events: i64,
 }
 
 /// A run's whole row (the sealed columns as stored text).
@@ -131,9 +134,8 @@ pub(crate) fn summary(sealer: &Sealer, row: SummaryRow, now: i64) -> Result<RunS
         entries: u64::try_from(row.entries).unwrap_or(0),
         resumes: u32::try_from(row.resumes).unwrap_or(0),
         reason,
-        // Read by the queue's backends (tenant and event columns), which fill them in.
-        tenant: None,
-        events: 0,
+        tenant: row.tenant,
+        events: u64::try_from(row.events).unwrap_or(0),
     })
 }
 
@@ -175,11 +177,11 @@ pub(crate) fn filter_summaries(
     Ok(out)
 }
 
-/// Whether prune may delete a row: not running (crashed is fine), and of `status` when
-/// given.
+/// Whether prune may delete a row: not running (crashed is fine), not queued (a worker
+/// will run it), and of `status` when given.
 pub(crate) fn prunable(store: &str, row: &SummaryRow, status: Option<RunStatus>, now: i64) -> Result<bool, StoreError> {
     let derived = derive_status(store, row, now)?;
-    Ok(derived != RunStatus::Running && status.is_none_or(|want| want == derived))
+    Ok(!matches!(derived, RunStatus::Running | RunStatus::Queued) && status.is_none_or(|want| want == derived))
 }
 
 /// JSON text of a value.
@@ -245,6 +247,28 @@ fn open_json<T: serde::de::DeserializeOwned>(
 /// The run's `reason`, sealed (`None` kept).
 pub(crate) fn seal_reason(sealer: &Sealer, run_id: &str, reason: Option<&str>) -> Result<Option<String>, StoreError> {
     sealer.seal_opt(&Place::Run { run_id, column: "reason" }, reason)
+}
+
+/// The stored form of an idempotency key: its xxh3-128 hash in hex (the key is chosen by
+/// the caller and may carry data; only equality is needed).
+pub(crate) fn idempotency_hash(key: &str) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(key.as_bytes()))
+}
+
+/// The status of a run about to be claimed, when it may be: refused with `Busy` while it
+/// runs, `Queued` while it waits for a worker, `Finished` once done.
+pub(crate) fn claimable(store: &str, row: &SummaryRow, now: i64) -> Result<RunStatus, StoreError> {
+    let status = derive_status(store, row, now)?;
+    let run_id = row.run_id.clone();
+    match status {
+        RunStatus::Done => Err(StoreError::Finished { store: store.to_string(), run_id }),
+        RunStatus::Running => {
+            let owner = row.owner.clone().unwrap_or_default();
+            Err(StoreError::Busy { store: store.to_string(), run_id, owner })
+        }
+        RunStatus::Queued => Err(StoreError::Queued { store: store.to_string(), run_id }),
+        other => Ok(other),
+    }
 }
 
 /// The `spec` column of a new run: its graph, inputs, options and seed scratch, sealed.
@@ -326,7 +350,7 @@ pub(crate) fn stored_run(
 /// What a consistency check found.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
-    /// Runs that journal rows belong to, but that do not exist.
+    /// Runs that journal rows or events rows belong to, but that do not exist.
     pub orphans: Vec<String>,
     /// Runs whose entry count (first) is not the sum of their rows' counts (second).
     pub miscounted: Vec<(String, i64, i64)>,
@@ -360,7 +384,8 @@ fn bounded<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
 pub(crate) fn problems(found: &Findings) -> Option<String> {
     let mut out: Vec<String> = found.other.clone();
     if !found.orphans.is_empty() {
-        out.push(format!("journal entries of runs that do not exist: {}", bounded(&found.orphans, String::clone)));
+        let shown = bounded(&found.orphans, String::clone);
+        out.push(format!("journal entries or events of runs that do not exist: {shown}"));
     }
     if !found.miscounted.is_empty() {
         let shown = bounded(&found.miscounted, |(id, counted, rows)| format!("{id} (counts {counted}, has {rows})"));
@@ -399,6 +424,8 @@ mod tests {
             resumes: 0,
             entries: 0,
             reason: None,
+            tenant: None,
+            events: 0,
         }
     }
 

@@ -62,12 +62,21 @@ pub(crate) enum Place<'a> {
         /// How many entries the row holds.
         count: i64,
     },
+    /// The packed events of an events row.
+    Events {
+        /// The run.
+        run_id: &'a str,
+        /// The first event's seq (the row's `seq`).
+        seq: i64,
+        /// The last event's seq.
+        last_seq: i64,
+    },
 }
 
 impl Place<'_> {
     fn run_id(&self) -> &str {
         match self {
-            Place::Run { run_id, .. } | Place::Journal { run_id, .. } => run_id,
+            Place::Run { run_id, .. } | Place::Journal { run_id, .. } | Place::Events { run_id, .. } => run_id,
         }
     }
 
@@ -76,6 +85,7 @@ impl Place<'_> {
         match self {
             Place::Run { column, .. } => (*column).to_string(),
             Place::Journal { seq, last_seq, .. } => format!("journal entries {seq} to {last_seq}"),
+            Place::Events { seq, last_seq, .. } => format!("events {seq} to {last_seq}"),
         }
     }
 
@@ -100,6 +110,12 @@ impl Place<'_> {
                 field(&seq.to_le_bytes());
                 field(&last_seq.to_le_bytes());
                 field(&count.to_le_bytes());
+            }
+            Place::Events { run_id, seq, last_seq } => {
+                field(b"events");
+                field(run_id.as_bytes());
+                field(&seq.to_le_bytes());
+                field(&last_seq.to_le_bytes());
             }
         }
         out

@@ -24,15 +24,22 @@ use operonx_trace::sqlite::{OPEN_PATIENCE, OpenError, backoff, is_busy, open_sha
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
+use crate::events::EventRow;
 use crate::group::{self, CreateRow, Fate, NewRow, Prepared, WriteRef};
 use crate::journal::JournalRow;
 use crate::key::{StoreKey, sqlite_key_file};
 use crate::row::{self, Findings, RunRow, SummaryRow};
 use crate::seal::Sealer;
-use crate::{Lease, ListFilter, RunStatus, RunStore, RunSummary, StoreError, StoredRun, Write};
+use crate::{
+    Cancelled, Enqueued, Lease, ListFilter, NewRun, RunStatus, RunStore, RunSummary, StoreError, StoredEvent,
+    StoredRun, Write,
+};
 
-/// The schema version this build reads and writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+mod queue;
+
+/// The schema version this build reads and writes (`PRAGMA user_version`): 1 the runs and
+/// their journals, 2 the run queue ([`MIGRATE_2`]).
+const SCHEMA_VERSION: i64 = 2;
 
 /// The tables (see [`crate::row::RunRow`] for what the sealed columns of `runs` hold,
 /// and [`crate::journal`] for a journal row). `meta` holds `key_id`, the id of the
@@ -75,15 +82,39 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 ";
 
+/// Version 1 to 2, the run queue: a run's tenant, the hash of its idempotency key (unique
+/// per tenant), its cancel flag and last event seq, and the `events` table (one sealed row
+/// per write of events, see [`crate::events`]).
+const MIGRATE_2: &str = "
+ALTER TABLE runs ADD COLUMN tenant TEXT;
+ALTER TABLE runs ADD COLUMN idem TEXT;
+ALTER TABLE runs ADD COLUMN cancel INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX runs_by_idem ON runs (COALESCE(tenant, ''), idem) WHERE idem IS NOT NULL;
+CREATE INDEX runs_by_status ON runs (status, created_ms, run_id);
+CREATE INDEX runs_by_tenant ON runs (tenant, created_ms, run_id);
+CREATE TABLE events (
+    run_id   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    body     BLOB NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+";
+
 /// The columns [`summary_row`] reads, in order.
-const SUMMARY_COLS: &str =
-    "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, reason";
+const SUMMARY_COLS: &str = "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, \
+    resumes, entries, reason, tenant, events";
+
+/// How many columns [`SUMMARY_COLS`] names.
+const SUMMARY_LEN: usize = 13;
 
 /// A new run's row, with what its later writes in the same group made of it (see
 /// [`group::NewRow`]).
 const INSERT_RUN: &str = "INSERT INTO runs (run_id, graph_name, graph_path, fingerprint, spec, scratch, pending,
-    outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?13, ?14, ?14, 0, ?15)
+    outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, tenant,
+    events)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?13, ?14, ?14, 0, ?15, ?16, ?17)
     ON CONFLICT (run_id) DO NOTHING";
 
 const TOUCH: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, entries = entries + ?2,
@@ -92,11 +123,17 @@ const TOUCH: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, entries
 
 const INSERT_ROW: &str = "INSERT INTO journal (run_id, seq, last_seq, count, body) VALUES (?1, ?2, ?3, ?4, ?5)";
 
+/// A write of events: the run's last event seq and heartbeat, if the lease holds.
+const TOUCH_EVENTS: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, events = max(events, ?2)
+    WHERE run_id = ?3 AND epoch = ?4 AND status = 'running'";
+
+const INSERT_EVENTS: &str = "INSERT INTO events (run_id, seq, last_seq, body) VALUES (?1, ?2, ?3, ?4)";
+
 const FINISH: &str = "UPDATE runs SET status = ?1, outcome = ?2, reason = ?3, scratch = NULL, pending = NULL,
     owner = NULL, heartbeat_ms = NULL, updated_ms = ?4 WHERE run_id = ?5 AND epoch = ?6";
 
 const CLAIM: &str = "UPDATE runs SET epoch = epoch + 1, status = 'running', owner = ?1, heartbeat_ms = ?2,
-    updated_ms = ?2, lease_ms = ?3, resumes = resumes + 1, reason = NULL, answers = ?4
+    updated_ms = ?2, lease_ms = ?3, resumes = resumes + 1, reason = NULL, answers = ?4, cancel = 0
     WHERE run_id = ?5 RETURNING epoch";
 
 const JOURNAL: &str = "SELECT seq, last_seq, count, body FROM journal WHERE run_id = ?1 ORDER BY seq";
@@ -253,6 +290,9 @@ impl SqliteRunStore {
                         for j in &new.rows {
                             self.insert_row(tx, &c.run.run_id, j)?;
                         }
+                        for e in &new.event_rows {
+                            self.insert_events(tx, &c.run.run_id, e)?;
+                        }
                         Fate::Done
                     } else {
                         Fate::Exists
@@ -278,6 +318,20 @@ impl SqliteRunStore {
                         .and_then(|mut st| st.execute(params![f.status, f.outcome, f.reason, now, f.run_id, f.epoch]))
                         .map_err(self.err())?;
                     if updated == 0 { self.lost(tx, f.run_id)? } else { Fate::Done }
+                }
+                Prepared::Events(e) => {
+                    let updated = tx
+                        .prepare_cached(TOUCH_EVENTS)
+                        .and_then(|mut st| st.execute(params![now, e.last(), e.run_id, e.epoch]))
+                        .map_err(self.err())?;
+                    if updated == 0 {
+                        self.lost(tx, e.run_id)?
+                    } else {
+                        if let Some(row) = &e.row {
+                            self.insert_events(tx, e.run_id, row)?;
+                        }
+                        Fate::Done
+                    }
                 }
             };
             fates[i] = fate;
@@ -313,11 +367,20 @@ impl SqliteRunStore {
                     heartbeat,
                     c.lease_ms,
                     now,
-                    new.entries
+                    new.entries,
+                    r.tenant,
+                    new.events
                 ])
             })
             .map_err(self.err())?;
         Ok(inserted > 0)
+    }
+
+    fn insert_events(&self, tx: &Transaction<'_>, run_id: &str, e: &EventRow) -> Result<(), StoreError> {
+        tx.prepare_cached(INSERT_EVENTS)
+            .and_then(|mut st| st.execute(params![run_id, e.seq, e.last_seq, e.body]))
+            .map_err(self.err())?;
+        Ok(())
     }
 
     fn insert_row(&self, tx: &Transaction<'_>, run_id: &str, j: &JournalRow) -> Result<(), StoreError> {
@@ -340,6 +403,24 @@ impl SqliteRunStore {
 
     fn not_found(&self, run_id: &str) -> StoreError {
         StoreError::NotFound { store: self.location.clone(), run_id: run_id.to_string() }
+    }
+
+    /// A run just claimed with `epoch`: its lease and what it holds.
+    fn claimed(
+        &self,
+        tx: &Transaction<'_>,
+        run_id: &str,
+        owner: &str,
+        epoch: i64,
+        ttl: Duration,
+        now: i64,
+    ) -> Result<(Lease, StoredRun), StoreError> {
+        let (run, journal) = self.read_run(tx, run_id)?.ok_or_else(|| self.not_found(run_id))?;
+        let mut stored = row::stored_run(&self.sealer, run, journal, now)?;
+        stored.summary.status = RunStatus::Running;
+        let next_seq = stored.entries.last().map_or(1, |e| e.seq + 1);
+        let lease = Lease { run_id: run_id.to_string(), owner: owner.to_string(), epoch, next_seq, ttl };
+        Ok((lease, stored))
     }
 
     /// The run's row and journal rows, as of this transaction.
@@ -388,8 +469,13 @@ fn migrate(tx: &Transaction<'_>, sealer: &Sealer) -> Result<(), StoreError> {
             ),
         });
     }
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         tx.execute_batch(SCHEMA).map_err(sqlite_err)?;
+    }
+    if version < 2 {
+        tx.execute_batch(MIGRATE_2).map_err(sqlite_err)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sqlite_err)?;
     }
     check_key(tx, sealer)
@@ -431,6 +517,8 @@ fn summary_row(r: &Row<'_>) -> rusqlite::Result<SummaryRow> {
         resumes: r.get(8)?,
         entries: r.get(9)?,
         reason: r.get(10)?,
+        tenant: r.get(11)?,
+        events: r.get(12)?,
     })
 }
 
@@ -438,13 +526,13 @@ fn summary_row(r: &Row<'_>) -> rusqlite::Result<SummaryRow> {
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         summary: summary_row(r)?,
-        graph_path: r.get(11)?,
-        fingerprint: r.get(12)?,
-        spec: r.get(13)?,
-        scratch: r.get(14)?,
-        pending: r.get(15)?,
-        answers: r.get(16)?,
-        outcome: r.get(17)?,
+        graph_path: r.get(SUMMARY_LEN)?,
+        fingerprint: r.get(SUMMARY_LEN + 1)?,
+        spec: r.get(SUMMARY_LEN + 2)?,
+        scratch: r.get(SUMMARY_LEN + 3)?,
+        pending: r.get(SUMMARY_LEN + 4)?,
+        answers: r.get(SUMMARY_LEN + 5)?,
+        outcome: r.get(SUMMARY_LEN + 6)?,
     })
 }
 
@@ -473,31 +561,18 @@ impl RunStore for SqliteRunStore {
             let found = tx
                 .prepare_cached(&sql)
                 .and_then(|mut st| {
-                    st.query_row([run_id], |r| Ok((summary_row(r)?, r.get::<_, Option<String>>(11)?))).optional()
+                    st.query_row([run_id], |r| Ok((summary_row(r)?, r.get::<_, Option<String>>(SUMMARY_LEN)?)))
+                        .optional()
                 })
                 .map_err(self.err())?;
             let Some((current, stored_answers)) = found else { return Err(self.not_found(run_id)) };
-            match row::derive_status(store, &current, now)? {
-                RunStatus::Done => {
-                    return Err(StoreError::Finished { store: store.to_string(), run_id: run_id.to_string() });
-                }
-                RunStatus::Running => {
-                    let owner = current.owner.unwrap_or_default();
-                    return Err(StoreError::Busy { store: store.to_string(), run_id: run_id.to_string(), owner });
-                }
-                _ => {}
-            }
+            row::claimable(store, &current, now)?;
             let merged = row::merge_answers(&self.sealer, run_id, stored_answers.as_deref(), answers)?;
             let epoch: i64 = tx
                 .prepare_cached(CLAIM)
                 .and_then(|mut st| st.query_row(params![owner, now, lease_ms, merged, run_id], |r| r.get(0)))
                 .map_err(self.err())?;
-            let (run, journal) = self.read_run(tx, run_id)?.ok_or_else(|| self.not_found(run_id))?;
-            let mut stored = row::stored_run(&self.sealer, run, journal, now)?;
-            stored.summary.status = RunStatus::Running;
-            let next_seq = stored.entries.last().map_or(1, |e| e.seq + 1);
-            let lease = Lease { run_id: run_id.to_string(), owner: owner.to_string(), epoch, next_seq, ttl };
-            Ok((lease, stored))
+            self.claimed(tx, run_id, owner, epoch, ttl, now)
         })
     }
 
@@ -509,13 +584,17 @@ impl RunStore for SqliteRunStore {
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunSummary>, StoreError> {
         let sql = format!(
             "SELECT {SUMMARY_COLS} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR graph_name = ?2)
+             AND (?4 IS NULL OR tenant = ?4)
+             AND (?5 IS NULL OR created_ms < ?5 OR (created_ms = ?5 AND run_id < ?6))
              ORDER BY created_ms DESC, run_id DESC LIMIT ?3"
         );
         let status = row::stored_status(filter.status);
         let limit = row::sql_limit(filter).unwrap_or(-1);
+        let after_ms = filter.after.as_ref().map(|c| c.created_at.timestamp_millis());
+        let after_id = filter.after.as_ref().map(|c| c.run_id.as_str());
         let rows = self.read(|tx| {
             let mut st = tx.prepare_cached(&sql).map_err(self.err())?;
-            st.query_map(params![status, filter.graph, limit], summary_row)
+            st.query_map(params![status, filter.graph, limit, filter.tenant, after_ms, after_id], summary_row)
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(self.err())
         })?;
@@ -523,7 +602,7 @@ impl RunStore for SqliteRunStore {
     }
 
     fn prune(&self, older_than: DateTime<Utc>, status: Option<RunStatus>) -> Result<u64, StoreError> {
-        if status == Some(RunStatus::Running) {
+        if matches!(status, Some(RunStatus::Running | RunStatus::Queued)) {
             return Ok(0);
         }
         let cutoff = older_than.timestamp_millis();
@@ -541,6 +620,9 @@ impl RunStore for SqliteRunStore {
                     continue;
                 }
                 tx.prepare_cached("DELETE FROM journal WHERE run_id = ?1")
+                    .and_then(|mut st| st.execute([&candidate.run_id]))
+                    .map_err(self.err())?;
+                tx.prepare_cached("DELETE FROM events WHERE run_id = ?1")
                     .and_then(|mut st| st.execute([&candidate.run_id]))
                     .map_err(self.err())?;
                 tx.prepare_cached("DELETE FROM runs WHERE run_id = ?1")
@@ -561,8 +643,8 @@ impl RunStore for SqliteRunStore {
             };
             let integrity = strings("PRAGMA integrity_check")?;
             let orphans = strings(
-                "SELECT DISTINCT j.run_id FROM journal j LEFT JOIN runs r ON r.run_id = j.run_id
-                 WHERE r.run_id IS NULL ORDER BY j.run_id",
+                "SELECT j.run_id FROM (SELECT run_id FROM journal UNION SELECT run_id FROM events) j
+                 LEFT JOIN runs r ON r.run_id = j.run_id WHERE r.run_id IS NULL ORDER BY j.run_id",
             )?;
             let triples = |sql: &str| -> Result<Vec<(String, i64, i64)>, StoreError> {
                 tx.prepare(sql)
@@ -595,6 +677,34 @@ impl RunStore for SqliteRunStore {
             None => Ok(()),
             Some(problems) => Err(StoreError::Integrity { store: self.location.clone(), problems }),
         }
+    }
+
+    fn enqueue(&self, run: &NewRun) -> Result<Enqueued, StoreError> {
+        self.enqueue_run(run)
+    }
+
+    fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
+        self.claim_next_run(owner, ttl)
+    }
+
+    fn requeue(&self, run_id: &str, answers: &Map<String, Value>) -> Result<(), StoreError> {
+        self.requeue_run(run_id, answers)
+    }
+
+    fn cancel(&self, run_id: &str, reason: &str) -> Result<Cancelled, StoreError> {
+        self.cancel_run(run_id, reason)
+    }
+
+    fn cancel_requests(&self, leases: &[Lease]) -> Result<Vec<String>, StoreError> {
+        self.cancel_requested(leases)
+    }
+
+    fn events(&self, run_id: &str, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_events(run_id, after, limit)
+    }
+
+    fn counts(&self, tenant: Option<&str>) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        self.count_runs(tenant)
     }
 }
 

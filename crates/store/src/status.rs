@@ -58,9 +58,10 @@ impl RunStatus {
         !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Crashed)
     }
 
-    /// Whether a run with this status can be resumed.
+    /// Whether a run with this status can be resumed (a queued run waits for a worker
+    /// instead).
     pub fn resumable(self) -> bool {
-        !matches!(self, RunStatus::Running | RunStatus::Done)
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::Done)
     }
 }
 

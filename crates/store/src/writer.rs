@@ -14,7 +14,7 @@ use operonx_runtime::{Interrupt, JournalEntry, Scratch};
 
 use crate::durable::{OnFailure, WriterOptions};
 use crate::replay::encode;
-use crate::{Batch, Lease, NewRun, RunEnd, RunStore, StoreError, Write};
+use crate::{Batch, Lease, NewRun, RunEnd, RunStore, StoreError, StoredEvent, Write};
 
 /// Most messages taken into one group.
 const MAX_GROUP: usize = 16_384;
@@ -37,6 +37,8 @@ pub(crate) enum Message {
     Adopt { key: RunKey, slot: Box<RunSlot> },
     /// Journal an entry of a run.
     Entry { run: RunKey, entry: JournalEntry, ack: Option<Ack> },
+    /// Store an event of a run (for its live stream).
+    Event { run: RunKey, event: StoredEvent },
     /// Record a run's end (after `export`, a journal written only now) and let it go.
     Finish { run: RunKey, end: Box<RunEnd>, export: Vec<JournalEntry>, ack: Option<Ack> },
     /// Say when everything sent before is committed.
@@ -166,10 +168,29 @@ struct Group {
     runs: Vec<RunKey>,
     /// The open `Append` of each run (entries go there until the run's next create or end).
     open: HashMap<RunKey, usize>,
+    /// The open `Events` write of each run (events go there until the run's end).
+    open_events: HashMap<RunKey, usize>,
     acks: Vec<(Ack, Option<RunKey>)>,
 }
 
 impl Group {
+    /// Add `event` to the run's open events write, made when there is none.
+    fn push_event(&mut self, run: RunKey, slot: &RunSlot, event: StoredEvent) {
+        let i = match self.open_events.get(&run) {
+            Some(&i) => i,
+            None => {
+                self.writes.push(Write::Events { lease: slot.lease.clone(), events: Vec::new() });
+                self.runs.push(run);
+                self.open_events.insert(run, self.writes.len() - 1);
+                self.writes.len() - 1
+            }
+        };
+        // `open_events` only ever points at events writes.
+        if let Some(Write::Events { events, .. }) = self.writes.get_mut(i) {
+            events.push(event);
+        }
+    }
+
     /// Add `entry` to the run's open append, made when there is none.
     fn push_entry(&mut self, run: RunKey, slot: &RunSlot, entry: crate::Entry) {
         let i = match self.open.get(&run) {
@@ -288,6 +309,7 @@ impl Writer {
         match m {
             Message::Create { key, run, owner, ttl, slot, ack } => {
                 g.open.remove(&key);
+                g.open_events.remove(&key);
                 g.writes.push(Write::Create { run: *run, owner, ttl });
                 g.runs.push(key);
                 self.runs.insert(key, *slot);
@@ -324,6 +346,16 @@ impl Writer {
                     g.acks.push((ack, Some(run)));
                 }
             }
+            Message::Event { run, mut event } => {
+                let Some(slot) = self.runs.get_mut(&run) else { return };
+                if slot.failure().is_some() {
+                    return;
+                }
+                if !slot.secrets.is_empty() {
+                    slot.secrets.redact_value(&mut event.event);
+                }
+                g.push_event(run, slot, event);
+            }
             Message::Finish { run, end, export, ack } => {
                 let Some(slot) = self.runs.get_mut(&run) else {
                     if let Some(ack) = ack {
@@ -337,6 +369,7 @@ impl Writer {
                     g.push_entry(run, slot, encoded);
                 }
                 g.open.remove(&run);
+                g.open_events.remove(&run);
                 let mut end = *end;
                 if !slot.secrets.is_empty() {
                     if let Some(result) = end.result.as_mut() {

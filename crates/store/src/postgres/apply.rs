@@ -10,18 +10,23 @@ use std::collections::{HashMap, HashSet};
 
 use postgres::Row;
 
-use super::{EXISTING, FINISH_RUNS, INSERT_ROWS, INSERT_RUNS, TOUCH_RUNS, Tx};
+use super::{
+    EXISTING, FINISH_RUNS, INSERT_EVENTS, INSERT_ROWS, INSERT_RUNS, NOTIFY_EVENTS, TOUCH_EVENTS, TOUCH_RUNS, Tx,
+};
 use crate::StoreError;
-use crate::group::{self, AppendRow, CreateRow, Fate, FinishRow, NewRow, Prepared};
+use crate::events::EventRow;
+use crate::group::{self, AppendRow, CreateRow, EventsRow, Fate, FinishRow, NewRow, Prepared};
 use crate::journal::JournalRow;
 use crate::row;
 
-/// The order writes of one run take within a round: its create, its batch, its end.
+/// The order writes of one run take within a round: its create, its batch, its events,
+/// its end.
 fn phase(p: &Prepared<'_>) -> u8 {
     match p {
         Prepared::Create(_) => 0,
         Prepared::Append(_) => 1,
-        Prepared::Finish(_) => 2,
+        Prepared::Events(_) => 2,
+        Prepared::Finish(_) => 3,
     }
 }
 
@@ -49,6 +54,9 @@ fn rounds(prepared: &[Result<Prepared<'_>, StoreError>]) -> Vec<Vec<usize>> {
     }
     out
 }
+
+/// Journal rows and events rows to insert, each with its run.
+type RowsOf<'p> = (Vec<(&'p str, &'p JournalRow)>, Vec<(&'p str, &'p EventRow)>);
 
 /// The first column of rows, as text.
 fn ids(rows: &[Row]) -> Result<HashSet<String>, postgres::Error> {
@@ -78,34 +86,41 @@ impl Tx<'_, '_> {
             let mut creates = Vec::new();
             let mut appends = Vec::new();
             let mut finishes = Vec::new();
+            let mut events = Vec::new();
             for i in round {
                 match &prepared[i] {
                     Ok(Prepared::Create(c)) => creates.push((i, c)),
                     Ok(Prepared::Append(a)) => appends.push((i, a)),
                     Ok(Prepared::Finish(f)) => finishes.push((i, f)),
+                    Ok(Prepared::Events(e)) => events.push((i, e)),
                     Err(_) => {}
                 }
             }
-            let mut rows = self.creates(&creates, &mut state)?;
+            let (mut rows, mut event_rows) = self.creates(&creates, &mut state)?;
             let appends: Vec<_> = appends.into_iter().filter(|(i, _)| !state.applied[*i]).collect();
             rows.extend(self.appends(&appends, &mut state)?);
             self.insert_rows(&rows)?;
+            let events: Vec<_> = events.into_iter().filter(|(i, _)| !state.applied[*i]).collect();
+            event_rows.extend(self.events(&events, &mut state)?);
+            self.insert_events(&event_rows)?;
             let finishes: Vec<_> = finishes.into_iter().filter(|(i, _)| !state.applied[*i]).collect();
             self.finishes(state.now, &finishes, &mut state.fates)?;
         }
         Ok(state.fates)
     }
 
-    /// Insert the new runs' rows (one statement); the journal rows to insert with them.
+    /// Insert the new runs' rows (one statement); the journal rows and events rows to
+    /// insert with them.
     fn creates<'p>(
         &mut self,
         creates: &[(usize, &'p CreateRow<'_>)],
         state: &mut State<'p>,
-    ) -> Result<Vec<(&'p str, &'p JournalRow)>, StoreError> {
+    ) -> Result<RowsOf<'p>, StoreError> {
         let mut rows = Vec::new();
+        let mut event_rows = Vec::new();
         let creates: Vec<_> = creates.iter().filter(|(i, _)| !state.applied[*i]).collect();
         if creates.is_empty() {
-            return Ok(rows);
+            return Ok((rows, event_rows));
         }
         let news: Vec<NewRow<'p>> = creates
             .iter()
@@ -127,6 +142,8 @@ impl Tx<'_, '_> {
         let heartbeats: Vec<Option<i64>> = news.iter().map(|n| (!n.finished).then_some(now)).collect();
         let leases: Vec<i64> = creates.iter().map(|(_, c)| c.lease_ms).collect();
         let entries: Vec<i64> = news.iter().map(|n| n.entries).collect();
+        let tenants: Vec<Option<&str>> = creates.iter().map(|(_, c)| c.run.tenant.as_deref()).collect();
+        let events: Vec<i64> = news.iter().map(|n| n.events).collect();
         let inserted = self.query(
             INSERT_RUNS,
             &[
@@ -145,6 +162,8 @@ impl Tx<'_, '_> {
                 &heartbeats,
                 &leases,
                 &entries,
+                &tenants,
+                &events,
             ],
         )?;
         let inserted = ids(&inserted).map_err(self.err())?;
@@ -158,8 +177,50 @@ impl Tx<'_, '_> {
                 state.applied[j] = true;
             }
             rows.extend(new.rows.iter().map(|r| (c.run.run_id.as_str(), *r)));
+            event_rows.extend(new.event_rows.iter().map(|r| (c.run.run_id.as_str(), *r)));
         }
-        Ok(rows)
+        Ok((rows, event_rows))
+    }
+
+    /// Apply events writes (one statement); the events rows of those written.
+    fn events<'p>(
+        &mut self,
+        writes: &[(usize, &'p EventsRow<'_>)],
+        state: &mut State<'p>,
+    ) -> Result<Vec<(&'p str, &'p EventRow)>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let run_ids: Vec<&str> = writes.iter().map(|(_, e)| e.run_id).collect();
+        let epochs: Vec<i64> = writes.iter().map(|(_, e)| e.epoch).collect();
+        let lasts: Vec<i64> = writes.iter().map(|(_, e)| e.last()).collect();
+        let rows = self.query(TOUCH_EVENTS, &[&state.now, &run_ids, &epochs, &lasts])?;
+        let touched = ids(&rows).map_err(self.err())?;
+        let lost = writes.iter().filter(|(_, e)| !touched.contains(e.run_id)).map(|(i, e)| (*i, e.run_id));
+        self.lost(lost, &mut state.fates)?;
+        Ok(writes
+            .iter()
+            .filter(|(_, e)| touched.contains(e.run_id))
+            .filter_map(|(_, e)| e.row.as_ref().map(|r| (e.run_id, r)))
+            .collect())
+    }
+
+    /// Insert events rows (one statement) and tell the listeners which runs have new
+    /// events (delivered when the transaction commits).
+    fn insert_events(&mut self, rows: &[(&str, &EventRow)]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let run_ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
+        let seqs: Vec<i64> = rows.iter().map(|(_, r)| r.seq).collect();
+        let lasts: Vec<i64> = rows.iter().map(|(_, r)| r.last_seq).collect();
+        let bodies: Vec<&[u8]> = rows.iter().map(|(_, r)| r.body.as_slice()).collect();
+        self.execute(INSERT_EVENTS, &[&run_ids, &seqs, &lasts, &bodies])?;
+        let mut notified: Vec<&str> = run_ids.clone();
+        notified.sort_unstable();
+        notified.dedup();
+        self.query(NOTIFY_EVENTS, &[&notified])?;
+        Ok(())
     }
 
     /// Apply journal batches (one statement); the journal rows of those written.

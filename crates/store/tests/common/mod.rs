@@ -91,6 +91,14 @@ impl PgSchema {
 }
 
 #[cfg(feature = "postgres")]
+impl PgSchema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(feature = "postgres")]
 impl Drop for PgSchema {
     fn drop(&mut self) {
         let dropped = postgres::Client::connect(&self.admin, postgres::NoTls)
@@ -140,20 +148,62 @@ impl Harness {
         &self.raw
     }
 
-    /// Run `sql` on the database directly; `{runs}` and `{journal}` stand for the tables.
+    /// Run `sql` on the database directly; `{runs}`, `{journal}` and `{events}` stand for
+    /// the tables.
     pub fn raw(&self, sql: &str) {
         match &self.raw {
             Raw::Sqlite(path) => {
-                let sql = sql.replace("{runs}", "runs").replace("{journal}", "journal");
+                let sql = sql.replace("{runs}", "runs").replace("{journal}", "journal").replace("{events}", "events");
                 let conn = rusqlite::Connection::open(path).unwrap();
                 conn.busy_timeout(Duration::from_secs(10)).unwrap();
                 conn.execute_batch(&sql).unwrap();
             }
             #[cfg(feature = "postgres")]
             Raw::Postgres(schema) => {
-                let sql = sql.replace("{runs}", "operonx_runs").replace("{journal}", "operonx_journal");
+                let sql = sql
+                    .replace("{runs}", "operonx_runs")
+                    .replace("{journal}", "operonx_journal")
+                    .replace("{events}", "operonx_events");
                 let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
                 client.batch_execute(&sql).unwrap();
+            }
+        }
+    }
+}
+
+impl Harness {
+    /// Every stored byte of the database, as text: the SQLite file and its WAL (lossy
+    /// UTF-8); on Postgres every row of every table of the store, byte columns with their
+    /// printable bytes as they are (`encode(.., 'escape')`).
+    pub fn raw_text(&self) -> String {
+        match &self.raw {
+            Raw::Sqlite(path) => {
+                let mut out = String::new();
+                for suffix in ["", "-wal"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    if let Ok(bytes) = std::fs::read(&name) {
+                        out.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                out
+            }
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(schema) => {
+                let mut client = postgres::Client::connect(&schema.url, postgres::NoTls).unwrap();
+                let mut out = String::new();
+                for sql in [
+                    "SELECT t::text FROM operonx_runs t",
+                    "SELECT t::text FROM operonx_store_meta t",
+                    "SELECT encode(body, 'escape') FROM operonx_journal",
+                    "SELECT encode(body, 'escape') FROM operonx_events",
+                ] {
+                    for r in client.query(sql, &[]).unwrap() {
+                        out.push_str(&r.get::<_, String>(0));
+                        out.push('\n');
+                    }
+                }
+                out
             }
         }
     }
