@@ -26,7 +26,8 @@
 //! its answers, its `outcome` (result, pending interrupts and scratch when it last
 //! stopped) and its `reason`, and its journal: the entries of each appended batch are
 //! packed into one journal row (`seq`, `last_seq`, `count`, `body`), whose body (every
-//! entry's kind, key, index and recorded value) is one sealed value. Each value is
+//! entry's kind, key, index and recorded value) is one sealed value; a run's stored
+//! events likewise, one sealed row per write (see [`RunStore::events`]). Each value is
 //! sealed with XChaCha20-Poly1305 under the store key, with a nonce never used before (a
 //! random per-process prefix and a counter, see `seal.rs`): a run's values are stored as
 //! text (`x1:` and the base64 of nonce, ciphertext and tag), a journal row's body as
@@ -34,8 +35,10 @@
 //! range and entry count), so a value altered, or moved to another row, fails to open
 //! ([`StoreError::Corrupt`], naming the run and the column). What a listing and lookups
 //! need stays clear: run ids, graph names and paths, fingerprints, statuses, owners,
-//! times, counters, and the journal rows' seq ranges and counts. [`RunStore`] callers
-//! see plain values, one [`Entry`] per journal entry.
+//! tenants, times, counters, and the journal and events rows' seq ranges and counts. An
+//! idempotency key (chosen by the caller, it may carry data) is stored as its xxh3-128
+//! hash, never in clear. [`RunStore`] callers see plain values, one [`Entry`] per journal
+//! entry.
 //!
 //! The key ([`StoreKey`], 32 bytes) is, in this order:
 //! - `OPERONX_STORE_KEY` ([`STORE_KEY_ENV`]) in the environment: 64 hex digits

@@ -1,5 +1,9 @@
-//! The Postgres run store: tables `operonx_runs` and `operonx_journal` in the schema the
-//! connection's `search_path` names first, created on first connect.
+//! The Postgres run store: tables `operonx_runs`, `operonx_journal` and `operonx_events`
+//! in the schema the connection's `search_path` names first, created on first connect
+//! (and migrated from the first layout; see `SCHEMA_VERSION`). The run queue's
+//! statements, notifications and waiter are in `queue.rs`. Notification channels are
+//! per database, not per schema: stores in two schemas of one database wake each other's
+//! waiters (harmlessly: a waiter's caller looks for itself what there is to do).
 //!
 //! JSON columns are `text`, not `jsonb`, so values are kept byte for byte (`jsonb`
 //! reorders object keys). A write checks the run's epoch in the same statement that

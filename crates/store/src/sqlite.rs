@@ -11,6 +11,9 @@
 //! file together safe. What is still reported busy (after the busy timeout) is retried
 //! with a randomized backoff for a while.
 //!
+//! The run queue's statements are in `queue.rs`; SQLite has no notifications, so its
+//! [`crate::RunStore::waiter`] only sleeps and workers poll.
+//!
 //! The columns holding user data are sealed with the store key (see [`crate::seal`]);
 //! the key's id is recorded in the `meta` table, and a process with another key is
 //! refused when it opens the file.
