@@ -175,9 +175,15 @@ async function runPage(main) {
     }
   }
 
+  // The form is drawn once per set of questions: a refresh must not wipe what is typed.
+  let asked = "";
   function renderAnswers(run) {
+    const waiting = run.status === "waiting" && run.pending && run.pending.length > 0;
+    const key = waiting ? run.pending.map((p) => p.id).join("\n") : "";
+    if (key === asked) return;
+    asked = key;
     answer.replaceChildren();
-    if (run.status !== "waiting" || !run.pending || run.pending.length === 0) return;
+    if (!waiting) return;
     const fields = run.pending.map((p) => {
       const input = el("input", { type: "text", name: p.id, "data-interrupt": p.id, class: "answer-input" });
       return { p, input };

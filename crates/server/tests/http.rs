@@ -132,7 +132,7 @@ async fn a_finished_runs_stream_replays_its_events_and_closes_and_last_event_id_
     let (last_id, last) = events.last().unwrap();
     assert_eq!(last["type"], "result");
     assert_eq!(last["result"], json!({"lowered": "sse"}));
-    assert!(events.iter().any(|(_, e)| e["type"] == "output" && e["values"]["text"] == "sse"), "{events:?}");
+    assert!(events.iter().any(|(_, e)| e["type"] == "output" && e["values"]["lowered"] == "sse"), "{events:?}");
     let r = client().get(s.url(&format!("/v1/runs/{id}/events"))).header("last-event-id", "1").send().await.unwrap();
     let rest = sse_events(&r.text().await.unwrap());
     assert_eq!(rest, events[1..].to_vec());

@@ -115,6 +115,7 @@ async function main() {
     const own = await startRun(p2, secured.base, "greet", { text: "Tenant" });
     await expectText(p2.locator("#result"), /tenant/, "the tenant's run");
     await p2.goto(secured.base + "/");
+    await p2.locator("#runs tbody tr").first().waitFor({ timeout: TIMEOUT });
     const rows = await p2.locator("#runs tbody tr").allInnerTexts();
     if (rows.length !== 1 || !rows[0].includes(own)) fail("the tenant sees other runs: " + rows.join(" | "));
     console.log("web view: ok");
