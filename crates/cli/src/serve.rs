@@ -201,6 +201,10 @@ pub(crate) fn serve(a: ServeArgs, redactor: &Redactor) -> anyhow::Result<ExitCod
         }
         Ok::<_, anyhow::Error>(())
     })?;
+    // The store's last handle is dropped here, off the runtime: a Postgres client's drop
+    // blocks.
+    drop(rt);
+    drop(store);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -223,11 +227,15 @@ pub(crate) fn worker(a: WorkerArgs, redactor: &Redactor) -> anyhow::Result<ExitC
             a.concurrency,
             catalog.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", ")
         );
-        operonx_server::work(WorkerConfig { store, executor, grace }, shutdown_signal()).await?;
+        operonx_server::work(WorkerConfig { store: store.clone(), executor, grace }, shutdown_signal()).await?;
         if let Some((p, _)) = &traced {
             p.shutdown().await;
         }
         Ok::<_, anyhow::Error>(())
     })?;
+    // The store's last handle is dropped here, off the runtime: a Postgres client's drop
+    // blocks.
+    drop(rt);
+    drop(store);
     Ok(ExitCode::SUCCESS)
 }

@@ -24,12 +24,20 @@ pub(crate) struct Waker {
 impl Waker {
     /// Start listening to `store`'s notifications.
     pub(crate) fn start(store: Arc<dyn RunStore>, live: Live, executor: Option<Arc<Executor>>) -> Result<Self, StoreError> {
-        let mut waiter = store.waiter()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let location = store.location().to_string();
         let thread = std::thread::Builder::new()
             .name("operonx-waker".into())
             .spawn(move || {
+                // Connected here, off the async runtime: the store's clients block.
+                let mut waiter = match store.waiter() {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::warn!("run store notifications: {e}; polling instead");
+                        Box::new(operonx_store::Sleeper)
+                    }
+                };
                 while !stopping.load(Ordering::SeqCst) {
                     match waiter.wait(WAIT) {
                         Ok(notices) => {
@@ -57,7 +65,7 @@ impl Waker {
                     }
                 }
             })
-            .map_err(|e| StoreError::Writer { store: store.location().to_string(), message: e.to_string() })?;
+            .map_err(|e| StoreError::Writer { store: location, message: e.to_string() })?;
         Ok(Waker { stop, thread: Some(thread) })
     }
 
