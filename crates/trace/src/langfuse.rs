@@ -7,7 +7,7 @@
 //! |---|---|
 //! | a run (`request_id`) | `trace-create`: `id` = request id, `name` = configured name, else the graph of the pipeline's `operonx.run_start` annotation, else the prefix of the first top-level op's name; `metadata` = the run-level `operonx.*` annotations, `timestamp`, `input` = inputs of the first top-level op, `output` = outputs of the last successful top-level op |
 //! | `op_start` … `op_end` of one `span_id` | `span-create` (or `span-update` when the start went out in an earlier batch): `id` = the span id, `parentObservationId` = the parent span id, `name` = op name, `startTime`/`endTime`, `input`/`output`, `metadata` (ctx, annotations, last yielded item, status), `level` `ERROR` + `statusMessage` on failure (`WARNING` when cancelled) |
-//! | … plus `llm_usage` | `generation-create`/`-update` instead, with `model`, `usage`, `usageDetails`, `costDetails` |
+//! | … plus `llm_usage` | `generation-create`/`-update` instead, with `model` (the usage's `provider_model`, else its `model`), `usage`, `usageDetails`, `costDetails` |
 //! | `group_start` … `group_end` | a span named after the group, parent = the span that ran the loop |
 //!
 //! Observation ids are derived from span ids, so a span split over two flushes is upserted,

@@ -310,7 +310,9 @@ impl SpanState {
             EventKind::LlmUsage => {
                 let u = self.usage.get_or_insert_with(Usage::default);
                 let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
-                u.model = s("model").or(u.model.take());
+                // The provider's model name (`provider_model`) when the op recorded it: `model`
+                // is then the resource's name in resources.yaml, which no backend can price.
+                u.model = s("provider_model").or_else(|| s("model")).or(u.model.take());
                 u.response_model = s("response_model").or(u.response_model.take());
                 u.provider = s("provider").or(u.provider.take());
                 u.input += u64_of(p.get("prompt_tokens"));
