@@ -34,7 +34,7 @@ class Collector:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                received.append((self.path, dict(self.headers), json.loads(body)))
+                received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(body)))
                 data = answer.encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -90,7 +90,7 @@ def test_the_usual_variables_turn_both_exporters_on(clean_env):
 
     items = [i for r in langfuse.received for i in r[2]["batch"]]
     assert {i["type"] for i in items} >= {"trace-create", "span-create"}
-    assert langfuse.received[0][1]["Authorization"].startswith("Basic ")
+    assert langfuse.received[0][1]["authorization"].startswith("Basic ")
 
 
 def test_a_bad_value_names_the_variable(clean_env):
