@@ -246,8 +246,13 @@ fn process_built<'a>(
 /// fatal ones, and report (log + counters) instead of failing. A lost batch is logged as a
 /// warning only when the exporter's previous batch got through (`failing` says whether it
 /// did not): an unreachable collector is said once, and again only after it recovered.
+/// While an exporter is failing, each batch gets a single attempt: a dead collector costs
+/// one request per batch, not every retry with its waits (at shutdown too).
 async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, failing: &AtomicBool, batch: &Batch) {
-    let policy = shared.gauge.config.retry;
+    let mut policy = shared.gauge.config.retry;
+    if failing.load(Ordering::Relaxed) {
+        policy.max_attempts = 1;
+    }
     let timeout = shared.gauge.config.export_timeout;
     let counters = &shared.gauge.counters;
     let mut attempt = 1u32;
