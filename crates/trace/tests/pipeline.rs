@@ -265,7 +265,8 @@ async fn exporters_give_up_after_bounded_attempts_without_failing_anything() {
 async fn an_exporter_that_recovers_gets_its_retries_back() {
     // Fails the 3 attempts of the first batch and the single one of the second, then works.
     let flaky = Flaky::new(4, ExportError::Retryable("connection refused".into()));
-    let pipeline = retrying(&[flaky.clone()], 3);
+    let exporter: Arc<dyn Exporter> = flaky.clone();
+    let pipeline = retrying(&[exporter], 3);
     for (n, rid) in ["r1", "r2", "r3"].into_iter().enumerate() {
         record_run(&pipeline, rid);
         pipeline.flush().await;
