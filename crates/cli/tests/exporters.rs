@@ -347,3 +347,36 @@ fn an_unreachable_collector_is_said_once_and_the_run_succeeds() {
     assert!(warnings[0].contains("cannot reach the collector"), "{err}");
     assert!(err.contains("trace export failed again"), "a later batch was lost too, quietly: {err}");
 }
+
+#[test]
+fn the_exporters_secrets_are_redacted_from_the_exported_traces() {
+    let dir = workdir("redacted");
+    let graph = r#"{"schema_version": "1.0", "type": "graph", "name": "main",
+        "entries": ["echo"], "initial_ready_count": {"echo": 0}, "compiled_adj": {"echo": []},
+        "ops": {"echo": {"type": "code", "func_name": "identity",
+                         "inputs": {"value": {"literal": "leaked sk-lf-cli-leaky-secret and hdr-leaky-secret"}},
+                         "outputs": {"value": {"ref": {"source": "__PARENT__", "var": "echo"}}}}}}"#;
+    std::fs::write(dir.join("g.json"), graph).unwrap();
+    let (lf_url, lf_received) = collector(207, r#"{"successes":[],"errors":[]}"#);
+    let (otel_url, otel_received) = collector(200, "{}");
+    let vars = [
+        ("LANGFUSE_PUBLIC_KEY", "pk-lf-cli"),
+        ("LANGFUSE_SECRET_KEY", "sk-lf-cli-leaky-secret"),
+        ("LANGFUSE_HOST", lf_url.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otel_url.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=hdr-leaky-secret"),
+    ];
+    let out = operonx(&dir, &["run", "g.json", "--no-trace-store"], &vars);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("leaked [REDACTED] and [REDACTED]"), "{stdout}");
+    let lf: Vec<Received> = lf_received.lock().unwrap().clone();
+    let otel: Vec<Received> = otel_received.lock().unwrap().clone();
+    assert!(!lf.is_empty() && !otel.is_empty());
+    for r in lf.iter().chain(&otel) {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(body.contains("leaked <redacted> and <redacted>"), "the op's output, redacted: {body}");
+        assert!(!body.contains("leaky-secret"), "{body}");
+    }
+}
