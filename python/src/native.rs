@@ -169,8 +169,17 @@ impl NativeEngine {
     ) -> PyResult<Self> {
         let hub = operonx::providers::ResourceHub::load(resources.as_deref())
             .map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
-        // The resources' keys and tokens are redacted by value from the traces.
-        let secrets = hub.secrets();
+        // Langfuse and OTLP, turned on as the CLI turns them on: the usual variables (from
+        // the environment, then ./.env) or the resources' `tracing:` section.
+        let section = hub.tracing().map_err(|e| GraphError::new_err(format!("resources: {e}")))?;
+        let remote = operonx_trace::exporters_from_env(&exporter_env()?, section)
+            .map_err(|e| PyValueError::new_err(format!("tracing: {e}")))?;
+        // The resources' keys and tokens, and the exporters' (Langfuse secret key, OTLP
+        // header values), are redacted by value from the traces.
+        let mut secrets = hub.secrets();
+        for s in &remote.secrets {
+            secrets.insert(s);
+        }
         let durable = match store {
             Some(spec) => Some(Arc::new(Durable::open(&spec, durability, secrets.clone())?)),
             None => None,
@@ -212,20 +221,22 @@ impl NativeEngine {
                 }
             }
         };
-        let pipeline = match store {
-            None => None,
-            Some(store) => {
-                let _entered = runtime.enter();
-                Some(
-                    TracePipeline::builder()
-                        .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
-                        .processor(operonx_trace::processor::Truncate::default())
-                        .exporter(store)
-                        .flush_interval(TRACE_FLUSH)
-                        .build()
-                        .map_err(|e| PyRuntimeError::new_err(format!("cannot start tracing: {e}")))?,
-                )
+        let mut exporters = remote.exporters;
+        if let Some(store) = store {
+            exporters.insert(0, Arc::new(store));
+        }
+        let pipeline = if exporters.is_empty() {
+            None
+        } else {
+            let _entered = runtime.enter();
+            let mut builder = TracePipeline::builder()
+                .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
+                .processor(operonx_trace::processor::Truncate::default())
+                .flush_interval(TRACE_FLUSH);
+            for exporter in exporters {
+                builder = builder.shared_exporter(exporter);
             }
+            Some(builder.build().map_err(|e| PyRuntimeError::new_err(format!("cannot start tracing: {e}")))?)
         };
         Ok(Self {
             workflow,
@@ -364,6 +375,19 @@ impl NativeEngine {
             });
         }
     }
+}
+
+/// The variables the trace exporters are configured from: the environment, then ./.env
+/// for what it does not set (as the CLI reads them).
+fn exporter_env() -> PyResult<impl Fn(&str) -> Option<String>> {
+    use operonx::providers::resource::{env_with_dotenv, load_dotenv};
+    let dotenv = std::path::Path::new(".env");
+    let vars = if dotenv.is_file() {
+        load_dotenv(dotenv).map_err(|e| GraphError::new_err(format!("resources: {e}")))?
+    } else {
+        Default::default()
+    };
+    Ok(env_with_dotenv(vars))
 }
 
 impl NativeEngine {

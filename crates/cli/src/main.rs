@@ -46,7 +46,12 @@ enum Command {
     /// Run a graph and print its result as JSON.
     #[command(after_help = "Examples:\n  operonx run graph.json --inputs inputs.json\n  \
         echo '{\"x\": 3}' | operonx run graph.json --inputs - --stream\n  \
-        operonx run graph.json --resources resources.yaml --timeout 30 --no-trace-store")]
+        operonx run graph.json --resources resources.yaml --timeout 30 --no-trace-store\n  \
+        OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 operonx run graph.json\n\n\
+        Traces also go to Langfuse when LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY are set\n\
+        (LANGFUSE_HOST), and to an OpenTelemetry collector when OTEL_EXPORTER_OTLP_ENDPOINT is\n\
+        set (OTEL_EXPORTER_OTLP_PROTOCOL, _HEADERS, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES),\n\
+        or as the tracing: section of resources.yaml says.")]
     Run(run::RunArgs),
     /// Look at recorded runs.
     #[command(subcommand)]

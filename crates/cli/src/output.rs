@@ -21,6 +21,14 @@ impl Redactor {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = secrets;
     }
 
+    /// Redact these values too from now on.
+    pub(crate) fn add(&self, values: &[String]) {
+        let mut set = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        for v in values {
+            set.insert(v);
+        }
+    }
+
     /// The values redacted.
     pub(crate) fn secrets(&self) -> SecretSet {
         self.0.read().unwrap_or_else(PoisonError::into_inner).clone()

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use operonx::graph::SecretSet;
 use operonx::graph::duration::{Limit, checked_secs};
 use operonx::graph::printable;
+use operonx::providers::ResourceHub;
+use operonx::providers::resource::{env_with_dotenv, load_dotenv};
 use operonx::{Engine, Map, RunOptions, Scratch, Value};
-use operonx_trace::{JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline};
+use operonx_trace::{Exporter, JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline, exporters_from_env};
 
 use crate::BadInput;
 use crate::durable;
@@ -108,11 +110,43 @@ pub(crate) struct ExecArgs {
 /// providers of `resources` (or of ./resources.yaml and ./.env when present), whose
 /// secret values `redactor` redacts from then on.
 pub(crate) fn engine_with(resources: Option<&Path>, redactor: &Redactor) -> anyhow::Result<Engine> {
-    let hub = operonx::providers::ResourceHub::load(resources).map_err(|e| BadInput(e.to_string()))?;
+    Ok(engine_and_hub(resources, redactor)?.0)
+}
+
+/// [`engine_with`], and the resources it was given (their `tracing:` section turns
+/// exporters on).
+pub(crate) fn engine_and_hub(
+    resources: Option<&Path>,
+    redactor: &Redactor,
+) -> anyhow::Result<(Engine, Arc<ResourceHub>)> {
+    let hub = Arc::new(ResourceHub::load(resources).map_err(|e| BadInput(e.to_string()))?);
     redactor.set(hub.secrets());
-    let mut engine = Engine::new().with_resources(Arc::new(hub));
+    let mut engine = Engine::new().with_resources(Arc::clone(&hub));
     operonx::ops::register_std(engine.registry_mut());
-    Ok(engine)
+    Ok((engine, hub))
+}
+
+/// The variables the exporters are configured from: the environment, then `./.env` for
+/// what the environment does not set (as `${VAR}` in resources.yaml).
+fn exporter_env() -> anyhow::Result<impl Fn(&str) -> Option<String>> {
+    let dotenv = Path::new(".env");
+    let vars =
+        if dotenv.is_file() { load_dotenv(dotenv).map_err(|e| BadInput(e.to_string()))? } else { Default::default() };
+    Ok(env_with_dotenv(vars))
+}
+
+/// The remote exporters the user turned on (Langfuse, OTLP: the usual variables or the
+/// `tracing:` section of `hub`), their secrets added to what `redactor` redacts, and said
+/// on stderr. A bad setting is an error naming it.
+pub(crate) fn remote_exporters(hub: &ResourceHub, redactor: &Redactor) -> anyhow::Result<Vec<Arc<dyn Exporter>>> {
+    let section = hub.tracing().map_err(|e| BadInput(e.to_string()))?;
+    let env = exporter_env()?;
+    let configured = exporters_from_env(&env, section).map_err(|e| BadInput(format!("tracing: {e}")))?;
+    redactor.add(&configured.secrets);
+    if !configured.descriptions.is_empty() {
+        errln!(redactor, "exporting traces: {}", configured.descriptions.join("; "));
+    }
+    Ok(configured.exporters)
 }
 
 /// A store that cannot be used does not stop a run: say so once, naming it, and go on.
@@ -121,10 +155,12 @@ fn unavailable(what: &str, path: &Path, consequence: &str, e: &dyn std::fmt::Dis
 }
 
 /// The run's trace pipeline (`None`: nothing traced): the store unless `store` is
-/// `None`, skipped with a warning when it cannot be opened; the JSONL file when asked.
-fn pipeline(
+/// `None`, skipped with a warning when it cannot be opened; the JSONL file when asked;
+/// the `remote` exporters (their secrets already in `redactor`).
+pub(crate) fn pipeline(
     store: Option<PathBuf>,
     jsonl: Option<&Path>,
+    remote: Vec<Arc<dyn Exporter>>,
     redactor: &Redactor,
 ) -> anyhow::Result<Option<TracePipeline>> {
     let secrets: SecretSet = redactor.secrets();
@@ -143,6 +179,10 @@ fn pipeline(
     }
     if let Some(path) = jsonl {
         builder = builder.exporter(JsonlExporter::file(path));
+        traced = true;
+    }
+    for exporter in remote {
+        builder = builder.shared_exporter(exporter);
         traced = true;
     }
     Ok(if traced { Some(builder.build()?) } else { None })
@@ -198,9 +238,11 @@ fn drive(
     outcome.map_err(|e| BadInput(e.to_string()).into())
 }
 
-/// The CLI's engine with the op cache `exec` names (or the default one).
-fn engine_for(exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<Engine> {
-    let mut engine = engine_with(exec.resources.as_deref(), redactor)?;
+/// The CLI's engine with the op cache `exec` names (or the default one), and the remote
+/// trace exporters turned on.
+fn engine_for(exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<(Engine, Vec<Arc<dyn Exporter>>)> {
+    let (mut engine, hub) = engine_and_hub(exec.resources.as_deref(), redactor)?;
+    let remote = remote_exporters(&hub, redactor)?;
     // `--no-trace-store` writes nothing under .operonx: results of `cache` ops are
     // then kept in memory for this run only, unless `--cache-store` names a file.
     let cache_path = match (&exec.cache_store, exec.no_trace_store) {
@@ -216,7 +258,7 @@ fn engine_for(exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<Engine> {
             Err(e) => unavailable("op cache", &path, "cached results are kept for this run only", &e, redactor),
         }
     }
-    Ok(engine)
+    Ok((engine, remote))
 }
 
 /// Run options from `exec` (timeout, fail-fast, frames).
@@ -253,7 +295,7 @@ fn report(outcome: &operonx::RunOutcome, exec: &ExecArgs, redactor: &Redactor) -
 /// `operonx run`.
 pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     let exec = &a.exec;
-    let engine = engine_for(exec, redactor)?;
+    let (engine, remote) = engine_for(exec, redactor)?;
     let wf = engine.load_file(&a.graph).map_err(|e| BadInput(e.to_string()))?;
     let inputs = match &a.inputs {
         Some(p) => read_object(p, "inputs")?,
@@ -290,7 +332,7 @@ pub(crate) fn run(a: RunArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let pipeline = pipeline(trace_store_for(exec), exec.trace_jsonl.as_deref(), redactor)?;
+    let pipeline = pipeline(trace_store_for(exec), exec.trace_jsonl.as_deref(), remote, redactor)?;
     eprintln!("run id: {request_id}");
     let scratch = options.scratch.clone();
     let outcome = drive(&wf, Value::Object(inputs), pipeline, options, exec, redactor)?;
@@ -322,7 +364,7 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
     }
     // The store must be there to resume from: any failure to open it is an error.
     let store = durable::open_store(durable::named_store(exec).as_deref())?;
-    let engine = engine_for(exec, redactor)?;
+    let (engine, remote) = engine_for(exec, redactor)?;
     let saved = store.load(run_id).map_err(|e| BadInput(e.to_string()))?;
     let wf = durable::graph_for_resume(&engine, &saved, a.graph.as_deref(), a.force)?;
     durable::check_answers(&saved, &given)?;
@@ -337,7 +379,7 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
         "answers": given.keys().collect::<Vec<_>>(),
     });
     options = options.continue_trace(from, note);
-    let pipeline = pipeline(trace_store, exec.trace_jsonl.as_deref(), redactor)?;
+    let pipeline = pipeline(trace_store, exec.trace_jsonl.as_deref(), remote, redactor)?;
     eprintln!("run id: {run_id} (resumed)");
     let scratch = options.scratch.clone();
     let outcome = drive(&wf, Value::Object(stored.inputs), pipeline, options, exec, redactor)?;

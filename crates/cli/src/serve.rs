@@ -91,9 +91,12 @@ fn is_postgres(spec: Option<&str>) -> bool {
     spec.or(env.as_deref()).is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }
 
-/// The engine, the graphs, and the executor settings (without its slot count).
-fn prepare(graphs: &Path, exec: &WorkArgs, redactor: &Redactor) -> anyhow::Result<(Catalog, ExecutorConfig, Duration)> {
-    let engine = crate::run::engine_with(exec.resources.as_deref(), redactor)?;
+/// The engine, the graphs, the executor settings (without its slot count and trace
+/// pipeline), the grace period, and the trace pipeline's parts: the trace store (unless
+/// `--no-trace-store`) and the remote exporters the usual variables turn on.
+fn prepare(graphs: &Path, exec: &WorkArgs, redactor: &Redactor) -> anyhow::Result<Prepared> {
+    let (engine, hub) = crate::run::engine_and_hub(exec.resources.as_deref(), redactor)?;
+    let remote = crate::run::remote_exporters(&hub, redactor)?;
     let catalog = Catalog::load_dir(&engine, graphs).map_err(|e| BadInput(e.to_string()))?;
     if catalog.is_empty() {
         return Err(BadInput(format!(
@@ -103,41 +106,38 @@ fn prepare(graphs: &Path, exec: &WorkArgs, redactor: &Redactor) -> anyhow::Resul
         .into());
     }
     let grace = checked_secs("--grace", exec.grace, Limit::TIMEOUT).map_err(|e| BadInput(e.to_string()))?;
-    let config = ExecutorConfig {
+    let trace_store =
+        (!exec.no_trace_store).then(|| exec.trace_store.clone().unwrap_or_else(SqliteStore::default_path));
+    let trace = crate::run::pipeline(trace_store.clone(), None, remote, redactor)?;
+    let executor = ExecutorConfig {
         engine: Arc::new(engine),
         secrets: redactor.secrets(),
         durability: exec.durability,
-        trace: None,
-        trace_store: None,
+        trace_store: trace.as_ref().and(trace_store),
+        trace,
         slots: 1,
     };
-    Ok((catalog, config, grace))
+    Ok(Prepared { catalog, executor, grace })
 }
 
-/// The trace pipeline of runs executed here (inside the runtime).
-fn trace_pipeline(exec: &WorkArgs, redactor: &Redactor) -> Option<(TracePipeline, PathBuf)> {
-    if exec.no_trace_store {
-        return None;
+/// What [`prepare`] gives.
+struct Prepared {
+    catalog: Catalog,
+    executor: ExecutorConfig,
+    grace: Duration,
+}
+
+/// Start the trace pipeline's flusher (inside the runtime) and, at the end, export what
+/// is left.
+async fn with_trace<T>(trace: Option<TracePipeline>, work: impl std::future::Future<Output = T>) -> T {
+    if let Some(p) = &trace {
+        p.flush().await;
     }
-    let path = exec.trace_store.clone().unwrap_or_else(SqliteStore::default_path);
-    let store = match SqliteStore::open(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::output::errln!(
-                redactor,
-                "warning: trace store {} is unavailable ({e}); runs are not traced",
-                path.display()
-            );
-            return None;
-        }
-    };
-    let pipeline = TracePipeline::builder()
-        .processor(operonx_trace::processor::Redact::with_defaults().secrets(&redactor.secrets()))
-        .processor(operonx_trace::processor::Truncate::default())
-        .exporter(store)
-        .build()
-        .ok()?;
-    Some((pipeline, path))
+    let out = work.await;
+    if let Some(p) = &trace {
+        p.shutdown().await;
+    }
+    out
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM.
@@ -174,21 +174,20 @@ pub(crate) fn serve(a: ServeArgs, redactor: &Redactor) -> anyhow::Result<ExitCod
         }
         None => None,
     };
-    let (catalog, mut executor, grace) = prepare(&a.graphs, &a.exec, redactor)?;
+    let Prepared { catalog, mut executor, grace } = prepare(&a.graphs, &a.exec, redactor)?;
     let slots = a.workers.unwrap_or(if is_postgres(a.store.as_deref()) { 0 } else { 2 });
+    executor.slots = slots;
+    let trace = executor.trace.clone();
+    let trace_store = executor.trace_store.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
-        let traced = trace_pipeline(&a.exec, redactor);
-        executor.trace = traced.as_ref().map(|(p, _)| p.clone());
-        executor.trace_store = traced.as_ref().map(|(_, path)| path.clone());
-        executor.slots = slots;
+    rt.block_on(with_trace(trace, async {
         let config = ServeConfig {
             bind: a.bind.clone(),
             store: store.clone(),
             catalog,
             tenants,
             executor: (slots > 0).then_some(executor),
-            trace_store: traced.as_ref().map(|(_, path)| path.clone()),
+            trace_store,
             grace,
         };
         let graphs = config.catalog.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", ");
@@ -196,11 +195,8 @@ pub(crate) fn serve(a: ServeArgs, redactor: &Redactor) -> anyhow::Result<ExitCod
         let addr = server.local_addr().map_or(a.bind.clone(), |a| a.to_string());
         eprintln!("operonx serving {graphs} on http://{addr} (run store {}, {slots} workers)", store.location());
         server.run(shutdown_signal()).await?;
-        if let Some((p, _)) = &traced {
-            p.shutdown().await;
-        }
         Ok::<_, anyhow::Error>(())
-    })?;
+    }))?;
     // The store's last handle is dropped here, off the runtime: a Postgres client's drop
     // blocks.
     drop(rt);
@@ -211,30 +207,22 @@ pub(crate) fn serve(a: ServeArgs, redactor: &Redactor) -> anyhow::Result<ExitCod
 /// `operonx worker`.
 pub(crate) fn worker(a: WorkerArgs, redactor: &Redactor) -> anyhow::Result<ExitCode> {
     let store = store(a.store.as_deref())?;
-    let (catalog, mut executor, grace) = prepare(&a.graphs, &a.exec, redactor)?;
+    let Prepared { catalog, mut executor, grace } = prepare(&a.graphs, &a.exec, redactor)?;
     if a.concurrency == 0 {
         return Err(BadInput("--concurrency must be at least 1".into()).into());
     }
     executor.slots = a.concurrency;
+    let trace = executor.trace.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
-        let traced = trace_pipeline(&a.exec, redactor);
-        executor.trace = traced.as_ref().map(|(p, _)| p.clone());
-        executor.trace_store = traced.as_ref().map(|(_, path)| path.clone());
+    rt.block_on(with_trace(trace, async {
         eprintln!(
             "operonx worker on run store {} ({} at once; graphs: {})",
             store.location(),
             a.concurrency,
             catalog.iter().map(|e| e.name.clone()).collect::<Vec<_>>().join(", ")
         );
-        operonx_server::work(WorkerConfig { store: store.clone(), executor, grace }, shutdown_signal()).await?;
-        if let Some((p, _)) = &traced {
-            p.shutdown().await;
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
-    // The store's last handle is dropped here, off the runtime: a Postgres client's drop
-    // blocks.
+        operonx_server::work(WorkerConfig { store: store.clone(), executor, grace }, shutdown_signal()).await
+    }))?;
     drop(rt);
     drop(store);
     Ok(ExitCode::SUCCESS)

@@ -9,10 +9,13 @@
 //! checks against the journal as committed.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+// The crash harness's mock server and Postgres schemas (not all of their parts are used).
+#[allow(dead_code)]
 #[path = "crash/mock.rs"]
 mod mock;
 #[path = "crash/pg.rs"]
 mod pg;
+#[allow(dead_code)]
 #[path = "crash/rng.rs"]
 mod rng;
 
@@ -52,7 +55,10 @@ fn pair_graph() -> Value {
     };
     let mut ops = serde_json::Map::new();
     let list = [
-        ("p1", prompt("first {key}", json!({"key": {"required": true, "ref": {"source": "__PARENT__", "var": "key"}}}))),
+        (
+            "p1",
+            prompt("first {key}", json!({"key": {"required": true, "ref": {"source": "__PARENT__", "var": "key"}}})),
+        ),
         ("llm1", llm("main.p1", None)),
         ("p2", prompt("second {key}", json!({"key": parent("key"), "after": from("main.llm1", "content")}))),
         ("llm2", llm("main.p2", Some("answer"))),

@@ -191,3 +191,36 @@ llm:c: {api_type: openai, model: m, api_key: short}
     assert_eq!(secrets.redact(text), "[REDACTED] [REDACTED] [REDACTED] [REDACTED] short model m");
     assert_eq!(secrets.len(), 4);
 }
+
+#[test]
+fn the_tracing_section_is_kept_apart_interpolated_and_its_secrets_redacted() {
+    let yaml = "
+tracing:
+  langfuse:
+    public_key: ${LANGFUSE_PUBLIC_KEY}
+    secret_key: ${LANGFUSE_SECRET_KEY}
+  otlp:
+    endpoint: http://127.0.0.1:4318
+    headers: {x-api-key: literal-header-secret}
+llm:
+  local: {api_type: replay}
+";
+    let vars = [("LANGFUSE_PUBLIC_KEY", "pk-lf-public"), ("LANGFUSE_SECRET_KEY", "sk-lf-very-secret")];
+    let hub = ResourceHub::from_yaml_str(yaml, &env(&vars)).unwrap();
+    assert_eq!(hub.keys(), ["llm:local"], "tracing is not a resource category");
+    assert!(hub.ignored_keys().is_empty());
+    let section = hub.tracing().unwrap().unwrap();
+    assert_eq!(section["langfuse"]["secret_key"], "sk-lf-very-secret");
+    assert_eq!(section["otlp"]["headers"]["x-api-key"], "literal-header-secret");
+    let secrets = hub.secrets();
+    let text = secrets.redact("sk-lf-very-secret literal-header-secret").into_owned();
+    assert!(!text.contains("very-secret") && !text.contains("literal-header"), "{text}");
+
+    // An unset variable of the section is an error naming it.
+    let hub = ResourceHub::from_yaml_str(yaml, &env(&[])).unwrap();
+    let e = hub.tracing().unwrap_err().to_string();
+    assert!(e.contains("'tracing'") && e.contains("LANGFUSE_SECRET_KEY"), "{e}");
+    assert!(
+        ResourceHub::from_yaml_str("llm:\n  a: {api_type: replay}\n", &env(&[])).unwrap().tracing().unwrap().is_none()
+    );
+}

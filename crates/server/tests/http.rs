@@ -101,17 +101,27 @@ async fn bad_requests_get_problem_details_naming_the_field_never_a_server_error(
     assert_problem(post("{\"graph\": \"greet\", \"inputs\": [1]}").await.unwrap(), 422, Some("/inputs")).await;
     assert_problem(post("{\"graph\": \"greet\"}").await.unwrap(), 422, Some("/inputs/text")).await;
     assert_problem(post("{\"graph\": \"greet\", \"input\": {}}").await.unwrap(), 422, Some("/input")).await;
-    assert_problem(post("{\"graph\": \"greet\", \"idempotency_key\": \"\"}").await.unwrap(), 422, Some("/idempotency_key"))
-        .await;
+    assert_problem(
+        post("{\"graph\": \"greet\", \"idempotency_key\": \"\"}").await.unwrap(),
+        422,
+        Some("/idempotency_key"),
+    )
+    .await;
     let big = format!("{{\"graph\": \"greet\", \"inputs\": {{\"text\": \"{}\"}}}}", "x".repeat(2 << 20));
     let r = client().post(s.url("/v1/runs")).header("content-type", "application/json").body(big).send().await.unwrap();
     assert_problem(r, 413, None).await;
-    for bad in ["/v1/runs?limit=0", "/v1/runs?limit=x", "/v1/runs?status=sleeping", "/v1/runs?cursor=zz", "/v1/runs?colour=red"]
-    {
+    for bad in [
+        "/v1/runs?limit=0",
+        "/v1/runs?limit=x",
+        "/v1/runs?status=sleeping",
+        "/v1/runs?cursor=zz",
+        "/v1/runs?colour=red",
+    ] {
         assert_problem(client().get(s.url(bad)).send().await.unwrap(), 400, None).await;
     }
     assert_problem(client().get(s.url("/v1/runs/not-a-run")).send().await.unwrap(), 404, None).await;
-    assert_problem(client().get(s.url(&format!("/v1/runs/{}", "ab".repeat(16)))).send().await.unwrap(), 404, None).await;
+    assert_problem(client().get(s.url(&format!("/v1/runs/{}", "ab".repeat(16)))).send().await.unwrap(), 404, None)
+        .await;
     assert_problem(client().get(s.url("/v2/nothing")).send().await.unwrap(), 404, None).await;
     let bad_id = client().get(s.url(&format!("/v1/runs/{}/events", "cd".repeat(16)))).header("last-event-id", "x");
     assert_problem(bad_id.send().await.unwrap(), 400, None).await;
@@ -205,14 +215,20 @@ async fn runs_are_cancelled_queued_running_and_not_once_ended() {
 async fn a_tenant_sees_and_controls_only_its_own_runs() {
     let s = TestServer::start_with(Options { tokens: Some(TOKENS), ..Options::default() }).await;
     assert_problem(client().get(s.url("/v1/runs")).send().await.unwrap(), 401, None).await;
-    assert_problem(client().get(s.url("/v1/runs")).bearer_auth("wrong-token-0123456789").send().await.unwrap(), 401, None)
-        .await;
+    assert_problem(
+        client().get(s.url("/v1/runs")).bearer_auth("wrong-token-0123456789").send().await.unwrap(),
+        401,
+        None,
+    )
+    .await;
     let mine = submit(&s, Some(ACME), "approve", json!({})).await;
     wait_status(&s, Some(ACME), &mine, "waiting").await;
     let theirs = submit(&s, Some(GLOBEX), "greet", json!({"text": "G"})).await;
     wait_status(&s, Some(GLOBEX), &theirs, "done").await;
     let get = |path: String, token: &'static str| client().get(s.url(&path)).bearer_auth(token).send();
-    let post = |path: String, token: &'static str, body: Value| client().post(s.url(&path)).bearer_auth(token).json(&body).send();
+    let post = |path: String, token: &'static str, body: Value| {
+        client().post(s.url(&path)).bearer_auth(token).json(&body).send()
+    };
     assert_problem(get(format!("/v1/runs/{mine}"), GLOBEX).await.unwrap(), 404, None).await;
     assert_problem(get(format!("/v1/runs/{mine}/events"), GLOBEX).await.unwrap(), 404, None).await;
     assert_problem(post(format!("/v1/runs/{mine}/cancel"), GLOBEX, json!({})).await.unwrap(), 404, None).await;
@@ -272,9 +288,16 @@ async fn graphs_health_metrics_and_the_openapi_document_answer() {
     assert!(metrics.contains("operonx_run_duration_seconds_count 1"), "{metrics}");
     let (status, doc) = json(client().get(s.url("/openapi.json")).send().await.unwrap()).await;
     assert_eq!(status, 200);
-    for path in ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/events", "/v1/runs/{id}/resume", "/v1/runs/{id}/cancel",
-        "/v1/graphs", "/healthz", "/metrics"]
-    {
+    for path in [
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/events",
+        "/v1/runs/{id}/resume",
+        "/v1/runs/{id}/cancel",
+        "/v1/graphs",
+        "/healthz",
+        "/metrics",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     s.stop().await;

@@ -33,6 +33,15 @@ pub enum ConfigError {
     /// A size or count that must be positive is 0.
     #[error("{0} must be greater than 0")]
     Zero(&'static str),
+    /// The `tracing:` section of `resources.yaml` is malformed.
+    #[error("{0}")]
+    Tracing(String),
+    /// The OTLP exporter's settings (variables or section) are unusable.
+    #[error(transparent)]
+    Otlp(#[from] crate::otlp::OtlpError),
+    /// The Langfuse exporter's settings (variables or section) are unusable.
+    #[error(transparent)]
+    Langfuse(#[from] crate::langfuse::LangfuseError),
 }
 
 /// Why the trace store failed.

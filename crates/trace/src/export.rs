@@ -53,3 +53,19 @@ pub trait Exporter: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 }
+
+/// A request error with its causes (`connection refused`, not only "error sending
+/// request for url ..."), for the HTTP exporters' messages.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let msg = s.to_string();
+        if !text.contains(&msg) {
+            text.push_str(": ");
+            text.push_str(&msg);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | a run (`request_id`) | `trace-create`: `id` = request id, `name` = configured name, else the graph of the pipeline's `operonx.run_start` annotation, else the prefix of the first top-level op's name; `metadata` = the run-level `operonx.*` annotations, `timestamp`, `input` = inputs of the first top-level op, `output` = outputs of the last successful top-level op |
 //! | `op_start` … `op_end` of one `span_id` | `span-create` (or `span-update` when the start went out in an earlier batch): `id` = the span id, `parentObservationId` = the parent span id, `name` = op name, `startTime`/`endTime`, `input`/`output`, `metadata` (ctx, annotations, last yielded item, status), `level` `ERROR` + `statusMessage` on failure (`WARNING` when cancelled) |
-//! | … plus `llm_usage` | `generation-create`/`-update` instead, with `model`, `usage`, `usageDetails`, `costDetails` |
+//! | … plus `llm_usage` | `generation-create`/`-update` instead, with `model` (the usage's `provider_model`, else its `model`), `usage`, `usageDetails`, `costDetails` |
 //! | `group_start` … `group_end` | a span named after the group, parent = the span that ran the loop |
 //!
 //! Observation ids are derived from span ids, so a span split over two flushes is upserted,
@@ -132,21 +132,106 @@ impl LangfuseConfig {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// [`LangfuseConfig::from_env`] with variables read through `var`.
+    /// [`LangfuseConfig::from_env`] with variables read through `var`. Errors name the
+    /// variable, never a key.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, LangfuseError> {
         let get = |k: &str| var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let pk = get("LANGFUSE_PUBLIC_KEY").ok_or(LangfuseError::MissingEnv("LANGFUSE_PUBLIC_KEY"))?;
         let sk = get("LANGFUSE_SECRET_KEY").ok_or(LangfuseError::MissingEnv("LANGFUSE_SECRET_KEY"))?;
-        let host = get("LANGFUSE_HOST").or_else(|| get("LANGFUSE_BASE_URL")).unwrap_or_else(|| DEFAULT_HOST.into());
+        let (host, what) = match (get("LANGFUSE_HOST"), get("LANGFUSE_BASE_URL")) {
+            (Some(h), _) => (h, "LANGFUSE_HOST"),
+            (None, Some(h)) => (h, "LANGFUSE_BASE_URL"),
+            (None, None) => (DEFAULT_HOST.to_string(), "LANGFUSE_HOST"),
+        };
+        check_host(what, &host)?;
         let mut config = Self::new(host, pk, sk);
         config.environment = get("LANGFUSE_TRACING_ENVIRONMENT");
         config.release = get("LANGFUSE_RELEASE");
         Ok(config)
     }
 
+    /// Read the `tracing.langfuse` section of `resources.yaml` (already interpolated):
+    /// `public_key`, `secret_key` (both required), `host` (or `base_url`; default
+    /// [`DEFAULT_HOST`]), `environment`, `release`, `trace_name`, `tags` (a list),
+    /// `timeout_ms`; `enabled` is read by the caller. Errors name the setting, never a key.
+    pub fn from_section(section: &Value) -> Result<Self, LangfuseError> {
+        const AT: &str = "tracing.langfuse";
+        let map = section.as_object().ok_or_else(|| LangfuseError::Invalid(format!("{AT} must be a mapping")))?;
+        let text = |key: &str| -> Result<Option<String>, LangfuseError> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => crate::otlp::scalar_text(v)
+                    .map(|t| Some(t).filter(|t| !t.is_empty()))
+                    .ok_or_else(|| LangfuseError::Invalid(format!("{AT}.{key} must be a string"))),
+            }
+        };
+        let required = |key: &str| {
+            text(key)?.ok_or_else(|| LangfuseError::Invalid(format!("{AT}.{key} is required (and empty or unset)")))
+        };
+        for key in map.keys() {
+            if !matches!(
+                key.as_str(),
+                "enabled"
+                    | "public_key"
+                    | "secret_key"
+                    | "host"
+                    | "base_url"
+                    | "environment"
+                    | "release"
+                    | "trace_name"
+                    | "tags"
+                    | "timeout_ms"
+            ) {
+                return Err(LangfuseError::Invalid(format!(
+                    "{AT}.{key}: unknown setting (known: public_key, secret_key, host, base_url, environment, \
+                     release, trace_name, tags, timeout_ms, enabled)"
+                )));
+            }
+        }
+        let (pk, sk) = (required("public_key")?, required("secret_key")?);
+        let (host, what) = match (text("host")?, text("base_url")?) {
+            (Some(h), _) => (h, "tracing.langfuse.host"),
+            (None, Some(h)) => (h, "tracing.langfuse.base_url"),
+            (None, None) => (DEFAULT_HOST.to_string(), "tracing.langfuse.host"),
+        };
+        check_host(what, &host)?;
+        let mut config = Self::new(host, pk, sk);
+        config.environment = text("environment")?;
+        config.release = text("release")?;
+        config.trace_name = text("trace_name")?;
+        if let Some(tags) = map.get("tags") {
+            let list = tags.as_array().ok_or_else(|| LangfuseError::Invalid(format!("{AT}.tags must be a list")))?;
+            config.tags = list
+                .iter()
+                .map(|t| {
+                    crate::otlp::scalar_text(t)
+                        .ok_or_else(|| LangfuseError::Invalid(format!("{AT}.tags: not a string")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(ms) = map.get("timeout_ms") {
+            let ms =
+                ms.as_u64().ok_or_else(|| LangfuseError::Invalid(format!("{AT}.timeout_ms must be milliseconds")))?;
+            config.timeout = Duration::from_millis(ms.max(1));
+        }
+        Ok(config)
+    }
+
     /// The ingestion endpoint.
     pub fn ingestion_url(&self) -> String {
         format!("{}/api/public/ingestion", self.host.trim_end_matches('/'))
+    }
+}
+
+/// Check that `host` is an absolute http(s) URL; the error names `what`.
+fn check_host(what: &str, host: &str) -> Result<(), LangfuseError> {
+    match reqwest::Url::parse(host) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        Ok(u) => Err(LangfuseError::Invalid(format!(
+            "{what}: expected an http:// or https:// URL, got scheme {:?}",
+            u.scheme()
+        ))),
+        Err(e) => Err(LangfuseError::Invalid(format!("{what}: not a URL ({e})"))),
     }
 }
 
@@ -400,7 +485,12 @@ impl LangfuseExporter {
             .body(body);
         let resp = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Reply::Retry(format!("langfuse: request failed: {e}"), None),
+            Err(e) => {
+                return Reply::Retry(
+                    format!("langfuse: cannot reach {}: {}", self.url, crate::export::describe(&e)),
+                    None,
+                );
+            }
         };
         let status = resp.status().as_u16();
         let wait = retry_after(&resp);

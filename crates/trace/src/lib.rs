@@ -6,8 +6,9 @@
 //!   to [`Exporter`]s from a background flusher it owns, retrying failures with backoff.
 //!   Nothing here can block or fail a run.
 //! - Exporters: [`SqliteStore`] (the default: `.operonx/traces.db`, also the reader for
-//!   `operonx trace`), [`JsonlExporter`] (the wire format, one event per line) and
-//!   [`MemoryExporter`].
+//!   `operonx trace`), [`JsonlExporter`] (the wire format, one event per line),
+//!   [`MemoryExporter`], [`langfuse`] and [`otlp`]; [`exporters_from_env`] builds the
+//!   remote ones a user turned on with the usual variables or `resources.yaml`.
 //! - [`view`]: runs and events rendered as a list, a span tree, a timeline or JSON.
 //! - [`RecordedEvent`]: an event as the pipeline holds it — as the scheduler recorded it
 //!   (built into a `TraceEvent` only for exporters that need one), built, or one of the
@@ -17,16 +18,15 @@
 //! trait, and on nothing above it.
 
 mod blocking;
+mod configure;
 pub mod counting;
 mod error;
 pub mod export;
 mod glob;
 mod jsonl;
-#[cfg(feature = "langfuse")]
 pub mod langfuse;
 mod memory;
 mod op_cache;
-#[cfg(feature = "otlp")]
 pub mod otlp;
 mod pipeline;
 pub mod private;
@@ -38,6 +38,7 @@ mod store;
 mod summary;
 pub mod view;
 
+pub use configure::{ConfiguredExporters, exporters_from_env};
 pub use error::{ConfigError, StoreError, TraceError};
 pub use export::{ExportError, Exporter};
 pub use glob::Glob;

@@ -1,6 +1,11 @@
 //! Export to any OpenTelemetry backend (Jaeger, Tempo, Langfuse's OTel endpoint, an OTel
-//! collector, ...) over OTLP/HTTP with the JSON encoding: `POST {endpoint}/v1/traces`,
-//! `Content-Type: application/json`, an `ExportTraceServiceRequest`.
+//! collector, ...) over OTLP/HTTP: `POST {endpoint}/v1/traces` with an
+//! `ExportTraceServiceRequest` (the `opentelemetry-proto` crate's messages), encoded as
+//! binary protobuf (`http/protobuf`, `Content-Type: application/x-protobuf`, the default)
+//! or with the OTLP/JSON mapping (`http/json`: hex ids, lowerCamelCase names, 64-bit
+//! integers as strings, enums as numbers: the crate's `with-serde` output, which follows it).
+//! Configured in code ([`OtlpConfig`]), from the standard `OTEL_*` variables
+//! ([`OtlpConfig::from_lookup`]) or from `resources.yaml` ([`OtlpConfig::from_section`]).
 //!
 //! Mapping:
 //!
@@ -8,7 +13,7 @@
 //! |---|---|
 //! | a run (`request_id`) | `traceId`: the request id's 32 hex digits when it is a UUID, else a 128-bit hash of it |
 //! | `op_start` … `op_end` of one `span_id` | one span: `spanId` = 64-bit hash of the span id, `parentSpanId` from `parent_span_id`, `name` = op name, kind INTERNAL, `startTimeUnixNano`/`endTimeUnixNano`, attributes `operonx.op.name`, `operonx.ctx` (`main/[0]`), `operonx.request_id`, `operonx.status`, `operonx.duration_ms`, `operonx.yield_count`, `operonx.inputs`/`operonx.outputs` (JSON text, only with [`OtlpConfig::capture_content`]); `status` 1 (ok) or 2 (error, with the error text) |
-//! | … plus `llm_usage` | GenAI conventions: kind CLIENT, name `chat {model}`, `gen_ai.operation.name` = `chat`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens`/`output_tokens`, `gen_ai.provider.name` and `gen_ai.system` when the usage names a provider, `operonx.cost_usd` |
+//! | … plus `llm_usage` | GenAI conventions: kind CLIENT, name `chat {model}` (the usage's `provider_model`, else its `model`), `gen_ai.operation.name` = `chat`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens`/`output_tokens`, `gen_ai.provider.name` and `gen_ai.system` when the usage names a provider, `operonx.cost_usd` |
 //! | `annotation`, `op_yield`, `media_ref` | span `events` (named after the annotation key, `operonx.yield`, `operonx.media_ref`) |
 //! | `group_start` … `group_end` | a span named after the group (a loop iteration) |
 //! | run-level annotations (no op, no span) | nothing (OTLP has no trace-level object) |
@@ -19,6 +24,7 @@
 //! retryable; an OTLP `partialSuccess` with rejected spans is reported as fatal (the
 //! collector said not to retry them).
 
+mod config;
 mod mapping;
 
 use std::collections::HashMap;
@@ -27,186 +33,19 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use operonx_runtime::TraceEvent;
+use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+pub use self::config::{DEFAULT_ENDPOINT, OtlpConfig, OtlpError, Protocol};
+pub(crate) use self::config::{flag, scalar_text};
 use crate::export::{ExportError, Exporter};
-use mapping::{SpanOptions, SpanState};
-
-/// The default OTLP/HTTP endpoint (a local collector).
-pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318";
-
-/// Where and how to send spans.
-#[derive(Clone)]
-pub struct OtlpConfig {
-    /// Base URL; spans go to `{endpoint}/v1/traces`.
-    pub endpoint: String,
-    /// Full URL of the traces endpoint, used as is (overrides `endpoint`).
-    pub traces_endpoint: Option<String>,
-    /// Extra request headers (e.g. an API key). Values are never printed.
-    pub headers: Vec<(String, String)>,
-    /// Timeout of one HTTP request.
-    pub timeout: Duration,
-    /// The `service.name` resource attribute.
-    pub service_name: String,
-    /// More resource attributes.
-    pub resource_attributes: Vec<(String, String)>,
-    /// Put op inputs, outputs and yielded items in attributes (they may hold prompts and
-    /// personal data; turn off to send only structure, timing and usage).
-    pub capture_content: bool,
-    /// Longest string attribute, in characters (longer ones are cut).
-    pub max_attribute_len: usize,
-    /// Most events per span; further ones are counted in `droppedEventsCount`.
-    pub max_events_per_span: usize,
-    /// Most spans per request.
-    pub batch_size: usize,
-    /// Most open spans kept between batches.
-    pub max_pending_spans: usize,
-}
-
-impl fmt::Debug for OtlpConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, _)| (k.as_str(), "<redacted>")).collect();
-        f.debug_struct("OtlpConfig")
-            .field("endpoint", &self.endpoint)
-            .field("traces_endpoint", &self.traces_endpoint)
-            .field("headers", &headers)
-            .field("timeout", &self.timeout)
-            .field("service_name", &self.service_name)
-            .field("resource_attributes", &self.resource_attributes)
-            .field("capture_content", &self.capture_content)
-            .field("max_attribute_len", &self.max_attribute_len)
-            .field("max_events_per_span", &self.max_events_per_span)
-            .field("batch_size", &self.batch_size)
-            .field("max_pending_spans", &self.max_pending_spans)
-            .finish()
-    }
-}
-
-/// Why an OTLP exporter could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum OtlpError {
-    /// A setting (or environment variable) is unusable.
-    #[error("invalid OTLP config: {0}")]
-    Invalid(String),
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
-}
-
-/// Decode `%XX` escapes (W3C baggage style, as the OTel header variables use).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b)))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parse `k1=v1,k2=v2` (values percent-encoded). The error names the variable, not the value.
-fn parse_pairs(var: &str, s: &str) -> Result<Vec<(String, String)>, OtlpError> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .enumerate()
-        .map(|(n, p)| match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((percent_decode(k.trim()), percent_decode(v.trim()))),
-            _ => Err(OtlpError::Invalid(format!("{var}: entry {} is not key=value", n + 1))),
-        })
-        .collect()
-}
-
-/// Set `pairs` into `into`, replacing entries of the same (case-insensitive) key.
-fn merge(into: &mut Vec<(String, String)>, pairs: Vec<(String, String)>) {
-    for (k, v) in pairs {
-        into.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
-        into.push((k, v));
-    }
-}
-
-impl OtlpConfig {
-    /// A config sending to `endpoint` (base URL) with default settings: service `operonx`,
-    /// 10 s timeout, content captured, 4096-character attributes, 128 events per span, 512
-    /// spans per request.
-    pub fn new(endpoint: impl Into<String>) -> Self {
-        Self {
-            endpoint: endpoint.into(),
-            traces_endpoint: None,
-            headers: Vec::new(),
-            timeout: Duration::from_secs(10),
-            service_name: "operonx".into(),
-            resource_attributes: Vec::new(),
-            capture_content: true,
-            max_attribute_len: 4096,
-            max_events_per_span: 128,
-            batch_size: 512,
-            max_pending_spans: 100_000,
-        }
-    }
-
-    /// Read the standard variables: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (full URL) or
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL, default [`DEFAULT_ENDPOINT`]),
-    /// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TRACES_HEADERS` (`k=v,...`),
-    /// `OTEL_EXPORTER_OTLP_TIMEOUT` / `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` (milliseconds),
-    /// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`. A `grpc` protocol is refused:
-    /// this exporter speaks OTLP/HTTP with JSON only.
-    pub fn from_env() -> Result<Self, OtlpError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// [`OtlpConfig::from_env`] with variables read through `var`.
-    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, OtlpError> {
-        let get = |k: &str| var(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let mut c = Self::new(get("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into()));
-        c.traces_endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
-        for name in ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"] {
-            if let Some(v) = get(name) {
-                merge(&mut c.headers, parse_pairs(name, &v)?);
-            }
-        }
-        for name in ["OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] {
-            if let Some(v) = get(name) {
-                let ms: u64 = v.parse().map_err(|_| OtlpError::Invalid(format!("{name} is not milliseconds: {v}")))?;
-                c.timeout = Duration::from_millis(ms);
-            }
-        }
-        for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
-            if get(name).is_some_and(|p| p.eq_ignore_ascii_case("grpc")) {
-                return Err(OtlpError::Invalid(format!("{name}=grpc: only OTLP/HTTP (JSON) is supported")));
-            }
-        }
-        if let Some(v) = get("OTEL_RESOURCE_ATTRIBUTES") {
-            let mut attrs = parse_pairs("OTEL_RESOURCE_ATTRIBUTES", &v)?;
-            if let Some(i) = attrs.iter().position(|(k, _)| k == "service.name") {
-                c.service_name = attrs.remove(i).1;
-            }
-            c.resource_attributes = attrs;
-        }
-        if let Some(name) = get("OTEL_SERVICE_NAME") {
-            c.service_name = name;
-        }
-        Ok(c)
-    }
-
-    /// The URL spans are posted to.
-    pub fn traces_url(&self) -> String {
-        match &self.traces_endpoint {
-            Some(url) => url.clone(),
-            None => format!("{}/v1/traces", self.endpoint.trim_end_matches('/')),
-        }
-    }
-}
+use mapping::{SpanOptions, SpanState, kv, string};
 
 /// An [`Exporter`] that sends runs as OTLP spans.
 pub struct OtlpExporter {
@@ -214,7 +53,7 @@ pub struct OtlpExporter {
     url: String,
     client: reqwest::Client,
     options: SpanOptions,
-    resource: Value,
+    resource: Resource,
     pending: Mutex<HashMap<String, SpanState>>,
 }
 
@@ -234,9 +73,10 @@ fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(200).collect()
 }
 
-/// Rejected spans reported in an OTLP partial success body (`rejectedSpans` is an int64,
-/// so a string in JSON, but accept a number too).
-fn partial_success(body: &[u8]) -> Option<(u64, String)> {
+/// Rejected spans reported in an OTLP/JSON partial success body. Read by hand:
+/// `rejectedSpans` is an int64, so a string in OTLP/JSON, which `opentelemetry-proto`'s
+/// serde mapping of this message does not accept (it reads numbers only); take both.
+fn json_partial_success(body: &[u8]) -> Option<(u64, String)> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let p = v.get("partialSuccess")?;
     let rejected = match p.get("rejectedSpans")? {
@@ -245,6 +85,13 @@ fn partial_success(body: &[u8]) -> Option<(u64, String)> {
     };
     let msg = p.get("errorMessage").and_then(Value::as_str).unwrap_or("").to_string();
     (rejected > 0).then_some((rejected, msg))
+}
+
+/// Rejected spans reported in a protobuf `ExportTraceServiceResponse`.
+fn proto_partial_success(body: &[u8]) -> Option<(u64, String)> {
+    let p = ExportTraceServiceResponse::decode(body).ok()?.partial_success?;
+    let rejected = u64::try_from(p.rejected_spans).ok()?;
+    (rejected > 0).then_some((rejected, p.error_message))
 }
 
 impl OtlpExporter {
@@ -268,14 +115,13 @@ impl OtlpExporter {
             .default_headers(headers)
             .build()
             .map_err(|e| OtlpError::Client(e.to_string()))?;
-        let string = |s: &str| json!({"stringValue": s});
         let mut attributes = vec![
-            json!({"key": "service.name", "value": string(&config.service_name)}),
-            json!({"key": "telemetry.sdk.name", "value": string("operonx")}),
-            json!({"key": "telemetry.sdk.language", "value": string("rust")}),
-            json!({"key": "telemetry.sdk.version", "value": string(env!("CARGO_PKG_VERSION"))}),
+            kv("service.name", string(config.service_name.clone())),
+            kv("telemetry.sdk.name", string("operonx")),
+            kv("telemetry.sdk.language", string("rust")),
+            kv("telemetry.sdk.version", string(env!("CARGO_PKG_VERSION"))),
         ];
-        attributes.extend(config.resource_attributes.iter().map(|(k, v)| json!({"key": k, "value": string(v)})));
+        attributes.extend(config.resource_attributes.iter().map(|(k, v)| kv(k, string(v.clone()))));
         let options = SpanOptions {
             capture_content: config.capture_content,
             max_attribute_len: config.max_attribute_len,
@@ -286,7 +132,7 @@ impl OtlpExporter {
             config,
             client,
             options,
-            resource: json!({"attributes": attributes}),
+            resource: Resource { attributes, ..Resource::default() },
             pending: Mutex::new(HashMap::new()),
         })
     }
@@ -310,7 +156,7 @@ impl OtlpExporter {
             return Ok(());
         }
         let folded = mapping::fold(batch, &self.pending(), &self.options);
-        let spans: Vec<Value> = folded.ended.iter().map(|s| s.to_otlp(&self.options, true)).collect();
+        let spans: Vec<Span> = folded.ended.iter().map(|s| s.to_otlp(&self.options, true)).collect();
         let result = self.send(spans).await;
         // A retryable failure means the same batch comes again: keep the state it was folded with.
         if !matches!(result, Err(ExportError::Retryable(_))) {
@@ -327,7 +173,7 @@ impl OtlpExporter {
         result
     }
 
-    async fn send(&self, spans: Vec<Value>) -> Result<(), ExportError> {
+    async fn send(&self, spans: Vec<Span>) -> Result<(), ExportError> {
         let mut retry = None;
         let mut fatal = Vec::new();
         for chunk in spans.chunks(self.config.batch_size) {
@@ -344,35 +190,59 @@ impl OtlpExporter {
         }
     }
 
-    async fn post(&self, spans: &[Value]) -> Result<(), Failure> {
-        let body = json!({
-            "resourceSpans": [{
-                "resource": self.resource,
-                "scopeSpans": [{
-                    "scope": {"name": "operonx", "version": env!("CARGO_PKG_VERSION")},
-                    "spans": spans,
+    /// The request body of `spans` in the configured encoding.
+    fn encode(&self, spans: &[Span]) -> Result<Vec<u8>, Failure> {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(self.resource.clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "operonx".into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..InstrumentationScope::default()
+                    }),
+                    spans: spans.to_vec(),
+                    schema_url: String::new(),
                 }],
+                schema_url: String::new(),
             }],
-        });
-        let bytes = serde_json::to_vec(&body).map_err(|e| Failure::Fatal(format!("otlp: cannot encode spans: {e}")))?;
+        };
+        match self.config.protocol {
+            Protocol::HttpProtobuf => Ok(request.encode_to_vec()),
+            Protocol::HttpJson => serde_json::to_vec(&request)
+                .map_err(|e| Failure::Fatal(format!("otlp: cannot encode spans as JSON: {e}"))),
+        }
+    }
+
+    async fn post(&self, spans: &[Span]) -> Result<(), Failure> {
+        let bytes = self.encode(spans)?;
         let resp = self
             .client
             .post(&self.url)
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, self.config.protocol.content_type())
             .body(bytes)
             .send()
             .await
-            .map_err(|e| Failure::Retry(format!("otlp: request failed: {e}")))?;
+            .map_err(|e| {
+                Failure::Retry(format!("otlp: cannot reach the collector: {}", crate::export::describe(&e)))
+            })?;
         let status = resp.status().as_u16();
+        let binary = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-protobuf"));
         let body = resp.bytes().await.unwrap_or_default();
+        let rejected = if binary { proto_partial_success(&body) } else { json_partial_success(&body) };
+        let text = || if binary { format!("{} byte(s) of protobuf", body.len()) } else { snippet(&body) };
         match status {
-            200..=299 => match partial_success(&body) {
+            200..=299 => match rejected {
                 Some((n, msg)) => Err(Failure::Fatal(format!("otlp: collector rejected {n} span(s): {msg}"))),
                 None => Ok(()),
             },
-            401 | 403 => Err(Failure::Fatal(format!("otlp: HTTP {status} (check the headers): {}", snippet(&body)))),
-            408 | 429 | 500..=599 => Err(Failure::Retry(format!("otlp: HTTP {status}: {}", snippet(&body)))),
-            _ => Err(Failure::Fatal(format!("otlp: HTTP {status}: {}", snippet(&body)))),
+            401 | 403 => Err(Failure::Fatal(format!("otlp: HTTP {status} (check the headers): {}", text()))),
+            408 | 429 | 500..=599 => Err(Failure::Retry(format!("otlp: HTTP {status}: {}", text()))),
+            _ => Err(Failure::Fatal(format!("otlp: HTTP {status}: {}", text()))),
         }
     }
 

@@ -333,8 +333,20 @@ fn config_from_env_and_debug_hides_the_secret() {
 
     let missing = LangfuseConfig::from_lookup(|k| (k == "LANGFUSE_PUBLIC_KEY").then(|| "pk".to_string()));
     assert!(matches!(missing, Err(LangfuseError::MissingEnv("LANGFUSE_SECRET_KEY"))));
-    let default_host = LangfuseConfig::from_lookup(|k| k.starts_with("LANGFUSE_").then(|| "x".to_string()));
-    assert_eq!(default_host.unwrap().host, "x", "LANGFUSE_HOST read");
+    let host = LangfuseConfig::from_lookup(|k| k.starts_with("LANGFUSE_").then(|| "https://x".to_string()));
+    assert_eq!(host.unwrap().host, "https://x", "LANGFUSE_HOST read");
+    let base_url = LangfuseConfig::from_lookup(|k| match k {
+        "LANGFUSE_BASE_URL" => Some("http://eu.example:3000".to_string()),
+        "LANGFUSE_HOST" => None,
+        _ => Some("k".to_string()),
+    });
+    assert_eq!(base_url.unwrap().host, "http://eu.example:3000", "LANGFUSE_BASE_URL when LANGFUSE_HOST is unset");
+    let bad = LangfuseConfig::from_lookup(|k| match k {
+        "LANGFUSE_BASE_URL" => Some("eu.example".to_string()),
+        _ => k.ends_with("_KEY").then(|| "sk-lf-shh".to_string()),
+    });
+    let bad = bad.unwrap_err().to_string();
+    assert!(bad.contains("LANGFUSE_BASE_URL: not a URL") && !bad.contains("sk-lf-shh"), "{bad}");
     let no_host = LangfuseConfig::from_lookup(|k| k.ends_with("_KEY").then(|| "x".to_string())).unwrap();
     assert_eq!(no_host.host, "https://cloud.langfuse.com");
 }

@@ -253,10 +253,29 @@ async fn exporters_give_up_after_bounded_attempts_without_failing_anything() {
     assert_eq!(good.events().len(), 3, "the other exporters still get the batch");
     let s = pipeline.stats();
     assert_eq!((s.export_failures, s.events_lost, s.export_retries, s.batches_exported), (2, 6, 2, 1));
-    // The pipeline keeps working after giving up.
+    // The pipeline keeps working after giving up; an exporter that is failing gets one
+    // attempt per batch until a batch gets through.
     record_run(&pipeline, "r2");
     pipeline.shutdown().await;
     assert_eq!(good.events().iter().filter(|e| e.request_id == "r2").count(), 3);
+    assert_eq!(always.calls.load(Ordering::SeqCst), 4, "one more attempt, not three");
+}
+
+#[tokio::test]
+async fn an_exporter_that_recovers_gets_its_retries_back() {
+    // Fails the 3 attempts of the first batch and the single one of the second, then works.
+    let flaky = Flaky::new(4, ExportError::Retryable("connection refused".into()));
+    let exporter: Arc<dyn Exporter> = flaky.clone();
+    let pipeline = retrying(&[exporter], 3);
+    for (n, rid) in ["r1", "r2", "r3"].into_iter().enumerate() {
+        record_run(&pipeline, rid);
+        pipeline.flush().await;
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), [3, 4, 5][n], "after {rid}");
+    }
+    assert_eq!(flaky.accepted.events().len(), 3, "r3 got through");
+    let s = pipeline.stats();
+    assert_eq!((s.export_failures, s.batches_exported), (2, 1));
+    pipeline.shutdown().await;
 }
 
 /// Takes `delay` per export.

@@ -193,6 +193,8 @@ pub struct ResourceHub {
     env_files: Vec<PathBuf>,
     entries: BTreeMap<String, Entry>,
     ignored: Vec<String>,
+    /// The `tracing:` section, interpolated.
+    tracing: Option<Entry>,
     built: Mutex<Built>,
 }
 
@@ -228,6 +230,7 @@ impl ResourceHub {
             env_files: Vec::new(),
             entries: BTreeMap::new(),
             ignored: Vec::new(),
+            tracing: None,
             built: Mutex::new(Built::default()),
         }
     }
@@ -283,21 +286,28 @@ impl ResourceHub {
         base_dir: Option<PathBuf>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ResourceError> {
-        let (raw, ignored) = yaml::parse_resources(text).map_err(|e| match e {
+        let layout = yaml::parse_resources(text).map_err(|e| match e {
             yaml::LayoutError::Scan(source) => ResourceError::Yaml { origin: origin.clone(), source },
             yaml::LayoutError::Shape(message) => ResourceError::Layout { origin: origin.clone(), message },
             yaml::LayoutError::Duplicate(key) => ResourceError::Duplicate { key, origin: origin.clone() },
         })?;
-        let entries = raw
-            .into_iter()
-            .map(|(key, mut config)| {
-                let mut out = env::Interpolation::default();
-                env::interpolate(&mut config, &key, env, &mut out);
-                let secrets = out.substituted.into_iter().filter(|s| s.len() >= 4).collect();
-                (key, Entry { config, missing: out.missing, secrets })
-            })
-            .collect();
-        Ok(Self { origin, base_dir, env_files: Vec::new(), entries, ignored, built: Mutex::new(Built::default()) })
+        let entry = |key: &str, mut config: Value| {
+            let mut out = env::Interpolation::default();
+            env::interpolate(&mut config, key, env, &mut out);
+            let secrets = out.substituted.into_iter().filter(|s| s.len() >= 4).collect();
+            Entry { config, missing: out.missing, secrets }
+        };
+        let entries = layout.resources.into_iter().map(|(key, config)| (key.clone(), entry(&key, config))).collect();
+        let tracing = layout.tracing.map(|config| entry(yaml::TRACING, config));
+        Ok(Self {
+            origin,
+            base_dir,
+            env_files: Vec::new(),
+            entries,
+            ignored: layout.ignored,
+            tracing,
+            built: Mutex::new(Built::default()),
+        })
     }
 
     /// Where the resources came from (a file path, or `<in-memory resources>`).
@@ -305,13 +315,45 @@ impl ResourceHub {
         &self.origin
     }
 
+    /// The `tracing:` section (the trace exporters' settings, read by `operonx-trace`'s
+    /// `exporters_from_env`), its `${VAR}`s replaced; `None` when the file has none. An
+    /// unset variable it uses is an error naming it. Holds secrets: not for display.
+    pub fn tracing(&self) -> Result<Option<&Value>, ResourceError> {
+        let Some(entry) = &self.tracing else { return Ok(None) };
+        if !entry.missing.is_empty() {
+            return Err(ResourceError::MissingVars {
+                key: yaml::TRACING.into(),
+                origin: self.origin.clone(),
+                vars: entry.missing.clone(),
+                env_files: self.env_files.clone(),
+            });
+        }
+        Ok(Some(&entry.config))
+    }
+
     /// Every secret value these resources hold, for redaction by value
     /// ([`operonx_graph::SecretSet`]): each resource's `api_key` and `headers` values
-    /// (however they were written) and every value a `${VAR}` placeholder brought in from
-    /// the environment or `.env`. Values shorter than
-    /// [`operonx_graph::secrets::MIN_SECRET_LEN`] bytes are left out.
+    /// (however they were written), the `tracing:` section's `secret_key`s and `headers`
+    /// values, and every value a `${VAR}` placeholder brought in from the environment or
+    /// `.env`. Values shorter than [`operonx_graph::secrets::MIN_SECRET_LEN`] bytes are
+    /// left out.
     pub fn secrets(&self) -> operonx_graph::SecretSet {
         let mut set = operonx_graph::SecretSet::new();
+        if let Some(tracing) = &self.tracing {
+            tracing.secrets.iter().for_each(|s| {
+                set.insert(s);
+            });
+            for exporter in tracing.config.as_object().into_iter().flat_map(|m| m.values()) {
+                if let Some(Value::String(key)) = exporter.get("secret_key") {
+                    set.insert(key);
+                }
+                if let Some(Value::Object(headers)) = exporter.get("headers") {
+                    headers.values().filter_map(Value::as_str).for_each(|v| {
+                        set.insert(v);
+                    });
+                }
+            }
+        }
         for entry in self.entries.values() {
             entry.secrets.iter().for_each(|s| {
                 set.insert(s);

@@ -17,19 +17,34 @@ pub(crate) enum LayoutError {
     Duplicate(String),
 }
 
+/// The top-level key of the trace exporters' settings (read by `operonx-trace`).
+pub(crate) const TRACING: &str = "tracing";
+
+/// A resources document laid out.
+#[derive(Debug, Default)]
+pub(crate) struct Layout {
+    /// `category:name → config`.
+    pub(crate) resources: BTreeMap<String, Value>,
+    /// Top-level keys that are not resources (never resolved).
+    pub(crate) ignored: Vec<String>,
+    /// The `tracing:` section, as written.
+    pub(crate) tracing: Option<Value>,
+}
+
 /// Parse a resources document into `category:name → config`. Top-level keys are either
 /// `category:name` (flat) or a category whose value maps names to configs (nested). An
-/// empty document has no resources. Top-level keys without a colon whose value is not a
-/// block of mappings (e.g. exporter settings) are returned separately and never resolved.
-pub(crate) fn parse_resources(text: &str) -> Result<(BTreeMap<String, Value>, Vec<String>), LayoutError> {
+/// empty document has no resources. The `tracing` key is the exporters' section, kept
+/// apart. Other top-level keys without a colon whose value is not a block of mappings
+/// are returned separately and never resolved.
+pub(crate) fn parse_resources(text: &str) -> Result<Layout, LayoutError> {
     let docs = YamlLoader::load_from_str(text).map_err(LayoutError::Scan)?;
-    let mut out = BTreeMap::new();
-    let mut ignored = Vec::new();
+    let mut layout = Layout::default();
     let Some(doc) = docs.into_iter().next() else {
-        return Ok((out, ignored));
+        return Ok(layout);
     };
+    let Layout { resources: out, ignored, tracing } = &mut layout;
     let root = match to_json(&doc).map_err(LayoutError::Shape)? {
-        Value::Null => return Ok((out, ignored)),
+        Value::Null => return Ok(layout),
         Value::Object(m) => m,
         other => {
             return Err(LayoutError::Shape(format!(
@@ -39,8 +54,12 @@ pub(crate) fn parse_resources(text: &str) -> Result<(BTreeMap<String, Value>, Ve
         }
     };
     for (key, value) in root {
+        if key == TRACING {
+            *tracing = Some(value);
+            continue;
+        }
         if key.contains(':') {
-            insert(&mut out, key, value)?;
+            insert(out, key, value)?;
             continue;
         }
         let Value::Object(block) = value else {
@@ -61,10 +80,10 @@ pub(crate) fn parse_resources(text: &str) -> Result<(BTreeMap<String, Value>, Ve
             )));
         }
         for (name, cfg) in block {
-            insert(&mut out, format!("{key}:{name}"), cfg)?;
+            insert(out, format!("{key}:{name}"), cfg)?;
         }
     }
-    Ok((out, ignored))
+    Ok(layout)
 }
 
 fn insert(out: &mut BTreeMap<String, Value>, key: String, value: Value) -> Result<(), LayoutError> {
@@ -121,11 +140,13 @@ mod tests {
 
     #[test]
     fn nested_and_flat_layouts_flatten() {
-        let text = "llm:a: {api_type: openai, model: m}\nllm:\n  b:\n    api_type: replay\n    n: 1.5\nembedding:\n  e: {api_type: tei}\nlangfuse:\n  public_key: x\n";
-        let (res, ignored) = parse_resources(text).unwrap();
+        let text = "llm:a: {api_type: openai, model: m}\nllm:\n  b:\n    api_type: replay\n    n: 1.5\nembedding:\n  e: {api_type: tei}\nlangfuse:\n  public_key: x\ntracing:\n  otlp: {endpoint: 'http://h:4318'}\n";
+        let layout = parse_resources(text).unwrap();
+        let res = &layout.resources;
         assert_eq!(res.keys().collect::<Vec<_>>(), vec!["embedding:e", "llm:a", "llm:b"]);
         assert_eq!(res["llm:b"]["n"], 1.5);
-        assert_eq!(ignored, vec!["langfuse"]);
+        assert_eq!(layout.ignored, vec!["langfuse"]);
+        assert_eq!(layout.tracing, Some(serde_json::json!({"otlp": {"endpoint": "http://h:4318"}})));
     }
 
     #[test]
@@ -143,6 +164,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse_resources("a: [\n"), Err(LayoutError::Scan(_))));
-        assert!(parse_resources("  \n").unwrap().0.is_empty());
+        assert!(parse_resources("  \n").unwrap().resources.is_empty());
     }
 }

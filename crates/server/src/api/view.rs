@@ -84,7 +84,10 @@ pub(crate) fn run_view(run: &StoredRun) -> RunView {
         .and_then(Value::as_object)
         .map(|e| u64::try_from(e.len()).unwrap_or(u64::MAX));
     view.result = run.result.clone();
-    view.pending =
-        run.pending.iter().map(|i| PendingView { id: i.id.clone(), op: i.op.clone(), payload: i.payload.clone() }).collect();
+    view.pending = run
+        .pending
+        .iter()
+        .map(|i| PendingView { id: i.id.clone(), op: i.op.clone(), payload: i.payload.clone() })
+        .collect();
     view
 }

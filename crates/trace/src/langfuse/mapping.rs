@@ -163,7 +163,9 @@ struct Usage {
 impl Usage {
     fn add(&mut self, e: &TraceEvent) {
         let p = &e.payload;
-        if let Some(m) = str_field(e, "model") {
+        // The provider's model name (`provider_model`) when the op recorded it: `model` is
+        // then the resource's name in resources.yaml, which Langfuse cannot price.
+        if let Some(m) = str_field(e, "provider_model").or_else(|| str_field(e, "model")) {
             self.model = Some(m.to_string());
         }
         if let Some(m) = str_field(e, "provider") {

@@ -1,4 +1,5 @@
-//! Folding trace events into OTLP spans (the JSON mapping of `opentelemetry.proto.trace.v1`).
+//! Folding trace events into OTLP spans (`opentelemetry.proto.trace.v1`, the messages of
+//! the `opentelemetry-proto` crate).
 //!
 //! A span is exported once, when its `op_end`/`group_end` arrives; events of spans still
 //! open at the end of a batch are kept by the exporter until then.
@@ -6,13 +7,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use operonx_runtime::{EventKind, TraceEvent};
-use serde_json::{Value, json};
-
-/// `SPAN_KIND_INTERNAL`.
-const KIND_INTERNAL: u8 = 1;
-/// `SPAN_KIND_CLIENT` (model calls, per the GenAI conventions).
-const KIND_CLIENT: u8 = 3;
+use serde_json::Value;
 
 /// Settings that shape the spans.
 #[derive(Debug, Clone)]
@@ -38,26 +39,29 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The OTLP trace id of a run: the request id itself when it is a UUID (so other tools
-/// show the same id), else a 128-bit hash of it; 32 lowercase hex digits, never all zero.
-pub(crate) fn trace_id(request_id: &str) -> String {
+/// show the same id), else a 128-bit hash of it; never all zero.
+pub(crate) fn trace_id(request_id: &str) -> [u8; 16] {
     let dashes_ok = match request_id.len() {
         32 => !request_id.contains('-'),
         36 => request_id.char_indices().all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (c == '-')),
         _ => false,
     };
     let hex: String = request_id.chars().filter(|c| *c != '-').collect();
-    if dashes_ok && hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) && hex.chars().any(|c| c != '0') {
-        return hex.to_ascii_lowercase();
+    if dashes_ok
+        && let Ok(n) = u128::from_str_radix(&hex, 16)
+        && n != 0
+    {
+        return n.to_be_bytes();
     }
     let h = name_hash128(request_id);
     let (hi, lo) = (mix((h >> 64) as u64), mix(h as u64));
     let lo = if hi == 0 && lo == 0 { 1 } else { lo };
-    format!("{hi:016x}{lo:016x}")
+    ((u128::from(hi) << 64) | u128::from(lo)).to_be_bytes()
 }
 
-/// The OTLP span id of a span key: 16 lowercase hex digits, never all zero.
-pub(crate) fn span_id(key: &str) -> String {
-    format!("{:016x}", mix(name_hash64(key)).max(1))
+/// The OTLP span id of a span key: 8 bytes, never all zero.
+pub(crate) fn span_id(key: &str) -> [u8; 8] {
+    mix(name_hash64(key)).max(1).to_be_bytes()
 }
 
 /// The span key of an event: its `span_id`, or (older producers) its run, op and context,
@@ -77,8 +81,8 @@ pub(crate) fn span_key(e: &TraceEvent) -> String {
     format!("{}\u{1}{name}\u{1}{}", e.request_id, ctx.join("\u{1}"))
 }
 
-fn nanos(t: DateTime<Utc>) -> String {
-    t.timestamp_nanos_opt().unwrap_or(0).max(0).to_string()
+fn nanos(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0)
 }
 
 fn truncate(s: String, max: usize) -> String {
@@ -89,31 +93,36 @@ fn truncate(s: String, max: usize) -> String {
 }
 
 /// An OTLP `KeyValue`.
-fn kv(key: &str, value: Value) -> Value {
-    json!({"key": key, "value": value})
+pub(crate) fn kv(key: &str, value: AnyValue) -> KeyValue {
+    KeyValue { key: key.to_string(), value: Some(value), ..KeyValue::default() }
 }
 
-fn string(s: impl Into<String>) -> Value {
-    json!({"stringValue": s.into()})
+/// A string `AnyValue`.
+pub(crate) fn string(s: impl Into<String>) -> AnyValue {
+    AnyValue { value: Some(Any::StringValue(s.into())) }
 }
 
-fn int(i: i64) -> Value {
-    json!({"intValue": i.to_string()})
+fn int(i: i64) -> AnyValue {
+    AnyValue { value: Some(Any::IntValue(i)) }
 }
 
-fn uint(u: u64) -> Value {
+fn uint(u: u64) -> AnyValue {
     int(i64::try_from(u).unwrap_or(i64::MAX))
 }
 
-fn double(f: f64) -> Value {
-    json!({"doubleValue": f})
+fn double(f: f64) -> AnyValue {
+    AnyValue { value: Some(Any::DoubleValue(f)) }
+}
+
+fn boolean(b: bool) -> AnyValue {
+    AnyValue { value: Some(Any::BoolValue(b)) }
 }
 
 /// A JSON value as an OTLP `AnyValue`: scalars as themselves, objects and arrays as JSON text.
-fn any(v: &Value, max: usize) -> Value {
+fn any(v: &Value, max: usize) -> AnyValue {
     match v {
         Value::String(s) => string(truncate(s.clone(), max)),
-        Value::Bool(b) => json!({"boolValue": b}),
+        Value::Bool(b) => boolean(*b),
         Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => int(i),
             (None, Some(f)) => double(f),
@@ -136,7 +145,7 @@ fn is_empty(v: &Value) -> bool {
 struct SpanEvent {
     time: DateTime<Utc>,
     name: String,
-    attributes: Vec<Value>,
+    attributes: Vec<KeyValue>,
 }
 
 /// Token usage of the model calls of one op call.
@@ -171,7 +180,7 @@ pub(crate) struct SpanState {
     yield_count: Option<u64>,
     extra: Vec<(String, Value)>,
     events: Vec<SpanEvent>,
-    dropped_events: u64,
+    dropped_events: u32,
     usage: Option<Usage>,
 }
 
@@ -301,7 +310,9 @@ impl SpanState {
             EventKind::LlmUsage => {
                 let u = self.usage.get_or_insert_with(Usage::default);
                 let s = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_string);
-                u.model = s("model").or(u.model.take());
+                // The provider's model name (`provider_model`) when the op recorded it: `model`
+                // is then the resource's name in resources.yaml, which no backend can price.
+                u.model = s("provider_model").or_else(|| s("model")).or(u.model.take());
                 u.response_model = s("response_model").or(u.response_model.take());
                 u.provider = s("provider").or(u.provider.take());
                 u.input += u64_of(p.get("prompt_tokens"));
@@ -315,8 +326,8 @@ impl SpanState {
         }
     }
 
-    /// The OTLP JSON span. `complete == false` marks a span exported before its end was seen.
-    pub(crate) fn to_otlp(&self, opts: &SpanOptions, complete: bool) -> Value {
+    /// The OTLP span. `complete == false` marks a span exported before its end was seen.
+    pub(crate) fn to_otlp(&self, opts: &SpanOptions, complete: bool) -> Span {
         let max = opts.max_attribute_len;
         let end = self.end.unwrap_or(self.last_seen);
         let start = self
@@ -332,7 +343,7 @@ impl SpanState {
             attrs.push(kv("operonx.ctx", string(self.ctx.join("/"))));
         }
         let mut name = self.name.clone().unwrap_or_else(|| "operonx".into());
-        let mut kind = KIND_INTERNAL;
+        let mut kind = SpanKind::Internal;
         if self.group {
             attrs.push(kv("operonx.group.name", string(name.clone())));
             attrs.extend(self.extra.iter().map(|(k, v)| kv(k, any(v, max))));
@@ -356,7 +367,7 @@ impl SpanState {
             }
         }
         if let Some(u) = &self.usage {
-            kind = KIND_CLIENT;
+            kind = SpanKind::Client;
             attrs.push(kv("gen_ai.operation.name", string("chat")));
             if let Some(m) = &u.model {
                 name = format!("chat {m}");
@@ -372,46 +383,51 @@ impl SpanState {
             attrs.push(kv("gen_ai.usage.input_tokens", uint(u.input)));
             attrs.push(kv("gen_ai.usage.output_tokens", uint(u.output)));
             if !u.finish_reasons.is_empty() {
-                let values: Vec<Value> = u.finish_reasons.iter().map(|r| string(r.clone())).collect();
-                attrs.push(kv("gen_ai.response.finish_reasons", json!({"arrayValue": {"values": values}})));
+                let values = u.finish_reasons.iter().map(|r| string(r.clone())).collect();
+                attrs.push(kv(
+                    "gen_ai.response.finish_reasons",
+                    AnyValue { value: Some(Any::ArrayValue(ArrayValue { values })) },
+                ));
             }
             attrs.push(kv("operonx.cost_usd", double(u.cost)));
         }
         let status = match self.status.as_deref() {
             _ if !complete => {
-                attrs.push(kv("operonx.incomplete", json!({"boolValue": true})));
-                json!({"code": 0})
+                attrs.push(kv("operonx.incomplete", boolean(true)));
+                Status { code: StatusCode::Unset as i32, message: String::new() }
             }
-            Some("ok") => json!({"code": 1}),
+            Some("ok") => Status { code: StatusCode::Ok as i32, message: String::new() },
             Some("error") => {
                 attrs.push(kv("error.type", string("_OTHER")));
-                json!({"code": 2, "message": truncate(self.error.clone().unwrap_or_else(|| "error".into()), max)})
+                let message = truncate(self.error.clone().unwrap_or_else(|| "error".into()), max);
+                Status { code: StatusCode::Error as i32, message }
             }
-            _ => json!({"code": 0}),
+            _ => Status { code: StatusCode::Unset as i32, message: String::new() },
         };
-        let events: Vec<Value> = self
+        let events = self
             .events
             .iter()
-            .map(|ev| json!({"timeUnixNano": nanos(ev.time), "name": ev.name, "attributes": ev.attributes}))
+            .map(|ev| Event {
+                time_unix_nano: nanos(ev.time),
+                name: ev.name.clone(),
+                attributes: ev.attributes.clone(),
+                dropped_attributes_count: 0,
+            })
             .collect();
-        let mut span = json!({
-            "traceId": trace_id(&self.request_id),
-            "spanId": span_id(&self.key),
-            "name": name,
-            "kind": kind,
-            "startTimeUnixNano": nanos(start),
-            "endTimeUnixNano": nanos(end),
-            "attributes": attrs,
-            "events": events,
-            "status": status,
-        });
-        if let Some(p) = &self.parent {
-            span["parentSpanId"] = json!(span_id(p));
+        Span {
+            trace_id: trace_id(&self.request_id).to_vec(),
+            span_id: span_id(&self.key).to_vec(),
+            parent_span_id: self.parent.as_deref().map(|p| span_id(p).to_vec()).unwrap_or_default(),
+            name,
+            kind: kind as i32,
+            start_time_unix_nano: nanos(start),
+            end_time_unix_nano: nanos(end),
+            attributes: attrs,
+            events,
+            dropped_events_count: self.dropped_events,
+            status: Some(status),
+            ..Span::default()
         }
-        if self.dropped_events > 0 {
-            span["droppedEventsCount"] = json!(self.dropped_events);
-        }
-        span
     }
 }
 

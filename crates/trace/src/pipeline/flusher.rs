@@ -3,6 +3,7 @@
 //! never on a run's task.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -76,7 +77,13 @@ pub(super) async fn flush_once(shared: &Shared, close_all: bool) {
     while let Some(batch) = next {
         tracing::debug!(events = batch.len(), exporters = shared.exporters.len(), "flushing trace events");
         let batch = Batch::new(batch, &shared.exporters);
-        let export = join_all(shared.exporters.iter().map(|e| export_with_retry(shared, e.as_ref(), &batch)));
+        let export = join_all(
+            shared
+                .exporters
+                .iter()
+                .zip(&shared.failing)
+                .map(|(e, failing)| export_with_retry(shared, e.as_ref(), failing, &batch)),
+        );
         // `join` polls the export first, so exporters that work on another thread start
         // before the next batch is built here.
         next = join(export, async { batches.next_batch(shared) }).await.1;
@@ -236,9 +243,16 @@ fn process_built<'a>(
 }
 
 /// Export one batch to one exporter: retry retryable failures with backoff, give up on
-/// fatal ones, and report (log + counters) instead of failing.
-async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Batch) {
-    let policy = shared.gauge.config.retry;
+/// fatal ones, and report (log + counters) instead of failing. A lost batch is logged as a
+/// warning only when the exporter's previous batch got through (`failing` says whether it
+/// did not): an unreachable collector is said once, and again only after it recovered.
+/// While an exporter is failing, each batch gets a single attempt: a dead collector costs
+/// one request per batch, not every retry with its waits (at shutdown too).
+async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, failing: &AtomicBool, batch: &Batch) {
+    let mut policy = shared.gauge.config.retry;
+    if failing.load(Ordering::Relaxed) {
+        policy.max_attempts = 1;
+    }
     let timeout = shared.gauge.config.export_timeout;
     let counters = &shared.gauge.counters;
     let mut attempt = 1u32;
@@ -252,6 +266,9 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Bat
         let error = match result {
             Ok(()) => {
                 Counters::add(&counters.batches_exported, 1);
+                if failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(exporter = exporter.name(), "trace export works again");
+                }
                 return;
             }
             Err(e) => e,
@@ -264,13 +281,18 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, batch: &Bat
             attempt += 1;
             continue;
         }
-        tracing::warn!(
-            exporter = exporter.name(),
-            attempts = attempt,
-            events = batch.len,
-            error = %error,
-            "trace export failed; batch dropped for this exporter"
-        );
+        if failing.swap(true, Ordering::Relaxed) {
+            tracing::debug!(exporter = exporter.name(), attempts = attempt, events = batch.len, error = %error,
+                "trace export failed again; batch dropped for this exporter");
+        } else {
+            tracing::warn!(
+                exporter = exporter.name(),
+                attempts = attempt,
+                events = batch.len,
+                error = %error,
+                "trace export failed; batch dropped for this exporter (further failures are not reported until it recovers)"
+            );
+        }
         Counters::add(&counters.failures, 1);
         Counters::add(&counters.lost, batch.len as u64);
         return;

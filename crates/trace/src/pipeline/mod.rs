@@ -92,6 +92,9 @@ struct Shared {
     /// Lists are recorded cut to this many items (the processors' smallest list limit).
     max_list_items: Option<usize>,
     exporters: Vec<Arc<dyn Exporter>>,
+    /// Per exporter: its last batch was lost (further losses are not reported again until
+    /// a batch gets through, so an unreachable collector is said once, not per batch).
+    failing: Vec<AtomicBool>,
     buffers: Mutex<Buffers>,
     gauge: Arc<Gauge>,
     flusher: Mutex<Option<JoinHandle<()>>>,
@@ -378,6 +381,7 @@ impl TracePipelineBuilder {
             processors: self.processors,
             in_place_only,
             max_list_items,
+            failing: exporters.iter().map(|_| AtomicBool::new(false)).collect(),
             exporters,
             buffers: Mutex::new(Buffers::default()),
             gauge: Arc::new(Gauge::new(self.config, Arc::new(Signals::default()))),

@@ -22,7 +22,22 @@ impl Request {
     }
 }
 
-type Responder = Arc<dyn Fn(usize, &Request) -> (u16, String) + Send + Sync>;
+/// A mock's answer to one request.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Wait this long before answering (a slow collector).
+    pub delay: std::time::Duration,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: impl Into<String>) -> Reply {
+        Reply { status, content_type: "application/json", body: body.into().into_bytes(), delay: Default::default() }
+    }
+}
+
+type Responder = Arc<dyn Fn(usize, &Request) -> Reply + Send + Sync>;
 
 /// An HTTP/1.1 server that records every request and answers with `respond(n, request)`.
 pub struct Mock {
@@ -32,6 +47,15 @@ pub struct Mock {
 
 impl Mock {
     pub async fn start(respond: impl Fn(usize, &Request) -> (u16, String) + Send + Sync + 'static) -> Mock {
+        Self::start_with(move |n, r| {
+            let (status, body) = respond(n, r);
+            Reply::json(status, body)
+        })
+        .await
+    }
+
+    /// A server answering with `respond(n, request)` in full (status, type, body, delay).
+    pub async fn start_with(respond: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Mock {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -72,12 +96,18 @@ impl Mock {
                         r.push(req.clone());
                         r.len() - 1
                     };
-                    let (status, body) = respond(n, &req);
-                    let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
+                    let reply = respond(n, &req);
+                    if !reply.delay.is_zero() {
+                        tokio::time::sleep(reply.delay).await;
+                    }
+                    let head = format!(
+                        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        reply.status,
+                        reply.content_type,
+                        reply.body.len()
                     );
-                    sock.write_all(resp.as_bytes()).await.unwrap();
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&reply.body).await;
                     let _ = sock.shutdown().await;
                 });
             }
