@@ -24,9 +24,9 @@ pub struct FieldError {
 pub struct Problem {
     /// A URI naming the kind of problem (`about:blank` with the status's title).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     /// The status's short title.
-    pub title: String,
+    pub title: &'static str,
     /// The HTTP status.
     pub status: u16,
     /// What happened, for a person.
@@ -43,8 +43,8 @@ impl Problem {
     /// A problem with `status` and `detail`.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Problem {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
             pointer: None,
