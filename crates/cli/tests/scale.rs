@@ -48,7 +48,10 @@ fn pair_graph() -> Value {
     };
     let mut ops = serde_json::Map::new();
     let list = [
-        ("p1", prompt("first {key}", json!({"key": {"required": true, "ref": {"source": "__PARENT__", "var": "key"}}}))),
+        (
+            "p1",
+            prompt("first {key}", json!({"key": {"required": true, "ref": {"source": "__PARENT__", "var": "key"}}})),
+        ),
         ("llm1", llm("main.p1", None)),
         ("p2", prompt("second {key}", json!({"key": parent("key"), "after": from("main.llm1", "content")}))),
         ("llm2", llm("main.p2", Some("answer"))),

@@ -38,7 +38,8 @@ impl Catalog {
     /// skipped.
     pub fn load_dir(engine: &Engine, dir: &Path) -> Result<Self, ServerError> {
         let io = |source| ServerError::GraphsDir { path: dir.to_path_buf(), source };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io)?.filter_map(|e| Some(e.ok()?.path())).collect();
+        let mut paths: Vec<PathBuf> =
+            std::fs::read_dir(dir).map_err(io)?.filter_map(|e| Some(e.ok()?.path())).collect();
         paths.sort();
         let mut catalog = Catalog::default();
         for path in paths {

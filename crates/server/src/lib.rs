@@ -72,7 +72,9 @@ impl std::fmt::Debug for Server {
 /// Listen on `config.bind` (refused beyond loopback without tenants).
 pub async fn bind(config: ServeConfig) -> Result<Server, ServerError> {
     let bind = config.bind.clone();
-    let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|source| ServerError::Bind { bind: bind.clone(), source })?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|source| ServerError::Bind { bind: bind.clone(), source })?;
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { bind: bind.clone(), source })?;
     if config.tenants.is_none() && !addr.ip().is_loopback() {
         return Err(ServerError::Unprotected { bind });

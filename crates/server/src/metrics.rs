@@ -60,7 +60,11 @@ impl Default for Metrics {
         registry.register("run_duration_seconds", "Wall time of runs executed here", run_seconds.clone());
         registry.register("op_duration_seconds", "Wall time of op calls in runs executed here", op_seconds.clone());
         registry.register("llm_tokens", "LLM tokens used by runs executed here", tokens.clone());
-        registry.register("llm_cost_micro_usd", "LLM cost of runs executed here, in millionths of a dollar", cost_micro_usd.clone());
+        registry.register(
+            "llm_cost_micro_usd",
+            "LLM cost of runs executed here, in millionths of a dollar",
+            cost_micro_usd.clone(),
+        );
         Metrics {
             registry,
             runs,

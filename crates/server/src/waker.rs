@@ -23,7 +23,11 @@ pub(crate) struct Waker {
 
 impl Waker {
     /// Start listening to `store`'s notifications.
-    pub(crate) fn start(store: Arc<dyn RunStore>, live: Live, executor: Option<Arc<Executor>>) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        store: Arc<dyn RunStore>,
+        live: Live,
+        executor: Option<Arc<Executor>>,
+    ) -> Result<Self, StoreError> {
         let mut waiter = store.waiter()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();

@@ -30,7 +30,9 @@ pub(crate) async fn object(headers: &HeaderMap, body: Body) -> Result<Map<String
 /// Refuse fields other than `known`.
 pub(crate) fn only(body: &Map<String, Value>, known: &[&str]) -> Result<(), Problem> {
     match body.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(Problem::invalid(pointer(&[k]), format!("unknown field (expected one of: {})", known.join(", ")))),
+        Some(k) => {
+            Err(Problem::invalid(pointer(&[k]), format!("unknown field (expected one of: {})", known.join(", "))))
+        }
         None => Ok(()),
     }
 }
@@ -69,7 +71,10 @@ pub(crate) fn query(raw: Option<&str>, known: &[&str]) -> Result<Map<String, Val
     let mut out = Map::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !known.contains(&k.as_ref()) {
-            return Err(Problem::bad_parameter(&k, format!("unknown parameter (expected one of: {})", known.join(", "))));
+            return Err(Problem::bad_parameter(
+                &k,
+                format!("unknown parameter (expected one of: {})", known.join(", ")),
+            ));
         }
         if out.insert(k.to_string(), Value::String(v.into_owned())).is_some() {
             return Err(Problem::bad_parameter(&k, "given more than once"));

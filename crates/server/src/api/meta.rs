@@ -44,7 +44,11 @@ pub(crate) async fn graphs(state: State, _caller: Caller) -> Json<GraphList> {
                 name: e.name.clone(),
                 fingerprint: e.workflow.fingerprint().to_string(),
                 inputs: doc.get("inputs").cloned().unwrap_or(serde_json::Value::Null),
-                description: doc.get("description").and_then(|d| d.as_str()).filter(|d| !d.is_empty()).map(str::to_string),
+                description: doc
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string),
             }
         })
         .collect();

@@ -1,10 +1,10 @@
 //! The HTTP API: routes, the state they share, and who is asking.
 
+mod body;
 pub(crate) mod events;
 pub(crate) mod meta;
 pub(crate) mod openapi;
 pub(crate) mod runs;
-mod body;
 mod view;
 
 use std::sync::Arc;

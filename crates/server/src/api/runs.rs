@@ -157,7 +157,8 @@ pub(crate) async fn create(
         tenant: caller.0.clone(),
         idempotency_key: key,
     };
-    let queued = blocking(&state, move |s| s.enqueue(&new)).await?.map_err(|e| Problem::internal("the run store", &e))?;
+    let queued =
+        blocking(&state, move |s| s.enqueue(&new)).await?.map_err(|e| Problem::internal("the run store", &e))?;
     if let Some(executor) = &state.executor {
         executor.wake();
     }
@@ -208,7 +209,8 @@ pub(crate) async fn list(state: State, caller: Caller, RawQuery(raw): RawQuery) 
         tenant: caller.0.clone(),
         after,
     };
-    let runs = blocking(&state.0, move |s| s.list(&filter)).await?.map_err(|e| Problem::internal("the run store", &e))?;
+    let runs =
+        blocking(&state.0, move |s| s.list(&filter)).await?.map_err(|e| Problem::internal("the run store", &e))?;
     let next_cursor = (runs.len() == limit)
         .then(|| runs.last().map(|r| Cursor { created_at: r.created_at, run_id: r.run_id.clone() }.to_string()))
         .flatten();

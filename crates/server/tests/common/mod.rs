@@ -92,7 +92,12 @@ impl TestServer {
         let base = format!("http://{}", server.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server.run(async { let _ = stopped.await; }).await.unwrap();
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
         });
         TestServer { base, store_path, key, stop: Some(stop), task: Some(task), dir }
     }
