@@ -39,6 +39,25 @@ async fn a_submitted_run_is_queued_then_done_and_the_same_idempotency_key_gives_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_runs_view_and_listing_carry_its_usage_stats() {
+    let s = TestServer::start().await;
+    let id = submit(&s, None, "greet", json!({"text": "Stats"})).await;
+    let run = wait_status(&s, None, &id, "done").await;
+    let (status, listing) = json(client().get(s.url("/v1/runs?graph=greet")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{listing}");
+    let listed = listing["runs"].as_array().unwrap().iter().find(|r| r["run_id"] == id.as_str()).unwrap().clone();
+    for view in [&run, &listed] {
+        // The greet graph has one op and calls no model.
+        assert_eq!(view["ops"], 1, "{view}");
+        assert_eq!(view["errors"], 0, "{view}");
+        assert_eq!(view["llm_calls"], 0, "{view}");
+        assert_eq!(view["tokens"], 0, "{view}");
+        assert_eq!(view["cost_usd"], 0.0, "{view}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_listed_newest_first_filtered_and_paged_by_cursor() {
     let s = TestServer::start().await;
     let mut ids = Vec::new();
@@ -101,17 +120,27 @@ async fn bad_requests_get_problem_details_naming_the_field_never_a_server_error(
     assert_problem(post("{\"graph\": \"greet\", \"inputs\": [1]}").await.unwrap(), 422, Some("/inputs")).await;
     assert_problem(post("{\"graph\": \"greet\"}").await.unwrap(), 422, Some("/inputs/text")).await;
     assert_problem(post("{\"graph\": \"greet\", \"input\": {}}").await.unwrap(), 422, Some("/input")).await;
-    assert_problem(post("{\"graph\": \"greet\", \"idempotency_key\": \"\"}").await.unwrap(), 422, Some("/idempotency_key"))
-        .await;
+    assert_problem(
+        post("{\"graph\": \"greet\", \"idempotency_key\": \"\"}").await.unwrap(),
+        422,
+        Some("/idempotency_key"),
+    )
+    .await;
     let big = format!("{{\"graph\": \"greet\", \"inputs\": {{\"text\": \"{}\"}}}}", "x".repeat(2 << 20));
     let r = client().post(s.url("/v1/runs")).header("content-type", "application/json").body(big).send().await.unwrap();
     assert_problem(r, 413, None).await;
-    for bad in ["/v1/runs?limit=0", "/v1/runs?limit=x", "/v1/runs?status=sleeping", "/v1/runs?cursor=zz", "/v1/runs?colour=red"]
-    {
+    for bad in [
+        "/v1/runs?limit=0",
+        "/v1/runs?limit=x",
+        "/v1/runs?status=sleeping",
+        "/v1/runs?cursor=zz",
+        "/v1/runs?colour=red",
+    ] {
         assert_problem(client().get(s.url(bad)).send().await.unwrap(), 400, None).await;
     }
     assert_problem(client().get(s.url("/v1/runs/not-a-run")).send().await.unwrap(), 404, None).await;
-    assert_problem(client().get(s.url(&format!("/v1/runs/{}", "ab".repeat(16)))).send().await.unwrap(), 404, None).await;
+    assert_problem(client().get(s.url(&format!("/v1/runs/{}", "ab".repeat(16)))).send().await.unwrap(), 404, None)
+        .await;
     assert_problem(client().get(s.url("/v2/nothing")).send().await.unwrap(), 404, None).await;
     let bad_id = client().get(s.url(&format!("/v1/runs/{}/events", "cd".repeat(16)))).header("last-event-id", "x");
     assert_problem(bad_id.send().await.unwrap(), 400, None).await;
@@ -171,6 +200,8 @@ async fn a_waiting_run_is_answered_over_http_and_its_stream_goes_on_after_a_serv
     let done = wait_status(&s, None, &id, "done").await;
     assert_eq!(done["result"], json!({"decision": "yes"}));
     assert_eq!(done["resumes"], 1);
+    // The totals span the resume: `ask` ended twice (asking, then answered), `low` once.
+    assert_eq!((&done["ops"], &done["errors"]), (&json!(3), &json!(0)), "{done}");
     let after = sse_events(&stream(&s, Some(seen)).await.unwrap().text().await.unwrap());
     assert!(!after.is_empty());
     assert_eq!(after[0].0, seen + 1, "{after:?}");
@@ -205,14 +236,20 @@ async fn runs_are_cancelled_queued_running_and_not_once_ended() {
 async fn a_tenant_sees_and_controls_only_its_own_runs() {
     let s = TestServer::start_with(Options { tokens: Some(TOKENS), ..Options::default() }).await;
     assert_problem(client().get(s.url("/v1/runs")).send().await.unwrap(), 401, None).await;
-    assert_problem(client().get(s.url("/v1/runs")).bearer_auth("wrong-token-0123456789").send().await.unwrap(), 401, None)
-        .await;
+    assert_problem(
+        client().get(s.url("/v1/runs")).bearer_auth("wrong-token-0123456789").send().await.unwrap(),
+        401,
+        None,
+    )
+    .await;
     let mine = submit(&s, Some(ACME), "approve", json!({})).await;
     wait_status(&s, Some(ACME), &mine, "waiting").await;
     let theirs = submit(&s, Some(GLOBEX), "greet", json!({"text": "G"})).await;
     wait_status(&s, Some(GLOBEX), &theirs, "done").await;
     let get = |path: String, token: &'static str| client().get(s.url(&path)).bearer_auth(token).send();
-    let post = |path: String, token: &'static str, body: Value| client().post(s.url(&path)).bearer_auth(token).json(&body).send();
+    let post = |path: String, token: &'static str, body: Value| {
+        client().post(s.url(&path)).bearer_auth(token).json(&body).send()
+    };
     assert_problem(get(format!("/v1/runs/{mine}"), GLOBEX).await.unwrap(), 404, None).await;
     assert_problem(get(format!("/v1/runs/{mine}/events"), GLOBEX).await.unwrap(), 404, None).await;
     assert_problem(post(format!("/v1/runs/{mine}/cancel"), GLOBEX, json!({})).await.unwrap(), 404, None).await;
@@ -272,9 +309,16 @@ async fn graphs_health_metrics_and_the_openapi_document_answer() {
     assert!(metrics.contains("operonx_run_duration_seconds_count 1"), "{metrics}");
     let (status, doc) = json(client().get(s.url("/openapi.json")).send().await.unwrap()).await;
     assert_eq!(status, 200);
-    for path in ["/v1/runs", "/v1/runs/{id}", "/v1/runs/{id}/events", "/v1/runs/{id}/resume", "/v1/runs/{id}/cancel",
-        "/v1/graphs", "/healthz", "/metrics"]
-    {
+    for path in [
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/events",
+        "/v1/runs/{id}/resume",
+        "/v1/runs/{id}/cancel",
+        "/v1/graphs",
+        "/healthz",
+        "/metrics",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     s.stop().await;
