@@ -123,7 +123,7 @@ async function runsPage(main) {
   const rows = page.runs.map((r) => el("tr", { "data-run": r.run_id },
     el("td", {}, el("a", { href: "/runs/" + r.run_id, class: "run-id" }, r.run_id)),
     el("td", {}, r.graph), el("td", {}, badge(r.status)), el("td", {}, when(r.created_at)),
-    el("td", { class: "num" }, r.duration_s.toFixed(2) + " s"), el("td", { class: "num" }, r.journal_entries),
+    el("td", { class: "num" }, r.duration_s.toFixed(2) + " s"), el("td", { class: "num" }, r.ops === undefined ? r.journal_entries : r.ops),
     el("td", { class: "num" }, r.errors === undefined ? "" : r.errors),
     el("td", { class: "num" }, r.tokens === undefined ? "" : r.tokens),
     el("td", { class: "num" }, r.cost_usd === undefined ? "" : "$" + r.cost_usd.toFixed(4))));

@@ -16,9 +16,12 @@ use std::time::{Duration, Instant};
 
 use operonx::graph::SecretSet;
 use operonx::{Engine, RunOptions, Scratch, StopHandle, Value, Workflow};
-use operonx_store::{Durability, Journaler, Lease, RunEnd, RunStatus, RunStore, StoredEvent, StoredRun, WriterOptions};
+use operonx_store::{
+    Durability, EntryKind, Journaler, Lease, RunEnd, RunStats, RunStatus, RunStore, StoredEvent, StoredRun,
+    WriterOptions,
+};
 use operonx_trace::TracePipeline;
-use operonx_trace::counting::{Counters, CountingSink};
+use operonx_trace::counting::{Counters, CountingSink, Counts};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -260,6 +263,7 @@ impl Executor {
                     pending: Vec::new(),
                     scratch: stored.scratch.clone(),
                     reason: Some(format!("the run's graph does not compile: {message}")),
+                    stats: None,
                 };
                 self.end(durable, end, &run_id).await;
                 return;
@@ -306,11 +310,13 @@ impl Executor {
                 record(seq, ev.to_stream_json(seq));
             })
             .await;
+        let counts = counters.snapshot();
+        let stats = Some(run_stats(&stored, &counts));
         let end = match outcome {
             Ok(outcome) => {
                 seq += 1;
                 record(seq, operonx::json!({"seq": seq, "type": "result", "result": outcome.to_json()}));
-                RunEnd::from_outcome(&outcome, scratch.snapshot())
+                RunEnd { stats, ..RunEnd::from_outcome(&outcome, scratch.snapshot()) }
             }
             Err(e) => RunEnd {
                 status: RunStatus::Failed,
@@ -318,10 +324,10 @@ impl Executor {
                 pending: Vec::new(),
                 scratch: scratch.snapshot(),
                 reason: Some(e.to_string()),
+                stats,
             },
         };
         self.metrics.run_seconds.observe(started.elapsed().as_secs_f64());
-        let counts = counters.snapshot();
         self.metrics.tokens.inc_by(counts.tokens);
         self.metrics.cost_micro_usd.inc_by(counts.cost_nano_usd / 1000);
         let status = end.status;
@@ -361,5 +367,94 @@ impl Executor {
             Ok(Err(e)) => tracing::error!("run {run_id} could not be handed back: {e}"),
             Err(e) => tracing::error!("run {run_id} could not be handed back: {e}"),
         }
+    }
+}
+
+/// A run's usage totals once this attempt ended: what it had before (`stored.summary.stats`,
+/// recorded by its earlier attempts) plus what this attempt's trace counted. Ops replayed
+/// from the journal (one per journaled op call or finished generator) end again in this
+/// attempt's trace without running: they are not counted again, except those an attempt
+/// that crashed journaled without recording its stats (the ops before are at least the
+/// journaled ones). Model calls are only counted when they run (a replayed op makes none).
+fn run_stats(stored: &StoredRun, counts: &Counts) -> RunStats {
+    let before = stored.summary.stats.unwrap_or_default();
+    let replayed = stored.entries.iter().filter(|e| matches!(e.kind, EntryKind::Op | EntryKind::StreamEnd)).count();
+    let replayed = u64::try_from(replayed).unwrap_or(u64::MAX);
+    let this = RunStats {
+        ops: counts.ended.saturating_sub(replayed),
+        errors: counts.failed,
+        llm_calls: counts.llm_calls,
+        tokens: counts.tokens,
+        cost_usd: counts.cost_usd(),
+    };
+    RunStats { ops: before.ops.max(replayed), ..before }.plus(&this)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn stored(stats: Option<RunStats>, journaled: usize) -> StoredRun {
+        let summary = operonx_store::RunSummary {
+            run_id: "r".into(),
+            graph: "g".into(),
+            status: RunStatus::Running,
+            created_at: chrono::DateTime::default(),
+            updated_at: chrono::DateTime::default(),
+            entries: journaled as u64,
+            resumes: 1,
+            reason: None,
+            tenant: None,
+            events: 0,
+            stats,
+        };
+        let entry = |seq: i64, kind| operonx_store::Entry {
+            seq,
+            kind,
+            key: format!("op{seq}"),
+            index: None,
+            body: "{}".into(),
+        };
+        let mut entries: Vec<_> = (1..=journaled as i64).map(|i| entry(i, EntryKind::Op)).collect();
+        entries.push(entry(99, EntryKind::Item));
+        StoredRun {
+            summary,
+            graph_path: None,
+            graph: Value::Null,
+            fingerprint: String::new(),
+            inputs: operonx::Map::new(),
+            scratch: operonx::Map::new(),
+            options: operonx::Map::new(),
+            answers: operonx::Map::new(),
+            pending: Vec::new(),
+            result: None,
+            entries,
+        }
+    }
+
+    #[test]
+    fn stats_span_resumes_without_counting_replayed_ops_twice() {
+        let counts = Counts {
+            started: 5,
+            ended: 5,
+            done: 4,
+            failed: 1,
+            llm_calls: 2,
+            tokens: 30,
+            cost_nano_usd: 500_000_000,
+            ..Counts::default()
+        };
+        let fresh = run_stats(&stored(None, 0), &counts);
+        assert_eq!((fresh.ops, fresh.errors, fresh.llm_calls, fresh.tokens), (5, 1, 2, 30));
+        assert!((fresh.cost_usd - 0.5).abs() < 1e-9);
+        // Resumed after a finished attempt: 3 of its ops journaled, ended again as replays.
+        let before = RunStats { ops: 4, errors: 1, llm_calls: 1, tokens: 10, cost_usd: 0.25 };
+        let resumed = run_stats(&stored(Some(before), 3), &counts);
+        assert_eq!((resumed.ops, resumed.errors, resumed.llm_calls, resumed.tokens), (6, 2, 3, 40));
+        assert!((resumed.cost_usd - 0.75).abs() < 1e-9);
+        // Resumed after a crash that journaled 3 ops and recorded no stats.
+        let crashed = run_stats(&stored(None, 3), &counts);
+        assert_eq!(crashed.ops, 5, "the 3 journaled and the 2 run now");
     }
 }

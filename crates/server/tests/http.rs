@@ -39,6 +39,25 @@ async fn a_submitted_run_is_queued_then_done_and_the_same_idempotency_key_gives_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_runs_view_and_listing_carry_its_usage_stats() {
+    let s = TestServer::start().await;
+    let id = submit(&s, None, "greet", json!({"text": "Stats"})).await;
+    let run = wait_status(&s, None, &id, "done").await;
+    let (status, listing) = json(client().get(s.url("/v1/runs?graph=greet")).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{listing}");
+    let listed = listing["runs"].as_array().unwrap().iter().find(|r| r["run_id"] == id.as_str()).unwrap().clone();
+    for view in [&run, &listed] {
+        // The greet graph has one op and calls no model.
+        assert_eq!(view["ops"], 1, "{view}");
+        assert_eq!(view["errors"], 0, "{view}");
+        assert_eq!(view["llm_calls"], 0, "{view}");
+        assert_eq!(view["tokens"], 0, "{view}");
+        assert_eq!(view["cost_usd"], 0.0, "{view}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_listed_newest_first_filtered_and_paged_by_cursor() {
     let s = TestServer::start().await;
     let mut ids = Vec::new();
@@ -181,6 +200,8 @@ async fn a_waiting_run_is_answered_over_http_and_its_stream_goes_on_after_a_serv
     let done = wait_status(&s, None, &id, "done").await;
     assert_eq!(done["result"], json!({"decision": "yes"}));
     assert_eq!(done["resumes"], 1);
+    // The totals span the resume: `ask` ended twice (asking, then answered), `low` once.
+    assert_eq!((&done["ops"], &done["errors"]), (&json!(3), &json!(0)), "{done}");
     let after = sse_events(&stream(&s, Some(seen)).await.unwrap().text().await.unwrap());
     assert!(!after.is_empty());
     assert_eq!(after[0].0, seen + 1, "{after:?}");

@@ -65,6 +65,8 @@ pub(crate) struct FinishRow<'a> {
     pub status: &'static str,
     pub outcome: String,
     pub reason: Option<String>,
+    /// The stats, JSON text (clear); `None` keeps the stored ones.
+    pub stats: Option<String>,
 }
 
 /// A run's events, sealed and packed.
@@ -137,6 +139,7 @@ fn prepare_one<'a>(sealer: &Sealer, write: WriteRef<'a>) -> Result<Prepared<'a>,
                 status: end.status.as_str(),
                 outcome: row::seal_outcome(sealer, id, end)?,
                 reason: row::seal_reason(sealer, id, end.reason.as_deref())?,
+                stats: row::stats_json(sealer.store(), id, end)?,
             })
         }
         WriteRef::Events { lease, events } => {
@@ -176,6 +179,8 @@ pub(crate) struct NewRow<'p> {
     pub pending: Option<&'p str>,
     pub outcome: Option<&'p str>,
     pub reason: Option<&'p str>,
+    /// The stats of the last end that had some.
+    pub stats: Option<&'p str>,
     /// The journal rows, in order.
     pub rows: Vec<&'p JournalRow>,
     /// The last event seq (0: none).
@@ -198,6 +203,7 @@ impl<'p> NewRow<'p> {
             pending: None,
             outcome: None,
             reason: None,
+            stats: None,
             rows: Vec::new(),
             events: 0,
             event_rows: Vec::new(),
@@ -225,6 +231,7 @@ impl<'p> NewRow<'p> {
                 self.status = f.status;
                 self.outcome = Some(f.outcome.as_str());
                 self.reason = f.reason.as_deref();
+                self.stats = f.stats.as_deref().or(self.stats);
                 self.scratch = None;
                 self.pending = None;
                 Fate::Done

@@ -35,7 +35,8 @@
 //! range and entry count), so a value altered, or moved to another row, fails to open
 //! ([`StoreError::Corrupt`], naming the run and the column). What a listing and lookups
 //! need stays clear: run ids, graph names and paths, fingerprints, statuses, owners,
-//! tenants, times, counters, and the journal and events rows' seq ranges and counts. An
+//! tenants, times, counters, a run's usage stats (`stats`, see [`RunStats`]: counts and a
+//! cost, no user data), and the journal and events rows' seq ranges and counts. An
 //! idempotency key (chosen by the caller, it may carry data) is stored as its xxh3-128
 //! hash, never in clear. [`RunStore`] callers see plain values, one [`Entry`] per journal
 //! entry.
@@ -210,6 +211,40 @@ pub struct Batch {
     pub pending: Option<Vec<Interrupt>>,
 }
 
+/// What a run used: op calls, failures, model calls, tokens and cost, as the caller
+/// counted them (the server counts them from the run's trace events).
+///
+/// Stored in clear (the `stats` column, JSON text) so listings can show them without the
+/// store key: it holds counts and a cost only, never user data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunStats {
+    /// Op calls that ended (whatever their status).
+    pub ops: u64,
+    /// Op calls that failed.
+    pub errors: u64,
+    /// Model (LLM) calls.
+    pub llm_calls: u64,
+    /// The model calls' total tokens.
+    pub tokens: u64,
+    /// The model calls' cost, in US dollars.
+    pub cost_usd: f64,
+}
+
+impl RunStats {
+    /// These stats and `other` summed (counts saturating): a resumed run's totals are
+    /// what it had before plus what it did since.
+    pub fn plus(&self, other: &RunStats) -> RunStats {
+        RunStats {
+            ops: self.ops.saturating_add(other.ops),
+            errors: self.errors.saturating_add(other.errors),
+            llm_calls: self.llm_calls.saturating_add(other.llm_calls),
+            tokens: self.tokens.saturating_add(other.tokens),
+            cost_usd: self.cost_usd + other.cost_usd,
+        }
+    }
+}
+
 /// How a run ended (or stopped), as [`RunStore::finish`] records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
@@ -223,6 +258,11 @@ pub struct RunEnd {
     pub scratch: Map<String, Value>,
     /// Why the run stopped (timed out, cancelled, a failure), when it did.
     pub reason: Option<String>,
+    /// What the run used, in total: the caller passes the run's totals over all its
+    /// attempts (the store does not add them up; a resumed run's are its stored
+    /// [`RunSummary::stats`] plus what it did since). `None` keeps the stats stored
+    /// before, if any.
+    pub stats: Option<RunStats>,
 }
 
 impl RunEnd {
@@ -230,6 +270,7 @@ impl RunEnd {
     /// failures, `failed` with some; stopped early: `timed_out` by its timeout,
     /// `failed` by fail-fast or a journal that could not be written, else `cancelled`
     /// (Ctrl-C, SIGTERM, a cancel request). The result is the outcome as the CLI prints it.
+    /// No stats (`None`: the stored ones are kept); set [`RunEnd::stats`] to record some.
     pub fn from_outcome(outcome: &operonx_runtime::RunOutcome, scratch: Map<String, Value>) -> Self {
         let status = match outcome.stopped.as_deref() {
             None if !outcome.interrupts.is_empty() => RunStatus::Waiting,
@@ -245,6 +286,7 @@ impl RunEnd {
             pending: outcome.interrupts.clone(),
             scratch,
             reason: outcome.stopped.clone(),
+            stats: None,
         }
     }
 }
@@ -302,6 +344,9 @@ pub struct RunSummary {
     /// The seq of its last stored event (0: none; see [`RunStore::events`]).
     #[serde(default)]
     pub events: u64,
+    /// What it used, as its last end with stats recorded them (`None`: none recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<RunStats>,
 }
 
 /// Which runs [`RunStore::list`] returns, newest first.

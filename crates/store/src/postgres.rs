@@ -43,10 +43,12 @@ const SCHEMA_LOCK: i64 = 0x6f70_6572_6f6e_7852;
 const SCHEMA_VERSION: &str = "2";
 
 /// Version 1 to 2, the run queue: a run's tenant, the hash of its idempotency key (unique
-/// per tenant), its cancel flag and last event seq, and `operonx_events` (one sealed row
-/// per write of events, see [`crate::events`]).
+/// per tenant), its cancel flag, last event seq and usage stats (clear JSON, counts only:
+/// see [`crate::RunStats`]), and `operonx_events` (one sealed row per write of events,
+/// see [`crate::events`]).
 const MIGRATE_2: &str = "
 ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS tenant text;
+ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS stats text;
 ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS idem text;
 ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS cancel boolean NOT NULL DEFAULT false;
 ALTER TABLE operonx_runs ADD COLUMN IF NOT EXISTS events bigint NOT NULL DEFAULT 0;
@@ -117,12 +119,12 @@ CREATE TABLE IF NOT EXISTS operonx_store_meta (
 macro_rules! summary_cols {
     () => {
         "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, reason, \
-         tenant, events"
+         tenant, events, stats"
     };
 }
 
 /// How many columns `summary_cols!` names.
-const SUMMARY_LEN: usize = 13;
+const SUMMARY_LEN: usize = 14;
 
 // After `summary_cols!`, which it uses.
 mod queue;
@@ -132,14 +134,14 @@ mod queue;
 /// exist).
 const INSERT_RUNS: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path, fingerprint, spec, scratch,
     pending, outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries,
-    tenant, events)
+    tenant, events, stats)
     SELECT t.run_id, t.graph_name, t.graph_path, t.fingerprint, t.spec, t.scratch, t.pending, t.outcome, t.reason,
-        t.status, t.owner, 1, t.heartbeat_ms, t.lease_ms, $1, $1, 0, t.entries, t.tenant, t.events
+        t.status, t.owner, 1, t.heartbeat_ms, t.lease_ms, $1, $1, 0, t.entries, t.tenant, t.events, t.stats
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
         $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[], $16::text[],
-        $17::bigint[])
+        $17::bigint[], $18::text[])
         AS t(run_id, graph_name, graph_path, fingerprint, spec, scratch, pending, outcome, reason, status, owner,
-            heartbeat_ms, lease_ms, entries, tenant, events)
+            heartbeat_ms, lease_ms, entries, tenant, events, stats)
     ON CONFLICT (run_id) DO NOTHING RETURNING run_id";
 
 /// The journal batches of a group (their runs' heartbeats, counts, scratch and pending),
@@ -168,10 +170,13 @@ const INSERT_EVENTS: &str = "INSERT INTO operonx_events (run_id, seq, last_seq, 
 /// Tell the listeners which runs have new events (`LISTEN operonx_events`).
 const NOTIFY_EVENTS: &str = "SELECT pg_notify('operonx_events', id) FROM unnest($1::text[]) AS t(id)";
 
-/// The ends of a group's runs, in one statement; returns the runs written.
+/// The ends of a group's runs, in one statement (stats `NULL`: the stored ones kept);
+/// returns the runs written.
 const FINISH_RUNS: &str = "UPDATE operonx_runs r SET status = t.status, outcome = t.outcome, reason = t.reason,
-    scratch = NULL, pending = NULL, owner = NULL, heartbeat_ms = NULL, updated_ms = $1
-    FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[]) AS t(run_id, epoch, status, outcome, reason)
+    scratch = NULL, pending = NULL, owner = NULL, heartbeat_ms = NULL, updated_ms = $1,
+    stats = COALESCE(t.stats, r.stats)
+    FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+        AS t(run_id, epoch, status, outcome, reason, stats)
     WHERE r.run_id = t.run_id AND r.epoch = t.epoch RETURNING r.run_id";
 
 /// Which of some runs exist.
@@ -471,6 +476,7 @@ fn summary_row(r: &Row) -> Result<SummaryRow, postgres::Error> {
         reason: r.try_get(10)?,
         tenant: r.try_get(11)?,
         events: r.try_get(12)?,
+        stats: r.try_get(13)?,
     })
 }
 

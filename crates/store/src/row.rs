@@ -32,6 +32,8 @@ pub(crate) struct SummaryRow {
     pub tenant: Option<String>,
     /// The last event seq.
     pub events: i64,
+    /// The usage stats, JSON text (clear: counts only).
+    pub stats: Option<String>,
 }
 
 /// A run's whole row (the sealed columns as stored text).
@@ -125,6 +127,7 @@ pub(crate) fn derive_status(store: &str, row: &SummaryRow, now: i64) -> Result<R
 pub(crate) fn summary(sealer: &Sealer, row: SummaryRow, now: i64) -> Result<RunSummary, StoreError> {
     let status = derive_status(sealer.store(), &row, now)?;
     let reason = sealer.open_opt(&Place::Run { run_id: &row.run_id, column: "reason" }, row.reason.as_deref())?;
+    let stats = row.stats.as_deref().map(|s| from_json(sealer.store(), &row.run_id, "stats", s)).transpose()?;
     Ok(RunSummary {
         run_id: row.run_id,
         graph: row.graph_name,
@@ -136,6 +139,7 @@ pub(crate) fn summary(sealer: &Sealer, row: SummaryRow, now: i64) -> Result<RunS
         reason,
         tenant: row.tenant,
         events: u64::try_from(row.events).unwrap_or(0),
+        stats,
     })
 }
 
@@ -284,6 +288,12 @@ pub(crate) fn seal_outcome(sealer: &Sealer, run_id: &str, end: &RunEnd) -> Resul
     seal_json(sealer, run_id, "outcome", &outcome)
 }
 
+/// The `stats` column of how a run ended: its stats as JSON text, in clear (counts
+/// only); `None` keeps what the column holds.
+pub(crate) fn stats_json(store: &str, run_id: &str, end: &RunEnd) -> Result<Option<String>, StoreError> {
+    end.stats.as_ref().map(|s| to_json(store, run_id, "stats", s)).transpose()
+}
+
 /// The stored answers (`stored`, sealed JSON text; `None`: none) with `new` merged in
 /// (new keys win), sealed again (`stored` itself when there is nothing new).
 pub(crate) fn merge_answers(
@@ -426,6 +436,7 @@ mod tests {
             reason: None,
             tenant: None,
             events: 0,
+            stats: None,
         }
     }
 

@@ -86,10 +86,12 @@ CREATE TABLE IF NOT EXISTS meta (
 ";
 
 /// Version 1 to 2, the run queue: a run's tenant, the hash of its idempotency key (unique
-/// per tenant), its cancel flag and last event seq, and the `events` table (one sealed row
-/// per write of events, see [`crate::events`]).
+/// per tenant), its cancel flag, last event seq and usage stats (clear JSON, counts only:
+/// see [`crate::RunStats`]), and the `events` table (one sealed row per write of events,
+/// see [`crate::events`]).
 const MIGRATE_2: &str = "
 ALTER TABLE runs ADD COLUMN tenant TEXT;
+ALTER TABLE runs ADD COLUMN stats TEXT;
 ALTER TABLE runs ADD COLUMN idem TEXT;
 ALTER TABLE runs ADD COLUMN cancel INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN events INTEGER NOT NULL DEFAULT 0;
@@ -107,17 +109,17 @@ CREATE TABLE events (
 
 /// The columns [`summary_row`] reads, in order.
 const SUMMARY_COLS: &str = "run_id, graph_name, status, owner, heartbeat_ms, lease_ms, created_ms, updated_ms, \
-    resumes, entries, reason, tenant, events";
+    resumes, entries, reason, tenant, events, stats";
 
 /// How many columns [`SUMMARY_COLS`] names.
-const SUMMARY_LEN: usize = 13;
+const SUMMARY_LEN: usize = 14;
 
 /// A new run's row, with what its later writes in the same group made of it (see
 /// [`group::NewRow`]).
 const INSERT_RUN: &str = "INSERT INTO runs (run_id, graph_name, graph_path, fingerprint, spec, scratch, pending,
     outcome, reason, status, owner, epoch, heartbeat_ms, lease_ms, created_ms, updated_ms, resumes, entries, tenant,
-    events)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?13, ?14, ?14, 0, ?15, ?16, ?17)
+    events, stats)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?13, ?14, ?14, 0, ?15, ?16, ?17, ?18)
     ON CONFLICT (run_id) DO NOTHING";
 
 const TOUCH: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, entries = entries + ?2,
@@ -132,8 +134,9 @@ const TOUCH_EVENTS: &str = "UPDATE runs SET heartbeat_ms = ?1, updated_ms = ?1, 
 
 const INSERT_EVENTS: &str = "INSERT INTO events (run_id, seq, last_seq, body) VALUES (?1, ?2, ?3, ?4)";
 
+/// A run's end (stats `NULL`: the stored ones kept).
 const FINISH: &str = "UPDATE runs SET status = ?1, outcome = ?2, reason = ?3, scratch = NULL, pending = NULL,
-    owner = NULL, heartbeat_ms = NULL, updated_ms = ?4 WHERE run_id = ?5 AND epoch = ?6";
+    owner = NULL, heartbeat_ms = NULL, updated_ms = ?4, stats = COALESCE(?7, stats) WHERE run_id = ?5 AND epoch = ?6";
 
 const CLAIM: &str = "UPDATE runs SET epoch = epoch + 1, status = 'running', owner = ?1, heartbeat_ms = ?2,
     updated_ms = ?2, lease_ms = ?3, resumes = resumes + 1, reason = NULL, answers = ?4, cancel = 0
@@ -318,7 +321,9 @@ impl SqliteRunStore {
                 Prepared::Finish(f) => {
                     let updated = tx
                         .prepare_cached(FINISH)
-                        .and_then(|mut st| st.execute(params![f.status, f.outcome, f.reason, now, f.run_id, f.epoch]))
+                        .and_then(|mut st| {
+                            st.execute(params![f.status, f.outcome, f.reason, now, f.run_id, f.epoch, f.stats])
+                        })
                         .map_err(self.err())?;
                     if updated == 0 { self.lost(tx, f.run_id)? } else { Fate::Done }
                 }
@@ -372,7 +377,8 @@ impl SqliteRunStore {
                     now,
                     new.entries,
                     r.tenant,
-                    new.events
+                    new.events,
+                    new.stats
                 ])
             })
             .map_err(self.err())?;
@@ -522,6 +528,7 @@ fn summary_row(r: &Row<'_>) -> rusqlite::Result<SummaryRow> {
         reason: r.get(10)?,
         tenant: r.get(11)?,
         events: r.get(12)?,
+        stats: r.get(13)?,
     })
 }
 

@@ -37,6 +37,7 @@ fn end(status: RunStatus, n: i64) -> RunEnd {
         pending: Vec::new(),
         scratch: object(json!({"n": n})),
         reason: None,
+        stats: None,
     }
 }
 

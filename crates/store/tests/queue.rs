@@ -52,6 +52,7 @@ fn end(status: RunStatus) -> RunEnd {
         pending: Vec::new(),
         scratch: Map::new(),
         reason: Some(format!("stopped: {status}")),
+        stats: None,
     }
 }
 
@@ -557,11 +558,18 @@ fn migrated_store_works(s: &dyn RunStore, before: &[operonx_store::StoredRun]) {
     assert!(s.enqueue(&fresh).unwrap().created);
     assert!(!s.enqueue(&NewRun { idempotency_key: Some("k".into()), ..new_run("new") }).unwrap().created);
     s.requeue(&before[0].summary.run_id, &object(json!({"main.ask": "yes"}))).unwrap();
-    let (first, _) = s.claim_next("worker", LONG).unwrap().unwrap();
+    let (first, old) = s.claim_next("worker", LONG).unwrap().unwrap();
     let (second, _) = s.claim_next("worker", LONG).unwrap().unwrap();
     assert_eq!(first.run_id, before[0].summary.run_id, "the older run first");
     assert_eq!(second.run_id, fresh.run_id);
-    assert_eq!(s.counts(None).unwrap().iter().find(|(st, _)| *st == RunStatus::Done).map(|(_, n)| *n), Some(1));
+    assert_eq!(old.summary.stats, None, "a run of the old schema has no stats");
+    let stats = operonx_store::RunStats { ops: 2, errors: 0, llm_calls: 1, tokens: 40, cost_usd: 0.25 };
+    s.finish(&first, &RunEnd { stats: Some(stats), ..end(RunStatus::Done) }).unwrap();
+    assert_eq!(s.summary(&first.run_id).unwrap().stats, Some(stats), "stats stored in a migrated store");
+    assert_eq!(s.load(&first.run_id).unwrap().summary.stats, Some(stats));
+    let listed = s.list(&ListFilter::default()).unwrap();
+    assert_eq!(listed.iter().find(|r| r.run_id == first.run_id).and_then(|r| r.stats), Some(stats));
+    assert_eq!(s.counts(None).unwrap().iter().find(|(st, _)| *st == RunStatus::Done).map(|(_, n)| *n), Some(2));
 }
 
 /// A SQLite store made by the first schema (its runs written, sealed, by this build in

@@ -92,6 +92,7 @@ fn marked_run(s: &dyn RunStore) -> String {
         pending: vec![ask],
         scratch: object(json!({"note": marked("scratch at stop")})),
         reason: Some(marked("reason")),
+        stats: None,
     };
     s.finish(&lease, &waiting).unwrap();
     let answers = object(json!({"main.ask": marked("answer")}));
@@ -110,6 +111,7 @@ fn marked_run(s: &dyn RunStore) -> String {
         pending: Vec::new(),
         scratch: object(json!({"note": marked("final scratch")})),
         reason: Some(marked("failure")),
+        stats: None,
     };
     s.finish(&lease, &failed).unwrap();
     run.run_id

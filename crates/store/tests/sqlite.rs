@@ -39,6 +39,7 @@ fn twenty_connections_write_one_fresh_file_at_once() {
                     pending: Vec::new(),
                     scratch: Default::default(),
                     reason: None,
+                    stats: None,
                 };
                 store.finish(&lease, &end)?;
                 Ok(run.run_id)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::{Harness, LONG, TINY, dead_owner, live_owner, new_run, op_entries, op_entry};
 use operonx_runtime::Interrupt;
-use operonx_store::{Batch, Entry, EntryKind, ListFilter, RunEnd, RunStatus, RunStore, StoreError};
+use operonx_store::{Batch, Entry, EntryKind, ListFilter, RunEnd, RunStats, RunStatus, RunStore, StoreError, Write};
 use serde_json::{Map, Value, json};
 
 suite! {
@@ -25,6 +25,7 @@ suite! {
         list_order_filters_and_limit,
         prune_rules,
         append_timing,
+        stats_are_read_back_by_list_load_and_summary,
     ],
     harness: [check_finds_orphans_and_miscounts, concurrent_claims_one_wins, concurrent_writers],
 }
@@ -44,6 +45,7 @@ fn end(status: RunStatus) -> RunEnd {
         pending: Vec::new(),
         scratch: object(json!({"count": 9})),
         reason: Some(format!("stopped: {status}")),
+        stats: None,
     }
 }
 
@@ -437,4 +439,55 @@ fn append_timing(s: &dyn RunStore) {
     let each = started.elapsed() / batches;
     eprintln!("TIMING {}: one 100-entry append batch takes {each:?} (mean of {batches})", s.location());
     assert_eq!(s.load(&run.run_id).unwrap().entries.len(), 2000);
+}
+
+/// Stats as a run's finish records them, in every summary of it.
+fn stats_in_summaries(s: &dyn RunStore, run_id: &str) -> Vec<Option<RunStats>> {
+    let listed = s.list(&ListFilter::default()).unwrap().into_iter().find(|r| r.run_id == run_id).unwrap();
+    vec![listed.stats, s.load(run_id).unwrap().summary.stats, s.summary(run_id).unwrap().stats]
+}
+
+/// A finish with stats is read back by list, load and summary; a finish without keeps
+/// them; another finish with stats replaces them (the caller passes totals); a run
+/// created and finished in one group gets them too; a run never given any has none.
+fn stats_are_read_back_by_list_load_and_summary(s: &dyn RunStore) {
+    let first = RunStats { ops: 3, errors: 1, llm_calls: 2, tokens: 1234, cost_usd: 0.0125 };
+    let run = new_run("stats");
+    let lease = s.create(&run, "owner", LONG).unwrap();
+    assert_eq!(stats_in_summaries(s, &run.run_id), vec![None; 3], "none before an end with stats");
+    s.finish(&lease, &RunEnd { stats: Some(first), ..end(RunStatus::Waiting) }).unwrap();
+    assert_eq!(stats_in_summaries(s, &run.run_id), vec![Some(first); 3]);
+
+    let (lease, stored) = s.claim(&run.run_id, "owner", LONG, &Map::new()).unwrap();
+    assert_eq!(stored.summary.stats, Some(first), "a claimed run brings its stats");
+    s.finish(&lease, &end(RunStatus::Waiting)).unwrap();
+    assert_eq!(stats_in_summaries(s, &run.run_id), vec![Some(first); 3], "a finish without stats keeps them");
+
+    let (lease, _) = s.claim(&run.run_id, "owner", LONG, &Map::new()).unwrap();
+    let total = first.plus(&RunStats { ops: 1, errors: 0, llm_calls: 1, tokens: 6, cost_usd: 0.5 });
+    assert_eq!((total.ops, total.errors, total.llm_calls, total.tokens), (4, 1, 3, 1240));
+    s.finish(&lease, &RunEnd { stats: Some(total), ..end(RunStatus::Done) }).unwrap();
+    assert_eq!(stats_in_summaries(s, &run.run_id), vec![Some(total); 3], "the totals given replace them");
+
+    let grouped = new_run("stats-group");
+    let lease = operonx_store::Lease {
+        run_id: grouped.run_id.clone(),
+        owner: "owner".into(),
+        epoch: 1,
+        next_seq: 1,
+        ttl: LONG,
+    };
+    let writes = [
+        Write::Create { run: grouped.clone(), owner: "owner".into(), ttl: LONG },
+        Write::Finish { lease: lease.clone(), end: RunEnd { stats: Some(first), ..end(RunStatus::Waiting) } },
+        Write::Finish { lease, end: end(RunStatus::Done) },
+    ];
+    assert!(s.write(&writes).unwrap().iter().all(Result::is_ok));
+    assert_eq!(stats_in_summaries(s, &grouped.run_id), vec![Some(first); 3], "folded into the create");
+
+    let plain = new_run("no-stats");
+    let lease = s.create(&plain, "owner", LONG).unwrap();
+    s.finish(&lease, &end(RunStatus::Done)).unwrap();
+    assert_eq!(stats_in_summaries(s, &plain.run_id), vec![None; 3]);
+    s.check().unwrap();
 }

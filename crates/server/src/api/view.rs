@@ -46,15 +46,29 @@ pub struct RunView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
-    /// Ops that failed (from the result's `$errors`).
+    /// Ops that failed (from the result's `$errors`, else from the run's stats).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<u64>,
+    /// Op calls that ended, over all the run's attempts (from its stats, once it
+    /// stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops: Option<u64>,
+    /// Model (LLM) calls (from its stats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_calls: Option<u64>,
+    /// The model calls' total tokens (from its stats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// The model calls' cost in US dollars (from its stats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// What the run waits for (status `waiting`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingView>,
 }
 
-/// A run's view from its summary (no result: listings).
+/// A run's view from its summary (no result: listings; errors, ops, model calls, tokens
+/// and cost from its stats, when it has some).
 pub(crate) fn summary_view(s: &RunSummary) -> RunView {
     let duration = (s.updated_at - s.created_at).num_milliseconds().max(0) as f64 / 1000.0;
     RunView {
@@ -69,7 +83,11 @@ pub(crate) fn summary_view(s: &RunSummary) -> RunView {
         events: s.events,
         reason: s.reason.clone(),
         result: None,
-        errors: None,
+        errors: s.stats.map(|st| st.errors),
+        ops: s.stats.map(|st| st.ops),
+        llm_calls: s.stats.map(|st| st.llm_calls),
+        tokens: s.stats.map(|st| st.tokens),
+        cost_usd: s.stats.map(|st| st.cost_usd),
         pending: Vec::new(),
     }
 }
@@ -77,12 +95,13 @@ pub(crate) fn summary_view(s: &RunSummary) -> RunView {
 /// A run's whole view.
 pub(crate) fn run_view(run: &StoredRun) -> RunView {
     let mut view = summary_view(&run.summary);
-    view.errors = run
+    let result_errors = run
         .result
         .as_ref()
         .and_then(|r| r.get("$errors"))
         .and_then(Value::as_object)
         .map(|e| u64::try_from(e.len()).unwrap_or(u64::MAX));
+    view.errors = result_errors.or(view.errors);
     view.result = run.result.clone();
     view.pending = run
         .pending

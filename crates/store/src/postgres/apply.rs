@@ -144,6 +144,7 @@ impl Tx<'_, '_> {
         let entries: Vec<i64> = news.iter().map(|n| n.entries).collect();
         let tenants: Vec<Option<&str>> = creates.iter().map(|(_, c)| c.run.tenant.as_deref()).collect();
         let events: Vec<i64> = news.iter().map(|n| n.events).collect();
+        let stats: Vec<Option<&str>> = news.iter().map(|n| n.stats).collect();
         let inserted = self.query(
             INSERT_RUNS,
             &[
@@ -164,6 +165,7 @@ impl Tx<'_, '_> {
                 &entries,
                 &tenants,
                 &events,
+                &stats,
             ],
         )?;
         let inserted = ids(&inserted).map_err(self.err())?;
@@ -276,7 +278,8 @@ impl Tx<'_, '_> {
         let statuses: Vec<&str> = finishes.iter().map(|(_, f)| f.status).collect();
         let outcomes: Vec<&str> = finishes.iter().map(|(_, f)| f.outcome.as_str()).collect();
         let reasons: Vec<Option<&str>> = finishes.iter().map(|(_, f)| f.reason.as_deref()).collect();
-        let rows = self.query(FINISH_RUNS, &[&now, &run_ids, &epochs, &statuses, &outcomes, &reasons])?;
+        let stats: Vec<Option<&str>> = finishes.iter().map(|(_, f)| f.stats.as_deref()).collect();
+        let rows = self.query(FINISH_RUNS, &[&now, &run_ids, &epochs, &statuses, &outcomes, &reasons, &stats])?;
         let written = ids(&rows).map_err(self.err())?;
         let lost = finishes.iter().filter(|(_, f)| !written.contains(f.run_id)).map(|(i, f)| (*i, f.run_id));
         self.lost(lost, fates)
@@ -333,6 +336,7 @@ mod tests {
             pending: Vec::new(),
             scratch: Default::default(),
             reason: None,
+            stats: None,
         };
         let ttl = Duration::ZERO;
         let writes = [

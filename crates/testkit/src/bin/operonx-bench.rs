@@ -242,6 +242,7 @@ fn run_journaled(
         pending: Vec::new(),
         scratch: operonx::Map::new(),
         reason: None,
+        stats: None,
     };
     // The end is committed with the next group (the timed unit ends with a flush).
     run.finish_queued(&end)?;
