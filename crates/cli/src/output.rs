@@ -10,15 +10,15 @@ use operonx::Value;
 use operonx::graph::SecretSet;
 
 /// The secret values the CLI redacts from all it prints and saves: the resources' keys
-/// and tokens, known once `resources.yaml` is loaded ([`Redactor::set`]). Clones share
+/// and tokens, known once `resources.yaml` is loaded ([`Redactor::merge`]). Clones share
 /// the set (the log writer holds one from the start).
 #[derive(Clone, Default)]
 pub(crate) struct Redactor(Arc<RwLock<SecretSet>>);
 
 impl Redactor {
-    /// Redact these values from now on.
-    pub(crate) fn set(&self, secrets: SecretSet) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = secrets;
+    /// Redact the values of `secrets` too from now on.
+    pub(crate) fn merge(&self, secrets: &SecretSet) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).merge(secrets);
     }
 
     /// Redact these values too from now on.

@@ -120,7 +120,7 @@ pub(crate) fn engine_and_hub(
     redactor: &Redactor,
 ) -> anyhow::Result<(Engine, Arc<ResourceHub>)> {
     let hub = Arc::new(ResourceHub::load(resources).map_err(|e| BadInput(e.to_string()))?);
-    redactor.set(hub.secrets());
+    redactor.merge(&hub.secrets());
     let mut engine = Engine::new().with_resources(Arc::clone(&hub));
     operonx::ops::register_std(engine.registry_mut());
     Ok((engine, hub))

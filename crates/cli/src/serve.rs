@@ -97,7 +97,15 @@ fn is_postgres(spec: Option<&str>) -> bool {
 fn prepare(graphs: &Path, exec: &WorkArgs, redactor: &Redactor) -> anyhow::Result<Prepared> {
     let (engine, hub) = crate::run::engine_and_hub(exec.resources.as_deref(), redactor)?;
     let remote = crate::run::remote_exporters(&hub, redactor)?;
-    let catalog = Catalog::load_dir(&engine, graphs).map_err(|e| BadInput(e.to_string()))?;
+    let engine = Arc::new(engine);
+    // A graph with a resources.yaml beside it runs with those resources.
+    let engine_for = |resources: Option<&Path>| match resources {
+        None => Ok(engine.clone()),
+        Some(path) => crate::run::engine_and_hub(Some(path), redactor)
+            .map(|(engine, _)| Arc::new(engine))
+            .map_err(|e| format!("{e:#}")),
+    };
+    let catalog = Catalog::load_dir_with(graphs, &engine_for).map_err(|e| BadInput(e.to_string()))?;
     if catalog.is_empty() {
         return Err(BadInput(format!(
             "no graphs in {} (expected NAME.json graph documents or NAME/graph.json)",
@@ -110,7 +118,8 @@ fn prepare(graphs: &Path, exec: &WorkArgs, redactor: &Redactor) -> anyhow::Resul
         (!exec.no_trace_store).then(|| exec.trace_store.clone().unwrap_or_else(SqliteStore::default_path));
     let trace = crate::run::pipeline(trace_store.clone(), None, remote, redactor)?;
     let executor = ExecutorConfig {
-        engine: Arc::new(engine),
+        graph_engines: catalog.engines(),
+        engine,
         secrets: redactor.secrets(),
         durability: exec.durability,
         trace_store: trace.as_ref().and(trace_store),

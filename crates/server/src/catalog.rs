@@ -1,5 +1,8 @@
 //! The graphs a server offers (`--graphs DIR`): every `DIR/NAME.json` that is a graph
-//! document, named `NAME`, and every `DIR/NAME/graph.json`, named `NAME`.
+//! document, named `NAME`, and every `DIR/NAME/graph.json`, named `NAME`. A graph in a
+//! folder of its own with a `resources.yaml` beside it runs with those resources (as
+//! `operonx run DIR/NAME/graph.json --resources DIR/NAME/resources.yaml` would); the
+//! others with the server's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,12 @@ pub struct Entry {
     pub path: PathBuf,
     /// The compiled graph.
     pub workflow: Arc<Workflow>,
+    /// The engine it runs with (its own resources, or the server's).
+    pub engine: Arc<Engine>,
 }
+
+/// Makes the engine of a graph with its own resources file (`None`: the server's).
+pub type EngineFor<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<Engine>, String>;
 
 /// The graphs a server offers, by name.
 #[derive(Clone, Default)]
@@ -36,38 +44,49 @@ impl Catalog {
     /// Read and compile the graphs of `dir` with `engine`. A file that is a graph document
     /// but does not compile is an error naming it; other JSON files (inputs, say) are
     /// skipped.
-    pub fn load_dir(engine: &Engine, dir: &Path) -> Result<Self, ServerError> {
+    pub fn load_dir(engine: Arc<Engine>, dir: &Path) -> Result<Self, ServerError> {
+        Self::load_dir_with(dir, &|_| Ok(engine.clone()))
+    }
+
+    /// [`Catalog::load_dir`], each graph compiled with the engine `engine_for` makes for
+    /// its resources file (`DIR/NAME/resources.yaml` when there is one).
+    pub fn load_dir_with(dir: &Path, engine_for: EngineFor<'_>) -> Result<Self, ServerError> {
         let io = |source| ServerError::GraphsDir { path: dir.to_path_buf(), source };
         let mut paths: Vec<PathBuf> =
             std::fs::read_dir(dir).map_err(io)?.filter_map(|e| Some(e.ok()?.path())).collect();
         paths.sort();
         let mut catalog = Catalog::default();
         for path in paths {
-            let (name, file) = if path.is_dir() {
+            let (name, file, resources) = if path.is_dir() {
                 let file = path.join("graph.json");
                 if !file.is_file() {
                     continue;
                 }
-                (path.file_name(), file)
+                let resources = Some(path.join("resources.yaml")).filter(|r| r.is_file());
+                (path.file_name(), file, resources)
             } else if path.extension().is_some_and(|e| e == "json") {
-                (path.file_stem(), path.clone())
+                (path.file_stem(), path.clone(), None)
             } else {
                 continue;
             };
             let Some(name) = name.and_then(|n| n.to_str()).map(str::to_string) else { continue };
             let Some(doc) = graph_document(&file)? else { continue };
-            let workflow = engine
-                .load_value(doc)
-                .map_err(|e| ServerError::Graph { path: file.clone(), message: e.to_string() })?;
+            let bad = |message: String| ServerError::Graph { path: file.clone(), message };
+            let engine = engine_for(resources.as_deref()).map_err(bad)?;
+            let workflow = engine.load_value(doc).map_err(|e| bad(e.to_string()))?;
             if let Some(other) = catalog.graphs.get(&name) {
-                return Err(ServerError::Graph {
-                    path: file,
-                    message: format!("two graphs are named {name:?} (the other is {})", other.path.display()),
-                });
+                return Err(bad(format!("two graphs are named {name:?} (the other is {})", other.path.display())));
             }
-            catalog.graphs.insert(name.clone(), Entry { name, path: file, workflow: Arc::new(workflow) });
+            let entry = Entry { name: name.clone(), path: file.clone(), workflow: Arc::new(workflow), engine };
+            catalog.graphs.insert(name, entry);
         }
         Ok(catalog)
+    }
+
+    /// The engines of the graphs, by name (what the workers compile a stored run of that
+    /// graph with).
+    pub fn engines(&self) -> std::collections::HashMap<String, Arc<Engine>> {
+        self.graphs.iter().map(|(name, e)| (name.clone(), e.engine.clone())).collect()
     }
 
     /// The graph named `name`.

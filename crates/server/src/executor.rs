@@ -42,6 +42,9 @@ pub const HANDED_BACK: &str = "worker shutting down: run handed back to the queu
 pub struct ExecutorConfig {
     /// The engine runs are compiled with (ops, providers).
     pub engine: Arc<Engine>,
+    /// The engines of graphs with resources of their own, by graph name (see
+    /// [`crate::Catalog::engines`]); other graphs use `engine`.
+    pub graph_engines: HashMap<String, Arc<Engine>>,
     /// Secret values redacted from stored events.
     pub secrets: SecretSet,
     /// How the journal is written.
@@ -218,15 +221,17 @@ impl Executor {
         }
     }
 
-    /// The compiled graph of a stored run (compiled once per fingerprint).
+    /// The compiled graph of a stored run (compiled once per graph and fingerprint, with
+    /// the graph's engine).
     fn workflow(&self, run: &StoredRun) -> Result<Arc<Workflow>, String> {
+        let key = format!("{}@{}", run.summary.graph, run.fingerprint);
         let mut compiled = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(wf) = compiled.get(&run.fingerprint) {
+        if let Some(wf) = compiled.get(&key) {
             return Ok(wf.clone());
         }
-        let wf = self.config.engine.load_value(run.graph.clone()).map_err(|e| e.to_string())?;
-        let wf = Arc::new(wf);
-        compiled.insert(run.fingerprint.clone(), wf.clone());
+        let engine = self.config.graph_engines.get(&run.summary.graph).unwrap_or(&self.config.engine);
+        let wf = Arc::new(engine.load_value(run.graph.clone()).map_err(|e| e.to_string())?);
+        compiled.insert(key, wf.clone());
         Ok(wf)
     }
 

@@ -323,3 +323,26 @@ async fn graphs_health_metrics_and_the_openapi_document_answer() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_hands_its_unfinished_runs_back_to_the_queue() {
+    let s =
+        TestServer::start_with(Options { grace: Some(std::time::Duration::from_millis(300)), ..Options::default() })
+            .await;
+    let quick = submit(&s, None, "slow", json!({"ms": 100})).await;
+    let long = submit(&s, None, "slow", json!({"ms": 2500})).await;
+    wait_status(&s, None, &long, "running").await;
+    // Stopped: the quick run ends within the grace period, the long one is handed back.
+    let again = s.stop().await;
+    let s = TestServer::start_with(Options { workers: Some(0), ..again }).await;
+    wait_status(&s, None, &quick, "done").await;
+    let handed_back = wait_status(&s, None, &long, "queued").await;
+    assert_eq!(handed_back["reason"], Value::Null, "{handed_back}");
+    // Another server's workers take it and finish it.
+    let again = s.stop().await;
+    let s = TestServer::start_with(again).await;
+    let done = wait_status(&s, None, &long, "done").await;
+    assert_eq!(done["result"], json!({"value": "woke"}));
+    assert_eq!(done["resumes"], 1);
+    s.stop().await;
+}

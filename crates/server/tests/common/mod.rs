@@ -52,6 +52,8 @@ pub struct Options {
     pub workers: Option<usize>,
     /// Start on this existing folder and key (a restart).
     pub reuse: Option<(Arc<tempfile::TempDir>, StoreKey)>,
+    /// How long runs may go on once the server is stopped (default 5 s).
+    pub grace: Option<Duration>,
 }
 
 impl TestServer {
@@ -68,11 +70,12 @@ impl TestServer {
         };
         let store_path = dir.path().join("runs.db");
         let store: Arc<dyn RunStore> = Arc::new(SqliteRunStore::open_with_key(&store_path, key.clone()).unwrap());
-        let engine = engine();
-        let catalog = Catalog::load_dir(&engine, &graphs_dir()).unwrap();
+        let engine = Arc::new(engine());
+        let catalog = Catalog::load_dir(engine.clone(), &graphs_dir()).unwrap();
         let slots = options.workers.unwrap_or(2);
         let executor = ExecutorConfig {
-            engine: Arc::new(engine),
+            engine,
+            graph_engines: Default::default(),
             secrets: Default::default(),
             durability: Durability::Batched,
             trace: None,
@@ -86,7 +89,7 @@ impl TestServer {
             tenants: options.tokens.map(|t| Tenants::parse(t).unwrap()),
             executor: (slots > 0).then_some(executor),
             trace_store: None,
-            grace: Duration::from_secs(5),
+            grace: options.grace.unwrap_or(Duration::from_secs(5)),
         };
         let server = operonx_server::bind(config).await.unwrap();
         let base = format!("http://{}", server.local_addr().unwrap());

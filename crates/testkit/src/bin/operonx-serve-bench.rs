@@ -66,10 +66,12 @@ fn main() -> ExitCode {
 fn run(a: Args) -> anyhow::Result<()> {
     let mut engine = operonx::Engine::new();
     engine.registry_mut().merge(&operonx_testkit::bench_ops());
-    let catalog = Catalog::load_dir(&engine, &a.graphs)?;
+    let engine = Arc::new(engine);
+    let catalog = Catalog::load_dir(engine.clone(), &a.graphs)?;
     let store = operonx_store::open(Some(&a.store)).context("the run store")?;
     let executor = ExecutorConfig {
-        engine: Arc::new(engine),
+        engine,
+        graph_engines: Default::default(),
         secrets: Default::default(),
         durability: a.durability,
         trace: None,

@@ -1,4 +1,5 @@
-//! Scale-out on a shared Postgres run store: `operonx serve` (queueing only) and two
+//! `operonx serve` as a user starts it: on the repository's examples (each with its own
+//! resources), and scaled out on a shared Postgres run store: `operonx serve` (queueing only) and two
 //! `operonx worker` processes; 1,000 runs submitted over HTTP; one worker SIGKILLed
 //! midway. Every run must end done with its right result, none lost, and none run twice
 //! past its journal: the workers journal with `--durability sync` (each op's result is
@@ -72,6 +73,46 @@ fn pair_graph() -> Value {
            "initial_ready_count": {"p1": 0, "llm1": 1, "p2": 1, "llm2": 1},
            "compiled_adj": {"p1": [["llm1", false]], "llm1": [["p2", false]], "p2": [["llm2", false]], "llm2": []},
            "ops": ops})
+}
+
+#[test]
+fn serve_runs_the_examples_each_with_its_own_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let examples = examples.to_str().unwrap();
+    let mut server = start(dir.path(), &["serve", "--graphs", examples, "--bind", "127.0.0.1:0", "--store", "runs.db"]);
+    let base = base_url(&mut server);
+    let _procs = Killed(vec![server]);
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let graphs: Value = http.get(format!("{base}/v1/graphs")).send().unwrap().json().unwrap();
+    let names: Vec<&str> = graphs["graphs"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["order_report", "rag"]);
+    for graph in names {
+        let inputs: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{examples}/{graph}/inputs.json")).unwrap()).unwrap();
+        let run: Value = http
+            .post(format!("{base}/v1/runs?wait=true"))
+            .json(&json!({"graph": graph, "inputs": inputs}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(run["status"], "done", "{run}");
+        assert!(run["result"].as_object().is_some_and(|r| !r.is_empty() && !r.contains_key("$errors")), "{run}");
+    }
+    // What the CLI prints for the same run.
+    let order: Value = http.get(format!("{base}/v1/runs?graph=order_report")).send().unwrap().json().unwrap();
+    let id = order["runs"][0]["run_id"].as_str().unwrap();
+    let served: Value = http.get(format!("{base}/v1/runs/{id}")).send().unwrap().json().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_operonx"))
+        .current_dir(dir.path())
+        .args(["run", &format!("{examples}/order_report/graph.json"), "--inputs"])
+        .arg(format!("{examples}/order_report/inputs.json"))
+        .args(["--no-trace-store", "--compact"])
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(served["result"], printed);
 }
 
 /// `operonx ARGS` in `dir`, its stderr piped.
