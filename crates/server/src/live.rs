@@ -41,8 +41,9 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Wait until run `run_id` changes (or wake-ups were missed), at most `timeout`.
-    pub async fn changed(&mut self, run_id: &str, timeout: std::time::Duration) {
+    /// Wait until run `run_id` changes (or wake-ups were missed), at most `timeout`;
+    /// whether it changed (`false`: the time ran out).
+    pub async fn changed(&mut self, run_id: &str, timeout: std::time::Duration) -> bool {
         let wait = async {
             loop {
                 match self.rx.recv().await {
@@ -53,6 +54,6 @@ impl Watch {
                 }
             }
         };
-        let _ = tokio::time::timeout(timeout, wait).await;
+        tokio::time::timeout(timeout, wait).await.is_ok()
     }
 }

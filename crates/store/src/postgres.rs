@@ -220,14 +220,21 @@ struct Conn {
     statements: HashMap<&'static str, Statement>,
 }
 
-/// A run store in a Postgres database. One connection, shared by the threads of this
-/// process; other processes (on any host) connect alongside.
+/// Most connections a store opens (the first when it connects, the others when threads
+/// use the store at once: the journal writer, request handlers, workers claiming).
+const POOL: usize = 4;
+
+/// A run store in a Postgres database. A few connections ([`POOL`]), shared by the
+/// threads of this process; other processes (on any host) connect alongside.
 ///
 /// The `postgres` client runs a small async runtime of its own: call this store from
 /// plain threads, never from inside an async task (a `tokio` runtime panics when another
 /// is started within it; use `spawn_blocking` there). Connections are made without TLS.
 pub struct PostgresStore {
-    conn: Mutex<Conn>,
+    /// The connections; `None` until first needed (the first is made by `connect`).
+    conns: Vec<Mutex<Option<Conn>>>,
+    /// Where the next look for a free connection starts.
+    next: std::sync::atomic::AtomicUsize,
     /// The URL as given (with its password: it is needed to reconnect). Never shown.
     url: String,
     /// The URL without its password.
@@ -269,8 +276,9 @@ impl PostgresStore {
     fn with_client(mut client: Client, url: &str, location: String, key: &StoreKey) -> Result<Self, StoreError> {
         let sealer = Sealer::new(key, &location)?;
         prepare_schema(&mut client, &sealer)?;
-        let conn = Mutex::new(Conn { client, statements: HashMap::new() });
-        Ok(Self { conn, url: url.to_string(), location, sealer })
+        let mut conns: Vec<Mutex<Option<Conn>>> = (0..POOL).map(|_| Mutex::new(None)).collect();
+        conns[0] = Mutex::new(Some(Conn { client, statements: HashMap::new() }));
+        Ok(Self { conns, next: Default::default(), url: url.to_string(), location, sealer })
     }
 
     fn open_client(url: &str, location: &str) -> Result<Client, StoreError> {
@@ -281,17 +289,29 @@ impl PostgresStore {
         |source| StoreError::Postgres { store: self.location.clone(), source }
     }
 
-    /// The connection, made again when the last one was closed (the server restarted).
-    fn conn(&self) -> Result<MutexGuard<'_, Conn>, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if conn.client.is_closed() {
-            tracing::warn!("run store {}: connection closed; connecting again", self.location);
+    /// A connection no other thread uses now (the next one in turn when all are busy),
+    /// made when it was never made or was closed (the server restarted).
+    fn conn(&self) -> Result<MutexGuard<'_, Option<Conn>>, StoreError> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.conns.len();
+        let free = (0..n).find_map(|i| self.conns.get((start + i) % n).and_then(|m| m.try_lock().ok()));
+        let mut slot = match free {
+            Some(slot) => slot,
+            None => self.conns.get(start % n).map_or_else(
+                || Err(StoreError::unsupported(&self.location, "a store without connections")),
+                |m| Ok(m.lock().unwrap_or_else(PoisonError::into_inner)),
+            )?,
+        };
+        let closed = slot.as_ref().is_none_or(|c| c.client.is_closed());
+        if closed {
+            if slot.is_some() {
+                tracing::warn!("run store {}: connection closed; connecting again", self.location);
+            }
             let mut client = Self::open_client(&self.url, &self.location)?;
             prepare_schema(&mut client, &self.sealer)?;
-            conn.client = client;
-            conn.statements.clear();
+            *slot = Some(Conn { client, statements: HashMap::new() });
         }
-        Ok(conn)
+        Ok(slot)
     }
 
     /// Run `f` in one transaction (read-only and on one snapshot when `read_only`) and
@@ -302,7 +322,9 @@ impl PostgresStore {
         f: impl FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut guard = self.conn()?;
-        let Conn { client, statements } = &mut *guard;
+        let Some(Conn { client, statements }) = &mut *guard else {
+            return Err(StoreError::unsupported(&self.location, "a store without connections"));
+        };
         let tx = if read_only {
             client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start()
         } else {

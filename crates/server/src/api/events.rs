@@ -28,6 +28,9 @@ const PAGE: usize = 256;
 /// Longest wait between two looks at the store while the run goes (a wake-up from this
 /// process comes sooner).
 const POLL: Duration = Duration::from_millis(250);
+/// After a wake-up found nothing new (events are announced before their group is
+/// committed), the store is looked at again this soon, then twice as late each time.
+const SOON: Duration = Duration::from_millis(2);
 
 /// Where one stream is.
 struct Follow {
@@ -37,6 +40,9 @@ struct Follow {
     buffered: VecDeque<StoredEvent>,
     watch: Watch,
     done: bool,
+    /// How soon to look again after a wake-up that found nothing (`None`: wait to be
+    /// woken).
+    soon: Option<Duration>,
 }
 
 impl Follow {
@@ -45,6 +51,7 @@ impl Follow {
         loop {
             if let Some(ev) = self.buffered.pop_front() {
                 self.after = ev.seq;
+                self.soon = None;
                 return Some(ev);
             }
             if self.done {
@@ -77,7 +84,13 @@ impl Follow {
                 self.done = true;
                 continue;
             }
-            self.watch.changed(&self.run_id, POLL).await;
+            let wait = self.soon.unwrap_or(POLL);
+            let woken = self.watch.changed(&self.run_id, wait).await;
+            self.soon = match (woken, self.soon) {
+                (true, _) => Some(SOON),
+                (false, Some(d)) if d * 2 < POLL => Some(d * 2),
+                (false, _) => None,
+            };
         }
     }
 }
@@ -104,7 +117,7 @@ pub(crate) async fn stream(
     // Subscribed before the first read, so nothing that changes after it is missed.
     let watch = state.live.subscribe();
     owned_summary(&state, &caller, &id).await?;
-    let follow = Follow { state, run_id: id, after, buffered: VecDeque::new(), watch, done: false };
+    let follow = Follow { state, run_id: id, after, buffered: VecDeque::new(), watch, done: false, soon: None };
     let events = futures_util::stream::unfold(follow, |mut follow| async move {
         let ev = follow.next().await?;
         let data = serde_json::to_string(&ev.event).unwrap_or_default();
