@@ -159,7 +159,7 @@ impl OtlpExporter {
         let spans: Vec<Span> = folded.ended.iter().map(|s| s.to_otlp(&self.options, true)).collect();
         let result = self.send(spans).await;
         // A retryable failure means the same batch comes again: keep the state it was folded with.
-        if !matches!(result, Err(ExportError::Retryable(_))) {
+        if !result.as_ref().is_err_and(ExportError::is_retryable) {
             let mut pending = self.pending();
             for s in &folded.ended {
                 pending.remove(s.key());
@@ -184,8 +184,8 @@ impl OtlpExporter {
             }
         }
         match (retry, fatal.is_empty()) {
-            (Some(r), _) => Err(ExportError::Retryable(r)),
-            (None, false) => Err(ExportError::Fatal(fatal.join("; "))),
+            (Some(r), _) => Err(ExportError::retryable(r)),
+            (None, false) => Err(ExportError::fatal(fatal.join("; "))),
             (None, true) => Ok(()),
         }
     }
