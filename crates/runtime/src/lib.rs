@@ -2,7 +2,7 @@
 //! that runs a compiled graph plan.
 
 pub mod cache;
-pub mod event;
+pub mod run_event;
 pub mod interrupt;
 pub mod journal;
 pub mod middleware;
@@ -16,7 +16,7 @@ pub mod scratch;
 pub mod trace;
 
 pub use cache::{MemoryCache, OpCache};
-pub use event::{CustomFrame, OpFailure, OutputFrame, RunEvent};
+pub use run_event::{CustomFrame, OpFailure, OutputFrame, RunEvent};
 pub use interrupt::{Interrupt, RunState};
 pub use journal::{Journal, JournalEntry, JournalError, JournalSink, StreamRecord};
 pub use middleware::Middleware;

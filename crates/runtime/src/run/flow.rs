@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::context::{CtxId, NONE, SOFT_DONE};
 use super::{Done, GraphRun, Source, Span, Work};
-use crate::event::{OpFailure, OutputFrame, RunEvent};
+use crate::run_event::{OpFailure, OutputFrame, RunEvent};
 use crate::op::OpResult;
 use crate::record::{Held, Outputs};
 

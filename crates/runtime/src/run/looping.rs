@@ -9,7 +9,7 @@ use operonx_graph::plan::LoopPlan;
 use serde_json::Value;
 
 use super::{GraphRun, Plan};
-use crate::event::{OpFailure, OutputFrame, RunEvent};
+use crate::run_event::{OpFailure, OutputFrame, RunEvent};
 use crate::record::Held;
 
 struct Vars<'a>(&'a [Option<Held>]);
