@@ -258,6 +258,9 @@ async fn status_codes_map_to_export_errors() {
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let err = OtlpExporter::new(config(&format!("http://127.0.0.1:{port}"))).unwrap().export(&run.events).await;
     assert!(matches!(err, Err(ExportError::Retryable { .. })), "{err:?}");
+    let err = err.unwrap_err();
+    let source = std::error::Error::source(&err).expect("the request error");
+    assert!(source.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect), "{source:?}");
 }
 
 #[tokio::test]
