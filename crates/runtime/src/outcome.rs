@@ -197,8 +197,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::run_event::OpFailure;
     use crate::interrupt::Interrupt;
+    use crate::run_event::OpFailure;
 
     fn failure(op: &str, message: &str) -> OpFailure {
         OpFailure { op: op.into(), context: "main".into(), message: message.into() }

@@ -25,10 +25,10 @@ use operonx_graph::plan::{EdgeId, NodeId};
 use serde_json::{Map, Value};
 
 use crate::cache::{CacheKey, OpCache};
-use crate::run_event::RunEvent;
 use crate::middleware::Middleware;
 use crate::op::{Op, OpResult};
 use crate::record::{Held, Inputs, Outputs};
+use crate::run_event::RunEvent;
 use crate::scratch::Scratch;
 use crate::trace::RunTracer;
 use context::{Contexts, CtxId, NONE};

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::context::{CtxId, NONE};
 use super::{GraphRun, Span};
-use crate::run_event::RunEvent;
 use crate::record::{Inputs, Outputs};
+use crate::run_event::RunEvent;
 use crate::trace::{EventCtx, EventKind, Named, OpTrace, RawPayload};
 
 impl GraphRun {
