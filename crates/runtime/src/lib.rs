@@ -2,7 +2,6 @@
 //! that runs a compiled graph plan.
 
 pub mod cache;
-pub mod event;
 pub mod interrupt;
 pub mod journal;
 pub mod middleware;
@@ -12,11 +11,11 @@ pub mod outcome;
 pub mod record;
 pub mod registry;
 mod run;
+pub mod run_event;
 pub mod scratch;
 pub mod trace;
 
 pub use cache::{MemoryCache, OpCache};
-pub use event::{CustomFrame, OpFailure, OutputFrame, RunEvent};
 pub use interrupt::{Interrupt, RunState};
 pub use journal::{Journal, JournalEntry, JournalError, JournalSink, StreamRecord};
 pub use middleware::Middleware;
@@ -26,5 +25,6 @@ pub use outcome::RunOutcome;
 pub use record::{Inputs, Outputs, RunInputs};
 pub use registry::{OpFactory, Registry};
 pub use run::{Canceller, GraphRun, Plan, RunEnv};
+pub use run_event::{CustomFrame, OpFailure, OutputFrame, RunEvent};
 pub use scratch::Scratch;
 pub use trace::{EventKind, MemorySink, RunRecorder, RunTracer, TraceEvent, TraceSink};

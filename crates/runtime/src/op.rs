@@ -89,7 +89,7 @@ pub(crate) type OpScope = Arc<(Arc<crate::run::ScopeBoard>, crate::trace::EventC
 /// Where an op call's custom frames go.
 #[derive(Debug)]
 pub(crate) struct FrameScope {
-    pub sender: tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>,
+    pub sender: tokio::sync::mpsc::UnboundedSender<crate::run_event::CustomFrame>,
     pub ctx: Vec<String>,
 }
 
@@ -190,7 +190,7 @@ impl OpContext {
     pub fn send_frame(&self, kind: &str, data: impl Into<serde_json::Value>) {
         if let Some(f) = &self.frames {
             // The receiver lives as long as the run; a send after it ended is dropped.
-            let _ = f.sender.send(crate::event::CustomFrame {
+            let _ = f.sender.send(crate::run_event::CustomFrame {
                 op: self.op.clone(),
                 ctx: f.ctx.clone(),
                 kind: kind.to_string(),

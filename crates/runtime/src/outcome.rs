@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::event::{OpFailure, RunEvent};
+use crate::run_event::{OpFailure, RunEvent};
 
 /// A finished run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -197,8 +197,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::event::OpFailure;
     use crate::interrupt::Interrupt;
+    use crate::run_event::OpFailure;
 
     fn failure(op: &str, message: &str) -> OpFailure {
         OpFailure { op: op.into(), context: "main".into(), message: message.into() }

@@ -9,9 +9,10 @@ where
     F: FnOnce() -> T + Send + 'static,
 {
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime.spawn_blocking(work).await.map_err(|e| ExportError::Fatal(format!("blocking export task: {e}")))
-        }
+        Ok(runtime) => runtime
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| ExportError::fatal(format!("blocking export task: {e}")).with_source(e)),
         Err(_) => Ok(work()),
     }
 }

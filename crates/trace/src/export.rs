@@ -7,15 +7,65 @@ use operonx_runtime::TraceEvent;
 
 use crate::recorded::RecordedEvent;
 
-/// Why an export failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// The cause of an export failure, of whatever type the exporter met (SQLite, I/O,
+/// JSON encoding, HTTP).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why an export failed. The message says what happened (and is what the pipeline logs);
+/// [`std::error::Error::source`] gives the underlying error when there is one.
+#[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// Worth retrying (network error, 429, 5xx, timeout).
-    #[error("{0}")]
-    Retryable(String),
+    #[error("{message}")]
+    Retryable {
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Retrying will not help (bad credentials, 4xx, malformed data).
-    #[error("{0}")]
-    Fatal(String),
+    #[error("{message}")]
+    Fatal {
+        /// What went wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl ExportError {
+    /// A retryable failure with no underlying error.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable { message: message.into(), source: None }
+    }
+
+    /// A fatal failure with no underlying error.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        Self::Fatal { message: message.into(), source: None }
+    }
+
+    /// The same failure, caused by `source`.
+    #[must_use]
+    pub fn with_source(self, source: impl Into<BoxError>) -> Self {
+        match self {
+            Self::Retryable { message, .. } => Self::Retryable { message, source: Some(source.into()) },
+            Self::Fatal { message, .. } => Self::Fatal { message, source: Some(source.into()) },
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. })
+    }
+
+    /// What went wrong (the display text).
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retryable { message, .. } | Self::Fatal { message, .. } => message,
+        }
+    }
 }
 
 /// A destination for trace events. Exporters are called off the run's hot path, with

@@ -71,8 +71,9 @@ impl JsonlExporter {
                 files.len() - 1
             });
             let buf = &mut files[i].1;
-            serde_json::to_writer(&mut *buf, e)
-                .map_err(|err| ExportError::Fatal(format!("event {}-{}: {err}", e.request_id(), e.seq())))?;
+            serde_json::to_writer(&mut *buf, e).map_err(|err| {
+                ExportError::fatal(format!("event {}-{}: {err}", e.request_id(), e.seq())).with_source(err)
+            })?;
             buf.push(b'\n');
         }
         Ok(files)
@@ -84,9 +85,10 @@ impl JsonlExporter {
             append_to(&path, &bytes).map_err(|e| {
                 let msg = format!("{}: {e}", path.display());
                 match e.kind() {
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput => ExportError::Fatal(msg),
-                    _ => ExportError::Retryable(msg),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput => ExportError::fatal(msg),
+                    _ => ExportError::retryable(msg),
                 }
+                .with_source(e)
             })?;
         }
         Ok(())

@@ -385,7 +385,7 @@ impl LangfuseExporter {
         let (items, delta) = mapping::map_batch(batch, &self.memo(), &self.options);
         let result = self.send_all(items).await;
         // A retryable failure means the same batch comes again: keep the state it was mapped with.
-        if !matches!(result, Err(ExportError::Retryable(_))) {
+        if !result.as_ref().is_err_and(ExportError::is_retryable) {
             delta.apply(&mut self.memo());
         }
         result
@@ -394,8 +394,9 @@ impl LangfuseExporter {
     async fn send_all(&self, items: Vec<Item>) -> Result<(), ExportError> {
         let mut encoded = Vec::with_capacity(items.len());
         for item in items {
-            let bytes = serde_json::to_vec(&item.envelope)
-                .map_err(|e| ExportError::Fatal(format!("langfuse: cannot encode item {}: {e}", item.id)))?;
+            let bytes = serde_json::to_vec(&item.envelope).map_err(|e| {
+                ExportError::fatal(format!("langfuse: cannot encode item {}: {e}", item.id)).with_source(e)
+            })?;
             encoded.push(Encoded { id: item.id, bytes });
         }
         let mut rejected = Vec::new();
@@ -405,7 +406,7 @@ impl LangfuseExporter {
             let outcome = self.send_chunk(part).await;
             rejected.extend(outcome.rejected);
             match outcome.fatal {
-                Some((msg, true)) => return Err(ExportError::Fatal(msg)),
+                Some((msg, true)) => return Err(ExportError::fatal(msg)),
                 Some((msg, false)) => fatal = Some(msg),
                 None => {}
             }
@@ -416,9 +417,9 @@ impl LangfuseExporter {
         let rejected = (!rejected.is_empty())
             .then(|| format!("langfuse rejected {} item(s): {}", rejected.len(), rejected.join("; ")));
         match (retry, fatal, rejected) {
-            (Some(r), _, rej) => Err(ExportError::Retryable(rej.map_or(r.clone(), |rej| format!("{r}; {rej}")))),
-            (None, Some(f), rej) => Err(ExportError::Fatal(rej.map_or(f.clone(), |rej| format!("{f}; {rej}")))),
-            (None, None, Some(rej)) => Err(ExportError::Fatal(rej)),
+            (Some(r), _, rej) => Err(ExportError::retryable(rej.map_or(r.clone(), |rej| format!("{r}; {rej}")))),
+            (None, Some(f), rej) => Err(ExportError::fatal(rej.map_or(f.clone(), |rej| format!("{f}; {rej}")))),
+            (None, None, Some(rej)) => Err(ExportError::fatal(rej)),
             (None, None, None) => Ok(()),
         }
     }

@@ -40,7 +40,7 @@ pub mod view;
 
 pub use configure::{ConfiguredExporters, exporters_from_env};
 pub use error::{ConfigError, StoreError, TraceError};
-pub use export::{ExportError, Exporter};
+pub use export::{BoxError, ExportError, Exporter};
 pub use glob::Glob;
 pub use jsonl::JsonlExporter;
 pub use memory::MemoryExporter;

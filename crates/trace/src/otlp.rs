@@ -63,12 +63,6 @@ impl fmt::Debug for OtlpExporter {
     }
 }
 
-/// How sending went.
-enum Failure {
-    Retry(String),
-    Fatal(String),
-}
-
 fn snippet(body: &[u8]) -> String {
     String::from_utf8_lossy(body).chars().take(200).collect()
 }
@@ -159,7 +153,7 @@ impl OtlpExporter {
         let spans: Vec<Span> = folded.ended.iter().map(|s| s.to_otlp(&self.options, true)).collect();
         let result = self.send(spans).await;
         // A retryable failure means the same batch comes again: keep the state it was folded with.
-        if !matches!(result, Err(ExportError::Retryable(_))) {
+        if !result.as_ref().is_err_and(ExportError::is_retryable) {
             let mut pending = self.pending();
             for s in &folded.ended {
                 pending.remove(s.key());
@@ -179,19 +173,23 @@ impl OtlpExporter {
         for chunk in spans.chunks(self.config.batch_size) {
             match self.post(chunk).await {
                 Ok(()) => {}
-                Err(Failure::Retry(m)) => retry = Some(m),
-                Err(Failure::Fatal(m)) => fatal.push(m),
+                Err(e) if e.is_retryable() => retry = Some(e),
+                Err(e) => fatal.push(e),
             }
         }
-        match (retry, fatal.is_empty()) {
-            (Some(r), _) => Err(ExportError::Retryable(r)),
-            (None, false) => Err(ExportError::Fatal(fatal.join("; "))),
-            (None, true) => Ok(()),
+        match (retry, fatal.len()) {
+            (Some(r), _) => Err(r),
+            (None, 0) => Ok(()),
+            (None, 1) => Err(fatal.remove(0)),
+            (None, _) => {
+                let messages: Vec<&str> = fatal.iter().map(ExportError::message).collect();
+                Err(ExportError::fatal(messages.join("; ")))
+            }
         }
     }
 
     /// The request body of `spans` in the configured encoding.
-    fn encode(&self, spans: &[Span]) -> Result<Vec<u8>, Failure> {
+    fn encode(&self, spans: &[Span]) -> Result<Vec<u8>, ExportError> {
         let request = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(self.resource.clone()),
@@ -210,11 +208,11 @@ impl OtlpExporter {
         match self.config.protocol {
             Protocol::HttpProtobuf => Ok(request.encode_to_vec()),
             Protocol::HttpJson => serde_json::to_vec(&request)
-                .map_err(|e| Failure::Fatal(format!("otlp: cannot encode spans as JSON: {e}"))),
+                .map_err(|e| ExportError::fatal(format!("otlp: cannot encode spans as JSON: {e}")).with_source(e)),
         }
     }
 
-    async fn post(&self, spans: &[Span]) -> Result<(), Failure> {
+    async fn post(&self, spans: &[Span]) -> Result<(), ExportError> {
         let bytes = self.encode(spans)?;
         let resp = self
             .client
@@ -224,7 +222,8 @@ impl OtlpExporter {
             .send()
             .await
             .map_err(|e| {
-                Failure::Retry(format!("otlp: cannot reach the collector: {}", crate::export::describe(&e)))
+                ExportError::retryable(format!("otlp: cannot reach the collector: {}", crate::export::describe(&e)))
+                    .with_source(e)
             })?;
         let status = resp.status().as_u16();
         let binary = resp
@@ -237,12 +236,12 @@ impl OtlpExporter {
         let text = || if binary { format!("{} byte(s) of protobuf", body.len()) } else { snippet(&body) };
         match status {
             200..=299 => match rejected {
-                Some((n, msg)) => Err(Failure::Fatal(format!("otlp: collector rejected {n} span(s): {msg}"))),
+                Some((n, msg)) => Err(ExportError::fatal(format!("otlp: collector rejected {n} span(s): {msg}"))),
                 None => Ok(()),
             },
-            401 | 403 => Err(Failure::Fatal(format!("otlp: HTTP {status} (check the headers): {}", text()))),
-            408 | 429 | 500..=599 => Err(Failure::Retry(format!("otlp: HTTP {status}: {}", text()))),
-            _ => Err(Failure::Fatal(format!("otlp: HTTP {status}: {}", text()))),
+            401 | 403 => Err(ExportError::fatal(format!("otlp: HTTP {status} (check the headers): {}", text()))),
+            408 | 429 | 500..=599 => Err(ExportError::retryable(format!("otlp: HTTP {status}: {}", text()))),
+            _ => Err(ExportError::fatal(format!("otlp: HTTP {status}: {}", text()))),
         }
     }
 

@@ -216,7 +216,9 @@ async fn items_rejected_for_good_are_reported_not_retried() {
     let err = LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
     assert_eq!(mock.requests().len(), 1);
     match err {
-        ExportError::Fatal(m) => assert!(m.contains("invalid body") && m.contains("trace-create"), "{m}"),
+        ExportError::Fatal { message: m, .. } => {
+            assert!(m.contains("invalid body") && m.contains("trace-create"), "{m}")
+        }
         other => panic!("expected Fatal, got {other:?}"),
     }
 }
@@ -227,7 +229,7 @@ async fn bad_credentials_are_fatal_and_not_retried() {
         let mock = Mock::start(move |_, _| (status, r#"{"message":"Invalid credentials"}"#.into())).await;
         let run = graph_run("run-6");
         let err = LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
-        assert!(matches!(&err, ExportError::Fatal(m) if m.contains(&status.to_string())), "{err:?}");
+        assert!(matches!(&err, ExportError::Fatal { message: m, .. } if m.contains(&status.to_string())), "{err:?}");
         assert_eq!(mock.requests().len(), 1);
     }
 }
@@ -239,21 +241,21 @@ async fn server_errors_and_network_failures_are_retryable() {
     c.max_retries = 2;
     let run = graph_run("run-7");
     let err = LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap_err();
-    assert!(matches!(&err, ExportError::Retryable(m) if m.contains("503")), "{err:?}");
+    assert!(matches!(&err, ExportError::Retryable { message: m, .. } if m.contains("503")), "{err:?}");
     assert_eq!(mock.requests().len(), 3, "first attempt and two retries");
 
     let mock = Mock::start(|_, _| (429, "slow down".into())).await;
     let mut c = config(&mock.url);
     c.max_retries = 0;
     let err = LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap_err();
-    assert!(matches!(err, ExportError::Retryable(_)));
+    assert!(matches!(err, ExportError::Retryable { .. }));
 
     // nothing listens on this port any more
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let mut c = config(&format!("http://127.0.0.1:{port}"));
     c.max_retries = 0;
     let err = LangfuseExporter::new(c).unwrap().export(&run.events).await.unwrap_err();
-    assert!(matches!(err, ExportError::Retryable(_)), "{err:?}");
+    assert!(matches!(err, ExportError::Retryable { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -302,7 +304,7 @@ async fn updates_keep_the_type_the_observation_was_created_with() {
     c.max_retries = 0;
     let exporter = LangfuseExporter::new(c).unwrap();
     exporter.export(first).await.unwrap();
-    assert!(matches!(exporter.export(second).await, Err(ExportError::Retryable(_))));
+    assert!(matches!(exporter.export(second).await, Err(ExportError::Retryable { .. })));
     exporter.export(second).await.unwrap();
     let reqs = mock.requests();
     assert_eq!(reqs.len(), 3);

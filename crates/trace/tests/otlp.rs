@@ -217,7 +217,7 @@ async fn spans_wait_for_their_end_and_survive_a_retryable_failure() {
     let mut rest = vec![run.events[1].clone()];
     rest.extend_from_slice(second);
     let err = exporter.export(&rest).await.unwrap_err();
-    assert!(matches!(&err, ExportError::Retryable(m) if m.contains("503")), "{err:?}");
+    assert!(matches!(&err, ExportError::Retryable { message: m, .. } if m.contains("503")), "{err:?}");
     exporter.export(&rest).await.unwrap();
     let spans = mock.requests()[2].spans();
     assert_eq!(spans.len(), 3, "g.fetch, g.llm, g.bad");
@@ -252,12 +252,15 @@ async fn status_codes_map_to_export_errors() {
     for (status, retryable) in [(500, true), (503, true), (429, true), (401, false), (403, false), (400, false)] {
         let mock = Mock::start(move |_, _| (status, "{}".into())).await;
         let err = OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
-        assert_eq!(matches!(err, ExportError::Retryable(_)), retryable, "{status}: {err:?}");
+        assert_eq!(matches!(err, ExportError::Retryable { .. }), retryable, "{status}: {err:?}");
         assert!(err.to_string().contains(&status.to_string()));
     }
     let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let err = OtlpExporter::new(config(&format!("http://127.0.0.1:{port}"))).unwrap().export(&run.events).await;
-    assert!(matches!(err, Err(ExportError::Retryable(_))), "{err:?}");
+    assert!(matches!(err, Err(ExportError::Retryable { .. })), "{err:?}");
+    let err = err.unwrap_err();
+    let source = std::error::Error::source(&err).expect("the request error");
+    assert!(source.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_connect), "{source:?}");
 }
 
 #[tokio::test]
@@ -267,7 +270,7 @@ async fn partial_success_is_reported() {
     let run = graph_run("run-7");
     let err = OtlpExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap_err();
     match err {
-        ExportError::Fatal(m) => assert!(m.contains('2') && m.contains("spans too old"), "{m}"),
+        ExportError::Fatal { message: m, .. } => assert!(m.contains('2') && m.contains("spans too old"), "{m}"),
         other => panic!("expected Fatal, got {other:?}"),
     }
     let fine = Mock::start(|_, _| (200, r#"{"partialSuccess":{}}"#.into())).await;
@@ -398,7 +401,10 @@ async fn protobuf_partial_success_is_reported() {
     })
     .await;
     let err = OtlpExporter::new(config(&mock.url)).unwrap().export(&graph_run("run-ps").events).await.unwrap_err();
-    assert!(matches!(&err, ExportError::Fatal(m) if m.contains("rejected 3 span(s): too big")), "{err:?}");
+    assert!(
+        matches!(&err, ExportError::Fatal { message: m, .. } if m.contains("rejected 3 span(s): too big")),
+        "{err:?}"
+    );
     let empty = ExportTraceServiceResponse::default().encode_to_vec();
     let fine = Mock::start_with(move |_, _| Reply {
         status: 200,

@@ -180,14 +180,16 @@ async fn a_full_buffer_can_drop_oldest_instead() {
 /// Fails the first `failures` calls with `error`, then accepts.
 struct Flaky {
     failures: u32,
-    error: ExportError,
+    retryable: bool,
+    message: String,
     calls: AtomicU32,
     accepted: MemoryExporter,
 }
 
 impl Flaky {
     fn new(failures: u32, error: ExportError) -> Arc<Self> {
-        Arc::new(Self { failures, error, calls: AtomicU32::new(0), accepted: MemoryExporter::new() })
+        let (retryable, message) = (error.is_retryable(), error.message().to_owned());
+        Arc::new(Self { failures, retryable, message, calls: AtomicU32::new(0), accepted: MemoryExporter::new() })
     }
 }
 
@@ -199,7 +201,11 @@ impl Exporter for Flaky {
     fn export<'a>(&'a self, batch: &'a [TraceEvent]) -> BoxFuture<'a, Result<(), ExportError>> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if n < self.failures {
-            let e = self.error.clone();
+            let e = if self.retryable {
+                ExportError::retryable(self.message.clone())
+            } else {
+                ExportError::fatal(self.message.clone())
+            };
             return Box::pin(async move { Err(e) });
         }
         self.accepted.export(batch)
@@ -227,7 +233,7 @@ fn record_run(pipeline: &TracePipeline, rid: &str) {
 
 #[tokio::test]
 async fn retryable_failures_are_retried_with_backoff_then_succeed() {
-    let flaky = Flaky::new(2, ExportError::Retryable("503".into()));
+    let flaky = Flaky::new(2, ExportError::retryable("503"));
     let exporter: Arc<dyn Exporter> = flaky.clone();
     let pipeline = retrying(&[exporter], 4);
     record_run(&pipeline, "r1");
@@ -242,8 +248,8 @@ async fn retryable_failures_are_retried_with_backoff_then_succeed() {
 
 #[tokio::test]
 async fn exporters_give_up_after_bounded_attempts_without_failing_anything() {
-    let always = Flaky::new(u32::MAX, ExportError::Retryable("connection refused".into()));
-    let fatal = Flaky::new(u32::MAX, ExportError::Fatal("401".into()));
+    let always = Flaky::new(u32::MAX, ExportError::retryable("connection refused"));
+    let fatal = Flaky::new(u32::MAX, ExportError::fatal("401"));
     let good = Arc::new(MemoryExporter::new());
     let pipeline = retrying(&[always.clone(), fatal.clone(), good.clone()], 3);
     record_run(&pipeline, "r1");
@@ -264,7 +270,7 @@ async fn exporters_give_up_after_bounded_attempts_without_failing_anything() {
 #[tokio::test]
 async fn an_exporter_that_recovers_gets_its_retries_back() {
     // Fails the 3 attempts of the first batch and the single one of the second, then works.
-    let flaky = Flaky::new(4, ExportError::Retryable("connection refused".into()));
+    let flaky = Flaky::new(4, ExportError::retryable("connection refused"));
     let exporter: Arc<dyn Exporter> = flaky.clone();
     let pipeline = retrying(&[exporter], 3);
     for (n, rid) in ["r1", "r2", "r3"].into_iter().enumerate() {
@@ -462,7 +468,7 @@ impl Exporter for Closing {
 
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ExportError>> {
         self.shutdowns.fetch_add(1, Ordering::SeqCst);
-        Box::pin(async { Err(ExportError::Fatal("already closed".into())) })
+        Box::pin(async { Err(ExportError::fatal("already closed")) })
     }
 }
 

@@ -350,3 +350,17 @@ fn a_running_run_whose_writer_is_gone_reads_as_crashed() {
     let stored: String = conn.query_row("SELECT status FROM runs WHERE request_id = 'r1'", [], |r| r.get(0)).unwrap();
     assert_eq!(stored, "running");
 }
+
+#[tokio::test]
+async fn a_failed_store_export_keeps_sqlites_error_as_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path).unwrap();
+    rusqlite::Connection::open(&path).unwrap().execute("DROP TABLE batches", []).unwrap();
+    let err = store.export(&op("r1", 0, "main.x", 1)).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(err.message().contains("batches"), "{err}");
+    let source = std::error::Error::source(&err).expect("a source");
+    let sqlite = source.downcast_ref::<rusqlite::Error>().expect("the rusqlite error");
+    assert!(sqlite.to_string().contains("no such table"), "{sqlite}");
+}

@@ -52,7 +52,7 @@ use thiserror::Error;
 
 pub use builtins::call_builtin;
 pub use error::EvalError;
-pub use repr::{repr, to_py_str};
+pub use repr::{float_repr, repr, repr_str, to_py_str};
 pub use value::{BinOp, CmpOp, UnaryOp, binary, compare, contains, truthy, type_name, unary};
 
 use builtins::Builtin;

@@ -9,10 +9,10 @@ use serde_json::{Number, Value};
 ///
 /// Floats use Python's shortest round-trip form (`2.0`, `1e+16`, `1e-05`).
 /// Strings use single quotes unless the text contains a single quote and no
-/// double quote, and escape like Python; "printable" is approximated (control
-/// characters, separators other than the space, common format characters and
-/// private-use characters are escaped), since the full Unicode database is not
-/// available.
+/// double quote, and escape like Python: `\\`, `\n`, `\r`, `\t`, the quote,
+/// and every non-printable character as `\xhh`, `\uhhhh` or `\Uhhhhhhhh`
+/// ("printable" as `str.isprintable()`, from the Unicode general categories;
+/// characters assigned after the running CPython's Unicode version may differ).
 pub fn repr(v: &Value) -> String {
     let mut out = String::new();
     write_repr(&mut out, v);
@@ -28,8 +28,8 @@ pub fn to_py_str(v: &Value) -> String {
     }
 }
 
-/// Python `repr()` of a string.
-pub(crate) fn repr_str(s: &str) -> String {
+/// Python `repr()` of a string: `'a'`, `"it's"`, `'x\\ny'`.
+pub fn repr_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     write_str_repr(&mut out, s);
     out
@@ -76,8 +76,9 @@ fn write_number(out: &mut String, n: &Number) {
     }
 }
 
-/// Python `repr()` of a float (`2.0`, `0.1`, `1e+16`, `1.5e-07`, `-0.0`).
-pub(crate) fn float_repr(f: f64) -> String {
+/// Python `repr()` of a float (`2.0`, `0.1`, `1e+16`, `1.5e-07`, `-0.0`,
+/// `inf`, `nan`).
+pub fn float_repr(f: f64) -> String {
     if f.is_nan() {
         return "nan".to_owned();
     }
@@ -150,24 +151,21 @@ fn write_str_repr(out: &mut String, s: &str) {
     out.push(quote);
 }
 
-/// Approximation of Python's `str.isprintable()` for a single character.
+/// Python's `str.isprintable()` for one character: everything but the
+/// "Other" (`Cc`, `Cf`, `Cs`, `Co`, `Cn`) and "Separator" (`Zl`, `Zp`, `Zs`)
+/// general categories, except the ASCII space.
 fn is_printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() {
-        return false;
-    }
-    let code = u32::from(c);
-    let non_printable = matches!(
-        code,
-        // Space separators other than ' ' (Zs), line/paragraph separators.
-        0xa0 | 0x1680 | 0x2000..=0x200a | 0x2028 | 0x2029 | 0x202f | 0x205f | 0x3000
-        // Common format characters (Cf).
-        | 0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f
-        | 0x202a..=0x202e | 0x2060..=0x2064 | 0x2066..=0x206f | 0xfeff | 0xfff9..=0xfffb
-        // Private use areas (Co) and noncharacters.
-        | 0xe000..=0xf8ff | 0xf0000..=0x10ffff | 0xfdd0..=0xfdef | 0xfffe | 0xffff
-    );
-    !non_printable
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    c == ' '
+        || !matches!(
+            get_general_category(c),
+            G::Control
+                | G::Format
+                | G::Surrogate
+                | G::PrivateUse
+                | G::Unassigned
+                | G::LineSeparator
+                | G::ParagraphSeparator
+                | G::SpaceSeparator
+        )
 }

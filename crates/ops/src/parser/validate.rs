@@ -1,5 +1,6 @@
 //! Validators: `{field: [allowed values...]}` with an optional `@fallback`.
 
+use operonx_graph::expr::{repr as python_repr, repr_str as python_str_repr};
 use serde_json::{Map, Value};
 
 use super::schema::Field;
@@ -103,72 +104,6 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Render a JSON value the way Python's `repr` renders the equivalent
-/// Python object (`'text'`, `None`, `True`, `[1, 'a']`, `{'k': 1}`).
-pub(crate) fn python_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".to_owned(),
-        Value::Bool(true) => "True".to_owned(),
-        Value::Bool(false) => "False".to_owned(),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if !(n.is_i64() || n.is_u64()) => python_float_repr(f),
-            _ => n.to_string(),
-        },
-        Value::String(s) => python_str_repr(s),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().map(python_repr).collect();
-            format!("[{}]", parts.join(", "))
-        }
-        Value::Object(map) => {
-            let parts: Vec<String> =
-                map.iter().map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v))).collect();
-            format!("{{{}}}", parts.join(", "))
-        }
-    }
-}
-
-/// Python's `repr` of a float: shortest round-trip digits, positional
-/// notation for exponents in `-4..16`, else `1e+16` / `1e-05` style.
-/// (JSON numbers are always finite.)
-fn python_float_repr(f: f64) -> String {
-    let scientific = format!("{f:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..16).contains(&exponent) {
-        let positional = f.to_string();
-        if positional.contains('.') { positional } else { format!("{positional}.0") }
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
-    }
-}
-
-/// Python's `repr` of a string: single quotes unless the text contains a
-/// single quote and no double quote.
-fn python_str_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -177,33 +112,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn renders_python_reprs() {
-        assert_eq!(python_repr(&json!("a")), "'a'");
-        assert_eq!(python_repr(&json!("it's")), "\"it's\"");
-        assert_eq!(python_repr(&json!("a'b\"c")), "'a\\'b\"c'");
-        assert_eq!(python_repr(&json!("x\ny")), "'x\\ny'");
-        assert_eq!(python_repr(&json!(null)), "None");
-        assert_eq!(python_repr(&json!(true)), "True");
-        assert_eq!(python_repr(&json!(1.5)), "1.5");
-        assert_eq!(python_repr(&json!(1e20)), "1e+20");
-        assert_eq!(python_repr(&json!(2.0)), "2.0");
-        for (value, expected) in [
-            (1e-7, "1e-07"),
-            (1e-5, "1e-05"),
-            (1e-4, "0.0001"),
-            (0.0001234, "0.0001234"),
-            (1e15, "1000000000000000.0"),
-            (1e16, "1e+16"),
-            (1.5e16, "1.5e+16"),
-            (123456789012345678.0, "1.2345678901234568e+17"),
-            (1e300, "1e+300"),
-            (-2.5e-10, "-2.5e-10"),
-        ] {
-            assert_eq!(python_repr(&json!(value)), expected);
-        }
-        assert_eq!(python_repr(&json!(-3)), "-3");
-        assert_eq!(python_repr(&json!([1, "a", null])), "[1, 'a', None]");
-        assert_eq!(python_repr(&json!({"k": false})), "{'k': False}");
+    fn messages_use_the_graph_crates_python_repr() {
+        let fields = parse_schema(Some(&json!(["mood: str"]))).unwrap();
+        let v = parse_validators(Some(&json!({"mood": ["it's", 1e16, null]})), &fields).unwrap();
+        let mut result = Map::new();
+        result.insert("mood".into(), json!("a\u{2028}b"));
+        let err = v[0].apply(&mut result).unwrap_err();
+        assert_eq!(err, "Validation failed: 'mood' value 'a\\u2028b' not in [\"it's\", 1e+16, None]");
     }
 
     #[test]

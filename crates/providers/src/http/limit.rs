@@ -1,4 +1,9 @@
 //! Per-resource admission: a concurrency cap (semaphore) and a requests-per-second pace.
+//!
+//! Kept rather than `governor`: the pace is ten lines of strict spacing on tokio's clock
+//! (so paused-time tests and `tokio::time` drive it), where `governor` brings its own clock
+//! and timer and a burst allowance we do not want, and has no concurrency cap to replace
+//! the semaphore.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::context::{CtxId, NONE, SOFT_DONE};
 use super::{Done, GraphRun, Source, Span, Work};
-use crate::event::{OpFailure, OutputFrame, RunEvent};
 use crate::op::OpResult;
 use crate::record::{Held, Outputs};
+use crate::run_event::{OpFailure, OutputFrame, RunEvent};
 
 impl GraphRun {
     pub(super) fn on_done(&mut self, done: Done) {

@@ -9,8 +9,8 @@ use operonx_graph::plan::LoopPlan;
 use serde_json::Value;
 
 use super::{GraphRun, Plan};
-use crate::event::{OpFailure, OutputFrame, RunEvent};
 use crate::record::Held;
+use crate::run_event::{OpFailure, OutputFrame, RunEvent};
 
 struct Vars<'a>(&'a [Option<Held>]);
 

@@ -25,10 +25,10 @@ use operonx_graph::plan::{EdgeId, NodeId};
 use serde_json::{Map, Value};
 
 use crate::cache::{CacheKey, OpCache};
-use crate::event::RunEvent;
 use crate::middleware::Middleware;
 use crate::op::{Op, OpResult};
 use crate::record::{Held, Inputs, Outputs};
+use crate::run_event::RunEvent;
 use crate::scratch::Scratch;
 use crate::trace::RunTracer;
 use context::{Contexts, CtxId, NONE};
@@ -69,7 +69,7 @@ pub struct RunEnv {
     /// The run's id (for op calls' idempotency keys).
     pub run_id: Option<Arc<str>>,
     /// Where op bodies' custom frames go (set by [`GraphRun::stream_frames`]).
-    pub frames: Option<tokio::sync::mpsc::UnboundedSender<crate::event::CustomFrame>>,
+    pub frames: Option<tokio::sync::mpsc::UnboundedSender<crate::run_event::CustomFrame>>,
     /// In-band cancellation requests (`OpContext::cancel_context`), shared with nested runs.
     pub scopes: Arc<scope::ScopeBoard>,
     /// Data of the caller's own, handed to every op call of the run, nested graphs
@@ -242,7 +242,7 @@ pub struct GraphRun {
     aborts: Vec<Option<(CtxId, futures_util::future::AbortHandle)>>,
     free_aborts: Vec<u64>,
     /// The root run's end of the custom frame channel.
-    frames_rx: Option<std::cell::RefCell<tokio::sync::mpsc::UnboundedReceiver<crate::event::CustomFrame>>>,
+    frames_rx: Option<std::cell::RefCell<tokio::sync::mpsc::UnboundedReceiver<crate::run_event::CustomFrame>>>,
     /// Inline work done since the run last let its task go ([`STEP_BUDGET`]).
     steps: u32,
 }

@@ -9,7 +9,7 @@ use std::task::Waker;
 use futures_util::task::AtomicWaker;
 
 use super::GraphRun;
-use crate::event::RunEvent;
+use crate::run_event::RunEvent;
 use crate::trace::RawPayload;
 
 #[derive(Debug, Default)]

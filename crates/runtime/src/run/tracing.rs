@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::context::{CtxId, NONE};
 use super::{GraphRun, Span};
-use crate::event::RunEvent;
 use crate::record::{Inputs, Outputs};
+use crate::run_event::RunEvent;
 use crate::trace::{EventCtx, EventKind, Named, OpTrace, RawPayload};
 
 impl GraphRun {
@@ -112,7 +112,7 @@ impl GraphRun {
     fn lifecycle(&self, node: NodeId, ctx: CtxId, kind: &str, data: Value) {
         if self.env.frames.is_some() {
             self.drain_frames();
-            self.events.borrow_mut().push_back(RunEvent::Custom(crate::event::CustomFrame {
+            self.events.borrow_mut().push_back(RunEvent::Custom(crate::run_event::CustomFrame {
                 op: self.plan.nodes[node as usize].full_name.clone(),
                 ctx: self.ctx_path(ctx),
                 kind: kind.to_string(),

@@ -260,8 +260,8 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, failing: &A
         let call = AssertUnwindSafe(tokio::time::timeout(timeout, batch.export(exporter))).catch_unwind();
         let result = match call.await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ExportError::Retryable(format!("no answer within {timeout:?}"))),
-            Err(_) => Err(ExportError::Fatal("the exporter panicked".to_string())),
+            Ok(Err(_)) => Err(ExportError::retryable(format!("no answer within {timeout:?}"))),
+            Err(_) => Err(ExportError::fatal("the exporter panicked")),
         };
         let error = match result {
             Ok(()) => {
@@ -273,7 +273,7 @@ async fn export_with_retry(shared: &Shared, exporter: &dyn Exporter, failing: &A
             }
             Err(e) => e,
         };
-        if matches!(error, ExportError::Retryable(_)) && attempt < policy.max_attempts {
+        if error.is_retryable() && attempt < policy.max_attempts {
             let wait = policy.backoff(attempt);
             tracing::debug!(exporter = exporter.name(), attempt, ?wait, error = %error, "trace export failed; retrying");
             Counters::add(&counters.retries, 1);

@@ -191,9 +191,7 @@ impl SqliteStore {
         let store = self.clone();
         Box::pin(async move {
             let written = run_blocking(move || store.write(&batch)).await?;
-            written.map(drop).map_err(|e| {
-                if retryable(&e) { ExportError::Retryable(e.to_string()) } else { ExportError::Fatal(e.to_string()) }
-            })
+            written.map(drop).map_err(export_error)
         })
     }
 }
@@ -219,6 +217,17 @@ fn migrate(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StoreError
 }
 
 /// Whether a failed write is worth retrying.
+/// A failed store write as an export failure: the store's message, caused by SQLite's
+/// own error when SQLite failed.
+fn export_error(e: StoreError) -> ExportError {
+    let message = e.to_string();
+    let error = if retryable(&e) { ExportError::retryable(message) } else { ExportError::fatal(message) };
+    match e {
+        StoreError::Sqlite(sqlite) => error.with_source(sqlite),
+        other => error.with_source(other),
+    }
+}
+
 fn retryable(e: &StoreError) -> bool {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
     match e {

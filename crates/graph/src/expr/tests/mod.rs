@@ -2,6 +2,7 @@
 
 mod builtins;
 mod language;
+mod repr;
 mod values;
 
 use serde_json::Value;

@@ -1,4 +1,6 @@
-//! What a run reports as it goes: output frames and op failures.
+//! What a run reports to its observer as it goes ([`RunEvent`]: output frames, custom
+//! frames and op failures). Not to be confused with the trace events ([`crate::trace`]),
+//! the flat record that tracing sinks and the `operonx-trace` crate consume.
 
 use std::sync::Arc;
 
