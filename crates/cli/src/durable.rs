@@ -13,7 +13,7 @@ use crate::output::{Redactor, errln};
 use crate::run::ExecArgs;
 
 /// The environment variable naming the run store when `--store` does not.
-pub(crate) const STORE_ENV: &str = "OPERONX_STORE";
+const STORE_ENV: &str = "OPERONX_STORE";
 
 /// The store `--store` (or `$OPERONX_STORE`) names, else the default one; `None` with
 /// `--no-trace-store` and no store named. A store the user named that cannot be opened
@@ -39,7 +39,12 @@ pub(crate) fn store_for(exec: &ExecArgs, redactor: &Redactor) -> anyhow::Result<
 
 /// The store `--store` or `$OPERONX_STORE` names, if any.
 pub(crate) fn named_store(exec: &ExecArgs) -> Option<String> {
-    exec.store.clone().or_else(|| std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty()))
+    store_spec(exec.store.as_deref())
+}
+
+/// The store `flag` names, else the one `$OPERONX_STORE` names, if any.
+pub(crate) fn store_spec(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string).or_else(|| std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty()))
 }
 
 /// Open the store `spec` names (default: `.operonx/runs.db`).
@@ -152,12 +157,6 @@ pub(crate) fn check_answers(saved: &StoredRun, given: &Map<String, Value>) -> an
         }
     }
     Ok(())
-}
-
-/// How many trace events the run recorded before (its resumed trace goes on from there).
-pub(crate) fn recorded_events(trace_store: &Path, run_id: &str) -> u64 {
-    let Ok(store) = operonx_trace::SqliteStore::open_existing(trace_store) else { return 0 };
-    store.run_events(run_id).map_or(0, |events| u64::try_from(events.len()).unwrap_or(u64::MAX))
 }
 
 /// Record how the run ended; the error, if that failed.

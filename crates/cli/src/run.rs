@@ -372,7 +372,7 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
     let (run, journal, stored) = durable::claim(store, &saved, &given, exec, &mut options, redactor)?;
     options = options.journal(journal);
     let trace_store = trace_store_for(exec);
-    let from = trace_store.as_deref().map_or(0, |p| durable::recorded_events(p, run_id));
+    let from = trace_store.as_deref().map_or(0, |p| SqliteStore::recorded_events(p, run_id));
     let note = operonx::json!({
         "resume": stored.summary.resumes,
         "journal_entries": stored.entries.len(),

@@ -50,7 +50,7 @@ pub(crate) enum RunsCommand {
 
 /// The store `--store` or `$OPERONX_STORE` names, else the default.
 fn store(named: Option<String>) -> anyhow::Result<std::sync::Arc<dyn operonx_store::RunStore>> {
-    let named = named.or_else(|| std::env::var(crate::durable::STORE_ENV).ok().filter(|s| !s.is_empty()));
+    let named = crate::durable::store_spec(named.as_deref());
     // Listing or pruning a store that is not there creates nothing.
     if let Some(path) = named
         .as_deref()

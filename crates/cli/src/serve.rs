@@ -12,7 +12,7 @@ use operonx_store::RunStore;
 use operonx_trace::{SqliteStore, TracePipeline};
 
 use crate::BadInput;
-use crate::durable::{STORE_ENV, open_store};
+use crate::durable::{open_store, store_spec};
 use crate::output::Redactor;
 
 /// What `operonx serve` was asked.
@@ -81,14 +81,12 @@ pub(crate) struct WorkArgs {
 
 /// The store named by `--store` or `$OPERONX_STORE`, else the default one.
 fn store(named: Option<&str>) -> anyhow::Result<Arc<dyn RunStore>> {
-    let env = std::env::var(STORE_ENV).ok().filter(|s| !s.is_empty());
-    open_store(named.or(env.as_deref()))
+    open_store(store_spec(named).as_deref())
 }
 
-/// Whether a store spec names Postgres.
-fn is_postgres(spec: Option<&str>) -> bool {
-    let env = std::env::var(STORE_ENV).ok();
-    spec.or(env.as_deref()).is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+/// Whether the store `--store` or `$OPERONX_STORE` names is Postgres.
+fn is_postgres(named: Option<&str>) -> bool {
+    store_spec(named).is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
 }
 
 /// The engine, the graphs, the executor settings (without its slot count and trace
@@ -151,25 +149,7 @@ async fn with_trace<T>(trace: Option<TracePipeline>, work: impl std::future::Fut
 
 /// Resolves on the first Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    crate::signals::stopped().await;
     eprintln!("stopping: no new runs are taken; runs going finish or are handed back");
 }
 

@@ -349,9 +349,7 @@ impl Executor {
     /// How many trace events run `run_id` recorded before (its resumed trace goes on
     /// from there).
     fn recorded_events(&self, run_id: &str) -> u64 {
-        let Some(path) = &self.config.trace_store else { return 0 };
-        let Ok(store) = operonx_trace::SqliteStore::open_existing(path) else { return 0 };
-        store.run_events(run_id).map_or(0, |events| u64::try_from(events.len()).unwrap_or(u64::MAX))
+        self.config.trace_store.as_ref().map_or(0, |path| operonx_trace::SqliteStore::recorded_events(path, run_id))
     }
 
     /// Record the run's end (on a blocking thread: the commit is waited for).

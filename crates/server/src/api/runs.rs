@@ -77,12 +77,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref())).await.map_err(|e| Problem::internal("the run store", &e))
 }
 
-/// The run `id` if it exists and is the caller's (else 404, as for no run at all).
-async fn owned_run(state: &Arc<AppState>, caller: &Caller, id: &str) -> Result<StoredRun, Problem> {
+/// `id` as a run id (a 404 when it cannot be one).
+fn run_id(id: &str) -> Result<String, Problem> {
     if !operonx::is_request_id(id) {
         return Err(Problem::not_found(format!("no run {id:?} (a run id is 32 lowercase hex digits)")));
     }
-    let run_id = id.to_string();
+    Ok(id.to_string())
+}
+
+/// The run `id` if it exists and is the caller's (else 404, as for no run at all).
+async fn owned_run(state: &Arc<AppState>, caller: &Caller, id: &str) -> Result<StoredRun, Problem> {
+    let run_id = run_id(id)?;
     let run = blocking(state, move |s| s.load(&run_id)).await?.map_err(|e| Problem::from_store(e, id))?;
     if !caller.owns(run.summary.tenant.as_deref()) {
         return Err(Problem::not_found(format!("no run {id}")));
@@ -92,10 +97,7 @@ async fn owned_run(state: &Arc<AppState>, caller: &Caller, id: &str) -> Result<S
 
 /// The summary of run `id` if it is the caller's.
 pub(crate) async fn owned_summary(state: &Arc<AppState>, caller: &Caller, id: &str) -> Result<RunSummary, Problem> {
-    if !operonx::is_request_id(id) {
-        return Err(Problem::not_found(format!("no run {id:?} (a run id is 32 lowercase hex digits)")));
-    }
-    let run_id = id.to_string();
+    let run_id = run_id(id)?;
     let summary = blocking(state, move |s| s.summary(&run_id)).await?.map_err(|e| Problem::from_store(e, id))?;
     if !caller.owns(summary.tenant.as_deref()) {
         return Err(Problem::not_found(format!("no run {id}")));

@@ -156,6 +156,13 @@ impl SqliteStore {
         Self::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
     }
 
+    /// How many trace events run `run_id` recorded in the store at `path` (0 when there is
+    /// no store or no such run): where a resumed run's trace goes on from.
+    pub fn recorded_events(path: impl AsRef<Path>, run_id: &str) -> u64 {
+        let Ok(store) = Self::open_existing(path) else { return 0 };
+        store.run_events(run_id).map_or(0, |events| u64::try_from(events.len()).unwrap_or(u64::MAX))
+    }
+
     /// Open and bring up to date, safely while other processes do the same (see
     /// [`crate::sqlite`]): the version check and migration run in one `BEGIN IMMEDIATE`
     /// transaction, so one process migrates and the others then see the new version.
