@@ -15,6 +15,7 @@ Python functions are called with the GIL held only while they run.
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import signal
 import threading
@@ -23,8 +24,19 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterator, Optional
 
 from . import _export, _glue
 from ._native import INTERRUPTED, GraphError, NativeEngine, __version__
+from ._native import trace_events as _trace_events
 
-__all__ = ["Engine", "RunResult", "GraphError", "INTERRUPTED", "__version__"]
+__all__ = ["Engine", "RunResult", "GraphError", "INTERRUPTED", "read_trace", "__version__"]
+
+
+def read_trace(run_id: str, trace_store: Optional[str] = None) -> list:
+    """The trace events of run ``run_id`` (a unique prefix of it will do) recorded in the
+    trace store (default .operonx/traces.db, where ``Engine`` records runs): a list of
+    dicts in the wire format of ``operonx trace show --json`` (``event_id``,
+    ``request_id``, ``kind``, ``op_name``, ``ctx``, ``timestamp``, ``seq``, ``payload``),
+    in ``(timestamp, seq)`` order. Call ``Engine.flush()`` (or close the engine) first:
+    the trace is written in the background. Raises ValueError for an unknown run."""
+    return json.loads(_trace_events(run_id, None if trace_store is None else str(trace_store)))
 
 
 class RunResult(dict):

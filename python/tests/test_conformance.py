@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import json
 import pathlib
+import uuid
 
 import pytest
 
@@ -64,7 +65,8 @@ def test_python_case(case):
     engine = Engine(m.build_graph())
     result = engine.run(inputs=m.INPUTS, scratch=getattr(m, "SCRATCH_SEED", None))
     check_result(result, _read(case / "expected.json"), str(case))
-    assert isinstance(result.run_id, str) and len(result.run_id) == 32
+    assert isinstance(result.run_id, str) and uuid.UUID(result.run_id).version == 7
+    assert str(uuid.UUID(result.run_id)) == result.run_id, "the standard lowercase hyphenated form"
 
 
 @pytest.mark.parametrize("case", GRAPH_CASE_DIRS, ids=lambda p: f"{p.parents[1].name}/{p.parent.name}/{p.name}")

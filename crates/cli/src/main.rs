@@ -219,7 +219,8 @@ fn trace_command(cmd: TraceCommand) -> anyhow::Result<ExitCode> {
         TraceCommand::Show { run_id, timeline, json, trace_store } => {
             if !operonx::is_request_id_prefix(&run_id) {
                 return Err(BadInput(format!(
-                    "not a run id: {run_id:?} (a run id, or a prefix of one, is 1 to 32 lowercase hex digits)"
+                    "not a run id: {run_id:?} (a run id is a UUID such as `operonx run` prints, or 32 lowercase hex digits; a \
+                     prefix of one will do)"
                 ))
                 .into());
             }

@@ -347,7 +347,7 @@ pub(crate) fn resume(a: ResumeArgs, redactor: &Redactor) -> anyhow::Result<ExitC
     let run_id = &a.run_id;
     if !operonx::is_request_id(run_id) {
         return Err(BadInput(format!(
-            "not a run id: {run_id:?} (a run id is 32 lowercase hex digits, as `operonx run` prints)"
+            "not a run id: {run_id:?} (a run id is a UUID, as `operonx run` prints, or 32 lowercase hex digits)"
         ))
         .into());
     }

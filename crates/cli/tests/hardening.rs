@@ -136,14 +136,23 @@ fn run_ids_are_checked_before_they_name_a_file() {
     let victim = dir.join("elsewhere/victim.json");
     std::fs::write(&victim, r#"{"graph": "g.json", "state": {}}"#).unwrap();
     let store = dir.join("store");
-    for id in ["../../elsewhere/victim", "../runs/x", "0123456789ABCDEF0123456789abcdef", "0123", ""] {
+    for id in [
+        "../../elsewhere/victim",
+        "../runs/x",
+        "0123456789ABCDEF0123456789abcdef",
+        "0190B6F4-9D2C-7B3E-8F00-0123456789AB",
+        "0190b6f4_9d2c_7b3e_8f00_0123456789ab",
+        "0190b6f4-9d2c-7b3e-8f00-0123456789a/",
+        "0123",
+        "",
+    ] {
         let out = operonx_in(&store, &["resume", id, "--answer", "q=1"]);
         assert_eq!(out.status.code(), Some(2), "{id}: {}", stderr(&out));
         assert!(stderr(&out).contains("not a run id"), "{id}: {}", stderr(&out));
     }
     assert!(victim.is_file(), "a file outside the store is neither read nor deleted");
 
-    for prefix in ["%", "_", "../x", "0A"] {
+    for prefix in ["%", "_", "../x", "0A", "-", "0a9f-", "0190b6f4-%"] {
         let out = operonx_in(&store, &["trace", "show", prefix]);
         assert_eq!(out.status.code(), Some(2), "{prefix}: {}", stderr(&out));
         assert!(stderr(&out).contains("not a run id"), "{prefix}: {}", stderr(&out));

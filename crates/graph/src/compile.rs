@@ -463,6 +463,7 @@ impl<B: Binder> GraphCompiler<'_, B> {
                 forwards,
                 succ: Vec::new(),
                 collects: Vec::new(),
+                collect_marks: Vec::new(),
                 ready_count: 0,
                 declared_outputs: cfg.outputs.keys().map(|k| Arc::from(k.as_str())).collect(),
                 policy: self.policy(cfg, &path),

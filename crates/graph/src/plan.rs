@@ -87,6 +87,11 @@ pub struct Node<O> {
     pub succ: Vec<EdgeId>,
     /// Outgoing collect edges.
     pub collects: Vec<EdgeId>,
+    /// Where `"__collect__"` stands in the context path of this node's calls, as in the
+    /// reference engine: a `.collect()` consumer runs in its context plus
+    /// `"__collect__"`, and so does what runs after it. Each entry is the number of item
+    /// indexes (`"[i]"`) of the path before it; ascending (empty for most nodes).
+    pub collect_marks: Vec<u32>,
     /// Predecessor completions to wait for (hard edges count one each, the soft group one).
     pub ready_count: u32,
     /// Declared output names (for docs and tooling).

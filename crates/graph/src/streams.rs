@@ -101,7 +101,59 @@ pub(crate) fn analyse_streams<O>(
         nodes[s].stream = Some(k as u32);
         streams.push(StreamPlan { node: s as NodeId, item_ready, members, outside_preds });
     }
+    mark_collects(nodes, edges, &streams);
     streams
+}
+
+/// Set each node's [`Node::collect_marks`]. A collect consumer runs in its context plus
+/// `"__collect__"`: it inherits its source's marks that stand within its own context and
+/// adds one after its context's item indexes (its depth: the streams it runs per item
+/// of). What follows a node over other edges inherits its marks; a node after several
+/// takes the longest.
+fn mark_collects<O>(nodes: &mut [Node<O>], edges: &[Edge], streams: &[StreamPlan]) {
+    if !edges.iter().any(|e| e.policy == EdgePolicy::Collect) {
+        return;
+    }
+    let n = nodes.len();
+    let depth = |x: usize| streams.iter().filter(|s| s.members[x]).count() as u32;
+    // Nodes in an order where every edge goes forward (the graph has no cycle; should
+    // one be reported, the nodes it holds are left out and keep no marks).
+    let mut indegree = vec![0u32; n];
+    for e in edges {
+        indegree[e.dst as usize] += 1;
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&x| indegree[x] == 0).collect();
+    let mut i = 0;
+    while i < order.len() {
+        let x = order[i];
+        i += 1;
+        for &eid in nodes[x].succ.iter().chain(&nodes[x].collects) {
+            let d = edges[eid as usize].dst as usize;
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                order.push(d);
+            }
+        }
+    }
+    let mut marks: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for &x in &order {
+        for &eid in nodes[x].succ.iter().chain(&nodes[x].collects) {
+            let e = &edges[eid as usize];
+            let d = e.dst as usize;
+            let candidate: Vec<u32> = if e.policy == EdgePolicy::Collect {
+                let at = depth(d);
+                marks[x].iter().copied().filter(|&m| m <= at).chain([at]).collect()
+            } else {
+                marks[x].clone()
+            };
+            if candidate.len() > marks[d].len() {
+                marks[d] = candidate;
+            }
+        }
+    }
+    for (node, m) in nodes.iter_mut().zip(marks) {
+        node.collect_marks = m;
+    }
 }
 
 fn reachable<O>(start: usize, nodes: &[Node<O>], edges: &[Edge]) -> Vec<bool> {

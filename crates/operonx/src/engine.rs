@@ -537,35 +537,34 @@ impl RunOptions {
     }
 }
 
-/// Whether `id` has the form of a [`new_request_id`]: exactly 32 lowercase hex digits.
-/// Check ids that come from users before they name a file or a query.
+/// Where the hyphens of a run id in the standard UUID form stand.
+const UUID_HYPHENS: [usize; 4] = [8, 13, 18, 23];
+
+/// Whether `id` has the form of a run id: a UUID in its standard form, lowercase and
+/// hyphenated (36 characters, what [`new_request_id`] makes), or 32 lowercase hex
+/// digits (the ids of earlier versions, which stores and traces still hold). Check ids
+/// that come from users before they name a file or a query.
 pub fn is_request_id(id: &str) -> bool {
-    id.len() == 32 && is_request_id_prefix(id)
+    matches!(id.len(), 32 | 36) && is_request_id_prefix(id)
 }
 
-/// Whether `prefix` can start a [`new_request_id`]: 1 to 32 lowercase hex digits.
+/// Whether `prefix` can start a run id (see [`is_request_id`]): 1 to 36 characters,
+/// lowercase hex digits with hyphens where a UUID has them, or 1 to 32 lowercase hex
+/// digits. Nothing else (so a prefix is safe in a file name or a SQL `LIKE` pattern).
 pub fn is_request_id_prefix(prefix: &str) -> bool {
-    (1..=32).contains(&prefix.len()) && prefix.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+    let uuid_like = prefix.len() <= 36
+        && prefix.bytes().enumerate().all(|(i, c)| if UUID_HYPHENS.contains(&i) { c == b'-' } else { hex(c) });
+    let plain = prefix.len() <= 32 && prefix.bytes().all(hex);
+    !prefix.is_empty() && (uuid_like || plain)
 }
 
-/// A fresh run id: 32 hex digits from the clock, the process id and a counter.
+/// A fresh run id: a UUIDv7 in its standard form (`0190b6f4-...`, 36 characters,
+/// lowercase). It starts with the time in milliseconds, and ids made by one process
+/// are in the order they were made, so ids sort by when their runs started.
 pub fn new_request_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    // The process id, read once: `getpid` is a system call, and ids are made per run.
-    static PROCESS: OnceLock<u64> = OnceLock::new();
-    let pid = *PROCESS.get_or_init(|| u64::from(std::process::id()) << 32);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mix = pid ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // Written digit by digit: `format!` cost a traced W2 run 4% (ids are made per run).
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for v in [nanos, mix] {
-        id.extend((0..16).rev().map(|i| char::from(DIGITS[((v >> (i * 4)) & 0xf) as usize])));
-    }
-    id
+    let mut buf = uuid::Uuid::encode_buffer();
+    String::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf))
 }
 
 #[cfg(test)]
@@ -574,26 +573,52 @@ mod tests {
 
     #[test]
     fn request_ids_are_recognised_by_their_exact_form() {
-        assert!(is_request_id(&new_request_id()));
-        assert!(is_request_id_prefix("0a9f"));
-        for bad in ["", "../../elsewhere/victim", "0A9F", "0a9g", &"a".repeat(33), "0a9f/..", "0a9f%", "0a_9"] {
+        let fresh = new_request_id();
+        assert!(is_request_id(&fresh));
+        assert!(is_request_id(&"0a9f".repeat(8)), "the 32 hex digits of earlier versions");
+        assert!(is_request_id("0190b6f4-9d2c-7b3e-8f00-0123456789ab"));
+        for good in ["0a9f", "0190b6f4", "0190b6f4-", "0190b6f4-9d", &fresh[..20], &fresh, &"0a9f".repeat(8)] {
+            assert!(is_request_id_prefix(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../../elsewhere/victim",
+            "0A9F",
+            "0a9g",
+            &"a".repeat(33),
+            "0a9f/..",
+            "0a9f%",
+            "0a_9",
+            "-",
+            "0a9f-",
+            "0190b6f4--",
+            "0190b6f4-9d2c7b3e8f000123456789ab",
+            "0190B6F4-9D2C-7B3E-8F00-0123456789AB",
+            "0190b6f4-9d2c-7b3e-8f00-0123456789abc",
+            "{0190b6f4-9d2c-7b3e-8f00-0123456789ab}",
+        ] {
             assert!(!is_request_id_prefix(bad), "{bad}");
             assert!(!is_request_id(bad), "{bad}");
         }
         assert!(!is_request_id("0a9f"), "a prefix is not an id");
+        assert!(!is_request_id(&fresh[..35]), "a prefix is not an id");
     }
 
     #[test]
-    fn request_ids_are_32_hex_digits_unique_and_start_with_the_time() {
-        let (a, b) = (new_request_id(), new_request_id());
-        for id in [&a, &b] {
-            assert_eq!(id.len(), 32, "{id}");
-            assert!(id.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
+    fn request_ids_are_uuid_v7_unique_and_sort_by_time() {
+        let ids: Vec<String> = (0..1000).map(|_| new_request_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 36, "{id}");
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 7, "{id}");
+            assert_eq!(u.hyphenated().to_string(), *id, "the standard lowercase form");
         }
-        assert_ne!(a, b);
-        let nanos = |id: &str| u64::from_str_radix(&id[..16], 16).unwrap();
-        assert!(nanos(&b) >= nanos(&a));
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-        assert!(now >= nanos(&b) && now - nanos(&b) < 60_000_000_000, "the first half is the clock in ns");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "unique, and made in sorted order");
+        let ms = |id: &str| u64::from_str_radix(&id.replace('-', "")[..12], 16).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(now >= ms(&ids[999]) && now - ms(&ids[0]) < 60_000, "the first 48 bits are the clock in ms");
     }
 }

@@ -211,3 +211,48 @@ async fn op_calls_have_stable_idempotency_keys() {
     assert_ne!(k[0], k[4], "another run");
     assert_eq!(keys[6..], [None, None], "a run without a journal has none");
 }
+
+/// A `.collect()` consumer is journaled under its context path, `__collect__` included
+/// (`main.total@main/__collect__`), and a run seeded with that entry replays it. (A journal
+/// written before consumers ran in the collect context keys it `main.total@main`: resumed,
+/// such a consumer runs again, its inputs being in the journal.)
+#[tokio::test]
+async fn a_collect_consumer_is_journaled_in_the_collect_context_and_replayed() {
+    let calls = Arc::new(Calls::default());
+    let values = Arc::new(Mutex::new(vec![1, 2, 3]));
+    let mut e = engine(calls.clone(), values);
+    let totals = Arc::new(AtomicUsize::new(0));
+    let t = totals.clone();
+    e.registry_mut().register_fn("total", move |i, _| {
+        t.fetch_add(1, Ordering::SeqCst);
+        let xs = i.get("xs").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(Outputs::one("total", xs.iter().filter_map(Value::as_i64).sum::<i64>()))
+    });
+    let g = json!({"schema_version": "1.0", "type": "graph", "name": "main",
+    "entries": ["gen"], "initial_ready_count": {"gen": 0, "sum": 1},
+    "compiled_adj": {"gen": [["sum", false]], "sum": []},
+    "ops": {
+        "gen": {"type": "code", "func_name": "items", "is_generator": true},
+        "sum": {"type": "code", "func_name": "total",
+                "inputs": {"xs": {"ref": {"source": "main.gen", "var": "i", "stream_policy": {"collect": true}}}},
+                "outputs": {"total": {"ref": {"source": "__PARENT__", "var": "total"}}}}
+    }});
+    let wf = e.load_value(g).unwrap();
+    let rec = Arc::new(Recorder::default());
+    let out = wf.run_with(json!({}), RunOptions::default().journal(durable(&rec, Journal::default()))).await.unwrap();
+    assert_eq!(out.outputs["total"], json!(6));
+    let entries = rec.entries.lock().unwrap().clone();
+    let ops: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match e {
+            JournalEntry::Op { key, .. } => Some(key.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ops, ["main.sum@main/__collect__"]);
+    let again = Arc::new(Recorder::default());
+    let out = wf.run_with(json!({}), RunOptions::default().journal(durable(&again, seeded(&entries)))).await.unwrap();
+    assert_eq!(out.outputs["total"], json!(6));
+    assert_eq!(totals.load(Ordering::SeqCst), 1, "replayed from the journal, not called again");
+    assert_eq!(calls.generated.load(Ordering::SeqCst), 1, "the finished generator is replayed too");
+}

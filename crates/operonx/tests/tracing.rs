@@ -231,3 +231,118 @@ async fn a_branch_condition_that_fails_is_skipped_and_annotated() {
     assert_eq!(out.outputs.get("matched"), Some(&json!("x > 5")));
     assert_eq!(out.outputs.get("big"), Some(&json!(2)));
 }
+
+/// A `.collect()` consumer runs in its context plus `"__collect__"`, and so does what
+/// runs after it, as in the reference engine (0.8.2): its trace events, its context path
+/// and its journal key say so; the results do not change.
+#[tokio::test]
+async fn a_collect_consumer_and_what_follows_it_run_in_the_collect_context() {
+    let mut e = engine();
+    let r = e.registry_mut();
+    r.register_fn("total", |i, _| {
+        let xs = i.get("xs").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(Outputs::one("total", xs.iter().filter_map(Value::as_i64).sum::<i64>()))
+    });
+    r.register_fn("where", |_, ctx| Ok(Outputs::one("path", json!(ctx.context_path()))));
+    let collect = |source: &str, var: &str| json!({"ref": {"source": source, "var": var, "stream_policy": {"collect": true, "parallel": false, "parallel_max": 0}}});
+    let g = json!({
+        "schema_version": "1.0", "type": "graph", "name": "main", "full_name": "main",
+        "entries": ["gen", "rows"],
+        "initial_ready_count": {"gen": 0, "acc": 1, "after": 1, "here": 1, "rows": 0, "inner": 1, "sum": 1, "per": 1},
+        "compiled_adj": {"gen": [["acc", false]], "acc": [["after", false], ["here", false]], "after": [], "here": [],
+                         "rows": [["inner", false]], "inner": [["sum", false]], "sum": [["per", false]], "per": []},
+        "ops": {
+            "gen": {"type": "code", "func_name": "count", "is_generator": true, "inputs": {"n": {"literal": 3}}},
+            "acc": {"type": "code", "func_name": "total", "inputs": {"xs": collect("main.gen", "i")}},
+            "after": {"type": "code", "func_name": "inc", "inputs": {"x": {"ref": {"source": "main.acc", "var": "total"}}},
+                      "outputs": {"x": {"ref": {"source": "main", "var": "after"}}}},
+            "here": {"type": "code", "func_name": "where", "outputs": {"path": {"ref": {"source": "main", "var": "path"}}}},
+            "rows": {"type": "code", "func_name": "count", "is_generator": true, "inputs": {"n": {"literal": 3}}},
+            "inner": {"type": "code", "func_name": "count", "is_generator": true,
+                      "inputs": {"n": {"ref": {"source": "main.rows", "var": "i"}}}},
+            "sum": {"type": "code", "func_name": "total", "inputs": {"xs": collect("main.inner", "i")}},
+            "per": {"type": "code", "func_name": "where", "outputs": {"path": {"ref": {"source": "main", "var": "per"}}}}
+        }
+    });
+    let wf = e.load_value(g).expect("valid");
+    let plain = wf.run(json!({})).await.unwrap();
+    assert_eq!(plain.outputs["after"], json!(4), "0 + 1 + 2, plus one");
+    assert_eq!(plain.outputs["path"], json!(["main", "__collect__"]));
+    // `per` runs once per row that has inner items (row 0 has none): after the collect of
+    // that row's inner generator.
+    assert_eq!(plain.outputs["per"], json!([["main", "[1]", "__collect__"], ["main", "[2]", "__collect__"]]));
+
+    let sink = MemorySink::new();
+    let out = wf.run_with(json!({}), RunOptions::default().trace(Arc::new(sink.clone()))).await.unwrap();
+    assert_eq!(out.outputs, plain.outputs);
+    let events = sink.events();
+    let ctxs = |op: &str| -> Vec<Vec<String>> {
+        events
+            .iter()
+            .filter(|e| e.kind == EventKind::OpStart && e.op_name.as_deref() == Some(op))
+            .map(|e| e.ctx.clone())
+            .collect()
+    };
+    let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(ctxs("main.gen"), [path(&["main"])]);
+    for op in ["main.acc", "main.after", "main.here"] {
+        assert_eq!(ctxs(op), [path(&["main", "__collect__"])], "{op}");
+    }
+    assert_eq!(ctxs("main.inner"), [path(&["main", "[0]"]), path(&["main", "[1]"]), path(&["main", "[2]"])]);
+    for op in ["main.sum", "main.per"] {
+        let mut got = ctxs(op);
+        got.sort();
+        assert_eq!(got, [path(&["main", "[1]", "__collect__"]), path(&["main", "[2]", "__collect__"])], "{op}");
+    }
+    for e in events.iter().filter(|e| e.op_name.as_deref() == Some("main.acc")) {
+        assert_eq!(e.ctx, path(&["main", "__collect__"]), "{e:?}");
+    }
+    let yields: Vec<_> =
+        events.iter().filter(|e| e.kind == EventKind::OpYield && e.op_name.as_deref() == Some("main.gen")).collect();
+    assert_eq!(
+        yields.iter().map(|e| e.ctx.clone()).collect::<Vec<_>>(),
+        [path(&["main", "[0]"]), path(&["main", "[1]"]), path(&["main", "[2]"])]
+    );
+}
+
+/// Payload values as the reference engine records them: a branch's `op_start` has its
+/// inputs (those with a value: `anchor`, given nothing, is left out, as any input the graph
+/// gives no value is), and a generator's `op_end` has its last item (`{}` when it failed).
+#[tokio::test]
+async fn branch_inputs_unset_inputs_and_a_generators_last_item_are_recorded_as_the_reference_does() {
+    let g = json!({
+        "schema_version": "1.0", "type": "graph", "name": "main", "full_name": "main",
+        "entries": ["gen"],
+        "initial_ready_count": {"gen": 0, "r": 1, "big": 1, "other": 1},
+        "compiled_adj": {"gen": [["r", false]], "r": [["big", true], ["other", true]], "big": [], "other": []},
+        "ops": {
+            "gen": {"type": "code", "func_name": "count", "is_generator": true, "inputs": {"n": {"literal": 3}}},
+            "r": {"type": "branch", "inputs": {"anchor": {}, "i": {"ref": {"source": "main.gen", "var": "i"}}},
+                  "cases": [{"condition": {"source": "main.gen", "var": "i", "transforms": [["gt", [1]]]}, "target": "big"}],
+                  "default": "other"},
+            "big": {"type": "code", "func_name": "inc", "inputs": {"x": {"literal": 1}, "unset": {}}},
+            "other": {"type": "code", "func_name": "inc", "inputs": {"x": {"literal": 1}, "unset": {}}}
+        }
+    });
+    let wf = engine().load_value(g).expect("valid");
+    let sink = MemorySink::new();
+    wf.run_with(json!({}), RunOptions::default().trace(Arc::new(sink.clone()))).await.expect("runs");
+    let events = sink.events();
+    let of = |kind: EventKind, op: &str| -> Vec<&TraceEvent> {
+        events.iter().filter(|e| e.kind == kind && e.op_name.as_deref() == Some(op)).collect()
+    };
+    let mut branch_inputs: Vec<Value> = of(EventKind::OpStart, "main.r").iter().map(|e| s(e, "inputs")).collect();
+    branch_inputs.sort_by_key(|v| v["i"].as_i64());
+    assert_eq!(branch_inputs, [json!({"i": 0}), json!({"i": 1}), json!({"i": 2})]);
+    for op in ["main.big", "main.other"] {
+        for e in of(EventKind::OpStart, op) {
+            assert_eq!(s(e, "inputs"), json!({"x": 1}), "{op}: an input given no value is left out");
+        }
+    }
+    let end = of(EventKind::OpEnd, "main.gen");
+    assert_eq!(s(end[0], "outputs"), json!({"i": 2}), "the last item");
+    assert_eq!(s(end[0], "yield_count"), json!(3));
+    for e in events.iter().filter(|e| matches!(e.kind, EventKind::OpStart | EventKind::OpEnd | EventKind::OpYield)) {
+        assert_eq!(s(e, "media_refs"), json!([]), "{e:?}");
+    }
+}

@@ -155,7 +155,9 @@ impl OpContext {
         self.extension.as_deref().and_then(|e| e.downcast_ref::<T>())
     }
 
-    /// This call's context path (`["main"]`, `["main", "[3]"]` for generator item 3, ...).
+    /// This call's context path (`["main"]`, `["main", "[3]"]` for generator item 3,
+    /// `["main", "__collect__"]` for a `.collect()` consumer and what runs after it, ...),
+    /// as its trace events and its journal key have it.
     pub fn context_path(&self) -> Vec<String> {
         self.scope.as_ref().map(|s| s.1.to_path()).unwrap_or_default()
     }
@@ -163,7 +165,9 @@ impl OpContext {
     /// Cancel the work of the context at `path` and everything below it, anywhere in the
     /// run (e.g. the item of an earlier turn, from [`OpContext::context_path`] saved in
     /// scratch): queued ops there are dropped, running ones aborted, their results
-    /// discarded, and the rest of the run goes on. `["main"]` stops the whole run.
+    /// discarded, and the rest of the run goes on. `["main"]` stops the whole run. A
+    /// `"__collect__"` in `path` names the context the collect consumer runs in (cancelling
+    /// `["main", "__collect__"]` cancels `["main"]`).
     pub fn cancel_context(&self, path: Vec<String>, reason: impl Into<String>) {
         if let Some(s) = &self.scope {
             s.0.cancel(path, reason.into());

@@ -30,6 +30,8 @@ async fn a_submitted_run_is_queued_then_done_and_the_same_idempotency_key_gives_
     assert_eq!(again["run_id"], first["run_id"]);
     assert_eq!(again["created"], false);
     let id = first["run_id"].as_str().unwrap();
+    assert!(operonx::is_request_id(id) && id.len() == 36, "a UUIDv7 in its standard form: {id}");
+    assert_eq!(&id[14..15], "7", "version 7: {id}");
     let run = wait_status(&s, None, id, "done").await;
     assert_eq!(run["result"], json!({"lowered": "a"}));
     let other = json!({"graph": "greet", "inputs": {"text": "A"}, "idempotency_key": "order-18"});
@@ -141,7 +143,16 @@ async fn bad_requests_get_problem_details_naming_the_field_never_a_server_error(
     ] {
         assert_problem(client().get(s.url(bad)).send().await.unwrap(), 400, None).await;
     }
-    assert_problem(client().get(s.url("/v1/runs/not-a-run")).send().await.unwrap(), 404, None).await;
+    for id in [
+        "not-a-run",
+        "0190b6f4-9d2c-7b3e-8f00-0123456789ab",
+        "0190B6F4-9D2C-7B3E-8F00-0123456789AB",
+        "0190b6f4-9d2c-7b3e-8f00-0123456789a",
+        "0190b6f4_9d2c_7b3e_8f00_0123456789ab",
+    ] {
+        let url = s.url(&format!("/v1/runs/{id}"));
+        assert_problem(client().get(url).send().await.unwrap(), 404, None).await;
+    }
     assert_problem(client().get(s.url(&format!("/v1/runs/{}", "ab".repeat(16)))).send().await.unwrap(), 404, None)
         .await;
     assert_problem(client().get(s.url("/v2/nothing")).send().await.unwrap(), 404, None).await;

@@ -106,7 +106,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// What a new run's row holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewRun {
-    /// The run id (32 lowercase hex digits).
+    /// The run id (a UUID, or the 32 lowercase hex digits of earlier versions).
     pub run_id: String,
     /// The root graph's name.
     pub graph_name: String,

@@ -33,7 +33,10 @@ impl GraphRun {
         }
         match &node.kind {
             NodeKind::Branch(b) => {
-                let span = self.trace_start(node_id, ctx, None);
+                // Traced, its inputs are recorded as the reference engine's are (the
+                // conditions read the values themselves).
+                let inputs = self.tracer.is_some().then(|| self.branch_inputs(node_id, ctx));
+                let span = self.trace_start(node_id, ctx, inputs.as_ref());
                 let (target, label, matched) = match self.branch_choice(node_id, b, ctx, span) {
                     Ok(choice) => choice,
                     Err(msg) => return self.fail_traced(node_id, ctx, via, msg, span),
@@ -85,19 +88,20 @@ impl GraphRun {
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 let octx = OpContext::new(node.full_name.clone(), self.scratch.clone())
                     .traced(self.op_trace(node_id, ctx, span))
-                    .scoped(self.op_scope(ctx))
+                    .scoped(self.op_scope(node_id, ctx))
                     .with_extension(env.extension.clone())
                     .with_objects(env.objects.clone());
                 let mut post = Post::default();
                 let mut octx = match &env.frames {
-                    Some(tx) => {
-                        octx.with_frames(Some(Arc::new(FrameScope { sender: tx.clone(), ctx: self.ctx_path(ctx) })))
-                    }
+                    Some(tx) => octx.with_frames(Some(Arc::new(FrameScope {
+                        sender: tx.clone(),
+                        ctx: self.op_path(node_id, ctx),
+                    }))),
                     None => octx,
                 };
                 let mut stream_journal = None;
                 if let Some(journal) = &env.journal {
-                    let (jkey, items_at) = self.event_ctx(ctx).journal_key(&node.full_name);
+                    let (jkey, items_at) = self.op_ctx(node_id, ctx).journal_key(&node.full_name);
                     let jkey: Arc<str> = Arc::from(jkey);
                     // A fresh journal (a new run) has nothing to replay: no lookups.
                     let seeded = journal.is_seeded();
@@ -230,7 +234,7 @@ impl GraphRun {
                 };
                 let span = self.trace_start(node_id, ctx, Some(&inputs));
                 // The nested run's context paths continue this one's (trace, journal, frames).
-                let prefix: Arc<[String]> = self.ctx_path(ctx).into();
+                let prefix: Arc<[String]> = self.op_path(node_id, ctx).into();
                 let child = GraphRun::child(
                     child_plan.clone(),
                     inputs,
@@ -249,8 +253,12 @@ impl GraphRun {
         }
     }
 
-    /// The shared location of op calls in `ctx` (built once per context).
-    fn op_scope(&mut self, ctx: CtxId) -> crate::op::OpScope {
+    /// The location of `node`'s calls in `ctx` (shared by the calls in a context, built
+    /// once per context; built per call for the rare node that runs after a collect).
+    fn op_scope(&mut self, node: NodeId, ctx: CtxId) -> crate::op::OpScope {
+        if !self.plan.nodes[node as usize].collect_marks.is_empty() {
+            return Arc::new((self.env.scopes.clone(), self.op_ctx(node, ctx)));
+        }
         if let Some(s) = &self.ctxs.get(ctx).scope {
             return s.clone();
         }
@@ -365,6 +373,18 @@ impl GraphRun {
             InputSource::Nothing if inp.required => return Ok(None),
             InputSource::Nothing => Held::Inline(Value::Null),
         }))
+    }
+
+    /// A branch's declared inputs that have a value (for its trace: what cannot be read
+    /// is left out, the conditions report it).
+    fn branch_inputs(&self, node_id: NodeId, ctx: CtxId) -> Inputs {
+        let node = &self.plan.nodes[node_id as usize];
+        let (names, values): (Vec<Arc<str>>, Vec<Held>) = node
+            .inputs
+            .iter()
+            .filter_map(|inp| Some((inp.name.clone(), self.input_or_missing(inp, ctx).ok()??)))
+            .unzip();
+        Inputs::held(names.into(), values)
     }
 
     /// A nested graph's inputs. A required one that nothing supplies is left out rather

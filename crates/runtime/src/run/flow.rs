@@ -442,6 +442,11 @@ impl GraphRun {
                 let item_ctx = self.ctxs.alloc(parent, index, sid);
                 if span.is_some() {
                     self.trace_yield(node, item_ctx, span, &outputs, index);
+                    // Its op_end records the last item, as the reference engine's does
+                    // (`merged` is unused when items fan out; sharing the values is cheap).
+                    if let Some(inst) = self.streams[sid as usize].as_mut() {
+                        inst.merged = outputs.clone();
+                    }
                 }
                 self.finish_node(node, item_ctx, outputs, None);
                 self.maybe_close(item_ctx);
@@ -505,7 +510,8 @@ impl GraphRun {
                 (None, true) => "interrupted",
                 (None, false) => "ok",
             };
-            let outputs = (!inst.fan).then_some(&inst.merged);
+            // A generator's op_end has its last item when it ended well (`{}` otherwise).
+            let outputs = (!inst.fan || status == "ok").then_some(&inst.merged);
             let yields = if inst.fan { inst.yields } else { 1 };
             self.trace_end(node, ctx, inst.span, status, outputs, error.as_deref(), yields);
         }

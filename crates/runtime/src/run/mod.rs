@@ -156,6 +156,8 @@ struct StreamInst {
     stalled: bool,
     /// Nodes that failed inside this stream's items.
     failed: Vec<NodeId>,
+    /// A nested graph's outputs so far; for a traced stream whose items fan out, the last
+    /// item (what its op_end records).
     merged: Outputs,
     merged_counts: Vec<u32>,
     /// The stream's own failure (the generator or nested graph op itself).

@@ -54,7 +54,10 @@ impl GraphRun {
         self.scope_generation = board.generation();
         let fresh = board.since(self.scope_requests_seen);
         self.scope_requests_seen += fresh.len();
-        for (path, reason) in fresh {
+        for (mut path, reason) in fresh {
+            // A `.collect()` consumer's context (`[..., "__collect__"]`) is the context it
+            // runs in: cancelling it cancels that one.
+            path.retain(|p| p != crate::trace::EventCtx::COLLECT_SEGMENT);
             let root_path = self.ctx_path(self.root);
             if root_path.starts_with(&path) {
                 // The whole run is inside the cancelled context.

@@ -102,9 +102,10 @@ impl GraphRun {
                 error: Some(Box::new(serde_json::Value::String(reason.to_string()))),
                 span: span.id,
                 parent: self.parent_span_of(ctx),
+                media_refs: crate::trace::MediaRefs::new(),
             };
             let op = self.plan.nodes[node as usize].full_name.clone();
-            t.record(crate::trace::EventKind::OpEnd, Some(op), Some(self.event_ctx(ctx)), payload);
+            t.record(crate::trace::EventKind::OpEnd, Some(op), Some(self.op_ctx(node, ctx)), payload);
         }
     }
 }

@@ -3,16 +3,17 @@
 //! the sink materializes events when it flushes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use operonx_graph::plan::NodeId;
+use operonx_graph::plan::{InputSource, NodeId};
 use serde_json::Value;
 
 use super::context::{CtxId, NONE};
 use super::{GraphRun, Span};
-use crate::record::{Inputs, Outputs};
+use crate::record::{Held, Inputs, Outputs};
 use crate::run_event::RunEvent;
-use crate::trace::{EventCtx, EventKind, Named, OpTrace, RawPayload};
+use crate::trace::{EventCtx, EventKind, MediaRefs, Named, OpTrace, RawPayload};
 
 impl GraphRun {
     /// The event context of `ctx`: the run's prefix, the loop iteration, the item indexes.
@@ -31,6 +32,17 @@ impl GraphRun {
         EventCtx { prefix: self.prefix.clone(), iteration: self.looping.as_ref().map_or(0, |l| l.iteration()), items }
     }
 
+    /// The context of `node`'s call in `ctx`: [`GraphRun::event_ctx`], with `__collect__`
+    /// where the node runs after a `.collect()` (see `Node::collect_marks`). The one path of
+    /// the call: in its trace events, its journal key, its frames, its nested runs.
+    pub(super) fn op_ctx(&self, node: NodeId, ctx: CtxId) -> EventCtx {
+        let e = self.event_ctx(ctx);
+        match &self.plan.nodes[node as usize].collect_marks {
+            marks if marks.is_empty() => e,
+            marks => e.with_collect_marks(marks),
+        }
+    }
+
     /// The span an op running in `ctx` belongs to: the generator of its item, else the
     /// loop iteration, else the op that started this run.
     pub(super) fn parent_span_of(&self, ctx: CtxId) -> Option<u64> {
@@ -43,18 +55,36 @@ impl GraphRun {
         self.group_span.map(|s| s.id).or(self.parent_span)
     }
 
-    /// `op_start`; returns the new span (`None` when not traced).
+    /// `op_start`; returns the new span (`None` when not traced). Inputs the graph gives
+    /// no value at all (no ref, scratch key, literal or default: the op gets `null`) are
+    /// left out of its `inputs`, as the reference engine leaves them out.
     pub(super) fn trace_start(&self, node: NodeId, ctx: CtxId, inputs: Option<&Inputs>) -> Option<Span> {
         self.lifecycle(node, ctx, "op_start", Value::Null);
         let t = self.tracer.as_ref()?;
         let span = Span { id: t.next_span(), started: Instant::now() };
+        let plan = &self.plan.nodes[node as usize].inputs;
+        let unset = |name: &str| plan.iter().any(|i| matches!(i.source, InputSource::Nothing) && &*i.name == name);
+        let given;
+        let inputs = match inputs {
+            Some(i) if plan.iter().any(|i| matches!(i.source, InputSource::Nothing)) => {
+                let (names, values): (Vec<Arc<str>>, Vec<Held>) = i
+                    .shared_entries()
+                    .filter(|(n, v)| !(v.is_null() && unset(n)))
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .unzip();
+                given = Inputs::held(names.into(), values);
+                Some(&given)
+            }
+            other => other,
+        };
         let payload = RawPayload::Start {
             inputs: Named::inputs(inputs, t.max_list_items()),
             span: span.id,
             parent: self.parent_span_of(ctx),
+            media_refs: MediaRefs::new(),
         };
         let op = self.plan.nodes[node as usize].full_name.clone();
-        t.record_at(span.started, EventKind::OpStart, Some(op), Some(self.event_ctx(ctx)), payload);
+        t.record_at(span.started, EventKind::OpStart, Some(op), Some(self.op_ctx(node, ctx)), payload);
         self.open_spans.borrow_mut().push((span.id, node, ctx, span));
         Some(span)
     }
@@ -90,9 +120,10 @@ impl GraphRun {
             error: error.map(|e| Box::new(Value::String(e.to_string()))),
             span: s.id,
             parent: self.parent_span_of(ctx),
+            media_refs: MediaRefs::new(),
         };
         let op = self.plan.nodes[node as usize].full_name.clone();
-        t.record_at(now, EventKind::OpEnd, Some(op), Some(self.event_ctx(ctx)), payload);
+        t.record_at(now, EventKind::OpEnd, Some(op), Some(self.op_ctx(node, ctx)), payload);
     }
 
     /// `op_yield` for item `idx` of a streaming node (subject to its `emit_yields` setting).
@@ -103,8 +134,13 @@ impl GraphRun {
         if every == 0 || !idx.is_multiple_of(every) {
             return;
         }
-        let payload = RawPayload::Yield { yielded: Named::outputs(Some(outputs), t.max_list_items()), idx, span: s.id };
-        t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.event_ctx(item_ctx)), payload);
+        let payload = RawPayload::Yield {
+            yielded: Named::outputs(Some(outputs), t.max_list_items()),
+            idx,
+            span: s.id,
+            media_refs: MediaRefs::new(),
+        };
+        t.record(EventKind::OpYield, Some(n.full_name.clone()), Some(self.op_ctx(node, item_ctx)), payload);
     }
 
     /// An op lifecycle frame (`op_start` / `op_end`) for runs that stream frames, in
@@ -114,7 +150,7 @@ impl GraphRun {
             self.drain_frames();
             self.events.borrow_mut().push_back(RunEvent::Custom(crate::run_event::CustomFrame {
                 op: self.plan.nodes[node as usize].full_name.clone(),
-                ctx: self.ctx_path(ctx),
+                ctx: self.op_path(node, ctx),
                 kind: kind.to_string(),
                 data,
             }));
@@ -138,14 +174,20 @@ impl GraphRun {
         Some(OpTrace {
             tracer: t.clone(),
             op: self.plan.nodes[node as usize].full_name.clone(),
-            ctx: self.event_ctx(ctx),
+            ctx: self.op_ctx(node, ctx),
             span: s.id,
         })
     }
 
-    /// The context path of `ctx` as strings (the prefix of a nested run started there).
+    /// The context path of `ctx` as strings.
     pub(super) fn ctx_path(&self, ctx: CtxId) -> Vec<String> {
         self.event_ctx(ctx).to_path()
+    }
+
+    /// The context path of `node`'s call in `ctx` as strings ([`GraphRun::op_ctx`]; the
+    /// prefix of a nested run it starts).
+    pub(super) fn op_path(&self, node: NodeId, ctx: CtxId) -> Vec<String> {
+        self.op_ctx(node, ctx).to_path()
     }
 
     /// Open the group of a loop iteration.

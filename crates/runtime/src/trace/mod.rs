@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub use event::{EventKind, TraceEvent};
 pub(crate) use raw::{EventCtx, Named, RawPayload};
-pub use raw::{RawEvent, cut_items_marker, cut_lists};
+pub use raw::{MediaRefs, RawEvent, cut_items_marker, cut_lists};
 pub use wire_time::WireTime;
 
 /// Where a run's events go (a pipeline, a file, a test collector). Called on the

@@ -16,7 +16,8 @@ use super::wire_time::WireTime;
 use super::{EventKind, TraceEvent};
 use crate::record::{Held, Inputs, Outputs};
 
-/// A context path in parts: the run's prefix, the loop iteration, the item indexes.
+/// A context path in parts: the run's prefix, the loop iteration, the item indexes
+/// (and [`EventCtx::COLLECT`] where a `.collect()` consumer's context adds `__collect__`).
 #[derive(Debug, Clone)]
 pub(crate) struct EventCtx {
     pub prefix: Arc<[String]>,
@@ -24,11 +25,13 @@ pub(crate) struct EventCtx {
     pub items: Vec<u32>,
 }
 
-/// One part of a context path, as written: a prefix part, `loop_{n}`, or `[{i}]`.
+/// One part of a context path, as written: a prefix part, `loop_{n}`, `[{i}]` or
+/// `__collect__`.
 enum Segment<'a> {
     Prefix(&'a str),
     Loop(u32),
     Item(u32),
+    Collect,
 }
 
 impl fmt::Display for Segment<'_> {
@@ -37,11 +40,27 @@ impl fmt::Display for Segment<'_> {
             Segment::Prefix(p) => f.write_str(p),
             Segment::Loop(n) => write!(f, "loop_{n}"),
             Segment::Item(i) => write!(f, "[{i}]"),
+            Segment::Collect => f.write_str(EventCtx::COLLECT_SEGMENT),
         }
     }
 }
 
 impl EventCtx {
+    /// An entry of `items` that stands for `__collect__`, not an item index.
+    pub const COLLECT: u32 = u32::MAX;
+    /// The path segment of a `.collect()` consumer's context (as in the reference engine).
+    pub const COLLECT_SEGMENT: &'static str = "__collect__";
+
+    /// Add `__collect__` before the item index at each of `marks` (ascending; see
+    /// `Node::collect_marks`).
+    pub fn with_collect_marks(mut self, marks: &[u32]) -> Self {
+        for (k, &at) in marks.iter().enumerate() {
+            let at = (at as usize + k).min(self.items.len());
+            self.items.insert(at, Self::COLLECT);
+        }
+        self
+    }
+
     /// The path's parts in order.
     fn segments(&self) -> impl Iterator<Item = Segment<'_>> {
         let iteration = (self.iteration > 0).then_some(Segment::Loop(self.iteration));
@@ -49,7 +68,7 @@ impl EventCtx {
             .iter()
             .map(|p| Segment::Prefix(p))
             .chain(iteration)
-            .chain(self.items.iter().map(|i| Segment::Item(*i)))
+            .chain(self.items.iter().map(|&i| if i == Self::COLLECT { Segment::Collect } else { Segment::Item(i) }))
     }
 
     pub fn to_path(&self) -> Vec<String> {
@@ -223,6 +242,59 @@ impl Serialize for Named {
     }
 }
 
+/// The media references of an op event (its payload's `media_refs`, as in the reference
+/// engine): one JSON value per media item found in the event's inputs, outputs or yielded
+/// item, in the order found. Always written, as a list, empty when there are none: an
+/// empty list (the common case) allocates nothing and adds one word to an event.
+#[derive(Debug, Clone, Default, PartialEq)]
+// Boxed: one word in every op event (a `Vec` would take three), refs being rare.
+#[allow(clippy::box_collection)]
+pub struct MediaRefs(Option<Box<Vec<Value>>>);
+
+impl MediaRefs {
+    /// No references.
+    pub const fn new() -> Self {
+        Self(None)
+    }
+
+    /// Add a reference.
+    pub fn push(&mut self, r: Value) {
+        self.0.get_or_insert_with(Default::default).push(r);
+    }
+
+    /// The references, in order.
+    pub fn as_slice(&self) -> &[Value] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    /// The wire value: a JSON array.
+    pub fn to_value(&self) -> Value {
+        Value::Array(self.as_slice().to_vec())
+    }
+
+    /// The wire value, moving the references.
+    pub fn into_value(self) -> Value {
+        Value::Array(self.0.map_or_else(Vec::new, |v| *v))
+    }
+}
+
+impl From<Vec<Value>> for MediaRefs {
+    fn from(refs: Vec<Value>) -> Self {
+        if refs.is_empty() { Self(None) } else { Self(Some(Box::new(refs))) }
+    }
+}
+
+impl Serialize for MediaRefs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.as_slice())
+    }
+}
+
 /// The kind-specific part of a raw event.
 #[derive(Debug, Clone)]
 pub(crate) enum RawPayload {
@@ -230,6 +302,7 @@ pub(crate) enum RawPayload {
         inputs: Named,
         span: u64,
         parent: Option<u64>,
+        media_refs: MediaRefs,
     },
     End {
         outputs: Named,
@@ -241,11 +314,13 @@ pub(crate) enum RawPayload {
         error: Option<Box<Value>>,
         span: u64,
         parent: Option<u64>,
+        media_refs: MediaRefs,
     },
     Yield {
         yielded: Named,
         idx: u32,
         span: u64,
+        media_refs: MediaRefs,
     },
     Map(BTreeMap<String, Value>),
 }
@@ -343,6 +418,12 @@ impl RawEvent {
                 Some(Cow::Owned(Value::Object(yielded.clone().into_map())))
             }
             (RawPayload::Yield { idx, .. }, "idx") => Some(Cow::Owned(Value::from(*idx))),
+            (
+                RawPayload::Start { media_refs, .. }
+                | RawPayload::End { media_refs, .. }
+                | RawPayload::Yield { media_refs, .. },
+                "media_refs",
+            ) => Some(Cow::Owned(media_refs.to_value())),
             _ => None,
         }
     }
@@ -382,13 +463,15 @@ impl RawEvent {
         let opt_span = |id: Option<u64>| id.map_or(Value::Null, span);
         let mut payload = BTreeMap::new();
         match self.payload {
-            RawPayload::Start { inputs, span: s, parent } => {
+            RawPayload::Start { inputs, span: s, parent, media_refs } => {
                 payload.insert("inputs".to_string(), Value::Object(inputs.into_map()));
+                payload.insert("media_refs".to_string(), media_refs.into_value());
                 payload.insert("span_id".to_string(), span(s));
                 payload.insert("parent_span_id".to_string(), opt_span(parent));
             }
-            RawPayload::End { outputs, status, duration_ms, yields, error, span: s, parent } => {
+            RawPayload::End { outputs, status, duration_ms, yields, error, span: s, parent, media_refs } => {
                 payload.insert("outputs".to_string(), Value::Object(outputs.into_map()));
+                payload.insert("media_refs".to_string(), media_refs.into_value());
                 payload.insert("status".to_string(), Value::String(status.to_string()));
                 payload.insert("duration_ms".to_string(), round_ms(duration_ms));
                 payload.insert("yield_count".to_string(), Value::from(yields));
@@ -398,8 +481,9 @@ impl RawEvent {
                 payload.insert("span_id".to_string(), span(s));
                 payload.insert("parent_span_id".to_string(), opt_span(parent));
             }
-            RawPayload::Yield { yielded, idx, span: s } => {
+            RawPayload::Yield { yielded, idx, span: s, media_refs } => {
                 payload.insert("yielded".to_string(), Value::Object(yielded.into_map()));
+                payload.insert("media_refs".to_string(), media_refs.into_value());
                 payload.insert("idx".to_string(), Value::from(idx));
                 payload.insert("span_id".to_string(), span(s));
             }
@@ -423,8 +507,9 @@ impl RawEvent {
     /// a fixed order, span ids as bare numbers — `[inputs, span_id, parent_span_id]` for
     /// `op_start`, `[outputs, status, duration_ms, yield_count, span_id, parent_span_id]`
     /// for `op_end` (with `error` appended when there is one), `[yielded, idx, span_id]`
-    /// for `op_yield` — and any other payload as its map, verbatim. About half the bytes
-    /// of the map form.
+    /// for `op_yield`, each with `media_refs` appended when it is not empty (after a
+    /// `null` error for an `op_end` without one) — and any other payload as its map,
+    /// verbatim. About half the bytes of the map form.
     pub fn packed_payload_serializer(&self) -> impl Serialize + '_ {
         PackedPayload(self)
     }
@@ -500,15 +585,20 @@ struct PackedPayload<'a>(&'a RawEvent);
 impl Serialize for PackedPayload<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.0.payload {
-            RawPayload::Start { inputs, span, parent } => {
-                let mut a = s.serialize_seq(Some(3))?;
+            RawPayload::Start { inputs, span, parent, media_refs } => {
+                let media = !media_refs.is_empty();
+                let mut a = s.serialize_seq(Some(3 + usize::from(media)))?;
                 a.serialize_element(inputs)?;
                 a.serialize_element(span)?;
                 a.serialize_element(parent)?;
+                if media {
+                    a.serialize_element(media_refs)?;
+                }
                 a.end()
             }
-            RawPayload::End { outputs, status, duration_ms, yields, error, span, parent } => {
-                let mut a = s.serialize_seq(Some(6 + usize::from(error.is_some())))?;
+            RawPayload::End { outputs, status, duration_ms, yields, error, span, parent, media_refs } => {
+                let media = !media_refs.is_empty();
+                let mut a = s.serialize_seq(Some(if media { 8 } else { 6 + usize::from(error.is_some()) }))?;
                 a.serialize_element(outputs)?;
                 a.serialize_element(status)?;
                 a.serialize_element(&round_ms(*duration_ms))?;
@@ -517,14 +607,23 @@ impl Serialize for PackedPayload<'_> {
                 a.serialize_element(parent)?;
                 if let Some(e) = error {
                     a.serialize_element(e)?;
+                } else if media {
+                    a.serialize_element(&Value::Null)?;
+                }
+                if media {
+                    a.serialize_element(media_refs)?;
                 }
                 a.end()
             }
-            RawPayload::Yield { yielded, idx, span } => {
-                let mut a = s.serialize_seq(Some(3))?;
+            RawPayload::Yield { yielded, idx, span, media_refs } => {
+                let media = !media_refs.is_empty();
+                let mut a = s.serialize_seq(Some(3 + usize::from(media)))?;
                 a.serialize_element(yielded)?;
                 a.serialize_element(idx)?;
                 a.serialize_element(span)?;
+                if media {
+                    a.serialize_element(media_refs)?;
+                }
                 a.end()
             }
             RawPayload::Map(map) => map.serialize(s),
@@ -539,19 +638,21 @@ impl Serialize for PayloadSer<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let rid: &str = &self.0.request_id;
         match &self.0.payload {
-            RawPayload::Start { inputs, span, parent } => {
-                let mut m = s.serialize_map(Some(3))?;
+            RawPayload::Start { inputs, span, parent, media_refs } => {
+                let mut m = s.serialize_map(Some(4))?;
                 m.serialize_entry("inputs", inputs)?;
+                m.serialize_entry("media_refs", media_refs)?;
                 m.serialize_entry("parent_span_id", &SpanId(rid, *parent))?;
                 m.serialize_entry("span_id", &SpanId(rid, Some(*span)))?;
                 m.end()
             }
-            RawPayload::End { outputs, status, duration_ms, yields, error, span, parent } => {
-                let mut m = s.serialize_map(Some(6 + usize::from(error.is_some())))?;
+            RawPayload::End { outputs, status, duration_ms, yields, error, span, parent, media_refs } => {
+                let mut m = s.serialize_map(Some(7 + usize::from(error.is_some())))?;
                 m.serialize_entry("duration_ms", &round_ms(*duration_ms))?;
                 if let Some(e) = error {
                     m.serialize_entry("error", e)?;
                 }
+                m.serialize_entry("media_refs", media_refs)?;
                 m.serialize_entry("outputs", outputs)?;
                 m.serialize_entry("parent_span_id", &SpanId(rid, *parent))?;
                 m.serialize_entry("span_id", &SpanId(rid, Some(*span)))?;
@@ -559,9 +660,10 @@ impl Serialize for PayloadSer<'_> {
                 m.serialize_entry("yield_count", yields)?;
                 m.end()
             }
-            RawPayload::Yield { yielded, idx, span } => {
-                let mut m = s.serialize_map(Some(3))?;
+            RawPayload::Yield { yielded, idx, span, media_refs } => {
+                let mut m = s.serialize_map(Some(4))?;
                 m.serialize_entry("idx", idx)?;
+                m.serialize_entry("media_refs", media_refs)?;
                 m.serialize_entry("span_id", &SpanId(rid, Some(*span)))?;
                 m.serialize_entry("yielded", yielded)?;
                 m.end()
@@ -610,6 +712,10 @@ mod tests {
         }
     }
 
+    fn media() -> MediaRefs {
+        vec![json!({"field_path": "inputs.x", "mime_type": "image/png", "size_bytes": 3})].into()
+    }
+
     fn samples() -> Vec<RawEvent> {
         let ctx = EventCtx {
             prefix: Arc::from(vec!["main".to_string(), "[2]".to_string()]),
@@ -623,17 +729,32 @@ mod tests {
             raw(
                 EventKind::OpStart,
                 Some(ctx.clone()),
-                RawPayload::Start { inputs: Named::inputs(Some(&inputs), None), span: 4, parent: None },
+                RawPayload::Start {
+                    inputs: Named::inputs(Some(&inputs), None),
+                    span: 4,
+                    parent: None,
+                    media_refs: MediaRefs::new(),
+                },
             ),
             raw(
                 EventKind::OpStart,
                 None,
-                RawPayload::Start { inputs: Named::inputs(Some(&one), None), span: 5, parent: Some(4) },
+                RawPayload::Start {
+                    inputs: Named::inputs(Some(&one), None),
+                    span: 5,
+                    parent: Some(4),
+                    media_refs: media(),
+                },
             ),
             raw(
                 EventKind::OpStart,
                 None,
-                RawPayload::Start { inputs: Named::inputs(None, None), span: 6, parent: None },
+                RawPayload::Start {
+                    inputs: Named::inputs(None, None),
+                    span: 6,
+                    parent: None,
+                    media_refs: MediaRefs::new(),
+                },
             ),
             raw(
                 EventKind::OpEnd,
@@ -646,6 +767,7 @@ mod tests {
                     error: Some(Box::new(json!("boom"))),
                     span: 4,
                     parent: Some(1),
+                    media_refs: media(),
                 },
             ),
             raw(
@@ -659,12 +781,18 @@ mod tests {
                     error: None,
                     span: 5,
                     parent: None,
+                    media_refs: media(),
                 },
             ),
             raw(
                 EventKind::OpYield,
                 Some(ctx),
-                RawPayload::Yield { yielded: Named::outputs(Some(&outputs), None), idx: 9, span: 4 },
+                RawPayload::Yield {
+                    yielded: Named::outputs(Some(&outputs), None),
+                    idx: 9,
+                    span: 4,
+                    media_refs: media(),
+                },
             ),
             raw(
                 EventKind::OpEnd,
@@ -677,10 +805,45 @@ mod tests {
                     error: None,
                     span: 7,
                     parent: None,
+                    media_refs: MediaRefs::new(),
+                },
+            ),
+            raw(
+                EventKind::OpYield,
+                None,
+                RawPayload::Yield {
+                    yielded: Named::outputs(None, None),
+                    idx: 0,
+                    span: 4,
+                    media_refs: MediaRefs::new(),
                 },
             ),
             raw(EventKind::GroupStart, None, RawPayload::Map([("name".to_string(), json!("iteration 1"))].into())),
         ]
+    }
+
+    #[test]
+    fn op_events_always_carry_their_media_refs_as_a_list() {
+        let mut seen = [0usize; 2];
+        for e in samples() {
+            let op = matches!(e.kind, EventKind::OpStart | EventKind::OpEnd | EventKind::OpYield);
+            let built = e.clone().materialize();
+            match built.payload.get("media_refs") {
+                Some(Value::Array(refs)) => {
+                    assert!(op, "{built:?}");
+                    seen[usize::from(!refs.is_empty())] += 1;
+                    assert_eq!(refs.as_slice(), e.payload_value("media_refs").unwrap().as_array().unwrap().as_slice());
+                }
+                other => assert!(!op && other.is_none(), "{built:?}"),
+            }
+        }
+        assert!(seen[0] > 0 && seen[1] > 0, "empty and non-empty lists both sampled: {seen:?}");
+        let mut refs = MediaRefs::new();
+        assert!(refs.is_empty() && refs.to_value() == json!([]));
+        refs.push(json!({"field_path": "outputs.a"}));
+        assert_eq!(refs.as_slice().len(), 1);
+        assert_eq!(serde_json::to_value(&refs).unwrap(), json!([{"field_path": "outputs.a"}]));
+        assert_eq!(MediaRefs::from(Vec::new()), MediaRefs::new());
     }
 
     #[test]

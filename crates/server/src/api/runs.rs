@@ -80,7 +80,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// `id` as a run id (a 404 when it cannot be one).
 fn run_id(id: &str) -> Result<String, Problem> {
     if !operonx::is_request_id(id) {
-        return Err(Problem::not_found(format!("no run {id:?} (a run id is 32 lowercase hex digits)")));
+        return Err(Problem::not_found(format!(
+            "no run {id:?} (a run id is a lowercase UUID, or 32 lowercase hex digits)"
+        )));
     }
     Ok(id.to_string())
 }

@@ -55,7 +55,7 @@ async function startRun(page, base, graph, inputs) {
   await page.locator("#start-form").waitFor({ timeout: TIMEOUT });
   await page.selectOption("#start-graph", graph);
   await page.fill("#start-inputs", JSON.stringify(inputs));
-  await Promise.all([page.waitForURL(/\/runs\/[0-9a-f]{32}$/, { timeout: TIMEOUT }), page.click("#start-button")]);
+  await Promise.all([page.waitForURL(/\/runs\/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, { timeout: TIMEOUT }), page.click("#start-button")]);
   return page.url().split("/").pop();
 }
 

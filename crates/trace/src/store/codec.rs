@@ -1,11 +1,13 @@
 //! The stored text of a chunk: one event per line, compactly. A recorded event is a
 //! packed line, `[seq, kind, op, ctx, time, payload]`: the time in microseconds after the
 //! chunk's first event, the payload's fields by position with span ids as bare numbers
-//! (see `RawEvent::packed_payload_serializer`), the run and the event id implied. A built
+//! and `media_refs` only when not empty (see `RawEvent::packed_payload_serializer`), the
+//! run and the event id implied. A built
 //! event is an object line (`s`, `e` when the id is not the derived one, `k`, `o`, `c`,
 //! `t` in microseconds, `P` its payload verbatim). Chunks written by earlier versions
 //! hold object lines with `p`, a recorded event's payload as a map with numeric span
-//! ids; they still read back. Every line reads back as the exact wire event.
+//! ids; they still read back. Every line reads back as the exact wire event (recorded
+//! op events with their `media_refs` list, `[]` for lines written before it existed).
 
 use std::collections::BTreeMap;
 
@@ -124,24 +126,35 @@ impl PackedLine {
             Value::Object(map) => map.into_iter().collect(),
             Value::Array(fields) => {
                 let names: &[&str] = match kind {
-                    EventKind::OpStart => &["inputs", "span_id", "parent_span_id"],
-                    EventKind::OpEnd => {
-                        &["outputs", "status", "duration_ms", "yield_count", "span_id", "parent_span_id", "error"]
-                    }
-                    EventKind::OpYield => &["yielded", "idx", "span_id"],
+                    EventKind::OpStart => &["inputs", "span_id", "parent_span_id", "media_refs"],
+                    EventKind::OpEnd => &[
+                        "outputs",
+                        "status",
+                        "duration_ms",
+                        "yield_count",
+                        "span_id",
+                        "parent_span_id",
+                        "error",
+                        "media_refs",
+                    ],
+                    EventKind::OpYield => &["yielded", "idx", "span_id", "media_refs"],
                     other => return Err(format!("a packed payload for a {other:?} event")),
                 };
                 if fields.len() > names.len() {
                     return Err(format!("{} payload fields for {} names", fields.len(), names.len()));
                 }
-                names
+                let mut payload: BTreeMap<String, Value> = names
                     .iter()
                     .zip(fields)
+                    // A null error stands before media refs of an op_end without an error.
+                    .filter(|(name, v)| !(**name == "error" && v.is_null()))
                     .map(|(name, v)| {
                         let v = if name.ends_with("span_id") { span(v) } else { v };
                         (name.to_string(), v)
                     })
-                    .collect()
+                    .collect();
+                with_media_refs(kind, &mut payload);
+                payload
             }
             other => return Err(format!("payload {other}")),
         };
@@ -159,6 +172,14 @@ impl PackedLine {
     }
 }
 
+/// A recorded op event's payload always has its `media_refs` (empty when the line has
+/// none: packed lines leave an empty list out, and lines of earlier versions had none).
+fn with_media_refs(kind: EventKind, payload: &mut BTreeMap<String, Value>) {
+    if matches!(kind, EventKind::OpStart | EventKind::OpEnd | EventKind::OpYield) {
+        payload.entry("media_refs".to_string()).or_insert_with(|| Value::Array(Vec::new()));
+    }
+}
+
 impl CompactLine {
     fn into_event(self, request_id: &str) -> Result<TraceEvent, String> {
         let payload = match (self.p, self.verbatim) {
@@ -171,6 +192,7 @@ impl CompactLine {
                         *v = Value::String(format!("{request_id}-s{n}"));
                     }
                 }
+                with_media_refs(self.k, &mut p);
                 p
             }
             (None, None) => BTreeMap::new(),
@@ -266,6 +288,12 @@ mod tests {
             r#"[2,"op_yield","g.a",["main"],6,[{"i":0},0,1]]"#,
             "\n",
             r#"[3,"annotation","g.a",[],7,{"key":"k","span_id":"r1-s1"}]"#,
+            "\n",
+            r#"[4,"op_start","g.b",["main"],8,[{},2,null,[{"field_path":"inputs.img"}]]]"#,
+            "\n",
+            r#"[5,"op_end","g.b",["main"],9,[{},"ok",0.5,1,2,null,null,[{"field_path":"outputs.img"}]]]"#,
+            "\n",
+            r#"[6,"op_yield","g.b",["main"],10,[{"i":0},0,2,[{"field_path":"yielded.img"}]]]"#,
             "\n"
         );
         let mut back = Vec::new();
@@ -276,27 +304,50 @@ mod tests {
                 EventKind::OpStart,
                 Some("g.a"),
                 &["main"],
-                json!({"inputs": {"x": 1}, "parent_span_id": null, "span_id": "r1-s1"}),
+                json!({"inputs": {"x": 1}, "parent_span_id": null, "span_id": "r1-s1", "media_refs": []}),
             ),
             event(
                 1,
                 EventKind::OpEnd,
                 Some("g.a"),
                 &["main", "[2]"],
-                json!({"outputs": {"a": 2}, "status": "error",
-                "duration_ms": 0.004, "yield_count": 0, "span_id": "r1-s1", "parent_span_id": "r1-s3", "error": "bad"}),
+                json!({"outputs": {"a": 2}, "status": "error", "duration_ms": 0.004, "yield_count": 0,
+                "span_id": "r1-s1", "parent_span_id": "r1-s3", "error": "bad", "media_refs": []}),
             ),
             event(
                 2,
                 EventKind::OpYield,
                 Some("g.a"),
                 &["main"],
-                json!({"yielded": {"i": 0}, "idx": 0, "span_id": "r1-s1"}),
+                json!({"yielded": {"i": 0}, "idx": 0, "span_id": "r1-s1", "media_refs": []}),
             ),
             event(3, EventKind::Annotation, Some("g.a"), &[], json!({"key": "k", "span_id": "r1-s1"})),
+            event(
+                4,
+                EventKind::OpStart,
+                Some("g.b"),
+                &["main"],
+                json!({"inputs": {}, "parent_span_id": null, "span_id": "r1-s2",
+                "media_refs": [{"field_path": "inputs.img"}]}),
+            ),
+            event(
+                5,
+                EventKind::OpEnd,
+                Some("g.b"),
+                &["main"],
+                json!({"outputs": {}, "status": "ok", "duration_ms": 0.5, "yield_count": 1, "span_id": "r1-s2",
+                "parent_span_id": null, "media_refs": [{"field_path": "outputs.img"}]}),
+            ),
+            event(
+                6,
+                EventKind::OpYield,
+                Some("g.b"),
+                &["main"],
+                json!({"yielded": {"i": 0}, "idx": 0, "span_id": "r1-s2", "media_refs": [{"field_path": "yielded.img"}]}),
+            ),
         ];
         let times: Vec<i64> = back.iter().map(|e| e.timestamp.timestamp_micros()).collect();
-        assert_eq!(times, [1000, 1005, 1006, 1007]);
+        assert_eq!(times, [1000, 1005, 1006, 1007, 1008, 1009, 1010]);
         let strip = |events: Vec<TraceEvent>| -> Vec<_> {
             events.into_iter().map(|e| (e.event_id, e.request_id, e.kind, e.op_name, e.ctx, e.seq, e.payload)).collect()
         };
@@ -326,7 +377,11 @@ mod tests {
 
     #[test]
     fn packed_lines_that_do_not_fit_their_kind_are_reported() {
-        for line in [r#"[0,"op_start","g.a",[],0,[{},1,null,"extra"]]"#, r#"[0,"annotation",null,[],0,[1]]"#] {
+        for line in [
+            r#"[0,"op_start","g.a",[],0,[{},1,null,[],"extra"]]"#,
+            r#"[0,"op_yield","g.a",[],0,[{},1,2,[],"extra"]]"#,
+            r#"[0,"annotation",null,[],0,[1]]"#,
+        ] {
             let err = decode("r1", 0, line.as_bytes(), &mut Vec::new()).unwrap_err();
             assert!(err.to_string().contains("r1 (line 1 of a stored chunk)"), "{err}");
         }

@@ -126,12 +126,13 @@ impl Render<'_, '_> {
         }
     }
 
-    /// The part of a span's context beyond its parent's: `[2]` for generator item 2.
+    /// The part of a span's context beyond its parent's: `[2]` for generator item 2 (the
+    /// `__collect__` of a collect consumer's context left out).
     fn item_label(&self, n: &Node<'_>) -> String {
         let Some(parent) = n.parent.as_deref().and_then(|p| self.tree.find(p)) else { return String::new() };
         let base = self.tree.nodes[parent].ctx;
         if n.kind == NodeKind::Op && n.ctx.len() > base.len() && n.ctx.starts_with(base) {
-            n.ctx[base.len()..].concat()
+            n.ctx[base.len()..].iter().filter(|s| *s != "__collect__").map(String::as_str).collect()
         } else {
             String::new()
         }
