@@ -470,6 +470,21 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         Err(StoreError::unsupported(self.location(), "a run queue"))
     }
 
+    /// Claim up to `max` runs at once for `owner`, as [`RunStore::claim_next`] claims one
+    /// (the oldest queued first; with none queued, a run whose owner is gone; empty when
+    /// there is nothing to claim). The stores of this crate take them in one
+    /// transaction; by default, one claim after another.
+    fn claim_many(&self, owner: &str, ttl: Duration, max: usize) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
+        let mut claimed = Vec::new();
+        while claimed.len() < max.max(1) {
+            match self.claim_next(owner, ttl)? {
+                Some(run) => claimed.push(run),
+                None => break,
+            }
+        }
+        Ok(claimed)
+    }
+
     /// Put a stopped run (waiting, failed, cancelled, timed out, crashed) back on the
     /// queue with `answers` added to its answers, for a worker to resume; refused as
     /// [`RunStore::claim`] refuses (busy while running, finished once done).

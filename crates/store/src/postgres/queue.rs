@@ -34,11 +34,11 @@ const NOTIFY_WORK: &str = "SELECT pg_notify('operonx_runs', $1)";
 /// Tell a run's owner its cancellation was asked for (`LISTEN operonx_cancel`).
 const NOTIFY_CANCEL: &str = "SELECT pg_notify('operonx_cancel', $1)";
 
-/// The oldest queued run nobody else is taking, locked.
+/// The `$1` oldest queued runs nobody else is taking, locked.
 const NEXT_QUEUED: &str = concat!(
     "SELECT ",
     summary_cols!(),
-    " FROM operonx_runs WHERE status = 'queued' ORDER BY created_ms, run_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    " FROM operonx_runs WHERE status = 'queued' ORDER BY created_ms, run_id LIMIT $1 FOR UPDATE SKIP LOCKED"
 );
 
 /// The running runs (some may have crashed), not locked.
@@ -145,15 +145,20 @@ impl PostgresStore {
         })
     }
 
-    pub(super) fn claim_next_run(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
+    /// Up to `max` claimable runs for `owner` in one transaction: the oldest queued ones;
+    /// with none queued, one run whose owner is gone.
+    pub(super) fn claim_runs(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
         let lease_ms = row::duration_ms(ttl);
+        let limit = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
         self.with_tx(false, |tx| {
             let now = row::now_ms();
-            let mut next = match tx.query_opt(NEXT_QUEUED, &[])? {
-                Some(r) => Some(summary_row(&r).map_err(self.err())?),
-                None => None,
-            };
-            if next.is_none() {
+            let mut next = self.summaries(&tx.query(NEXT_QUEUED, &[&limit])?)?;
+            if next.is_empty() {
                 let running = self.summaries(&tx.query(RUNNING, &[])?)?;
                 for candidate in running {
                     if row::derive_status(&self.location, &candidate, now)? != RunStatus::Crashed {
@@ -163,19 +168,22 @@ impl PostgresStore {
                     let Some(r) = tx.query_opt(LOCK_RUNNING, &[&candidate.run_id])? else { continue };
                     let locked = summary_row(&r).map_err(self.err())?;
                     if row::derive_status(&self.location, &locked, now)? == RunStatus::Crashed {
-                        next = Some(locked);
+                        next.push(locked);
                         break;
                     }
                 }
             }
-            let Some(next) = next else { return Ok(None) };
-            let run_id = next.run_id.as_str();
-            let epoch: i64 = tx
-                .query_opt(CLAIM_NEXT, &[&owner, &now, &lease_ms, &run_id])?
-                .ok_or_else(|| self.not_found(run_id))?
-                .try_get(0)
-                .map_err(self.err())?;
-            tx.claimed(run_id, owner, epoch, ttl, now).map(Some)
+            let mut claimed = Vec::with_capacity(next.len());
+            for run in next {
+                let run_id = run.run_id.as_str();
+                let epoch: i64 = tx
+                    .query_opt(CLAIM_NEXT, &[&owner, &now, &lease_ms, &run_id])?
+                    .ok_or_else(|| self.not_found(run_id))?
+                    .try_get(0)
+                    .map_err(self.err())?;
+                claimed.push(tx.claimed(run_id, owner, epoch, ttl, now)?);
+            }
+            Ok(claimed)
         })
     }
 
