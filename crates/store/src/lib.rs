@@ -460,6 +460,13 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         Err(StoreError::unsupported(self.location(), "a run queue"))
     }
 
+    /// Put several new runs on the queue, as [`RunStore::enqueue`] puts one: how each
+    /// fared, in order. The Postgres store queues them in one transaction (a failed
+    /// transaction fails them all); by default, one after another.
+    fn enqueue_many(&self, runs: &[NewRun]) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        Ok(runs.iter().map(|run| self.enqueue(run)).collect())
+    }
+
     /// Claim the oldest claimable run for `owner`: queued (oldest first), or running
     /// with its owner gone (lease expired; or its process ended, same host), which then
     /// resumes from its journal. As [`RunStore::claim`]: running, owned by `owner`, a new

@@ -640,6 +640,10 @@ impl RunStore for PostgresStore {
         self.enqueue_run(run)
     }
 
+    fn enqueue_many(&self, runs: &[NewRun]) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        self.enqueue_runs(runs)
+    }
+
     fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
         Ok(self.claim_runs(owner, ttl, 1)?.pop())
     }

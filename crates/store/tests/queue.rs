@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 suite! {
     store: [
         enqueue_is_idempotent_per_tenant,
+        enqueue_many_tells_how_each_run_fared,
         claim_next_takes_queued_oldest_first_then_crashed,
         claim_many_takes_up_to_max_oldest_first,
         queued_runs_are_not_resumed_by_hand_nor_pruned,
@@ -96,6 +97,27 @@ fn enqueue_is_idempotent_per_tenant(s: &dyn RunStore) {
     assert_eq!((run.summary.entries, run.summary.resumes, run.summary.events), (0, 0, 0));
     assert_eq!((run.inputs.clone(), run.graph.clone()), (first.inputs.clone(), first.graph.clone()));
     assert_eq!(s.list(&ListFilter::default()).unwrap().len(), 5);
+}
+
+/// Several runs queued at once fare each as alone: new ones queued, a key used earlier in
+/// the same group gives that run, a taken run id is refused without failing the others.
+fn enqueue_many_tells_how_each_run_fared(s: &dyn RunStore) {
+    let taken = keyed(Some("acme"), None);
+    s.enqueue(&taken).unwrap();
+    let (a, b) = (keyed(Some("acme"), Some("k-1")), keyed(Some("acme"), Some("k-1")));
+    let c = keyed(None, None);
+    let fared = s.enqueue_many(&[a.clone(), taken.clone(), b, c.clone()]).unwrap();
+    assert_eq!(fared.len(), 4);
+    let ok = |i: usize| fared[i].as_ref().map(|e| (e.run_id.clone(), e.created)).unwrap();
+    assert_eq!(ok(0), (a.run_id.clone(), true));
+    assert!(matches!(fared[1], Err(StoreError::Exists { .. })), "{:?}", fared[1]);
+    assert_eq!(ok(2), (a.run_id.clone(), false), "the key's run, queued just before in the group");
+    assert_eq!(ok(3), (c.run_id.clone(), true));
+    for id in [&a.run_id, &c.run_id] {
+        assert_eq!(status(s, id), RunStatus::Queued);
+    }
+    assert_eq!(s.list(&ListFilter::default()).unwrap().len(), 3);
+    assert!(s.enqueue_many(&[]).unwrap().is_empty());
 }
 
 /// Queued runs go first, oldest first, as new runs (epoch 1, nothing to replay); then a
