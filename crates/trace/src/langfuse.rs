@@ -28,6 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use operonx_graph::backoff::Backoff;
 use operonx_runtime::TraceEvent;
 use serde_json::{Value, json};
 
@@ -450,7 +451,8 @@ impl LangfuseExporter {
                 outcome.retry = Some(last);
                 return outcome;
             }
-            let backoff = self.config.retry_backoff.saturating_mul(1 << attempt.min(16));
+            // At least what the server asked for, at most MAX_WAIT.
+            let backoff = Backoff::doubling(self.config.retry_backoff, MAX_WAIT).delay(attempt);
             tokio::time::sleep(backoff.max(wait.unwrap_or_default()).min(MAX_WAIT)).await;
             attempt += 1;
         }
