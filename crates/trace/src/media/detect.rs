@@ -152,13 +152,22 @@ pub(crate) fn site<'a>(v: &'a Value, key: Option<&str>, min_encoded: usize) -> O
             None => Some(Site { declared: Cow::Borrowed(bare_base64(s)?), data: s, field: None }),
         },
         Value::Object(m) => {
+            // One pass over the keys: cheaper than hashed lookups on the small objects that
+            // make up messages, and every object of every event is asked.
+            let (mut data, mut wrapped) = (None, false);
+            for (k, v) in m {
+                match k.as_str() {
+                    "data" => data = Some(v),
+                    "__media__" => wrapped = *v == Value::Bool(true),
+                    _ => {}
+                }
+            }
+            let data = long(data?)?;
             let text = |k: &str| m.get(k).and_then(Value::as_str);
-            if m.get("__media__") == Some(&Value::Bool(true)) {
-                let data = long(m.get("data")?)?;
+            if wrapped {
                 (text("encoding") == Some("base64")).then_some(())?;
                 return Some(Site { declared: Cow::Borrowed(text("mime_type")?), data, field: None });
             }
-            let data = long(m.get("data")?)?;
             let declared = match key {
                 Some("input_audio") => audio_mime(text("format")),
                 Some("audio") if m.contains_key("transcript") || m.contains_key("format") => audio_mime(text("format")),

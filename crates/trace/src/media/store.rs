@@ -143,8 +143,9 @@ struct Blobs {
 }
 
 impl MemoryMediaStore {
-    /// The default bound: 256 MiB.
-    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+    /// The default bound: 64 MiB (the bytes are needed only until the exporters have
+    /// sent the batch that refers to them).
+    pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 
     /// A store keeping at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Self {
