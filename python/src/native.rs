@@ -222,6 +222,12 @@ impl NativeEngine {
             }
         };
         let mut exporters = remote.exporters;
+        // Media in the events goes beside the store (`media/`), or into memory for the
+        // remote exporters when there is no store; the trace keeps references.
+        let media: Arc<dyn operonx_trace::media::MediaStore> = match &store {
+            Some(store) => Arc::new(operonx_trace::media::LocalMediaStore::beside(store.path())),
+            None => Arc::new(operonx_trace::media::MemoryMediaStore::default()),
+        };
         if let Some(store) = store {
             exporters.insert(0, Arc::new(store));
         }
@@ -230,6 +236,7 @@ impl NativeEngine {
         } else {
             let _entered = runtime.enter();
             let mut builder = TracePipeline::builder()
+                .media(operonx_trace::media::MediaOffload::new(media))
                 .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
                 .processor(operonx_trace::processor::Truncate::default())
                 .flush_interval(TRACE_FLUSH);

@@ -12,6 +12,7 @@ use operonx::graph::printable;
 use operonx::providers::ResourceHub;
 use operonx::providers::resource::{env_with_dotenv, load_dotenv};
 use operonx::{Engine, Map, RunOptions, Scratch, Value};
+use operonx_trace::media::{LocalMediaStore, MediaOffload, MediaStore, MemoryMediaStore};
 use operonx_trace::{Exporter, JsonlExporter, SqliteOpCache, SqliteStore, TracePipeline, exporters_from_env};
 
 use crate::BadInput;
@@ -156,7 +157,10 @@ fn unavailable(what: &str, path: &Path, consequence: &str, e: &dyn std::fmt::Dis
 
 /// The run's trace pipeline (`None`: nothing traced): the store unless `store` is
 /// `None`, skipped with a warning when it cannot be opened; the JSONL file when asked;
-/// the `remote` exporters (their secrets already in `redactor`).
+/// the `remote` exporters (their secrets already in `redactor`). Media in the events
+/// (data URLs, base64 content parts) goes to `media/` beside the store, or, with no
+/// store, into memory for the exporters of this process (Langfuse uploads it); the
+/// trace keeps references.
 pub(crate) fn pipeline(
     store: Option<PathBuf>,
     jsonl: Option<&Path>,
@@ -168,15 +172,18 @@ pub(crate) fn pipeline(
         .processor(operonx_trace::processor::Redact::with_defaults().secrets(&secrets))
         .processor(operonx_trace::processor::Truncate::default());
     let mut traced = false;
+    let mut media: Arc<dyn MediaStore> = Arc::new(MemoryMediaStore::default());
     if let Some(path) = store {
         match SqliteStore::open(&path) {
             Ok(store) => {
                 builder = builder.exporter(store);
+                media = Arc::new(LocalMediaStore::beside(&path));
                 traced = true;
             }
             Err(e) => unavailable("trace store", &path, "the run is not recorded", &e, redactor),
         }
     }
+    builder = builder.media(MediaOffload::new(media));
     if let Some(path) = jsonl {
         builder = builder.exporter(JsonlExporter::file(path));
         traced = true;

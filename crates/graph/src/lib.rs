@@ -4,6 +4,7 @@
 //!
 //! This crate is pure: no async runtime, no I/O beyond parsing text.
 
+pub mod backoff;
 pub mod builder;
 pub mod changes;
 pub mod compile;

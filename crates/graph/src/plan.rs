@@ -151,12 +151,20 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The waits between attempts: `initial_delay`, times `backoff` per attempt, at most
+    /// `max_delay`, jittered when `jitter` is on.
+    pub fn schedule(&self) -> crate::backoff::Backoff {
+        crate::backoff::Backoff {
+            initial: self.initial_delay,
+            factor: self.backoff,
+            max: self.max_delay,
+            jitter: self.jitter,
+        }
+    }
+
     /// The delay before attempt `attempt + 1` (attempts count from 1), before jitter.
     pub fn delay(&self, attempt: u32) -> std::time::Duration {
-        let factor = self.backoff.max(1.0).powi(attempt.saturating_sub(1).min(63) as i32);
-        let secs = (self.initial_delay.as_secs_f64() * factor).min(self.max_delay.as_secs_f64());
-        // Never panics: a product that does not fit (or is NaN) is the cap.
-        std::time::Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(self.max_delay)
+        self.schedule().delay(attempt.saturating_sub(1))
     }
 }
 

@@ -2,9 +2,11 @@
 //! their journal written to the store (a resumed run replays what it journaled), keep
 //! their events for live streams, and record how they ended.
 //!
-//! Each of `n` slots loops: claim the oldest claimable run ([`RunStore::claim_next`],
-//! on a blocking thread), run it, claim again; with nothing to claim it sleeps until woken
-//! (a run enqueued by this process, a store notification) or a poll interval passes. A
+//! One claimer loops: while some of the `n` slots are free, it claims as many runs as
+//! there are free slots, the oldest first ([`RunStore::claim_many`], one transaction on a
+//! blocking thread), and runs each in a task of its own; with nothing to claim it sleeps
+//! until woken (a run enqueued by this process, a store notification) or a poll interval
+//! passes. A
 //! watcher asks the store every second which of the process's runs were asked to cancel
 //! (another process took the request) and stops them. Draining stops claiming; runs still
 //! going after the grace period are stopped and put back on the queue for another worker.
@@ -22,13 +24,14 @@ use operonx_store::{
 };
 use operonx_trace::TracePipeline;
 use operonx_trace::counting::{Counters, CountingSink, Counts};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::live::Live;
 use crate::metrics::{Metrics, StatusLabel};
 
-/// How long an idle slot sleeps before it looks at the queue again without being woken.
+/// How long the claimer, with nothing to claim, sleeps before it looks at the queue again
+/// without being woken.
 const POLL: Duration = Duration::from_millis(500);
 /// How often the store is asked which runs of this process were asked to cancel.
 const CANCEL_POLL: Duration = Duration::from_secs(1);
@@ -112,12 +115,11 @@ impl Executor {
         }))
     }
 
-    /// Start the slots and the cancel watcher in `tasks` (they end once draining).
+    /// Start the claimer (which runs what it claims, up to `slots` at once) and the
+    /// cancel watcher in `tasks` (they end once draining).
     pub fn start(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
-        for _ in 0..self.config.slots.max(1) {
-            let me = self.clone();
-            tasks.spawn(async move { me.slot().await });
-        }
+        let me = self.clone();
+        tasks.spawn(async move { me.claimer().await });
         let me = self.clone();
         tasks.spawn(async move { me.watch_cancels().await });
     }
@@ -173,29 +175,55 @@ impl Executor {
         self.draining.load(Ordering::SeqCst)
     }
 
-    async fn slot(self: Arc<Self>) {
+    /// Claims runs while there are free slots, as many at once as there are free slots
+    /// (one transaction), and runs each in a task of its own; with nothing to claim it
+    /// sleeps until woken or [`POLL`] passes. One claimer per process: a wake-up costs
+    /// one claim, not one per idle slot. Once draining, it waits for its runs to end.
+    async fn claimer(self: Arc<Self>) {
+        let slots = Arc::new(Semaphore::new(self.config.slots.max(1)));
+        let mut runs = JoinSet::new();
         while !self.draining() {
             // Registered before looking, so a wake-up while looking is not lost.
             let woken = self.work.notified();
+            let Ok(first) = slots.clone().acquire_owned().await else { break };
+            let mut free = vec![first];
+            while let Ok(permit) = slots.clone().try_acquire_owned() {
+                free.push(permit);
+            }
+            if self.draining() {
+                break;
+            }
             let store = self.store.clone();
             let owner = self.journaler.owner().to_string();
-            let ttl = operonx_store::DEFAULT_LEASE;
-            let claimed = tokio::task::spawn_blocking(move || store.claim_next(&owner, ttl)).await;
-            match claimed {
-                Ok(Ok(Some((lease, run)))) => self.execute(lease, run).await,
-                Ok(Ok(None)) => {
-                    let _ = tokio::time::timeout(POLL, woken).await;
-                }
+            let (ttl, max) = (operonx_store::DEFAULT_LEASE, free.len());
+            let claimed = tokio::task::spawn_blocking(move || store.claim_many(&owner, ttl, max)).await;
+            let claimed = match claimed {
+                Ok(Ok(claimed)) => claimed,
                 Ok(Err(e)) => {
-                    tracing::error!("claiming a run: {e}");
-                    tokio::time::sleep(POLL).await;
+                    tracing::error!("claiming runs: {e}");
+                    Vec::new()
                 }
                 Err(e) => {
-                    tracing::error!("claiming a run: {e}");
-                    tokio::time::sleep(POLL).await;
+                    tracing::error!("claiming runs: {e}");
+                    Vec::new()
                 }
+            };
+            // Fewer than asked for: the queue was empty as of that claim.
+            let idle = claimed.len() < max;
+            for ((lease, run), permit) in claimed.into_iter().zip(free) {
+                let me = self.clone();
+                runs.spawn(async move {
+                    me.execute(lease, run).await;
+                    drop(permit);
+                });
+            }
+            // Reap the runs that ended, so the set holds only those going.
+            while runs.try_join_next().is_some() {}
+            if idle {
+                let _ = tokio::time::timeout(POLL, woken).await;
             }
         }
+        while runs.join_next().await.is_some() {}
     }
 
     async fn watch_cancels(self: Arc<Self>) {

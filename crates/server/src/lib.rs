@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod enqueuer;
 mod error;
 pub mod executor;
 pub mod live;
@@ -104,8 +105,10 @@ impl Server {
             None => None,
         };
         let waker = waker::Waker::start(config.store.clone(), live.clone(), executor.clone())?;
+        let enqueuer = enqueuer::Enqueuer::start(config.store.clone(), &mut tasks);
         let state = Arc::new(api::AppState {
             store: config.store.clone(),
+            enqueuer,
             catalog: Arc::new(config.catalog),
             tenants: config.tenants,
             live,

@@ -19,6 +19,37 @@ async fn a_run_submitted_with_wait_answers_with_its_result() {
     s.stop().await;
 }
 
+/// Submissions arriving together are queued in groups: each still gets its own run (the
+/// same idempotency key, one run), and every run is done with its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_each_get_their_run() {
+    let s = TestServer::start().await;
+    let posts = (0..40).map(|i| {
+        let key = if i % 10 == 0 { json!("shared-key") } else { json!(null) };
+        let body = json!({"graph": "greet", "inputs": {"text": format!("Item-{i}")}, "idempotency_key": key});
+        let body = if key.is_null() { json!({"graph": "greet", "inputs": body["inputs"]}) } else { body };
+        let req = client().post(s.url("/v1/runs")).json(&body);
+        async move { json(req.send().await.unwrap()).await }
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let mut ids = std::collections::HashMap::new();
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, 202, "{body}");
+        ids.insert(i, body["run_id"].as_str().unwrap().to_string());
+    }
+    let shared: std::collections::HashSet<_> = (0..40).step_by(10).map(|i| ids[&i].clone()).collect();
+    assert_eq!(shared.len(), 1, "one run for the shared key");
+    let distinct: std::collections::HashSet<_> = ids.values().cloned().collect();
+    assert_eq!(distinct.len(), 40 - 3, "every other submission its own run");
+    for (i, id) in &ids {
+        let run = wait_status(&s, None, id, "done").await;
+        if i % 10 != 0 {
+            assert_eq!(run["result"], json!({"lowered": format!("item-{i}")}), "{run}");
+        }
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_submitted_run_is_queued_then_done_and_the_same_idempotency_key_gives_the_same_run() {
     let s = TestServer::start().await;

@@ -460,6 +460,13 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
         Err(StoreError::unsupported(self.location(), "a run queue"))
     }
 
+    /// Put several new runs on the queue, as [`RunStore::enqueue`] puts one: how each
+    /// fared, in order. The Postgres store queues them in one transaction (a failed
+    /// transaction fails them all); by default, one after another.
+    fn enqueue_many(&self, runs: &[NewRun]) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        Ok(runs.iter().map(|run| self.enqueue(run)).collect())
+    }
+
     /// Claim the oldest claimable run for `owner`: queued (oldest first), or running
     /// with its owner gone (lease expired; or its process ended, same host), which then
     /// resumes from its journal. As [`RunStore::claim`]: running, owned by `owner`, a new
@@ -468,6 +475,21 @@ pub trait RunStore: Send + Sync + std::fmt::Debug {
     fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
         let _ = (owner, ttl);
         Err(StoreError::unsupported(self.location(), "a run queue"))
+    }
+
+    /// Claim up to `max` runs at once for `owner`, as [`RunStore::claim_next`] claims one
+    /// (the oldest queued first; with none queued, a run whose owner is gone; empty when
+    /// there is nothing to claim). The stores of this crate take them in one
+    /// transaction; by default, one claim after another.
+    fn claim_many(&self, owner: &str, ttl: Duration, max: usize) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
+        let mut claimed = Vec::new();
+        while claimed.len() < max.max(1) {
+            match self.claim_next(owner, ttl)? {
+                Some(run) => claimed.push(run),
+                None => break,
+            }
+        }
+        Ok(claimed)
     }
 
     /// Put a stopped run (waiting, failed, cancelled, timed out, crashed) back on the

@@ -640,8 +640,16 @@ impl RunStore for PostgresStore {
         self.enqueue_run(run)
     }
 
+    fn enqueue_many(&self, runs: &[NewRun]) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        self.enqueue_runs(runs)
+    }
+
     fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
-        self.claim_next_run(owner, ttl)
+        Ok(self.claim_runs(owner, ttl, 1)?.pop())
+    }
+
+    fn claim_many(&self, owner: &str, ttl: Duration, max: usize) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
+        self.claim_runs(owner, ttl, max)
     }
 
     fn requeue(&self, run_id: &str, answers: &Map<String, Value>) -> Result<(), StoreError> {

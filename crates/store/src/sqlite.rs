@@ -694,7 +694,11 @@ impl RunStore for SqliteRunStore {
     }
 
     fn claim_next(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
-        self.claim_next_run(owner, ttl)
+        Ok(self.claim_runs(owner, ttl, 1)?.pop())
+    }
+
+    fn claim_many(&self, owner: &str, ttl: Duration, max: usize) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
+        self.claim_runs(owner, ttl, max)
     }
 
     fn requeue(&self, run_id: &str, answers: &Map<String, Value>) -> Result<(), StoreError> {

@@ -24,7 +24,9 @@ use serde_json::{Map, Value, json};
 suite! {
     store: [
         enqueue_is_idempotent_per_tenant,
+        enqueue_many_tells_how_each_run_fared,
         claim_next_takes_queued_oldest_first_then_crashed,
+        claim_many_takes_up_to_max_oldest_first,
         queued_runs_are_not_resumed_by_hand_nor_pruned,
         requeue_rules,
         cancel_rules,
@@ -97,6 +99,27 @@ fn enqueue_is_idempotent_per_tenant(s: &dyn RunStore) {
     assert_eq!(s.list(&ListFilter::default()).unwrap().len(), 5);
 }
 
+/// Several runs queued at once fare each as alone: new ones queued, a key used earlier in
+/// the same group gives that run, a taken run id is refused without failing the others.
+fn enqueue_many_tells_how_each_run_fared(s: &dyn RunStore) {
+    let taken = keyed(Some("acme"), None);
+    s.enqueue(&taken).unwrap();
+    let (a, b) = (keyed(Some("acme"), Some("k-1")), keyed(Some("acme"), Some("k-1")));
+    let c = keyed(None, None);
+    let fared = s.enqueue_many(&[a.clone(), taken.clone(), b, c.clone()]).unwrap();
+    assert_eq!(fared.len(), 4);
+    let ok = |i: usize| fared[i].as_ref().map(|e| (e.run_id.clone(), e.created)).unwrap();
+    assert_eq!(ok(0), (a.run_id.clone(), true));
+    assert!(matches!(fared[1], Err(StoreError::Exists { .. })), "{:?}", fared[1]);
+    assert_eq!(ok(2), (a.run_id.clone(), false), "the key's run, queued just before in the group");
+    assert_eq!(ok(3), (c.run_id.clone(), true));
+    for id in [&a.run_id, &c.run_id] {
+        assert_eq!(status(s, id), RunStatus::Queued);
+    }
+    assert_eq!(s.list(&ListFilter::default()).unwrap().len(), 3);
+    assert!(s.enqueue_many(&[]).unwrap().is_empty());
+}
+
 /// Queued runs go first, oldest first, as new runs (epoch 1, nothing to replay); then a
 /// crashed run, with its journal, as a resume (its old lease lost); then nothing.
 fn claim_next_takes_queued_oldest_first_then_crashed(s: &dyn RunStore) {
@@ -130,6 +153,39 @@ fn claim_next_takes_queued_oldest_first_then_crashed(s: &dyn RunStore) {
     assert!(matches!(lost, StoreError::LeaseLost { .. }), "{lost}");
     assert!(s.claim_next("worker-3", LONG).unwrap().is_none(), "live runs are not taken");
     assert_eq!(status(s, &live.run_id), RunStatus::Running);
+}
+
+/// `claim_many` takes up to `max` queued runs, oldest first, each running with a lease of
+/// its own; then the rest; then, with none queued, the crashed run; then nothing.
+fn claim_many_takes_up_to_max_oldest_first(s: &dyn RunStore) {
+    assert!(s.claim_many("worker", LONG, 4).unwrap().is_empty(), "an empty queue");
+    let crashed = new_run("crashed");
+    let old = s.create(&crashed, "owner-x", TINY).unwrap();
+    s.append(&old, &Batch { entries: op_entries(1, 2), ..Batch::default() }).unwrap();
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        let run = new_run(&format!("q{i}"));
+        s.enqueue(&run).unwrap();
+        queued.push(run.run_id);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    std::thread::sleep(TINY * 2);
+    let ids = |claimed: &[(operonx_store::Lease, operonx_store::StoredRun)]| -> Vec<String> {
+        for (lease, run) in claimed {
+            assert_eq!((lease.epoch, lease.owner.as_str(), run.summary.status), (1, "worker", RunStatus::Running));
+            assert_eq!(status(s, &lease.run_id), RunStatus::Running);
+        }
+        claimed.iter().map(|(lease, _)| lease.run_id.clone()).collect()
+    };
+    assert_eq!(ids(&s.claim_many("worker", LONG, 3).unwrap()), queued[..3], "the three oldest");
+    assert_eq!(ids(&s.claim_many("worker", LONG, 10).unwrap()), queued[3..], "then the rest");
+    let taken = s.claim_many("worker-2", LONG, 10).unwrap();
+    assert_eq!(taken.len(), 1, "then the crashed run alone");
+    assert_eq!(
+        (taken[0].0.run_id.as_str(), taken[0].0.epoch, taken[0].1.entries.len()),
+        (crashed.run_id.as_str(), 2, 2)
+    );
+    assert!(s.claim_many("worker", LONG, 10).unwrap().is_empty(), "then nothing");
 }
 
 /// `claim` (`operonx resume`) refuses a queued run, naming why; prune never deletes one;
@@ -336,8 +392,9 @@ fn counts_by_status(s: &dyn RunStore) {
     assert!(counted(Some("nobody")).is_empty());
 }
 
-/// 200 queued runs, four workers (each with a connection of its own) claiming at once
-/// until the queue is empty: every run is claimed exactly once.
+/// 200 queued runs, four workers (each with a connection of its own; two claiming one
+/// run at a time, two in batches) claiming at once until the queue is empty: every run
+/// is claimed exactly once.
 fn concurrent_workers_never_claim_the_same_run(h: &Harness) {
     let n = 200;
     let mut queued = HashSet::new();
@@ -354,8 +411,20 @@ fn concurrent_workers_never_claim_the_same_run(h: &Harness) {
                 scope.spawn(move || {
                     barrier.wait();
                     let mut mine = Vec::new();
-                    while let Some((lease, _)) = store.claim_next(&format!("worker-{w}"), LONG).unwrap() {
-                        mine.push(lease.run_id);
+                    let owner = format!("worker-{w}");
+                    if w % 2 == 0 {
+                        while let Some((lease, _)) = store.claim_next(&owner, LONG).unwrap() {
+                            mine.push(lease.run_id);
+                        }
+                    } else {
+                        // Batches, as a server's claimer takes them.
+                        loop {
+                            let batch = store.claim_many(&owner, LONG, 7).unwrap();
+                            if batch.is_empty() {
+                                break;
+                            }
+                            mine.extend(batch.into_iter().map(|(lease, _)| lease.run_id));
+                        }
                     }
                     mine
                 })

@@ -50,7 +50,7 @@ echo "== 3. submit to first SSE event (50 runs)"
 total=0
 for _ in $(seq 50); do
     t0=$(date +%s%N)
-    id=$(curl -s "$base/v1/runs" -H 'content-type: application/json' -d '{"graph": "w2", "inputs": {"x": 3}}' | sed 's/.*"run_id":"\([0-9a-f]*\)".*/\1/')
+    id=$(curl -s "$base/v1/runs" -H 'content-type: application/json' -d '{"graph": "w2", "inputs": {"x": 3}}' | sed 's/.*"run_id":"\([0-9a-f-]*\)".*/\1/')
     (curl -sN "$base/v1/runs/$id/events" || true) | grep -m1 -q '^id:'
     t1=$(date +%s%N)
     total=$((total + t1 - t0))

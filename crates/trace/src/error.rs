@@ -79,8 +79,13 @@ pub enum StoreError {
     #[error("no trace store at {0} (nothing has been traced here yet)")]
     Missing(PathBuf),
     /// The database was written by a newer build with a different schema.
-    #[error("trace store {path} has schema version {found}; this build reads version {supported}")]
+    #[error(
+        "{what} {path} has schema version {found}, newer than this build's ({supported}): it was written by a \
+         newer operonx; upgrade operonx or use another file"
+    )]
     Version {
+        /// What the file is: `trace store` or `op cache`.
+        what: &'static str,
         /// The database file.
         path: PathBuf,
         /// The version in the file.

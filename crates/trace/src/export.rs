@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use operonx_runtime::TraceEvent;
 
+use crate::media::MediaStore;
 use crate::recorded::RecordedEvent;
 
 /// The cause of an export failure, of whatever type the exporter met (SQLite, I/O,
@@ -97,6 +98,12 @@ pub trait Exporter: Send + Sync + 'static {
         let events: Vec<TraceEvent> = batch.iter().map(RecordedEvent::to_event).collect();
         self.export_shared(Arc::new(events))
     }
+
+    /// The pipeline offloads media into `store` (see [`crate::media`]): events reach this
+    /// exporter with `{"$media": sha256, ...}` references where base64 was, and the bytes
+    /// are read from `store` by their hash. Called once, when the pipeline is built; the
+    /// default ignores it (exporters that keep the references as they are).
+    fn use_media_store(&self, _store: Arc<dyn MediaStore>) {}
 
     /// Flush and release resources (called once when the pipeline shuts down).
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ExportError>> {

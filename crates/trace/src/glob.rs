@@ -19,29 +19,31 @@ impl Glob {
         &self.source
     }
 
-    /// Whether the whole of `text` matches.
+    /// Whether the whole of `text` matches. Walks `text` in place (byte offsets of its
+    /// characters), allocating nothing: this runs for every event a processor filters.
     pub fn is_match(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
         let p = &self.pattern;
+        // `ti` is a byte offset into `text`, always on a character boundary.
         let (mut ti, mut pi) = (0usize, 0usize);
         // Where the last `*` was, and the text position it currently stands for.
         let mut star: Option<(usize, usize)> = None;
-        while ti < text.len() {
+        while let Some(c) = text.get(ti..).and_then(|rest| rest.chars().next()) {
             match p.get(pi) {
                 Some('*') => {
                     star = Some((pi, ti));
                     pi += 1;
                 }
-                Some(&c) if c == '?' || c == text[ti] => {
+                Some(&pc) if pc == '?' || pc == c => {
                     pi += 1;
-                    ti += 1;
+                    ti += c.len_utf8();
                 }
                 _ => match star {
                     // Let the last `*` swallow one more character and retry.
                     Some((sp, st)) => {
+                        let next = st + text.get(st..).and_then(|rest| rest.chars().next()).map_or(1, char::len_utf8);
                         pi = sp + 1;
-                        ti = st + 1;
-                        star = Some((sp, st + 1));
+                        ti = next;
+                        star = Some((sp, next));
                     }
                     None => return false,
                 },
@@ -75,6 +77,12 @@ mod tests {
         assert!(g("a*b*c", "a-b-b-c"));
         assert!(!g("a*b*c", "a-b-b-d"));
         assert!(g("é*", "été"));
+        // Characters of several bytes, matched and swallowed whole.
+        assert!(g("*té", "été"));
+        assert!(g("?t?", "été"));
+        assert!(!g("??", "é"));
+        assert!(g("*☃*x", "a☃b☃x"));
+        assert!(!g("*☃*x", "a☃b☃y"));
     }
 
     #[test]

@@ -16,22 +16,30 @@
 //! `llm_usage` comes in a later batch, the usage is attached as a child generation (Langfuse
 //! cannot change an observation's type).
 //!
+//! Media: `{"$media": ...}` references (see [`crate::media`]) in inputs, outputs and
+//! metadata are uploaded through Langfuse's media API and replaced by its
+//! `@@@langfuseMedia:...@@@` tokens (the `media` module).
+//!
 //! Delivery: items are sent in requests of at most [`LangfuseConfig::batch_size`] items and
 //! [`LangfuseConfig::max_batch_bytes`] bytes. A 207 Multi-Status body is inspected: items that
 //! failed with 429/5xx are retried alone (with backoff), others are reported as
 //! [`ExportError::Fatal`]. 401/403 are fatal; 408/429/5xx and network errors are retryable.
 
 mod mapping;
+mod media;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use operonx_graph::backoff::Backoff;
 use operonx_runtime::TraceEvent;
 use serde_json::{Value, json};
 
 use crate::export::{ExportError, Exporter};
+use crate::media::MediaStore;
 use mapping::{Item, Memo, TraceOptions};
 
 /// The default Langfuse host.
@@ -242,6 +250,10 @@ pub struct LangfuseExporter {
     client: reqwest::Client,
     options: TraceOptions,
     memo: Mutex<Memo>,
+    /// Where the bytes of media references are read (given by the pipeline).
+    media: OnceLock<Arc<dyn MediaStore>>,
+    /// Media tokens of uploads done: (trace, observation, field, hash) → token.
+    uploads: Mutex<HashMap<String, String>>,
 }
 
 impl fmt::Debug for LangfuseExporter {
@@ -361,7 +373,15 @@ impl LangfuseExporter {
             release: config.release.clone(),
             tags: config.tags.clone(),
         };
-        Ok(Self { url: config.ingestion_url(), config, client, options, memo: Mutex::new(Memo::default()) })
+        Ok(Self {
+            url: config.ingestion_url(),
+            config,
+            client,
+            options,
+            memo: Mutex::new(Memo::default()),
+            media: OnceLock::new(),
+            uploads: Mutex::new(HashMap::new()),
+        })
     }
 
     /// [`LangfuseExporter::new`] with [`LangfuseConfig::from_env`].
@@ -378,11 +398,16 @@ impl LangfuseExporter {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn uploads(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     async fn export_batch(&self, batch: &[TraceEvent]) -> Result<(), ExportError> {
         if batch.is_empty() {
             return Ok(());
         }
-        let (items, delta) = mapping::map_batch(batch, &self.memo(), &self.options);
+        let (mut items, delta) = mapping::map_batch(batch, &self.memo(), &self.options);
+        self.resolve_media(&mut items).await;
         let result = self.send_all(items).await;
         // A retryable failure means the same batch comes again: keep the state it was mapped with.
         if !result.as_ref().is_err_and(ExportError::is_retryable) {
@@ -450,7 +475,8 @@ impl LangfuseExporter {
                 outcome.retry = Some(last);
                 return outcome;
             }
-            let backoff = self.config.retry_backoff.saturating_mul(1 << attempt.min(16));
+            // At least what the server asked for, at most MAX_WAIT.
+            let backoff = Backoff::doubling(self.config.retry_backoff, MAX_WAIT).delay(attempt);
             tokio::time::sleep(backoff.max(wait.unwrap_or_default()).min(MAX_WAIT)).await;
             attempt += 1;
         }
@@ -518,5 +544,10 @@ impl Exporter for LangfuseExporter {
 
     fn export<'a>(&'a self, batch: &'a [TraceEvent]) -> BoxFuture<'a, Result<(), ExportError>> {
         Box::pin(self.export_batch(batch))
+    }
+
+    /// Media references are uploaded from `store` (the first store given is kept).
+    fn use_media_store(&self, store: Arc<dyn MediaStore>) {
+        let _ = self.media.set(store);
     }
 }

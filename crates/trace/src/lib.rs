@@ -9,6 +9,10 @@
 //!   `operonx trace`), [`JsonlExporter`] (the wire format, one event per line),
 //!   [`MemoryExporter`], [`langfuse`] and [`otlp`]; [`exporters_from_env`] builds the
 //!   remote ones a user turned on with the usual variables or `resources.yaml`.
+//! - [`media`]: images, audio and files in events (data URLs, base64 content parts)
+//!   stored once by content hash beside the trace ([`media::MediaStore`]); the trace keeps
+//!   `{"$media": sha256, ...}` references and `media_ref` events instead of base64
+//!   ([`media::MediaOffload`], the pipeline's first step when set).
 //! - [`view`]: runs and events rendered as a list, a span tree, a timeline or JSON.
 //! - [`RecordedEvent`]: an event as the pipeline holds it — as the scheduler recorded it
 //!   (built into a `TraceEvent` only for exporters that need one), built, or one of the
@@ -25,6 +29,7 @@ pub mod export;
 mod glob;
 mod jsonl;
 pub mod langfuse;
+pub mod media;
 mod memory;
 mod op_cache;
 pub mod otlp;

@@ -28,6 +28,36 @@ fn key_text(key: CacheKey) -> String {
     format!("{:016x}{:016x}", key.0, key.1)
 }
 
+/// The schema version this build reads and writes (`PRAGMA user_version`). Caches
+/// written before the version was recorded (0) have the same table, and are adopted.
+const SCHEMA_VERSION: i64 = 1;
+
+/// The table of version 1.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS op_cache (
+    key TEXT PRIMARY KEY, outputs TEXT NOT NULL, created REAL NOT NULL, expires REAL);
+CREATE INDEX IF NOT EXISTS op_cache_created ON op_cache(created);";
+
+/// Refuse a cache of a newer schema; create the table, or adopt an unversioned one,
+/// inside the opening transaction.
+fn migrate(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Version {
+            what: "op cache",
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA).map_err(open_err)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_err)?;
+    }
+    Ok(())
+}
+
 impl SqliteOpCache {
     /// Open (creating it and its directory if needed) the cache at `path`. Both are
     /// private (see [`crate::private`]).
@@ -35,14 +65,7 @@ impl SqliteOpCache {
         let path = path.as_ref().to_path_buf();
         crate::store::create_private_db(&path)?;
         // Created by one process at a time, safely while others open it (see `crate::sqlite`).
-        let conn = crate::sqlite::open_shared(&path, OpenFlags::default(), &[], &|tx| {
-            tx.execute_batch(
-                "CREATE TABLE IF NOT EXISTS op_cache (
-                     key TEXT PRIMARY KEY, outputs TEXT NOT NULL, created REAL NOT NULL, expires REAL);
-                 CREATE INDEX IF NOT EXISTS op_cache_created ON op_cache(created);",
-            )
-            .map_err(|source| StoreError::Open { path: path.clone(), source })
-        })?;
+        let conn = crate::sqlite::open_shared(&path, OpenFlags::default(), &[], &|tx| migrate(tx, &path))?;
         crate::private::restrict_sqlite(&path).unwrap_or_else(|e| crate::store::not_private(&path, &e));
         Ok(Self { conn: Mutex::new(conn), path, max_entries: max_entries.max(1) })
     }
@@ -131,6 +154,52 @@ mod tests {
         assert_eq!(c.get(CacheKey(1, 2)), Some(map(serde_json::json!({"y": 1}))));
         assert_eq!(c.get(CacheKey(3, 4)), None, "expired");
         assert_eq!(c.get(CacheKey(9, 9)), None);
+    }
+
+    /// A cache written before the schema version was recorded (the table as the first
+    /// builds created it, `user_version` 0) opens with its entries and is marked version 1.
+    #[test]
+    fn an_unversioned_cache_is_adopted_with_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE op_cache (key TEXT PRIMARY KEY, outputs TEXT NOT NULL, created REAL NOT NULL, expires REAL);
+                 CREATE INDEX op_cache_created ON op_cache(created);",
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO op_cache (key, outputs, created, expires) VALUES (?1, '{\"y\":7}', ?2, NULL)",
+                params![key_text(CacheKey(5, 6)), now()],
+            )
+            .unwrap();
+        }
+        let c = SqliteOpCache::open(&path, 10).unwrap();
+        assert_eq!(c.get(CacheKey(5, 6)), Some(map(serde_json::json!({"y": 7}))));
+        drop(c);
+        let version: i64 =
+            Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// A cache of a newer schema is refused, naming the file, and left as it was.
+    #[test]
+    fn a_newer_cache_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        drop(SqliteOpCache::open(&path, 10).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = SqliteOpCache::open(&path, 10).unwrap_err();
+        assert!(matches!(err, StoreError::Version { found: 99, supported: SCHEMA_VERSION, .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("op cache") && text.contains("newer"),
+            "{text}"
+        );
+        let version: i64 =
+            Connection::open(&path).unwrap().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, 99, "left as it was");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! | a run (`request_id`) | `traceId`: the request id's 32 hex digits when it is a UUID, else a 128-bit hash of it |
 //! | `op_start` … `op_end` of one `span_id` | one span: `spanId` = 64-bit hash of the span id, `parentSpanId` from `parent_span_id`, `name` = op name, kind INTERNAL, `startTimeUnixNano`/`endTimeUnixNano`, attributes `operonx.op.name`, `operonx.ctx` (`main/[0]`), `operonx.request_id`, `operonx.status`, `operonx.duration_ms`, `operonx.yield_count`, `operonx.inputs`/`operonx.outputs` (JSON text, only with [`OtlpConfig::capture_content`]); `status` 1 (ok) or 2 (error, with the error text) |
 //! | … plus `llm_usage` | GenAI conventions: kind CLIENT, name `chat {model}` (the usage's `provider_model`, else its `model`), `gen_ai.operation.name` = `chat`, `gen_ai.request.model`, `gen_ai.response.model`, `gen_ai.usage.input_tokens`/`output_tokens`, `gen_ai.provider.name` and `gen_ai.system` when the usage names a provider, `operonx.cost_usd` |
-//! | `annotation`, `op_yield`, `media_ref` | span `events` (named after the annotation key, `operonx.yield`, `operonx.media_ref`) |
+//! | `annotation`, `op_yield`, `media_ref` | span `events` (named after the annotation key, `operonx.yield`, `operonx.media_ref`); a media reference's event has `operonx.media.handle` (the SHA-256), `.mime`, `.size_bytes`, `.field_path` and `.uri` (where the bytes are kept): OTLP carries no blobs, and inputs/outputs hold `{"$media": ...}` references, never base64 |
 //! | `group_start` … `group_end` | a span named after the group (a loop iteration) |
 //! | run-level annotations (no op, no span) | nothing (OTLP has no trace-level object) |
 //!

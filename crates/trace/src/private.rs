@@ -48,6 +48,30 @@ pub fn write(path: &Path, contents: &[u8]) -> io::Result<()> {
     file.flush()
 }
 
+/// Write `contents` to `path` as a private file, atomically: into a private temporary
+/// file beside it (a dot-name, never a name a reader looks for), synced, then renamed over
+/// `path`. A reader sees the whole file or none; a failed write leaves no temporary file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = (|| {
+        let mut file = private_options().write(true).create_new(true).open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Create `path` as an empty private file unless it exists (a database file, before
 /// SQLite opens it: SQLite gives its `-wal` and `-shm` files the database file's mode).
 pub fn create_file(path: &Path) -> io::Result<()> {
@@ -140,5 +164,19 @@ mod tests {
         std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).unwrap();
         restrict_sqlite(&db).unwrap();
         assert_eq!(mode(&wal), 0o600);
+    }
+
+    #[test]
+    fn atomic_writes_are_private_whole_and_leave_no_temporary_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("blob.png");
+        write_atomic(&file, b"first").unwrap();
+        assert_eq!(mode(&file), 0o600);
+        write_atomic(&file, b"second").unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from("blob.png")]);
+        assert!(write_atomic(&tmp.path().join("missing/x"), b"x").is_err());
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 }

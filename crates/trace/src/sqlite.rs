@@ -14,8 +14,9 @@
 //! [`OPEN_PATIENCE`].
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use operonx_graph::backoff::{Backoff, SplitMix};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
 use crate::error::StoreError;
@@ -114,14 +115,17 @@ pub fn is_busy_sqlite(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// How long to wait before retry `attempt` (counted from 1) of something SQLite found
-/// busy: 5 ms doubling to 200 ms, plus up to as much again at random (from the clock's
-/// nanoseconds and the process id: processes started together spread out).
+/// The waits between tries while SQLite says the database is busy: retry `n` waits at
+/// least `min(200 ms, 5 ms × 2^n)` and less than twice that — the schedule 10 ms doubling
+/// to 400 ms, jittered into its upper half.
+pub const BUSY_BACKOFF: Backoff =
+    Backoff::doubling(Duration::from_millis(10), Duration::from_millis(400)).with_jitter(true);
+
+/// How long to wait before retry `attempt` of something SQLite found busy
+/// ([`BUSY_BACKOFF`]), with a random draw of its own, so processes started together
+/// spread out.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 5u64.saturating_mul(1 << attempt.min(6)).min(200);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let jitter = u64::from(nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % (base + 1);
-    Duration::from_millis(base + jitter)
+    BUSY_BACKOFF.wait(attempt, &SplitMix::from_entropy())
 }
 
 #[cfg(test)]

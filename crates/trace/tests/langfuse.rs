@@ -372,3 +372,153 @@ async fn run_level_annotations_go_to_the_trace() {
     assert_eq!(trace["name"], "support_bot", "the graph name the pipeline recorded");
     assert_eq!(trace["metadata"]["operonx.run_end"]["status"], "finished");
 }
+
+// ---------------------------------------------------------------- media
+
+/// A PNG of `n` bytes and its data URL.
+fn png(n: usize) -> (Vec<u8>, String) {
+    use base64::Engine as _;
+    let bytes = [b"\x89PNG\r\n\x1a\n".as_slice(), &vec![9u8; n - 8]].concat();
+    let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+    (bytes, url)
+}
+
+/// Langfuse with its media endpoints: `POST /api/public/media` answers an upload URL on
+/// this mock the first time a hash is seen and none afterwards (Langfuse has the bytes),
+/// or `media_status` when that is not 200; the upload (`PUT /upload/...`) and the report
+/// (`PATCH /api/public/media/{id}`) succeed.
+async fn langfuse_with_media(media_status: u16) -> Mock {
+    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+    let url = base.clone();
+    let mock = Mock::start(move |_, r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/api/public/ingestion") => (207, all_ok(r)),
+        ("POST", "/api/public/media") if media_status != 200 => (media_status, "{\"message\":\"down\"}".into()),
+        ("POST", "/api/public/media") => {
+            let sha = r.json()["sha256Hash"].as_str().unwrap().to_string();
+            let id: String = sha.chars().filter(char::is_ascii_alphanumeric).take(10).collect();
+            let first = seen.lock().unwrap().insert(sha);
+            let upload = first.then(|| format!("{}/upload/{id}", url.get().unwrap()));
+            (200, json!({"mediaId": id, "uploadUrl": upload}).to_string())
+        }
+        ("PUT", p) if p.starts_with("/upload/") => (200, String::new()),
+        ("PATCH", p) if p.starts_with("/api/public/media/") => (200, "{}".into()),
+        other => (404, format!("{other:?}")),
+    })
+    .await;
+    base.set(mock.url.clone()).unwrap();
+    mock
+}
+
+/// The events of `run` through a pipeline that offloads media into memory, to `exporter`.
+async fn through_pipeline(run: &Run, exporter: LangfuseExporter) -> operonx_trace::PipelineStats {
+    use operonx_trace::media::{MediaOffload, MemoryMediaStore};
+    let pipeline = operonx_trace::TracePipeline::builder()
+        .media(MediaOffload::new(std::sync::Arc::new(MemoryMediaStore::default())))
+        .exporter(exporter)
+        .build()
+        .unwrap();
+    for e in &run.events {
+        operonx_runtime::TraceSink::record(&pipeline, e.clone());
+    }
+    pipeline.shutdown().await;
+    pipeline.stats()
+}
+
+/// Op `g.see` (span 1) given an image in a chat message, answering with the same image.
+fn image_run(rid: &str, url: &str) -> Run {
+    let mut run = Run::new(rid);
+    let m = &["main"];
+    let messages = json!([{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": url}}
+    ]}]);
+    run.start("g.see", m, 1, None, json!({"messages": messages}));
+    run.end("g.see", m, 1, None, json!({"image": url, "caption": "a cat"}));
+    run
+}
+
+#[tokio::test]
+async fn media_is_uploaded_through_the_media_api_and_observations_carry_its_token() {
+    let mock = langfuse_with_media(200).await;
+    let (bytes, url) = png(3000);
+    let stats = through_pipeline(&image_run("run-m1", &url), LangfuseExporter::new(config(&mock.url)).unwrap()).await;
+    assert_eq!(stats.export_failures, 0);
+    let reqs = mock.requests();
+    let base64_part = &url[30..230];
+    for r in reqs.iter().filter(|r| r.method != "PUT") {
+        assert!(!String::from_utf8_lossy(&r.body).contains(base64_part), "no base64 in {} {}", r.method, r.path);
+    }
+    // One media record per trace/observation field using it, the bytes sent once.
+    let posts: Vec<Value> =
+        reqs.iter().filter(|r| r.method == "POST" && r.path == "/api/public/media").map(Request::json).collect();
+    let fields: Vec<(Value, Value)> = posts.iter().map(|p| (p["field"].clone(), p["observationId"].clone())).collect();
+    assert_eq!(fields.len(), 4, "the trace's input and output, the span's: {fields:?}");
+    for f in [
+        (json!("input"), Value::Null),
+        (json!("output"), Value::Null),
+        (json!("input"), json!("run-m1-s1")),
+        (json!("output"), json!("run-m1-s1")),
+    ] {
+        assert!(fields.contains(&f), "{f:?} in {fields:?}");
+    }
+    let post = &posts[0];
+    assert_eq!(post["traceId"], "run-m1");
+    assert_eq!(post["contentType"], "image/png");
+    assert_eq!(post["contentLength"], 3000);
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let sha = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
+    assert_eq!(post["sha256Hash"], sha.as_str());
+    let puts: Vec<&Request> = reqs.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 1, "Langfuse had the bytes after the first upload");
+    assert_eq!(puts[0].body, bytes);
+    assert_eq!(puts[0].header("content-type"), Some("image/png"));
+    assert_eq!(puts[0].header("x-amz-checksum-sha256"), Some(sha.as_str()));
+    assert!(puts[0].header("authorization").is_none(), "a presigned URL takes no credentials");
+    let patches: Vec<&Request> = reqs.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1);
+    let media_id = patches[0].path.rsplit('/').next().unwrap();
+    assert_eq!(patches[0].json()["uploadHttpStatus"], 200);
+    assert!(patches[0].json()["uploadedAt"].as_str().unwrap().ends_with('Z'));
+
+    let token = format!("@@@langfuseMedia:type=image/png|id={media_id}|source=bytes@@@");
+    let items = items_of(&reqs.into_iter().filter(|r| r.path == "/api/public/ingestion").collect::<Vec<_>>());
+    let span = one(&items, "run-m1-s1");
+    assert_eq!(span["body"]["input"]["messages"][0]["content"][1]["image_url"]["url"], token.as_str());
+    assert_eq!(span["body"]["output"]["image"], token.as_str());
+    assert_eq!(span["body"]["output"]["caption"], "a cat");
+    let refs = span["body"]["metadata"]["media_refs"].as_array().unwrap();
+    assert_eq!(refs.len(), 2, "the media_ref events of the input and the output: {refs:?}");
+    assert_eq!(refs[0]["mime"], "image/png");
+    let trace = items.iter().find(|i| i["type"] == "trace-create").unwrap();
+    assert_eq!(trace["body"]["input"]["messages"][0]["content"][1]["image_url"]["url"], token.as_str());
+    assert_eq!(trace["body"]["output"]["image"], token.as_str());
+}
+
+#[tokio::test]
+async fn a_failed_upload_leaves_a_readable_placeholder_and_the_export_goes_on() {
+    let mock = langfuse_with_media(500).await;
+    let (_, url) = png(3000);
+    let stats = through_pipeline(&image_run("run-m2", &url), LangfuseExporter::new(config(&mock.url)).unwrap()).await;
+    assert_eq!((stats.export_failures, stats.events_lost), (0, 0), "the trace itself went out");
+    let items =
+        items_of(&mock.requests().into_iter().filter(|r| r.path == "/api/public/ingestion").collect::<Vec<_>>());
+    let span = one(&items, "run-m2-s1");
+    let shown = span["body"]["output"]["image"].as_str().unwrap();
+    assert!(shown.starts_with("[media upload failed: image/png 2.9 KiB sha256:"), "{shown}");
+    assert!(!items.iter().any(|i| i.to_string().contains(&url[30..230])), "no base64");
+}
+
+#[tokio::test]
+async fn without_a_media_store_references_become_placeholders() {
+    let mock = Mock::start(|_, r| (207, all_ok(r))).await;
+    let reference = json!({"$media": "ab".repeat(32), "mime": "audio/wav", "size": 48000});
+    let mut run = Run::new("run-m3");
+    run.start("g.hear", &["main"], 1, None, json!({"audio": reference}));
+    LangfuseExporter::new(config(&mock.url)).unwrap().export(&run.events).await.unwrap();
+    let items = items_of(&mock.requests());
+    let shown = one(&items, "run-m3-s1")["body"]["input"]["audio"].as_str().unwrap().to_string();
+    assert_eq!(shown, "[media upload failed: audio/wav 46.9 KiB sha256:abababababab…]");
+    assert_eq!(mock.requests().len(), 1, "no media request without the bytes");
+}

@@ -426,3 +426,69 @@ fn opentelemetry_proto_reads_no_string_int64_in_a_partial_success() {
     let number = r#"{"partialSuccess":{"rejectedSpans":2,"errorMessage":"x"}}"#;
     assert!(serde_json::from_str::<ExportTraceServiceResponse>(number).is_ok());
 }
+
+/// Op `g.hear` (span 1) given a wav in an OpenAI `input_audio` part, answering with an image
+/// data URL: the wav's bytes and the image's data URL.
+fn media_run(rid: &str) -> (Run, Vec<u8>, String) {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let wav = [b"RIFF\0\0\0\0WAVEfmt ".as_slice(), &[3u8; 4000]].concat();
+    let png = [b"\x89PNG\r\n\x1a\n".as_slice(), &[5u8; 2000]].concat();
+    let url = format!("data:image/png;base64,{}", b64(&png));
+    let mut run = Run::new(rid);
+    let m = &["main"];
+    let part = json!({"type": "input_audio", "input_audio": {"data": b64(&wav), "format": "wav"}});
+    run.start("g.hear", m, 1, None, json!({"messages": [{"role": "user", "content": [part]}]}));
+    run.end("g.hear", m, 1, None, json!({"image": url}));
+    (run, wav, url)
+}
+
+#[tokio::test]
+async fn media_references_travel_as_span_events_and_the_bytes_never_do() {
+    use operonx_trace::media::{LocalMediaStore, MediaOffload};
+    for per_batch in [1000, 1] {
+        let mock = Mock::start(|_, _| (OK.0, OK.1.into())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (run, wav, url) = media_run("run-media");
+        let pipeline = operonx_trace::TracePipeline::builder()
+            .media(MediaOffload::new(std::sync::Arc::new(LocalMediaStore::new(dir.path().join("media")))))
+            .max_batch_events(per_batch)
+            .exporter(OtlpExporter::new(config(&mock.url)).unwrap())
+            .build()
+            .unwrap();
+        for e in &run.events {
+            operonx_runtime::TraceSink::record(&pipeline, e.clone());
+        }
+        pipeline.shutdown().await;
+        let reqs = mock.requests();
+        let spans: Vec<Value> = reqs.iter().flat_map(TracesRequest::spans).collect();
+        assert_eq!(spans.len(), 1, "one span, whatever the batches ({per_batch} per batch)");
+        let hear = &spans[0];
+        let events: Vec<&Value> =
+            hear["events"].as_array().unwrap().iter().filter(|e| e["name"] == "operonx.media_ref").collect();
+        assert_eq!(events.len(), 2, "{hear}");
+        let ev_attr = |e: &Value, k: &str| {
+            e["attributes"].as_array().unwrap().iter().find(|a| a["key"] == k).map(|a| a["value"].clone())
+        };
+        let audio =
+            events.iter().find(|e| ev_attr(e, "operonx.media.mime") == Some(json!({"stringValue": "audio/wav"})));
+        let audio = audio.expect("the audio's reference");
+        use sha2::Digest as _;
+        let sha: String = sha2::Sha256::digest(&wav).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ev_attr(audio, "operonx.media.handle"), Some(json!({"stringValue": sha})));
+        assert_eq!(ev_attr(audio, "operonx.media.size_bytes"), Some(json!({"intValue": wav.len().to_string()})));
+        assert_eq!(
+            ev_attr(audio, "operonx.media.field_path"),
+            Some(json!({"stringValue": "inputs.messages[0].content[0].input_audio.data"}))
+        );
+        let uri = ev_attr(audio, "operonx.media.uri").unwrap()["stringValue"].as_str().unwrap().to_string();
+        assert!(uri.starts_with("file:///") && uri.ends_with(&format!("{sha}.wav")), "{uri}");
+        assert!(ev_attr(audio, "operonx.media.span_id").is_none());
+        let inputs = str_attr(hear, "operonx.inputs").unwrap();
+        assert!(inputs.contains(&format!(r#""data":{{"$media":"{sha}","mime":"audio/wav""#)), "{inputs}");
+        for r in &reqs {
+            let text = serde_json::to_string(&r.otlp_json()).unwrap();
+            assert!(!text.contains(&url[30..230]), "no base64 of the image");
+        }
+    }
+}

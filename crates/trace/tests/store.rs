@@ -151,7 +151,10 @@ fn a_newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
     rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
-    assert!(matches!(SqliteStore::open(&path), Err(StoreError::Version { found: 99, .. })));
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Version { found: 99, .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()) && text.contains("version 99"), "{text}");
 }
 
 #[test]

@@ -138,7 +138,7 @@ impl Transport {
             timeout: opts.timeout,
             retry: opts.retry.clone(),
             limiter: Limiter::new(opts.max_concurrency, opts.requests_per_second),
-            rng: SplitMix::from_clock(),
+            rng: SplitMix::from_entropy(),
             extra,
         })
     }

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use operonx_graph::backoff::{Backoff, SplitMix};
 use operonx_graph::duration;
 use reqwest::header::HeaderMap;
 
 use crate::error::ProviderError;
-use crate::rng::SplitMix;
 
 /// How a resource retries failed calls. Retried: rate limits (429), server errors
 /// (5xx, 529, 408, 409), timeouts and connection failures. Never retried: auth errors,
@@ -37,12 +37,12 @@ impl RetryPolicy {
         if retry >= self.max_retries || !error.is_retryable() {
             return None;
         }
-        if let Some(wait) = error.retry_after() {
-            return (wait <= self.max_backoff).then_some(wait);
-        }
-        let base = self.initial_backoff.saturating_mul(1u32 << retry.min(20)).min(self.max_backoff);
-        let jittered = base.as_secs_f64() * (0.5 + 0.5 * rng.next_f64());
-        Some(Duration::try_from_secs_f64(jittered).unwrap_or(base))
+        self.schedule().wait_honouring(retry, error.retry_after(), rng)
+    }
+
+    /// The waits between tries: `initial_backoff` doubling up to `max_backoff`, jittered.
+    fn schedule(&self) -> Backoff {
+        Backoff::doubling(self.initial_backoff, self.max_backoff).with_jitter(true)
     }
 }
 

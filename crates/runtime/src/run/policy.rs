@@ -2,23 +2,14 @@
 //! and retries failures with backoff.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use operonx_graph::backoff::SplitMix;
 use operonx_graph::plan::OpPolicy;
 
 use crate::op::{Invocation, Op, OpContext, OpError, OpResult};
 use crate::record::Inputs;
-
-/// A number in [0, 1) from the clock, for jitter (no need for a strong generator).
-fn jitter_unit(attempt: u32) -> f64 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let mut x = u64::from(nanos) ^ (u64::from(attempt) << 32) ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
 
 /// Call `op` under `policy`. Each attempt gets a copy of the inputs; a timed-out attempt's
 /// future is dropped, which cancels it.
@@ -30,6 +21,8 @@ pub(super) fn guarded(
 ) -> BoxFuture<'static, OpResult> {
     Box::pin(async move {
         let mut attempt = 1u32;
+        // Jitter: a sequence of this call's own, so ops retrying together spread out.
+        let rng = SplitMix::from_entropy();
         loop {
             let result = match op.call(inputs.clone(), &octx) {
                 Invocation::Ready(r) => r,
@@ -54,11 +47,8 @@ pub(super) fn guarded(
             let Some(r) = retry else {
                 return Err(if attempt > 1 { err.context(format!("after {attempt} attempts")) } else { err });
             };
-            let mut delay = r.delay(attempt);
-            if r.jitter {
-                let secs = delay.as_secs_f64() * (0.5 + 0.5 * jitter_unit(attempt));
-                delay = Duration::try_from_secs_f64(secs).unwrap_or(delay);
-            }
+            // Attempts count from 1; the schedule's retries from 0.
+            let delay = r.schedule().wait(attempt - 1, &rng);
             octx.annotate(
                 "operonx.retry",
                 serde_json::json!({"attempt": attempt, "error": err.to_string(), "delay_s": delay.as_secs_f64()}),

@@ -217,6 +217,15 @@ impl Named {
         }
     }
 
+    fn any(&self, f: &mut dyn FnMut(&str, &Value) -> bool) -> bool {
+        match self {
+            Named::Empty => false,
+            Named::One(n, v) => f(n.as_str(), v),
+            Named::Inputs(i) => i.iter().any(|(n, v)| f(n, v)),
+            Named::Outputs(o) => o.iter().any(|(n, v)| f(n, v)),
+        }
+    }
+
     fn into_map(self) -> Map<String, Value> {
         match self {
             Named::Empty => Map::new(),
@@ -452,6 +461,22 @@ impl RawEvent {
                 yielded.for_each_mut(&mut |name, v| field("yielded", Some(name), v));
             }
             RawPayload::Map(m) => payload(self.kind, m),
+        }
+    }
+
+    /// Whether `f` holds for any data field of the event, read in place (nothing copied,
+    /// nothing shared with the run made private): the fields [`RawEvent::rewrite_values`]
+    /// hands out, `(name, entry, value)` alike, and each entry of a payload recorded as a
+    /// map as `(key, None, value)`.
+    pub fn any_value(&self, f: &mut dyn FnMut(&str, Option<&str>, &Value) -> bool) -> bool {
+        match &self.payload {
+            RawPayload::Start { inputs, .. } => inputs.any(&mut |name, v| f("inputs", Some(name), v)),
+            RawPayload::End { outputs, error, .. } => {
+                outputs.any(&mut |name, v| f("outputs", Some(name), v))
+                    || error.as_deref().is_some_and(|e| f("error", None, e))
+            }
+            RawPayload::Yield { yielded, .. } => yielded.any(&mut |name, v| f("yielded", Some(name), v)),
+            RawPayload::Map(m) => m.iter().any(|(k, v)| f(k, None, v)),
         }
     }
 
@@ -885,6 +910,25 @@ mod tests {
                 assert_eq!(e.payload_value(k).as_deref(), Some(v), "{k}");
             }
             assert!(e.payload_value("nope").is_none());
+        }
+    }
+
+    #[test]
+    fn reading_in_place_sees_what_rewriting_hands_out() {
+        for e in samples() {
+            let mut read = Vec::new();
+            e.any_value(&mut |f, entry, v| {
+                read.push((f.to_string(), entry.map(str::to_string), v.clone()));
+                false
+            });
+            let rewritten = std::cell::RefCell::new(Vec::new());
+            e.clone().rewrite_values(
+                &mut |_, m| rewritten.borrow_mut().extend(m.iter().map(|(k, v)| (k.clone(), None, v.clone()))),
+                &mut |f, entry, v| rewritten.borrow_mut().push((f.to_string(), entry.map(str::to_string), v.clone())),
+            );
+            let rewritten = rewritten.into_inner();
+            assert_eq!(read, rewritten);
+            assert_eq!(e.any_value(&mut |_, _, _| true), !read.is_empty());
         }
     }
 

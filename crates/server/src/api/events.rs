@@ -16,6 +16,7 @@ use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
+use operonx::graph::backoff::Backoff;
 use operonx_store::StoredEvent;
 
 use super::runs::{blocking, owned_summary};
@@ -29,8 +30,9 @@ const PAGE: usize = 256;
 /// process comes sooner).
 const POLL: Duration = Duration::from_millis(250);
 /// After a wake-up found nothing new (events are announced before their group is
-/// committed), the store is looked at again this soon, then twice as late each time.
-const SOON: Duration = Duration::from_millis(2);
+/// committed), the store is looked at again 2 ms later, then twice as late each time
+/// while that is sooner than [`POLL`].
+const SOON: Backoff = Backoff::doubling(Duration::from_millis(2), POLL);
 
 /// Where one stream is.
 struct Follow {
@@ -40,9 +42,9 @@ struct Follow {
     buffered: VecDeque<StoredEvent>,
     watch: Watch,
     done: bool,
-    /// How soon to look again after a wake-up that found nothing (`None`: wait to be
-    /// woken).
-    soon: Option<Duration>,
+    /// How many times the store was looked at again ([`SOON`]) since a wake-up found
+    /// nothing (`None`: wait to be woken).
+    soon: Option<u32>,
 }
 
 impl Follow {
@@ -84,11 +86,11 @@ impl Follow {
                 self.done = true;
                 continue;
             }
-            let wait = self.soon.unwrap_or(POLL);
+            let wait = self.soon.map_or(POLL, |n| SOON.delay(n));
             let woken = self.watch.changed(&self.run_id, wait).await;
             self.soon = match (woken, self.soon) {
-                (true, _) => Some(SOON),
-                (false, Some(d)) if d * 2 < POLL => Some(d * 2),
+                (true, _) => Some(0),
+                (false, Some(n)) if SOON.delay(n + 1) < POLL => Some(n + 1),
                 (false, _) => None,
             };
         }

@@ -31,6 +31,8 @@ pub const BODY_LIMIT: usize = 1 << 20;
 /// What every request handler reads.
 pub(crate) struct AppState {
     pub store: Arc<dyn RunStore>,
+    /// Where submitted runs go to be queued.
+    pub enqueuer: crate::enqueuer::Enqueuer,
     pub catalog: Arc<Catalog>,
     pub tenants: Option<Tenants>,
     pub live: Live,

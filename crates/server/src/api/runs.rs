@@ -161,8 +161,7 @@ pub(crate) async fn create(
         tenant: caller.0.clone(),
         idempotency_key: key,
     };
-    let queued =
-        blocking(&state, move |s| s.enqueue(&new)).await?.map_err(|e| Problem::internal("the run store", &e))?;
+    let queued = state.enqueuer.enqueue(new).await.map_err(|e| Problem::internal("the run store", &e))?;
     if let Some(executor) = &state.executor {
         executor.wake();
     }

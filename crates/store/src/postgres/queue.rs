@@ -24,6 +24,9 @@ const ENQUEUE: &str = "INSERT INTO operonx_runs (run_id, graph_name, graph_path,
     lease_ms, created_ms, updated_ms, resumes, entries, tenant, idem)
     VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $7, $7, 0, 0, $8, $9) ON CONFLICT DO NOTHING RETURNING run_id";
 
+/// A new run's sealed spec and hashed idempotency key.
+type Sealed = (String, Option<String>);
+
 /// The run a tenant's idempotency key (hashed) names.
 const BY_IDEM: &str =
     "SELECT run_id FROM operonx_runs WHERE COALESCE(tenant, '') = COALESCE($1::text, '') AND idem = $2";
@@ -34,11 +37,11 @@ const NOTIFY_WORK: &str = "SELECT pg_notify('operonx_runs', $1)";
 /// Tell a run's owner its cancellation was asked for (`LISTEN operonx_cancel`).
 const NOTIFY_CANCEL: &str = "SELECT pg_notify('operonx_cancel', $1)";
 
-/// The oldest queued run nobody else is taking, locked.
+/// The `$1` oldest queued runs nobody else is taking, locked.
 const NEXT_QUEUED: &str = concat!(
     "SELECT ",
     summary_cols!(),
-    " FROM operonx_runs WHERE status = 'queued' ORDER BY created_ms, run_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    " FROM operonx_runs WHERE status = 'queued' ORDER BY created_ms, run_id LIMIT $1 FOR UPDATE SKIP LOCKED"
 );
 
 /// The running runs (some may have crashed), not locked.
@@ -110,50 +113,79 @@ impl PostgresStore {
     }
 
     pub(super) fn enqueue_run(&self, run: &NewRun) -> Result<Enqueued, StoreError> {
-        let spec = row::seal_spec(&self.sealer, run)?;
-        let idem = run.idempotency_key.as_deref().map(row::idempotency_hash);
-        let lease_ms = row::duration_ms(DEFAULT_LEASE);
-        self.with_tx(false, |tx| {
-            let existing = |tx: &mut Tx<'_, '_>| -> Result<Option<String>, StoreError> {
-                let Some(idem) = &idem else { return Ok(None) };
-                tx.query_opt(BY_IDEM, &[&run.tenant, idem])?.map(|r| r.try_get(0)).transpose().map_err(self.err())
-            };
-            if let Some(run_id) = existing(tx)? {
-                return Ok(Enqueued { run_id, created: false });
-            }
-            let now = row::now_ms();
-            let params: [&(dyn postgres::types::ToSql + Sync); 9] = [
-                &run.run_id,
-                &run.graph_name,
-                &run.graph_path,
-                &run.fingerprint,
-                &spec,
-                &lease_ms,
-                &now,
-                &run.tenant,
-                &idem,
-            ];
-            if tx.query_opt(ENQUEUE, &params)?.is_some() {
-                tx.execute(NOTIFY_WORK, &[&run.run_id])?;
-                return Ok(Enqueued { run_id: run.run_id.clone(), created: true });
-            }
-            // Inserted by another transaction meanwhile (same key), or the run id is taken.
-            match existing(tx)? {
-                Some(run_id) => Ok(Enqueued { run_id, created: false }),
-                None => Err(StoreError::Exists { store: self.location.clone(), run_id: run.run_id.clone() }),
-            }
-        })
+        let sealed = self.seal_new(run)?;
+        self.with_tx(false, |tx| self.enqueue_in(tx, run, &sealed))?.ok_or_else(|| self.taken(run))
     }
 
-    pub(super) fn claim_next_run(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
+    /// Several runs queued in one transaction: how each fared, in order (a database error
+    /// fails them all: then none was queued).
+    pub(super) fn enqueue_runs(&self, runs: &[NewRun]) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let mut sealed: Vec<Result<Sealed, StoreError>> = runs.iter().map(|run| self.seal_new(run)).collect();
+        let queued = self.with_tx(false, |tx| {
+            let mut queued = Vec::with_capacity(runs.len());
+            for (run, sealed) in runs.iter().zip(&sealed) {
+                queued.push(match sealed {
+                    Ok(sealed) => self.enqueue_in(tx, run, sealed)?,
+                    Err(_) => None,
+                });
+            }
+            Ok(queued)
+        })?;
+        let fared = runs
+            .iter()
+            .zip(queued)
+            .zip(sealed.drain(..))
+            .map(|((run, queued), sealed)| sealed.and_then(|_| queued.ok_or_else(|| self.taken(run))));
+        Ok(fared.collect())
+    }
+
+    /// A new run's sealed spec and hashed idempotency key.
+    fn seal_new(&self, run: &NewRun) -> Result<Sealed, StoreError> {
+        let spec = row::seal_spec(&self.sealer, run)?;
+        Ok((spec, run.idempotency_key.as_deref().map(row::idempotency_hash)))
+    }
+
+    fn taken(&self, run: &NewRun) -> StoreError {
+        StoreError::Exists { store: self.location.clone(), run_id: run.run_id.clone() }
+    }
+
+    /// Queue `run` in `tx`, or give the run its tenant's idempotency key names; `None`
+    /// when its run id is taken.
+    fn enqueue_in(&self, tx: &mut Tx<'_, '_>, run: &NewRun, sealed: &Sealed) -> Result<Option<Enqueued>, StoreError> {
+        let (spec, idem) = sealed;
+        let lease_ms = row::duration_ms(DEFAULT_LEASE);
+        let existing = |tx: &mut Tx<'_, '_>| -> Result<Option<String>, StoreError> {
+            let Some(idem) = idem else { return Ok(None) };
+            tx.query_opt(BY_IDEM, &[&run.tenant, idem])?.map(|r| r.try_get(0)).transpose().map_err(self.err())
+        };
+        if let Some(run_id) = existing(tx)? {
+            return Ok(Some(Enqueued { run_id, created: false }));
+        }
+        let now = row::now_ms();
+        let params: [&(dyn postgres::types::ToSql + Sync); 9] =
+            [&run.run_id, &run.graph_name, &run.graph_path, &run.fingerprint, spec, &lease_ms, &now, &run.tenant, idem];
+        if tx.query_opt(ENQUEUE, &params)?.is_some() {
+            tx.execute(NOTIFY_WORK, &[&run.run_id])?;
+            return Ok(Some(Enqueued { run_id: run.run_id.clone(), created: true }));
+        }
+        // Inserted by another transaction meanwhile (same key), or the run id is taken.
+        Ok(existing(tx)?.map(|run_id| Enqueued { run_id, created: false }))
+    }
+
+    /// Up to `max` claimable runs for `owner` in one transaction: the oldest queued ones;
+    /// with none queued, one run whose owner is gone.
+    pub(super) fn claim_runs(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
         let lease_ms = row::duration_ms(ttl);
+        let limit = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
         self.with_tx(false, |tx| {
             let now = row::now_ms();
-            let mut next = match tx.query_opt(NEXT_QUEUED, &[])? {
-                Some(r) => Some(summary_row(&r).map_err(self.err())?),
-                None => None,
-            };
-            if next.is_none() {
+            let mut next = self.summaries(&tx.query(NEXT_QUEUED, &[&limit])?)?;
+            if next.is_empty() {
                 let running = self.summaries(&tx.query(RUNNING, &[])?)?;
                 for candidate in running {
                     if row::derive_status(&self.location, &candidate, now)? != RunStatus::Crashed {
@@ -163,19 +195,22 @@ impl PostgresStore {
                     let Some(r) = tx.query_opt(LOCK_RUNNING, &[&candidate.run_id])? else { continue };
                     let locked = summary_row(&r).map_err(self.err())?;
                     if row::derive_status(&self.location, &locked, now)? == RunStatus::Crashed {
-                        next = Some(locked);
+                        next.push(locked);
                         break;
                     }
                 }
             }
-            let Some(next) = next else { return Ok(None) };
-            let run_id = next.run_id.as_str();
-            let epoch: i64 = tx
-                .query_opt(CLAIM_NEXT, &[&owner, &now, &lease_ms, &run_id])?
-                .ok_or_else(|| self.not_found(run_id))?
-                .try_get(0)
-                .map_err(self.err())?;
-            tx.claimed(run_id, owner, epoch, ttl, now).map(Some)
+            let mut claimed = Vec::with_capacity(next.len());
+            for run in next {
+                let run_id = run.run_id.as_str();
+                let epoch: i64 = tx
+                    .query_opt(CLAIM_NEXT, &[&owner, &now, &lease_ms, &run_id])?
+                    .ok_or_else(|| self.not_found(run_id))?
+                    .try_get(0)
+                    .map_err(self.err())?;
+                claimed.push(tx.claimed(run_id, owner, epoch, ttl, now)?);
+            }
+            Ok(claimed)
         })
     }
 

@@ -94,41 +94,47 @@ impl SqliteRunStore {
         })
     }
 
-    pub(super) fn claim_next_run(&self, owner: &str, ttl: Duration) -> Result<Option<(Lease, StoredRun)>, StoreError> {
+    /// Up to `max` claimable runs for `owner` in one write transaction: the oldest queued
+    /// ones; with none queued, one run whose owner is gone.
+    pub(super) fn claim_runs(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<(Lease, StoredRun)>, StoreError> {
         let lease_ms = row::duration_ms(ttl);
+        let limit = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
         let queued =
-            format!("SELECT {SUMMARY_COLS} FROM runs WHERE status = 'queued' ORDER BY created_ms, run_id LIMIT 1");
+            format!("SELECT {SUMMARY_COLS} FROM runs WHERE status = 'queued' ORDER BY created_ms, run_id LIMIT ?1");
         let running = format!("SELECT {SUMMARY_COLS} FROM runs WHERE status = 'running' ORDER BY created_ms, run_id");
         self.write_tx(|tx| {
             let now = row::now_ms();
-            let next = tx
+            let mut next = tx
                 .prepare_cached(&queued)
-                .and_then(|mut st| st.query_row([], summary_row).optional())
+                .and_then(|mut st| st.query_map([limit], summary_row)?.collect::<Result<Vec<_>, _>>())
                 .map_err(self.err())?;
-            let next = match next {
-                Some(row) => Some(row),
-                None => {
-                    let rows = tx
-                        .prepare_cached(&running)
-                        .and_then(|mut st| st.query_map([], summary_row)?.collect::<Result<Vec<_>, _>>())
-                        .map_err(self.err())?;
-                    let mut crashed = None;
-                    for r in rows {
-                        if row::derive_status(&self.location, &r, now)? == RunStatus::Crashed {
-                            crashed = Some(r);
-                            break;
-                        }
+            if next.is_empty() {
+                let rows = tx
+                    .prepare_cached(&running)
+                    .and_then(|mut st| st.query_map([], summary_row)?.collect::<Result<Vec<_>, _>>())
+                    .map_err(self.err())?;
+                for r in rows {
+                    if row::derive_status(&self.location, &r, now)? == RunStatus::Crashed {
+                        next.push(r);
+                        break;
                     }
-                    crashed
                 }
-            };
-            let Some(next) = next else { return Ok(None) };
-            let run_id = next.run_id.as_str();
-            let epoch: i64 = tx
-                .prepare_cached(CLAIM_NEXT)
-                .and_then(|mut st| st.query_row(params![owner, now, lease_ms, run_id], |r| r.get(0)))
-                .map_err(self.err())?;
-            self.claimed(tx, run_id, owner, epoch, ttl, now).map(Some)
+            }
+            let mut claimed = Vec::with_capacity(next.len());
+            for run in next {
+                let run_id = run.run_id.as_str();
+                let epoch: i64 = tx
+                    .prepare_cached(CLAIM_NEXT)
+                    .and_then(|mut st| st.query_row(params![owner, now, lease_ms, run_id], |r| r.get(0)))
+                    .map_err(self.err())?;
+                claimed.push(self.claimed(tx, run_id, owner, epoch, ttl, now)?);
+            }
+            Ok(claimed)
         })
     }
 

@@ -423,7 +423,11 @@ impl TraceMode {
     /// The mode named `name`; pipelines run their flusher on `side_rt`.
     fn new(name: &str, side_rt: &tokio::runtime::Runtime, scratch_dir: &Path) -> anyhow::Result<Self> {
         let _guard = side_rt.enter();
+        // As the CLI's pipeline: media offloaded first (beside the store), then the
+        // default redaction and truncation.
+        let media = operonx_trace::media::LocalMediaStore::new(scratch_dir.join("media"));
         let base = TracePipeline::builder()
+            .media(operonx_trace::media::MediaOffload::new(Arc::new(media)))
             .processor(operonx_trace::processor::Redact::with_defaults())
             .processor(operonx_trace::processor::Truncate::default());
         let pipeline = match name {

@@ -303,7 +303,13 @@ impl SpanState {
                 false
             }
             EventKind::MediaRef => {
-                let attributes = p.iter().map(|(k, v)| kv(&format!("operonx.media.{k}"), any(v, max))).collect();
+                // The reference (handle = SHA-256, mime, size_bytes, field_path) and where the
+                // bytes are (uri): OTLP has no blobs, so the media itself never goes out.
+                let attributes = p
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "span_id")
+                    .map(|(k, v)| kv(&format!("operonx.media.{k}"), any(v, max)))
+                    .collect();
                 self.push_event(SpanEvent { time: e.timestamp, name: "operonx.media_ref".into(), attributes }, opts);
                 false
             }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use operonx_graph::backoff::Backoff;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -41,8 +42,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed try number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        Backoff::doubling(self.initial_backoff, self.max_backoff).delay(attempt.saturating_sub(1))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Flushing: take buffered events out, run the processors, hand batches to every
+//! Flushing: take buffered events out, offload their media, run the processors, hand batches to every
 //! exporter with retries. Runs on the pipeline's flusher task or in `flush`/`shutdown`,
 //! never on a run's task.
 
@@ -154,12 +154,22 @@ impl Batches {
     }
 }
 
-/// Order one run's drained events, run the processors, and add the pipeline's run-level
+/// Order one run's drained events, offload their media (before any processor: `truncate`
+/// would cut a data URL), run the processors, and add the pipeline's run-level
 /// events (start, dropped count, end).
 fn process_run(shared: &Shared, run: RunDrain, out: &mut Vec<RecordedEvent>) {
     let RunDrain { request_id, mut events, start, close } = run;
     events.sort_by_key(RecordedEvent::sort_key);
-    let processed = if shared.in_place_only {
+    let offloaded = match &shared.media {
+        Some(media) => {
+            let n = events.len() as u64;
+            std::panic::catch_unwind(AssertUnwindSafe(|| media.apply(&mut events))).map_err(|_| ("media", n))
+        }
+        None => Ok(()),
+    };
+    let processed = if let Err(panicked) = offloaded {
+        Err(panicked)
+    } else if shared.in_place_only {
         in_place_run(shared, &request_id, close.is_some(), events)
     } else {
         process_built(shared, &request_id, close.as_ref(), events)

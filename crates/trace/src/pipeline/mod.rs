@@ -38,6 +38,7 @@ pub use self::config::{PipelineConfig, RetryPolicy, WhenFull};
 pub use self::stats::PipelineStats;
 use crate::error::TraceError;
 use crate::export::Exporter;
+use crate::media::{LocalMediaStore, MediaOffload};
 use crate::processor::{Processor, Redact, Truncate};
 use crate::recorded::RecordedEvent;
 use crate::store::SqliteStore;
@@ -67,6 +68,7 @@ pub struct TracePipeline {
 impl std::fmt::Debug for TracePipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TracePipeline")
+            .field("media", &self.shared.media)
             .field("processors", &self.shared.processors.iter().map(|p| p.name()).collect::<Vec<_>>())
             .field("exporters", &self.shared.exporters.iter().map(|e| e.name()).collect::<Vec<_>>())
             .field("stats", &self.stats())
@@ -86,6 +88,8 @@ struct Signals {
 }
 
 struct Shared {
+    /// Runs first: media out of the events, references in (see [`crate::media`]).
+    media: Option<MediaOffload>,
     processors: Vec<Box<dyn Processor>>,
     /// Every processor works in place: recorded events are never built for them.
     in_place_only: bool,
@@ -135,13 +139,16 @@ impl TracePipeline {
         TracePipelineBuilder::default()
     }
 
-    /// The default pipeline: secrets redacted and long values truncated (default
-    /// settings), exported to the SQLite store at [`SqliteStore::default_path`].
+    /// The default pipeline: media offloaded beside the store, secrets redacted and long
+    /// values truncated (default settings), exported to the SQLite store at
+    /// [`SqliteStore::default_path`].
     pub fn open_default() -> Result<Self, TraceError> {
+        let path = SqliteStore::default_path();
         Self::builder()
+            .media(MediaOffload::new(Arc::new(LocalMediaStore::beside(&path))))
             .processor(Redact::with_defaults())
             .processor(Truncate::default())
-            .exporter(SqliteStore::open_default()?)
+            .exporter(SqliteStore::open(&path)?)
             .build()
     }
 
@@ -263,6 +270,7 @@ impl TraceSink for TracePipeline {
 #[derive(Default)]
 pub struct TracePipelineBuilder {
     config: PipelineConfig,
+    media: Option<MediaOffload>,
     processors: Vec<Box<dyn Processor>>,
     exporters: Vec<Arc<dyn Exporter>>,
 }
@@ -271,6 +279,7 @@ impl std::fmt::Debug for TracePipelineBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TracePipelineBuilder")
             .field("config", &self.config)
+            .field("media", &self.media)
             .field("processors", &self.processors.iter().map(|p| p.name()).collect::<Vec<_>>())
             .field("exporters", &self.exporters.iter().map(|e| e.name()).collect::<Vec<_>>())
             .finish()
@@ -341,7 +350,17 @@ impl TracePipelineBuilder {
         self
     }
 
-    /// Add a processor (they run in the order added).
+    /// Offload media (data URLs, base64 content parts) from events into a store before
+    /// anything else sees them: the processors, then every exporter, get references
+    /// (see [`crate::media`]). Exporters are handed the store
+    /// ([`Exporter::use_media_store`]).
+    #[must_use]
+    pub fn media(mut self, offload: MediaOffload) -> Self {
+        self.media = Some(offload);
+        self
+    }
+
+    /// Add a processor (they run in the order added, after the media offload).
     #[must_use]
     pub fn processor(self, processor: impl Processor) -> Self {
         self.boxed_processor(Box::new(processor))
@@ -375,9 +394,15 @@ impl TracePipelineBuilder {
         if exporters.is_empty() {
             exporters.push(Arc::new(SqliteStore::open_default()?));
         }
+        if let Some(media) = &self.media {
+            for exporter in &exporters {
+                exporter.use_media_store(Arc::clone(media.store()));
+            }
+        }
         let in_place_only = self.processors.iter().all(|p| p.in_place().is_some());
         let max_list_items = self.processors.iter().filter_map(|p| p.max_list_items()).min();
         let shared = Arc::new(Shared {
+            media: self.media,
             processors: self.processors,
             in_place_only,
             max_list_items,

@@ -242,9 +242,25 @@ impl ProcessorConfig {
 }
 
 /// Whether a payload key carries the pipeline's structure, not user data: processors that
-/// rewrite values leave these alone. (A `match`: asked for every key of every payload.)
+/// rewrite values leave these alone — among them the media references the pipeline wrote
+/// (an op event's `media_refs`, a `media_ref` event's `handle`, `field_path` and `uri`).
+/// (A `match`: asked for every key of every payload.)
 pub(crate) fn is_structural_key(key: &str) -> bool {
-    matches!(key, "span_id" | "parent_span_id" | "status" | "duration_ms" | "yield_count" | "idx" | "key" | "name")
+    matches!(
+        key,
+        "span_id"
+            | "parent_span_id"
+            | "status"
+            | "duration_ms"
+            | "yield_count"
+            | "idx"
+            | "key"
+            | "name"
+            | "media_refs"
+            | "handle"
+            | "field_path"
+            | "uri"
+    )
 }
 
 #[cfg(test)]

@@ -209,7 +209,12 @@ fn migrate(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), StoreError
     let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Version { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+        return Err(StoreError::Version {
+            what: "trace store",
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA).map_err(open_err)?;

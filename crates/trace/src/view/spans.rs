@@ -64,6 +64,9 @@ impl<'a> SpanTree<'a> {
         let mut t = SpanTree::default();
         // Ops traced without span ids: (op name, ctx) -> the latest such node still open.
         let mut loose: HashMap<(&str, &[String]), usize> = HashMap::new();
+        // Media references come just before the event that holds them (an op's start):
+        // those whose span is not known yet are attached at the end.
+        let mut later: Vec<&'a TraceEvent> = Vec::new();
         for e in sorted(events) {
             match e.kind {
                 EventKind::OpStart | EventKind::OpEnd | EventKind::GroupStart | EventKind::GroupEnd => {
@@ -114,12 +117,22 @@ impl<'a> SpanTree<'a> {
                         }
                     }
                 }
-                EventKind::Annotation | EventKind::MediaRef => {
-                    if let Some(i) = t.owner(e, &loose) {
-                        t.nodes[i].notes.push(e);
-                    }
-                }
+                EventKind::Annotation | EventKind::MediaRef => match t.owner(e, &loose) {
+                    Some(i) => t.nodes[i].notes.push(e),
+                    None if e.kind == EventKind::MediaRef => later.push(e),
+                    None => {}
+                },
             }
+        }
+        // They came before the span's other notes.
+        let mut early: HashMap<usize, Vec<&'a TraceEvent>> = HashMap::new();
+        for e in later {
+            if let Some(i) = t.owner(e, &loose) {
+                early.entry(i).or_default().push(e);
+            }
+        }
+        for (i, notes) in early {
+            t.nodes[i].notes.splice(0..0, notes);
         }
         t.link();
         t

@@ -122,9 +122,11 @@ pub(crate) fn one_line(s: &str, max: usize) -> String {
     format!("{head}…")
 }
 
-/// A value as compact one-line JSON (strings unquoted), at most `max` characters.
+/// A value as compact one-line JSON (strings unquoted), at most `max` characters. Media
+/// references read as `[media image/png 12.3 KiB sha256:ab12cd34ef56…]`.
 pub(crate) fn preview(v: &Value, max: usize) -> String {
-    let text = match v {
+    let v = crate::media::replace_references(v, &|m| Value::String(m.label()));
+    let text = match v.as_ref() {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
@@ -158,6 +160,9 @@ mod tests {
         assert_eq!(preview(&json!("line one\nline two"), 40), "line one⏎line two");
         assert_eq!(preview(&json!("日本語のテキスト"), 4), "日本語…");
         assert_eq!(one_line("first\nsecond", 40), "first…");
+        let media = crate::media::MediaRef::of(b"\x89PNG\r\n\x1a\n", "image/png").to_value();
+        assert_eq!(preview(&media, 80), "[media image/png 8 B sha256:4c4b6a3be131…]");
+        assert_eq!(preview(&json!({"img": media}), 80), r#"{"img":"[media image/png 8 B sha256:4c4b6a3be131…]"}"#);
     }
 
     #[test]

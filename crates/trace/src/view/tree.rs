@@ -167,9 +167,22 @@ pub(super) fn note_text(e: &TraceEvent) -> String {
     let p = &e.payload;
     match e.kind {
         EventKind::MediaRef => {
-            let mime = p.get("mime").and_then(Value::as_str).unwrap_or("?");
-            let size = p.get("size_bytes").and_then(Value::as_u64).map_or(String::new(), |b| format!(" {b} B"));
-            format!("media {mime}{size}")
+            let text = |k: &str| p.get(k).and_then(Value::as_str);
+            let mime = text("mime").unwrap_or("?");
+            let mut out = format!("media {mime}");
+            if let Some(b) = p.get("size_bytes").and_then(Value::as_u64) {
+                out.push_str(&format!(" {}", crate::media::human_size(b)));
+            }
+            if let Some(h) = text("handle") {
+                out.push_str(&format!(" sha256:{}…", h.get(..12).unwrap_or(h)));
+            }
+            if let Some(at) = text("field_path") {
+                out.push_str(&format!(" at {at}"));
+            }
+            if text("error").is_some() {
+                out.push_str(" (not stored)");
+            }
+            out
         }
         _ => {
             let key = p.get("key").and_then(Value::as_str).unwrap_or("?");

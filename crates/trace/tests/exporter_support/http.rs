@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -78,7 +79,9 @@ impl Mock {
                     };
                     let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                     let mut lines = head.split("\r\n");
-                    let path = lines.next().unwrap().split(' ').nth(1).unwrap().to_string();
+                    let mut first = lines.next().unwrap().split(' ');
+                    let method = first.next().unwrap().to_string();
+                    let path = first.next().unwrap().to_string();
                     let headers: Vec<(String, String)> = lines
                         .filter_map(|l| l.split_once(':'))
                         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -90,7 +93,7 @@ impl Mock {
                         assert!(n > 0, "body cut short");
                         buf.extend_from_slice(&chunk[..n]);
                     }
-                    let req = Request { path, headers, body: buf[head_end..head_end + len].to_vec() };
+                    let req = Request { method, path, headers, body: buf[head_end..head_end + len].to_vec() };
                     let n = {
                         let mut r = recorded.lock().unwrap();
                         r.push(req.clone());
