@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::expect_used)]
 
+pub mod mock_http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
