@@ -629,23 +629,8 @@ impl<B: Binder> GraphCompiler<'_, B> {
 
     fn check_cycles(&mut self, gpath: &str, nodes: &[Node<B::Op>], edges: &[Edge]) {
         // Kahn's algorithm; whatever is left is on or behind a cycle.
-        let mut indeg = vec![0u32; nodes.len()];
-        for e in edges {
-            indeg[e.dst as usize] += 1;
-        }
-        let mut stack: Vec<usize> = (0..nodes.len()).filter(|&i| indeg[i] == 0).collect();
-        let mut seen = 0;
-        while let Some(i) = stack.pop() {
-            seen += 1;
-            for &eid in nodes[i].succ.iter().chain(&nodes[i].collects) {
-                let d = edges[eid as usize].dst as usize;
-                indeg[d] -= 1;
-                if indeg[d] == 0 {
-                    stack.push(d);
-                }
-            }
-        }
-        if seen < nodes.len() {
+        let (order, indeg) = crate::plan::forward_order(nodes, edges);
+        if order.len() < nodes.len() {
             // Whatever is left is on a cycle or behind one; name only the ops on a cycle.
             let left: Vec<bool> = indeg.iter().map(|&d| d > 0).collect();
             let succs =

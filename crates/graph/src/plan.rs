@@ -286,3 +286,27 @@ impl<O> GraphPlan<O> {
             .sum()
     }
 }
+
+/// The nodes in an order where every edge (data and collect) goes forward (Kahn's
+/// algorithm), and the in-degrees left: the nodes on a cycle, or behind one, are left
+/// out of the order and keep a positive in-degree.
+pub(crate) fn forward_order<O>(nodes: &[Node<O>], edges: &[Edge]) -> (Vec<usize>, Vec<u32>) {
+    let mut indegree = vec![0u32; nodes.len()];
+    for e in edges {
+        indegree[e.dst as usize] += 1;
+    }
+    let mut order: Vec<usize> = (0..nodes.len()).filter(|&x| indegree[x] == 0).collect();
+    let mut i = 0;
+    while i < order.len() {
+        let x = order[i];
+        i += 1;
+        for &eid in nodes[x].succ.iter().chain(&nodes[x].collects) {
+            let d = edges[eid as usize].dst as usize;
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                order.push(d);
+            }
+        }
+    }
+    (order, indegree)
+}

@@ -118,23 +118,7 @@ fn mark_collects<O>(nodes: &mut [Node<O>], edges: &[Edge], streams: &[StreamPlan
     let depth = |x: usize| streams.iter().filter(|s| s.members[x]).count() as u32;
     // Nodes in an order where every edge goes forward (the graph has no cycle; should
     // one be reported, the nodes it holds are left out and keep no marks).
-    let mut indegree = vec![0u32; n];
-    for e in edges {
-        indegree[e.dst as usize] += 1;
-    }
-    let mut order: Vec<usize> = (0..n).filter(|&x| indegree[x] == 0).collect();
-    let mut i = 0;
-    while i < order.len() {
-        let x = order[i];
-        i += 1;
-        for &eid in nodes[x].succ.iter().chain(&nodes[x].collects) {
-            let d = edges[eid as usize].dst as usize;
-            indegree[d] -= 1;
-            if indegree[d] == 0 {
-                order.push(d);
-            }
-        }
-    }
+    let (order, _) = crate::plan::forward_order(nodes, edges);
     let mut marks: Vec<Vec<u32>> = vec![Vec::new(); n];
     for &x in &order {
         for &eid in nodes[x].succ.iter().chain(&nodes[x].collects) {
