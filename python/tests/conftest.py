@@ -3,6 +3,7 @@ fresh working directory per test (the engine's default trace store is ./.operonx
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -29,6 +30,14 @@ def strip_timing(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_timing(v) for v in value]
     return value
+
+
+def load_builder(case: pathlib.Path, prefix: str = "case"):
+    """The case's builder.py, loaded as a fresh module (its own state each time)."""
+    spec = importlib.util.spec_from_file_location(f"{prefix}_{case.parent.name}_{case.name}", case / "builder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def typed(value: Any) -> Any:

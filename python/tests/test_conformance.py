@@ -4,7 +4,6 @@ same Python op pool supplied by name."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import pathlib
@@ -13,7 +12,7 @@ import uuid
 import pytest
 
 import conformance_ops
-from conftest import CONFORMANCE, PY_CASES, case_dirs, check_result, extra_roots
+from conftest import CONFORMANCE, PY_CASES, case_dirs, check_result, extra_roots, load_builder
 from operonx_engine import Engine
 
 PY_CASE_DIRS = case_dirs(PY_CASES / "cases", "builder.py") + [
@@ -42,13 +41,6 @@ def echo_value(value):
 POOL.update(make_obj=make_obj, echo_value=echo_value)
 
 
-def _load_builder(case: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(f"case_{case.parent.name}_{case.name}", case / "builder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _read(path: pathlib.Path, default=None):
     return json.loads(path.read_text()) if path.exists() else default
 
@@ -61,7 +53,7 @@ def test_cases_are_found():
 
 @pytest.mark.parametrize("case", PY_CASE_DIRS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_python_case(case):
-    m = _load_builder(case)
+    m = load_builder(case)
     engine = Engine(m.build_graph())
     result = engine.run(inputs=m.INPUTS, scratch=getattr(m, "SCRATCH_SEED", None))
     check_result(result, _read(case / "expected.json"), str(case))

@@ -37,7 +37,6 @@ graph op (the reference records only the ops inside it); the run-level
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import pathlib
 import re
@@ -49,7 +48,7 @@ import pytest
 
 pytest.importorskip("operonx")
 
-from conftest import PY_CASES, case_dirs, extra_roots  # noqa: E402
+from conftest import PY_CASES, case_dirs, extra_roots, load_builder, typed  # noqa: E402
 from operonx.core import Operon  # noqa: E402
 from operonx.core.tracing import TracePipeline  # noqa: E402
 from operonx.core.tracing.exporters import JsonFileExporter  # noqa: E402
@@ -80,22 +79,6 @@ RUN_LEVEL_KEYS = {"operonx.run_start", "operonx.run_end", "operonx.dropped_event
 # Annotations our engine makes on an op call (a Python op's exception and traceback, the
 # cache, a journal replay, a branch condition that could not be evaluated).
 OP_ANNOTATION_KEYS = {"exception", "operonx.cache", "operonx.replay", "condition_failed"}
-
-
-def _load_builder(case: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(f"trace_case_{case.parent.name}_{case.name}", case / "builder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def typed(value: Any) -> Any:
-    """A JSON value with its types made explicit (2 vs 2.0, True vs 1 differ)."""
-    if isinstance(value, dict):
-        return {k: typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(v) for v in value]
-    return (type(value).__name__, value)
 
 
 def reference_trace(m, where: pathlib.Path) -> List[dict]:
@@ -203,9 +186,9 @@ def test_cases_are_found():
 
 @pytest.mark.parametrize("case", CASE_DIRS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_trace_matches_the_reference(case, tmp_path):
-    m = _load_builder(case)
+    m = load_builder(case, "trace_case")
     ref_events = reference_trace(m, tmp_path / "reference")
-    run_id, our_events = our_trace(_load_builder(case), tmp_path / "traces.db")
+    run_id, our_events = our_trace(load_builder(case, "trace_case"), tmp_path / "traces.db")
 
     check_ids(ref_events, ref_events[0]["request_id"], "reference")
     check_ids(our_events, run_id, "ours")
@@ -237,7 +220,7 @@ def test_trace_matches_the_reference(case, tmp_path):
 def test_a_collect_consumer_runs_in_the_collect_context(tmp_path):
     """The regression the comparison above guards in its collect case, spelled out."""
     case = PY_CASES / "cases" / "iteration" / "generator_map_collect"
-    _, events = our_trace(_load_builder(case), tmp_path / "traces.db")
+    _, events = our_trace(load_builder(case, "trace_case"), tmp_path / "traces.db")
     acc = [e["ctx"] for e in events if e["op_name"] == "main.acc" and e["kind"] in OP_KINDS]
     assert acc == [["main", "__collect__"], ["main", "__collect__"]], acc
     per_item = sorted(e["ctx"][1] for e in events if e["op_name"] == "main.d" and e["kind"] == "op_start")
