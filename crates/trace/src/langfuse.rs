@@ -354,6 +354,14 @@ fn chunk(items: Vec<Encoded>, max_items: usize, max_bytes: usize) -> Vec<Vec<Enc
 }
 
 impl LangfuseExporter {
+    /// A request to Langfuse's API at `url`: the project's keys, a JSON body.
+    fn api(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .basic_auth(&self.config.public_key, Some(&self.config.secret_key))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+    }
+
     /// An exporter for `config`.
     pub fn new(config: LangfuseConfig) -> Result<Self, LangfuseError> {
         if config.host.trim().is_empty() {
@@ -502,10 +510,7 @@ impl LangfuseExporter {
         body.extend_from_slice(meta.to_string().as_bytes());
         body.push(b'}');
         let request = self
-            .client
-            .post(&self.url)
-            .basic_auth(&self.config.public_key, Some(&self.config.secret_key))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .api(reqwest::Method::POST, &self.url)
             .header("X-Langfuse-Sdk-Name", "operonx")
             .header("X-Langfuse-Sdk-Version", env!("CARGO_PKG_VERSION"))
             .header("X-Langfuse-Public-Key", &self.config.public_key)

@@ -162,10 +162,7 @@ impl LangfuseExporter {
             request["observationId"] = json!(o);
         }
         let resp = self
-            .client
-            .post(format!("{host}/api/public/media"))
-            .basic_auth(&self.config.public_key, Some(&self.config.secret_key))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .api(reqwest::Method::POST, &format!("{host}/api/public/media"))
             .body(request.to_string())
             .send()
             .await
@@ -213,10 +210,7 @@ impl LangfuseExporter {
             report["uploadHttpError"] = json!(e);
         }
         let patched = self
-            .client
-            .patch(format!("{host}/api/public/media/{media_id}"))
-            .basic_auth(&self.config.public_key, Some(&self.config.secret_key))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .api(reqwest::Method::PATCH, &format!("{host}/api/public/media/{media_id}"))
             .body(report.to_string())
             .send()
             .await;
